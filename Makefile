@@ -1,0 +1,41 @@
+# dbshift: the two commands a newcomer needs are `make demo` and `make test`.
+# Each installs what is missing first (MariaDB server and backup tool, Rust crates).
+
+CARGO ?= cargo
+DIR ?= .dbshift/lab
+
+.PHONY: deps build demo demo-down test lint unit bench clean
+
+deps:
+	@bash scripts/deps.sh
+
+build: deps
+	$(CARGO) build --release --bin dbshift
+
+## A local lab of real MariaDB servers (2 clusters, each a writer and 2 replicas), then its inventory.
+demo: build
+	./target/release/dbshift --dir $(DIR) lab up --clusters 2 --replicas 2
+	./target/release/dbshift --dir $(DIR) inventory
+	@echo
+	@echo "The lab keeps running. Try: ./target/release/dbshift --dir $(DIR) lab status --output json"
+	@echo "Stop it with: make demo-down"
+
+demo-down:
+	./target/release/dbshift --dir $(DIR) lab down --purge
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## Everything CI runs: formatting, lints, unit tests and the tests on real servers.
+test: deps lint
+	$(CARGO) test --workspace
+
+unit:
+	$(CARGO) test --workspace --lib --bins
+
+bench: deps
+	bash bench/run.sh
+
+clean:
+	$(CARGO) clean

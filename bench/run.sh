@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Benchmark runner: builds dbshift in release mode, runs each case in bench/cases/ beside its
+# peer in the same run (alternating, BENCH_REPS times each), and appends one row per case to
+# bench/RESULTS.md with the medians and the ratio peer/dbshift (above 1: dbshift is faster).
+#
+# A case is a bash file that defines:
+#   case_name, case_note   text for the results row
+#   setup / teardown       untimed, around every single run
+#   run_dbshift / run_peer the timed parts
+# Usage: bash bench/run.sh [case ...]   (default: every case)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+reps=${BENCH_REPS:-3}
+cargo build --release --bin dbshift >&2
+export DBSHIFT="$root/target/release/dbshift"
+export BENCH_TMP
+BENCH_TMP=$(mktemp -d /tmp/dbshift-bench.XXXXXX)
+trap 'rm -rf "$BENCH_TMP"' EXIT
+
+now_ms() { date +%s%3N; }
+median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print int((a[NR/2]+a[NR/2+1])/2)}'; }
+
+cases=("$@")
+if [ ${#cases[@]} -eq 0 ]; then
+  for f in bench/cases/*.sh; do cases+=("$(basename "$f" .sh)"); done
+fi
+
+results=bench/RESULTS.md
+if [ ! -f "$results" ]; then
+  cat > "$results" <<'HDR'
+# Benchmark results
+
+Appended by `bash bench/run.sh` (or `make bench`). Times are medians over the repetitions;
+ratio = peer / dbshift (above 1: dbshift is faster).
+
+| date | commit | case | dbshift (ms) | peer (ms) | ratio | reps | machine | note |
+|---|---|---|---|---|---|---|---|---|
+HDR
+fi
+
+for c in "${cases[@]}"; do
+  # shellcheck source=/dev/null
+  source "bench/cases/$c.sh"
+  d_times=(); p_times=()
+  for ((i = 1; i <= reps; i++)); do
+    for who in dbshift peer; do
+      setup
+      t0=$(now_ms)
+      "run_$who" >"$BENCH_TMP/$c.$who.$i.log" 2>&1 || { echo "bench $c: $who failed, see $BENCH_TMP/$c.$who.$i.log" >&2; cat "$BENCH_TMP/$c.$who.$i.log" >&2; teardown; exit 1; }
+      t1=$(now_ms)
+      teardown
+      if [ "$who" = dbshift ]; then d_times+=($((t1 - t0))); else p_times+=($((t1 - t0))); fi
+      echo "bench $c: $who run $i: $((t1 - t0)) ms" >&2
+    done
+  done
+  dm=$(printf '%s\n' "${d_times[@]}" | median)
+  pm=$(printf '%s\n' "${p_times[@]}" | median)
+  ratio=$(awk -v p="$pm" -v d="$dm" 'BEGIN {printf "%.2f", p / d}')
+  commit=$(git rev-parse --short HEAD 2>/dev/null || echo none)
+  machine="$(nproc) cores"
+  row="| $(date -u +%Y-%m-%d) | $commit | $case_name | $dm | $pm | $ratio | $reps | $machine | $case_note |"
+  echo "$row" >> "$results"
+  echo "$row"
+done

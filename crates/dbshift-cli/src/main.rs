@@ -1,0 +1,309 @@
+//! The `dbshift` command: argument parsing, output formats and exit codes. The work itself
+//! lives in the library crates; this file only wires them to a terminal.
+//!
+//! Exit codes: 0 done, 1 failed (nothing changed or rolled back), 2 bad input, 3 needs a human.
+
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use dbshift_provider::local::{Lab, UpOptions};
+use dbshift_provider::Provider;
+
+use output::print_json;
+
+/// dbshift: fleet maintenance, blue/green, switchover and failover for MySQL-family servers,
+/// with measured downtime and no lost writes.
+#[derive(Parser, Debug)]
+#[command(name = "dbshift", version, about, long_about = None)]
+struct Cli {
+    /// More log output (-v info, -vv debug). Logs go to stderr.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    /// Only errors on stderr.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+    /// The local lab's directory.
+    #[arg(long, global = true, env = "DBSHIFT_LAB_DIR", default_value = dbshift_provider::local::DEFAULT_DIR)]
+    dir: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// The local lab: real MariaDB servers on 127.0.0.1, the embedded default provider.
+    #[command(subcommand)]
+    Lab(LabCommand),
+    /// Every instance: role, endpoint, engine, status, CA, encryption, replication health.
+    Inventory(OutputArgs),
+    /// Restart an instance's server (the provider's reboot) and wait until it answers again.
+    Reboot {
+        /// Instance id, e.g. lab-1-2.
+        instance: String,
+        /// How long to wait for the server to accept connections again (e.g. 60s, 2m).
+        #[arg(long, default_value = "60s", value_parser = parse_duration)]
+        timeout: Duration,
+    },
+    /// Print the endpoint a cluster name (its current writer) or an instance id resolves to.
+    Resolve {
+        /// Cluster name (lab-1) or instance id (lab-1-2).
+        name: String,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum LabCommand {
+    /// Build the lab, or start what is not running in an existing one. Idempotent.
+    Up {
+        /// Clusters to build, named lab-1 .. lab-N (default 1 for a new lab).
+        #[arg(long)]
+        clusters: Option<u32>,
+        /// Replicas per cluster (default 2 for a new lab).
+        #[arg(long)]
+        replicas: Option<u32>,
+        /// The mariadbd binary (default: found on PATH or in /usr/sbin).
+        #[arg(long)]
+        mariadbd: Option<PathBuf>,
+        /// First port of a consecutive range (default: free ports chosen by the system).
+        #[arg(long)]
+        base_port: Option<u16>,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Every endpoint, process and credential of the lab.
+    Status(OutputArgs),
+    /// Stop every server of the lab by PID; --purge also deletes the lab's files.
+    Down {
+        /// Delete the lab directory's contents made by the lab (data, certificates, state).
+        #[arg(long)]
+        purge: bool,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+}
+
+#[derive(Args, Debug, Clone, Copy)]
+struct OutputArgs {
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value_t = Format::Table)]
+    output: Format,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Table,
+    Json,
+}
+
+/// `500ms`, `10s`, `2m`, `1h`, or a plain number of seconds.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (e.g. 500ms, 10s, 2m)"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "" | "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => {
+            return Err(format!(
+                "unknown unit {unit:?} in {s:?} (use ms, s, m or h)"
+            ))
+        }
+    };
+    if !(secs.is_finite() && secs > 0.0) {
+        return Err(format!("{s:?} must be more than zero"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Exit code 2 for errors that are the user's input; 1 otherwise.
+fn exit_code_for(err: &anyhow::Error) -> u8 {
+    use dbshift_provider::Error as P;
+    for cause in err.chain() {
+        if let Some(p) = cause.downcast_ref::<P>() {
+            return match p {
+                P::BadInput(_)
+                | P::Unknown { .. }
+                | P::NoLab(_)
+                | P::DamagedState { .. }
+                | P::Missing(_) => 2,
+                _ => 1,
+            };
+        }
+    }
+    1
+}
+
+fn init_logging(verbose: u8, quiet: bool) {
+    let default = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, _) => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("DBSHIFT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose, cli.quiet);
+    // One crypto provider for rustls across the tree: ring.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(exit_code_for(&err))
+        }
+    }
+}
+
+fn open_lab(dir: &std::path::Path) -> anyhow::Result<Lab> {
+    Lab::open(dir).with_context(|| format!("opening the lab in {}", dir.display()))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Lab(LabCommand::Up {
+            clusters,
+            replicas,
+            mariadbd,
+            base_port,
+            output,
+        }) => {
+            let opts = UpOptions {
+                clusters,
+                replicas,
+                mariadbd,
+                base_port,
+                die_with_parent: false,
+            };
+            let (lab, report) = Lab::up(&cli.dir, &opts)
+                .await
+                .with_context(|| format!("bringing up the lab in {}", cli.dir.display()))?;
+            match output.output {
+                Format::Json => print_json(&report)?,
+                Format::Table => {
+                    let verb = if report.created { "built" } else { "checked" };
+                    println!(
+                        "lab {verb} in {} ({:.1} s): {} started, {} already running",
+                        report.dir.display(),
+                        report.elapsed_ms as f64 / 1000.0,
+                        report.started.len(),
+                        report.already_running.len()
+                    );
+                    output::print_lab_status(&lab.status());
+                }
+            }
+        }
+        Command::Lab(LabCommand::Status(output)) => {
+            let lab = open_lab(&cli.dir)?;
+            let status = lab.status();
+            match output.output {
+                Format::Json => print_json(&status)?,
+                Format::Table => output::print_lab_status(&status),
+            }
+        }
+        Command::Lab(LabCommand::Down { purge, output }) => {
+            let report = Lab::down(&cli.dir, purge)
+                .with_context(|| format!("taking down the lab in {}", cli.dir.display()))?;
+            match output.output {
+                Format::Json => print_json(&report)?,
+                Format::Table => println!(
+                    "stopped {} server(s){}",
+                    report.stopped.len(),
+                    if report.purged {
+                        "; lab files deleted"
+                    } else {
+                        ""
+                    }
+                ),
+            }
+        }
+        Command::Inventory(output) => {
+            let lab = open_lab(&cli.dir)?;
+            let rows = dbshift_ops::inventory::inventory(&lab)
+                .await
+                .context("reading the inventory")?;
+            match output.output {
+                Format::Json => print_json(&rows)?,
+                Format::Table => output::print_inventory(&rows),
+            }
+        }
+        Command::Reboot { instance, timeout } => {
+            let lab = open_lab(&cli.dir)?;
+            // Resolve first: an unknown instance is bad input and nothing is touched.
+            lab.describe_instance(&instance).await?;
+            let started = std::time::Instant::now();
+            lab.reboot(&instance, timeout)
+                .await
+                .with_context(|| format!("rebooting {instance}"))?;
+            println!(
+                "{instance} rebooted; accepting connections after {:.2} s",
+                started.elapsed().as_secs_f64()
+            );
+        }
+        Command::Resolve { name, output } => {
+            let lab = open_lab(&cli.dir)?;
+            let ep = lab.resolve(&name).await?;
+            match output.output {
+                Format::Json => print_json(&ep)?,
+                Format::Table => println!("{ep}"),
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("ten").is_err());
+        assert!(parse_duration("5d").is_err());
+    }
+
+    #[test]
+    fn cli_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,22 @@
+//! dbshift-db: one MySQL-family server over SQL.
+//!
+//! It knows flavors (MariaDB, MySQL 5.7/8.0/8.4+, Aurora MySQL, RDS without SUPER), their
+//! dialects, binlog positions, MySQL GTID sets and MariaDB GTID positions, normalized
+//! replication status, and the few operations that change a server's replication role
+//! (fences, pointing a replica, waits). It must never know about providers or workflows.
+
+pub mod dialect;
+pub mod error;
+pub mod flavor;
+pub mod gtid;
+pub mod position;
+pub mod server;
+pub mod status;
+
+pub use dialect::{quote_literal, Dialect, SourceSpec, Statement};
+pub use error::{Error, Result};
+pub use flavor::Flavor;
+pub use gtid::{mariadb, mysql};
+pub use position::BinlogPosition;
+pub use server::{ConnectOptions, Server};
+pub use status::ReplicationStatus;

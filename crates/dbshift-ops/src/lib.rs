@@ -1,0 +1,22 @@
+//! dbshift-ops: the workflows. Each one combines the control plane (`dbshift-provider`) with
+//! what the servers themselves say (`dbshift-db`). For now: the inventory. This crate must
+//! never talk to a platform or a server except through those two layers.
+
+pub mod inventory;
+
+use dbshift_db::server::{ConnectOptions, TlsOptions};
+use dbshift_provider::{Credential, Credentials, Endpoint};
+
+/// Connection options for an endpoint with one of the provider's credentials, over TLS
+/// verified against the provider's CA bundle when it has one.
+pub fn connect_options(creds: &Credentials, who: &Credential, ep: &Endpoint) -> ConnectOptions {
+    let mut opts = ConnectOptions::new(ep.host.clone(), ep.port, who.user.clone())
+        .password(who.password.clone());
+    if let Some(ca) = &creds.ca_bundle {
+        opts = opts.tls(TlsOptions {
+            ca_path: ca.clone(),
+            verify_identity: true,
+        });
+    }
+    opts
+}

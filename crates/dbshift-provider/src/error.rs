@@ -1,0 +1,70 @@
+//! The provider's error type. Each message says what went wrong and what the operator can do.
+
+use std::path::PathBuf;
+
+/// Errors of the control plane.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request itself is wrong (a flag, a name); nothing was changed.
+    #[error("{0}")]
+    BadInput(String),
+    /// No such cluster or instance.
+    #[error("unknown {kind} {name:?}; known: {known}")]
+    Unknown {
+        kind: &'static str,
+        name: String,
+        known: String,
+    },
+    /// Something the provider needs is missing on this machine.
+    #[error("{0}")]
+    Missing(String),
+    /// The lab's state file cannot be read.
+    #[error("the lab state file {path} is damaged ({reason}); inspect or restore it, or remove the lab with `dbshift lab down --purge --dir {dir}` (it stops the lab's servers by their pid files)")]
+    DamagedState {
+        path: PathBuf,
+        dir: PathBuf,
+        reason: String,
+    },
+    /// No lab at the given place.
+    #[error("no lab in {0}: start one with `dbshift lab up` (or pass --dir)")]
+    NoLab(PathBuf),
+    /// A server process failed to start, stop or answer.
+    #[error("{instance}: {message}")]
+    Process { instance: String, message: String },
+    /// Filesystem or process I/O.
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Certificate generation.
+    #[error("certificate: {0}")]
+    Tls(String),
+    /// A database operation failed.
+    #[error(transparent)]
+    Db(#[from] dbshift_db::Error),
+    /// A wait ran out.
+    #[error("timed out after {after:?} waiting for {what}")]
+    Timeout {
+        what: String,
+        after: std::time::Duration,
+    },
+}
+
+/// The result type of the provider layer.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Attach a description to an I/O error.
+pub(crate) trait IoContext<T> {
+    fn ctx(self, what: impl FnOnce() -> String) -> Result<T>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn ctx(self, what: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|source| Error::Io {
+            what: what(),
+            source,
+        })
+    }
+}

@@ -1,0 +1,841 @@
+//! The local lab: the embedded default provider, made of real `mariadbd` processes.
+//!
+//! `lab up` builds clusters `lab-1` .. `lab-N`, each a writer and M replicas over GTID
+//! replication (one `gtid_domain_id` per cluster) that runs over TLS with the server
+//! certificate verified against the lab CA. Everything lives under one directory (default
+//! `./.dbshift/lab`) with a state file, so later commands find the lab without flags. The test
+//! harness uses this same code. This module must never decide a workflow: it builds, starts,
+//! stops and describes, and nothing more.
+
+mod process;
+pub mod state;
+pub mod tls;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use dbshift_db::dialect::{SourceSpec, SourceStart, SslSpec};
+use dbshift_db::server::{ConnectOptions, TlsOptions};
+use dbshift_db::{quote_literal, Server};
+use rand::distr::{Alphanumeric, SampleString};
+use serde::Serialize;
+
+pub use process::{find_mariadbd, find_program, InstancePaths};
+use process::{ServerConfig, INSTALL_HINT};
+pub use state::{InstanceRecord, LabState, LabUsers};
+
+use crate::error::{Error, IoContext, Result};
+use crate::model::{
+    Cluster, Credential, Credentials, Endpoint, Instance, InstanceStatus, Provider, Role,
+};
+
+/// The lab directory used when none is given.
+pub const DEFAULT_DIR: &str = ".dbshift/lab";
+/// The trust bundle every lab server and client uses (`ssl_ca`, `MASTER_SSL_CA`).
+pub const TRUST_BUNDLE: &str = "tls/trust.pem";
+const MAX_CLUSTERS: u32 = 50;
+const MAX_REPLICAS: u32 = 9;
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+const STOP_GRACE: Duration = Duration::from_secs(30);
+
+pub(crate) fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("a UTC date always formats as RFC 3339")
+}
+
+/// What `lab up` is asked for.
+#[derive(Debug, Clone, Default)]
+pub struct UpOptions {
+    /// Clusters to build; `None` keeps an existing lab's shape (1 for a new lab).
+    pub clusters: Option<u32>,
+    /// Replicas per cluster; `None` keeps an existing lab's shape (2 for a new lab).
+    pub replicas: Option<u32>,
+    /// The server binary; found on this machine when `None`.
+    pub mariadbd: Option<PathBuf>,
+    /// First port of a consecutive range; free ports chosen by the kernel when `None`.
+    pub base_port: Option<u16>,
+    /// Servers die with this process (the test harness); `lab up` leaves them running.
+    pub die_with_parent: bool,
+}
+
+/// What `lab up` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct UpReport {
+    pub dir: PathBuf,
+    /// A new lab was built.
+    pub created: bool,
+    /// Instances started by this call (new ones, or ones that had died).
+    pub started: Vec<String>,
+    /// Instances that were already running and were left alone.
+    pub already_running: Vec<String>,
+    pub elapsed_ms: u128,
+}
+
+/// What `lab down` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct DownReport {
+    pub dir: PathBuf,
+    pub stopped: Vec<String>,
+    pub purged: bool,
+}
+
+/// One instance in `lab status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct InstanceStatusRow {
+    pub id: String,
+    pub cluster: String,
+    pub role: Role,
+    pub endpoint: Endpoint,
+    pub server_id: u32,
+    pub status: InstanceStatus,
+    pub pid: Option<u32>,
+    pub dir: PathBuf,
+    pub ca: String,
+}
+
+/// One cluster in `lab status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClusterStatusRow {
+    pub name: String,
+    pub writer: String,
+    /// Where a client that follows the cluster name connects now.
+    pub endpoint: Endpoint,
+    pub gtid_domain_id: u32,
+}
+
+/// `lab status`: every endpoint and the credentials, for the operator of the lab.
+#[derive(Debug, Clone, Serialize)]
+pub struct LabStatus {
+    pub dir: PathBuf,
+    pub engine_version: String,
+    pub ca_bundle: PathBuf,
+    pub users: LabUsers,
+    pub clusters: Vec<ClusterStatusRow>,
+    pub instances: Vec<InstanceStatusRow>,
+}
+
+/// A handle on a lab directory and its state.
+#[derive(Debug, Clone)]
+pub struct Lab {
+    dir: PathBuf,
+    state: LabState,
+    die_with_parent: bool,
+}
+
+fn absolute(dir: &Path) -> Result<PathBuf> {
+    if dir.is_absolute() {
+        Ok(dir.to_path_buf())
+    } else {
+        Ok(std::env::current_dir()
+            .ctx(|| "reading the current directory".into())?
+            .join(dir))
+    }
+}
+
+fn password() -> String {
+    Alphanumeric.sample_string(&mut rand::rng(), 24)
+}
+
+/// The SQL run once on the template datadir: the lab's users and schemas. Every server of the
+/// lab is a copy of it, so the users exist everywhere without a replicated event.
+fn users_sql(users: &LabUsers) -> String {
+    // Bootstrap runs with grant tables off; loading them makes CREATE USER work.
+    let mut sql = String::from("FLUSH PRIVILEGES;\n");
+    let admin = &users.admin;
+    for host in ["127.0.0.1", "localhost"] {
+        sql.push_str(&format!(
+            "CREATE USER {u}@'{host}' IDENTIFIED BY {p};\n\
+             GRANT ALL PRIVILEGES ON *.* TO {u}@'{host}' WITH GRANT OPTION;\n",
+            u = quote_literal(&admin.user),
+            p = quote_literal(&admin.password),
+        ));
+    }
+    sql.push_str(&format!(
+        "CREATE USER {u}@'127.0.0.1' IDENTIFIED BY {p};\n\
+         GRANT REPLICATION SLAVE ON *.* TO {u}@'127.0.0.1';\n",
+        u = quote_literal(&users.replication.user),
+        p = quote_literal(&users.replication.password),
+    ));
+    // The application user gets no global privilege at all: no SUPER, no READ_ONLY ADMIN,
+    // so read_only stops it, as it stops real applications.
+    sql.push_str(&format!(
+        "CREATE DATABASE IF NOT EXISTS app;\n\
+         CREATE DATABASE IF NOT EXISTS dbshift;\n\
+         CREATE USER {u}@'127.0.0.1' IDENTIFIED BY {p};\n\
+         GRANT ALL PRIVILEGES ON app.* TO {u}@'127.0.0.1';\n\
+         GRANT ALL PRIVILEGES ON dbshift.* TO {u}@'127.0.0.1';\n",
+        u = quote_literal(&users.app.user),
+        p = quote_literal(&users.app.password),
+    ));
+    sql
+}
+
+impl Lab {
+    /// Open the lab in `dir`. [`Error::NoLab`] when there is none.
+    pub fn open(dir: &Path) -> Result<Lab> {
+        let dir = absolute(dir)?;
+        let state = LabState::load(&dir)?;
+        Ok(Lab {
+            dir,
+            state,
+            die_with_parent: false,
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn state(&self) -> &LabState {
+        &self.state
+    }
+
+    /// Re-read the state file (another command may have moved a writer).
+    pub fn reload(&mut self) -> Result<()> {
+        self.state = LabState::load(&self.dir)?;
+        Ok(())
+    }
+
+    pub fn paths(&self, id: &str) -> InstancePaths {
+        InstancePaths::new(self.dir.join(id))
+    }
+
+    pub fn ca_bundle(&self) -> PathBuf {
+        self.dir.join(TRUST_BUNDLE)
+    }
+
+    /// Connection options for an instance as dbshift's admin user, over TLS verified against
+    /// the lab's trust bundle.
+    pub fn admin_options(&self, id: &str) -> Result<ConnectOptions> {
+        let rec = self.state.instance(id)?;
+        Ok(self.options_for(rec.port, &self.state.users.admin))
+    }
+
+    /// Connection options for an endpoint as the application user.
+    pub fn app_options(&self, id: &str) -> Result<ConnectOptions> {
+        let rec = self.state.instance(id)?;
+        Ok(self.options_for(rec.port, &self.state.users.app))
+    }
+
+    fn options_for(&self, port: u16, cred: &Credential) -> ConnectOptions {
+        ConnectOptions::new("127.0.0.1", port, cred.user.clone())
+            .password(cred.password.clone())
+            .tls(TlsOptions {
+                ca_path: self.ca_bundle(),
+                verify_identity: true,
+            })
+    }
+
+    /// Connect to an instance as dbshift's admin user.
+    pub async fn connect_admin(&self, id: &str) -> Result<Server> {
+        Ok(Server::connect(&self.admin_options(id)?).await?)
+    }
+
+    /// Build a new lab or bring an existing one back to running. Idempotent: on a running lab
+    /// it changes nothing; an instance that died is restarted.
+    pub async fn up(dir: &Path, opts: &UpOptions) -> Result<(Lab, UpReport)> {
+        let started_at = Instant::now();
+        let dir = absolute(dir)?;
+        if let Some(0) = opts.clusters {
+            return Err(Error::BadInput(
+                "--clusters must be at least 1: a lab needs a cluster to run".into(),
+            ));
+        }
+        if let Some(n) = opts.clusters.filter(|n| *n > MAX_CLUSTERS) {
+            return Err(Error::BadInput(format!(
+                "--clusters {n} is more than this lab supports ({MAX_CLUSTERS})"
+            )));
+        }
+        if let Some(n) = opts.replicas.filter(|n| *n > MAX_REPLICAS) {
+            return Err(Error::BadInput(format!(
+                "--replicas {n} is more than this lab supports ({MAX_REPLICAS})"
+            )));
+        }
+        if LabState::path(&dir).exists() {
+            let _lock = state::LabLock::acquire(&dir)?;
+            let mut lab = Lab::open(&dir)?;
+            lab.die_with_parent = opts.die_with_parent;
+            lab.check_shape(opts)?;
+            let (started, already_running) = lab.ensure_running().await?;
+            let report = UpReport {
+                dir: dir.clone(),
+                created: false,
+                started,
+                already_running,
+                elapsed_ms: started_at.elapsed().as_millis(),
+            };
+            return Ok((lab, report));
+        }
+        let created_dir = !dir.exists();
+        std::fs::create_dir_all(&dir).ctx(|| format!("creating {}", dir.display()))?;
+        let lock = state::LabLock::acquire(&dir)?;
+        match Lab::create(&dir, opts).await {
+            Ok(lab) => {
+                drop(lock);
+                let started = lab.state.instances.iter().map(|i| i.id.clone()).collect();
+                let report = UpReport {
+                    dir,
+                    created: true,
+                    started,
+                    already_running: Vec::new(),
+                    elapsed_ms: started_at.elapsed().as_millis(),
+                };
+                Ok((lab, report))
+            }
+            Err(e) => {
+                // A lab that failed to build is taken down whole: nothing half-made remains.
+                for (pid, cnf) in process::servers_under(&dir) {
+                    process::stop_pid(pid, &cnf, STOP_GRACE);
+                }
+                drop(lock);
+                if created_dir {
+                    let _ = std::fs::remove_dir_all(&dir);
+                } else {
+                    remove_lab_files(&dir);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn check_shape(&self, opts: &UpOptions) -> Result<()> {
+        let have_clusters = self.state.clusters.len() as u32;
+        let have_replicas = self.state.replicas_per_cluster;
+        let clusters_differ = opts.clusters.is_some_and(|n| n != have_clusters);
+        let replicas_differ = opts.replicas.is_some_and(|n| n != have_replicas);
+        if clusters_differ || replicas_differ {
+            return Err(Error::BadInput(format!(
+                "the lab in {} already has {have_clusters} cluster(s) with {have_replicas} \
+                 replica(s) each; run `dbshift lab up` without --clusters/--replicas to keep it, \
+                 or `dbshift lab down --purge` first to build another shape",
+                self.dir.display()
+            )));
+        }
+        Ok(())
+    }
+
+    async fn create(dir: &Path, opts: &UpOptions) -> Result<Lab> {
+        let clusters = opts.clusters.unwrap_or(1);
+        let replicas = opts.replicas.unwrap_or(2);
+        let mariadbd = process::find_mariadbd(opts.mariadbd.as_deref())?;
+        let engine_version = process::engine_version(&mariadbd)?;
+        let per_cluster = 1 + replicas as usize;
+        let total = clusters as usize * per_cluster;
+
+        // A unix socket path is at most 107 bytes; say so before anything is built.
+        let longest = dir
+            .join(format!("lab-{clusters}-{per_cluster}"))
+            .join("mysqld.sock");
+        if longest.as_os_str().len() > 100 {
+            return Err(Error::BadInput(format!(
+                "the lab dir {} is too deep for the servers' unix sockets (over 100 bytes); \
+                 choose a shorter --dir",
+                dir.display()
+            )));
+        }
+        let ports = match opts.base_port {
+            Some(base) => {
+                let ports: Vec<u16> = (0..total)
+                    .map(|i| base.checked_add(i as u16))
+                    .collect::<Option<_>>()
+                    .ok_or_else(|| {
+                        Error::BadInput(format!("--base-port {base} leaves too few ports"))
+                    })?;
+                if let Some(p) = ports.iter().find(|p| process::port_in_use(**p)) {
+                    return Err(Error::BadInput(format!(
+                        "port {p} on 127.0.0.1 is already in use; choose another --base-port \
+                         (or omit it to let dbshift pick free ports)"
+                    )));
+                }
+                ports
+            }
+            None => process::free_ports(total)?,
+        };
+
+        let users = LabUsers {
+            admin: Credential {
+                user: "dbshift_admin".into(),
+                password: password(),
+            },
+            replication: Credential {
+                user: "dbshift_repl".into(),
+                password: password(),
+            },
+            app: Credential {
+                user: "app".into(),
+                password: password(),
+            },
+        };
+        let mut state = LabState::new_empty(engine_version, mariadbd.clone(), replicas, users);
+
+        let now = time::OffsetDateTime::now_utc();
+        let year = now.year();
+        let ca_id = format!("lab-ca-{year}");
+        let valid_from = now - time::Duration::days(1);
+        let ca = tls::create_ca(dir, &ca_id, valid_from, 3 * 365)?;
+        tls::write_bundle(dir, &[&ca], &dir.join(TRUST_BUNDLE))?;
+        state.current_ca = ca.id.clone();
+        state.cas.push(ca.clone());
+
+        let template = dir.join("template");
+        tracing::info!(dir = %dir.display(), "initializing the template datadir");
+        process::install_template(&mariadbd, &template, &users_sql(&state.users))?;
+
+        let mut port_iter = ports.into_iter();
+        for c in 1..=clusters {
+            let name = format!("lab-{c}");
+            for i in 1..=per_cluster {
+                let id = format!("{name}-{i}");
+                let port = port_iter.next().expect("one port was chosen per instance");
+                state.instances.push(InstanceRecord {
+                    id,
+                    cluster: name.clone(),
+                    port,
+                    server_id: c * 100 + i as u32,
+                    ca: ca.id.clone(),
+                    engine_binary: mariadbd.clone(),
+                    encrypted: false,
+                    tags: Default::default(),
+                });
+            }
+            state.clusters.push(state::ClusterRecord {
+                name: name.clone(),
+                gtid_domain_id: c,
+                writer: format!("{name}-1"),
+            });
+        }
+        let lab = Lab {
+            dir: dir.to_path_buf(),
+            state,
+            die_with_parent: opts.die_with_parent,
+        };
+        for rec in &lab.state.instances {
+            let paths = lab.paths(&rec.id);
+            process::copy_tree(&template.join("data"), &paths.data())?;
+            tls::issue_server_cert(dir, &ca, &rec.id, &paths.tls())?;
+            lab.write_cnf(rec)?;
+        }
+        let _ = std::fs::remove_dir_all(&template);
+        // Saved before any server starts, so that `lab down` finds them whatever happens next.
+        lab.state.save(dir)?;
+
+        let ids: Vec<String> = lab.state.instances.iter().map(|i| i.id.clone()).collect();
+        lab.start_and_wait(&ids).await?;
+        for cluster in &lab.state.clusters {
+            for rec in lab.state.instances_of(&cluster.name) {
+                if rec.id != cluster.writer {
+                    lab.attach_replica(&rec.id, &cluster.writer).await?;
+                }
+            }
+        }
+        for rec in &lab.state.instances {
+            if lab.state.role_of(rec) == Role::Reader {
+                lab.wait_replicating(&rec.id, Duration::from_secs(30))
+                    .await?;
+            }
+        }
+        Ok(lab)
+    }
+
+    fn write_cnf(&self, rec: &InstanceRecord) -> Result<()> {
+        let paths = self.paths(&rec.id);
+        let domain = self
+            .state
+            .cluster(&rec.cluster)
+            .map(|c| c.gtid_domain_id)
+            .unwrap_or(0);
+        let cnf = process::render_cnf(&ServerConfig {
+            dir: &paths.dir,
+            port: rec.port,
+            server_id: rec.server_id,
+            gtid_domain_id: domain,
+            read_only: self.state.role_of(rec) == Role::Reader,
+            ssl_ca: &self.ca_bundle(),
+        });
+        tls::write_atomic(&paths.cnf(), cnf.as_bytes(), 0o644)
+    }
+
+    /// Start the given instances together and wait until each accepts connections.
+    async fn start_and_wait(&self, ids: &[String]) -> Result<()> {
+        let mut spawned = Vec::new();
+        for id in ids {
+            let rec = self.state.instance(id)?;
+            let paths = self.paths(id);
+            if process::port_in_use(rec.port) {
+                return Err(Error::Process {
+                    instance: id.clone(),
+                    message: format!(
+                        "port {} on 127.0.0.1 is in use by another process; stop that process, \
+                         or rebuild the lab with `dbshift lab down --purge` and `dbshift lab up`",
+                        rec.port
+                    ),
+                });
+            }
+            tracing::info!(instance = %id, port = rec.port, "starting mariadbd");
+            let pid = process::spawn_server(&rec.engine_binary, &paths, self.die_with_parent)?;
+            spawned.push((id.clone(), pid));
+        }
+        let waits = spawned
+            .iter()
+            .map(|(id, pid)| self.wait_ready(id, *pid, START_TIMEOUT));
+        for r in futures::future::join_all(waits).await {
+            r?;
+        }
+        Ok(())
+    }
+
+    /// Wait until a just-started server accepts an admin connection; fail early if it exits.
+    async fn wait_ready(&self, id: &str, pid: u32, timeout: Duration) -> Result<()> {
+        let paths = self.paths(id);
+        let opts = self
+            .admin_options(id)?
+            .connect_timeout(Duration::from_secs(2));
+        let started = Instant::now();
+        loop {
+            if !process::pid_runs_cnf(pid, &paths.cnf()) {
+                return Err(Error::Process {
+                    instance: id.to_string(),
+                    message: format!(
+                        "mariadbd exited during start-up; the end of {}:\n{}",
+                        paths.error_log().display(),
+                        process::log_tail(&paths, 12)
+                    ),
+                });
+            }
+            match Server::connect(&opts).await {
+                Ok(s) => {
+                    s.close().await;
+                    tracing::info!(instance = %id, elapsed = ?started.elapsed(), "accepting connections");
+                    return Ok(());
+                }
+                Err(e) if started.elapsed() > timeout => {
+                    return Err(Error::Process {
+                        instance: id.to_string(),
+                        message: format!("not accepting connections after {timeout:?}: {e}"),
+                    })
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    }
+
+    /// Make `replica` replicate from `source` by GTID, over TLS with the certificate verified.
+    async fn attach_replica(&self, replica: &str, source: &str) -> Result<()> {
+        let src = self.state.instance(source)?;
+        let spec = SourceSpec {
+            host: "127.0.0.1".into(),
+            port: src.port,
+            user: self.state.users.replication.user.clone(),
+            password: self.state.users.replication.password.clone(),
+            start: SourceStart::Gtid,
+            ssl: Some(SslSpec {
+                ca_path: Some(self.ca_bundle().display().to_string()),
+                verify_server_cert: true,
+            }),
+            connect_retry_s: Some(1),
+        };
+        let mut server = self.connect_admin(replica).await?;
+        server.point_replica_at(&spec).await?;
+        server.close().await;
+        Ok(())
+    }
+
+    /// Wait until an instance's IO and SQL threads both run, or report the replication error.
+    pub async fn wait_replicating(&self, id: &str, timeout: Duration) -> Result<()> {
+        let mut server = self.connect_admin(id).await?;
+        let started = Instant::now();
+        loop {
+            let st = server.replication_status().await?;
+            if st.healthy() {
+                server.close().await;
+                return Ok(());
+            }
+            if started.elapsed() > timeout {
+                server.close().await;
+                let why = st
+                    .last_io_error
+                    .or(st.last_sql_error)
+                    .map(|(code, msg)| format!("error {code}: {msg}"))
+                    .unwrap_or_else(|| {
+                        format!(
+                            "IO thread {:?}, SQL thread running: {}",
+                            st.io_running, st.sql_running
+                        )
+                    });
+                return Err(Error::Process {
+                    instance: id.to_string(),
+                    message: format!("replication did not start within {timeout:?}: {why}"),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Start every instance that is not running; returns (started, already running).
+    async fn ensure_running(&self) -> Result<(Vec<String>, Vec<String>)> {
+        let mut dead = Vec::new();
+        let mut alive = Vec::new();
+        for rec in &self.state.instances {
+            if process::running_pid(&self.paths(&rec.id)).is_some() {
+                alive.push(rec.id.clone());
+            } else {
+                dead.push(rec.id.clone());
+            }
+        }
+        if !dead.is_empty() {
+            let mariadbd = &self.state.mariadbd;
+            if !mariadbd.is_file() {
+                return Err(Error::Missing(format!(
+                    "the lab's server binary {} is gone; {INSTALL_HINT}",
+                    mariadbd.display()
+                )));
+            }
+            self.start_and_wait(&dead).await?;
+        }
+        Ok((dead, alive))
+    }
+
+    /// Stop the lab's servers by PID; with `purge`, delete the lab directory too. Works on a
+    /// lab whose state file is damaged: the servers are found by their command lines.
+    pub fn down(dir: &Path, purge: bool) -> Result<DownReport> {
+        let dir = absolute(dir)?;
+        let has_state = LabState::path(&dir).exists();
+        let has_lock = dir.join("lab.lock").exists();
+        if !has_state && !has_lock {
+            return Err(Error::NoLab(dir));
+        }
+        let _lock = state::LabLock::acquire(&dir)?;
+        let mut stopped = Vec::new();
+        if let Ok(state) = LabState::load(&dir) {
+            for rec in &state.instances {
+                let paths = InstancePaths::new(dir.join(&rec.id));
+                if let Some(pid) = process::running_pid(&paths) {
+                    tracing::info!(instance = %rec.id, pid, "stopping mariadbd");
+                    if process::stop_pid(pid, &paths.cnf(), STOP_GRACE) {
+                        stopped.push(rec.id.clone());
+                    }
+                }
+            }
+        }
+        // Whatever the state file says, no server of this lab may survive.
+        for (pid, cnf) in process::servers_under(&dir) {
+            let id = cnf
+                .parent()
+                .and_then(|p| p.file_name())
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| pid.to_string());
+            tracing::info!(instance = %id, pid, "stopping mariadbd");
+            if process::stop_pid(pid, &cnf, STOP_GRACE) {
+                stopped.push(id);
+            }
+        }
+        if purge {
+            remove_lab_files(&dir);
+            // Only an empty directory is removed: a --dir pointing at the user's own files
+            // loses nothing but what the lab made.
+            let _ = std::fs::remove_dir(&dir);
+        }
+        Ok(DownReport {
+            dir,
+            stopped,
+            purged: purge,
+        })
+    }
+
+    /// Every endpoint and credential of the lab, and whether each server runs.
+    pub fn status(&self) -> LabStatus {
+        let instances = self
+            .state
+            .instances
+            .iter()
+            .map(|rec| {
+                let paths = self.paths(&rec.id);
+                let pid = process::running_pid(&paths);
+                InstanceStatusRow {
+                    id: rec.id.clone(),
+                    cluster: rec.cluster.clone(),
+                    role: self.state.role_of(rec),
+                    endpoint: endpoint(rec.port),
+                    server_id: rec.server_id,
+                    status: if pid.is_some() {
+                        InstanceStatus::Available
+                    } else {
+                        InstanceStatus::Stopped
+                    },
+                    pid,
+                    dir: paths.dir,
+                    ca: rec.ca.clone(),
+                }
+            })
+            .collect();
+        let clusters = self
+            .state
+            .clusters
+            .iter()
+            .map(|c| ClusterStatusRow {
+                name: c.name.clone(),
+                writer: c.writer.clone(),
+                endpoint: self
+                    .state
+                    .instance(&c.writer)
+                    .map(|w| endpoint(w.port))
+                    .unwrap_or_else(|_| endpoint(0)),
+                gtid_domain_id: c.gtid_domain_id,
+            })
+            .collect();
+        LabStatus {
+            dir: self.dir.clone(),
+            engine_version: self.state.engine_version.clone(),
+            ca_bundle: self.ca_bundle(),
+            users: self.state.users.clone(),
+            clusters,
+            instances,
+        }
+    }
+
+    /// Restart one instance's server (SIGTERM, start, wait until it accepts connections).
+    pub async fn restart(&self, id: &str, timeout: Duration) -> Result<()> {
+        let rec = self.state.instance(id)?;
+        let paths = self.paths(id);
+        if let Some(pid) = process::running_pid(&paths) {
+            tracing::info!(instance = %id, pid, "stopping mariadbd");
+            process::stop_pid(pid, &paths.cnf(), STOP_GRACE);
+        }
+        tracing::info!(instance = %id, "starting mariadbd");
+        let pid = process::spawn_server(&rec.engine_binary, &paths, self.die_with_parent)?;
+        self.wait_ready(id, pid, timeout).await
+    }
+
+    /// Stop one instance's server (it stays stopped until `lab up` or a reboot).
+    pub fn stop_instance(&self, id: &str) -> Result<bool> {
+        self.state.instance(id)?;
+        let paths = self.paths(id);
+        Ok(match process::running_pid(&paths) {
+            Some(pid) => process::stop_pid(pid, &paths.cnf(), STOP_GRACE),
+            None => false,
+        })
+    }
+
+    /// The PID of an instance's running server.
+    pub fn pid(&self, id: &str) -> Result<Option<u32>> {
+        self.state.instance(id)?;
+        Ok(process::running_pid(&self.paths(id)))
+    }
+
+    /// Make servers started through this handle die with the current process (test harness).
+    pub fn set_die_with_parent(&mut self, on: bool) {
+        self.die_with_parent = on;
+    }
+
+    fn describe(&self, rec: &InstanceRecord) -> Instance {
+        let running = process::running_pid(&self.paths(&rec.id)).is_some();
+        Instance {
+            id: rec.id.clone(),
+            cluster: rec.cluster.clone(),
+            role: self.state.role_of(rec),
+            endpoint: endpoint(rec.port),
+            engine: "mariadb".into(),
+            engine_version: if rec.engine_binary == self.state.mariadbd {
+                self.state.engine_version.clone()
+            } else {
+                process::engine_version(&rec.engine_binary).unwrap_or_else(|_| "unknown".into())
+            },
+            status: if running {
+                InstanceStatus::Available
+            } else {
+                InstanceStatus::Stopped
+            },
+            ca: rec.ca.clone(),
+            encrypted: rec.encrypted,
+            tags: rec.tags.clone(),
+        }
+    }
+}
+
+/// Remove what a lab made in `dir` (instances, TLS material, state), nothing else.
+fn remove_lab_files(dir: &Path) {
+    if let Ok(state) = LabState::load(dir) {
+        for rec in &state.instances {
+            let _ = std::fs::remove_dir_all(dir.join(&rec.id));
+        }
+    }
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            // Instance dirs are named `lab-<c>-<i>` and hold a my.cnf.
+            let is_instance = name.starts_with("lab-") && e.path().join("my.cnf").exists();
+            if is_instance || name == "tls" || name == "template" {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+    for f in [state::STATE_FILE, "lab.json.tmp", "lab.lock"] {
+        let _ = std::fs::remove_file(dir.join(f));
+    }
+}
+
+fn endpoint(port: u16) -> Endpoint {
+    Endpoint {
+        host: "127.0.0.1".into(),
+        port,
+    }
+}
+
+#[async_trait::async_trait]
+impl Provider for Lab {
+    fn name(&self) -> &'static str {
+        "local"
+    }
+
+    async fn list_clusters(&self) -> Result<Vec<Cluster>> {
+        Ok(self
+            .state
+            .clusters
+            .iter()
+            .map(|c| Cluster {
+                name: c.name.clone(),
+                writer: c.writer.clone(),
+                instances: self
+                    .state
+                    .instances_of(&c.name)
+                    .map(|i| i.id.clone())
+                    .collect(),
+                gtid_domain_id: Some(c.gtid_domain_id),
+            })
+            .collect())
+    }
+
+    async fn list_instances(&self) -> Result<Vec<Instance>> {
+        Ok(self
+            .state
+            .instances
+            .iter()
+            .map(|r| self.describe(r))
+            .collect())
+    }
+
+    async fn describe_instance(&self, id: &str) -> Result<Instance> {
+        Ok(self.describe(self.state.instance(id)?))
+    }
+
+    async fn resolve(&self, name: &str) -> Result<Endpoint> {
+        if let Some(c) = self.state.cluster(name) {
+            return Ok(endpoint(self.state.instance(&c.writer)?.port));
+        }
+        Ok(endpoint(self.state.instance(name)?.port))
+    }
+
+    async fn reboot(&self, id: &str, timeout: Duration) -> Result<()> {
+        self.restart(id, timeout).await
+    }
+
+    fn credentials(&self) -> Result<Credentials> {
+        Ok(Credentials {
+            admin: self.state.users.admin.clone(),
+            replication: self.state.users.replication.clone(),
+            app: self.state.users.app.clone(),
+            ca_bundle: Some(self.ca_bundle()),
+        })
+    }
+}

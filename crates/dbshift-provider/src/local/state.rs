@@ -1,0 +1,232 @@
+//! The lab's state file (`lab.json`): what was built, where, and who the writer of each cluster
+//! is. Written atomically (temp file + rename) under an exclusive lock, mode 0600 because it
+//! holds the lab's passwords. The servers are the truth for everything the file does not own.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, IoContext, Result};
+use crate::model::{Credential, Role};
+
+pub const STATE_FILE: &str = "lab.json";
+const LOCK_FILE: &str = "lab.lock";
+const FORMAT: u32 = 1;
+
+/// A CA the lab made.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CaRecord {
+    pub id: String,
+    /// PEM certificate, relative to the lab dir.
+    pub cert: String,
+    /// PEM private key, relative to the lab dir.
+    pub key: String,
+    pub not_before: String,
+    pub not_after: String,
+}
+
+/// One lab cluster.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClusterRecord {
+    pub name: String,
+    pub gtid_domain_id: u32,
+    /// Instance id of the current writer.
+    pub writer: String,
+}
+
+/// One lab instance.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InstanceRecord {
+    pub id: String,
+    pub cluster: String,
+    pub port: u16,
+    pub server_id: u32,
+    /// CA that signed its server certificate.
+    pub ca: String,
+    /// The server binary it runs.
+    pub engine_binary: PathBuf,
+    /// Data at rest encrypted (set by the provider when it builds an encrypted instance).
+    #[serde(default)]
+    pub encrypted: bool,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+/// The users of the lab.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LabUsers {
+    pub admin: Credential,
+    pub replication: Credential,
+    pub app: Credential,
+}
+
+/// Everything in `lab.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LabState {
+    pub format: u32,
+    pub created_at: String,
+    /// `mariadbd --version` of the default binary.
+    pub engine_version: String,
+    pub mariadbd: PathBuf,
+    pub replicas_per_cluster: u32,
+    pub users: LabUsers,
+    pub cas: Vec<CaRecord>,
+    /// The CA the lab's trust bundle and new server certificates use by default.
+    pub current_ca: String,
+    pub clusters: Vec<ClusterRecord>,
+    pub instances: Vec<InstanceRecord>,
+}
+
+impl LabState {
+    pub fn new_empty(
+        engine_version: String,
+        mariadbd: PathBuf,
+        replicas_per_cluster: u32,
+        users: LabUsers,
+    ) -> Self {
+        LabState {
+            format: FORMAT,
+            created_at: crate::local::now_rfc3339(),
+            engine_version,
+            mariadbd,
+            replicas_per_cluster,
+            users,
+            cas: Vec::new(),
+            current_ca: String::new(),
+            clusters: Vec::new(),
+            instances: Vec::new(),
+        }
+    }
+
+    pub fn instance(&self, id: &str) -> Result<&InstanceRecord> {
+        self.instances
+            .iter()
+            .find(|i| i.id == id)
+            .ok_or_else(|| Error::Unknown {
+                kind: "instance",
+                name: id.to_string(),
+                known: self.known_names(),
+            })
+    }
+
+    pub fn cluster(&self, name: &str) -> Option<&ClusterRecord> {
+        self.clusters.iter().find(|c| c.name == name)
+    }
+
+    pub fn role_of(&self, instance: &InstanceRecord) -> Role {
+        match self.cluster(&instance.cluster) {
+            Some(c) if c.writer == instance.id => Role::Writer,
+            _ => Role::Reader,
+        }
+    }
+
+    pub fn instances_of<'a>(
+        &'a self,
+        cluster: &'a str,
+    ) -> impl Iterator<Item = &'a InstanceRecord> {
+        self.instances.iter().filter(move |i| i.cluster == cluster)
+    }
+
+    /// Cluster names and instance ids, for "unknown name" messages.
+    pub fn known_names(&self) -> String {
+        let mut names: Vec<&str> = self.clusters.iter().map(|c| c.name.as_str()).collect();
+        names.extend(self.instances.iter().map(|i| i.id.as_str()));
+        if names.is_empty() {
+            "none".into()
+        } else {
+            names.join(", ")
+        }
+    }
+
+    /// The state file's path in a lab dir.
+    pub fn path(dir: &Path) -> PathBuf {
+        dir.join(STATE_FILE)
+    }
+
+    /// Read the state of the lab in `dir`. [`Error::NoLab`] if there is none,
+    /// [`Error::DamagedState`] if it cannot be parsed.
+    pub fn load(dir: &Path) -> Result<LabState> {
+        let path = Self::path(dir);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::NoLab(dir.to_path_buf()))
+            }
+            Err(e) => return Err(e).ctx(|| format!("reading {}", path.display())),
+        };
+        let damaged = |reason: String| Error::DamagedState {
+            path: path.clone(),
+            dir: dir.to_path_buf(),
+            reason,
+        };
+        let state: LabState = serde_json::from_str(&text).map_err(|e| damaged(e.to_string()))?;
+        if state.format != FORMAT {
+            return Err(damaged(format!(
+                "format {} is not the {FORMAT} this dbshift reads",
+                state.format
+            )));
+        }
+        for c in &state.clusters {
+            if !state
+                .instances
+                .iter()
+                .any(|i| i.id == c.writer && i.cluster == c.name)
+            {
+                return Err(damaged(format!(
+                    "cluster {} names writer {} which is not one of its instances",
+                    c.name, c.writer
+                )));
+            }
+        }
+        Ok(state)
+    }
+
+    /// Write atomically: a crash leaves the old file or the new one, never half of one.
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        let path = Self::path(dir);
+        let tmp = dir.join(format!("{STATE_FILE}.tmp"));
+        let text = serde_json::to_string_pretty(self).expect("lab state always serializes");
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .ctx(|| format!("writing {}", tmp.display()))?;
+        f.write_all(text.as_bytes())
+            .and_then(|_| f.sync_all())
+            .ctx(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, &path).ctx(|| format!("replacing {}", path.display()))?;
+        Ok(())
+    }
+}
+
+/// An exclusive lock on a lab dir, held while the lab is changed; released on drop.
+pub struct LabLock {
+    _file: File,
+}
+
+impl LabLock {
+    /// Wait for the lock. Two `dbshift lab` commands on one lab run one after the other.
+    pub fn acquire(dir: &Path) -> Result<LabLock> {
+        let path = dir.join(LOCK_FILE);
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .ctx(|| format!("opening {}", path.display()))?;
+        // SAFETY: flock on a descriptor we own; the lock is released when the file closes.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error())
+                .ctx(|| format!("locking {}", path.display()));
+        }
+        Ok(LabLock { _file: file })
+    }
+}

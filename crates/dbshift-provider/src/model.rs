@@ -1,0 +1,131 @@
+//! What every provider describes: clusters, instances, endpoints, credentials.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+
+/// A `host:port` a client connects to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub host: String,
+    pub port: u16,
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.host, self.port)
+    }
+}
+
+/// An instance's role in its cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Writer,
+    Reader,
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Role::Writer => "writer",
+            Role::Reader => "reader",
+        })
+    }
+}
+
+/// Whether the instance's server is running and answering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InstanceStatus {
+    Available,
+    Stopped,
+}
+
+impl std::fmt::Display for InstanceStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            InstanceStatus::Available => "available",
+            InstanceStatus::Stopped => "stopped",
+        })
+    }
+}
+
+/// One database instance as the platform describes it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Instance {
+    pub id: String,
+    pub cluster: String,
+    pub role: Role,
+    pub endpoint: Endpoint,
+    /// `mariadb` or `mysql`.
+    pub engine: String,
+    pub engine_version: String,
+    pub status: InstanceStatus,
+    /// The CA that signed the server certificate.
+    pub ca: String,
+    pub encrypted: bool,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// A cluster: one writer and its readers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Cluster {
+    pub name: String,
+    pub writer: String,
+    pub instances: Vec<String>,
+    /// MariaDB `gtid_domain_id` the cluster's writes are in.
+    pub gtid_domain_id: Option<u32>,
+}
+
+/// A user and its password. `Debug` hides the password; serializing shows it (only `lab status`
+/// prints it, for the operator of a local lab).
+#[derive(Clone, Serialize, Deserialize)]
+pub struct Credential {
+    pub user: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Credential({}, ***)", self.user)
+    }
+}
+
+/// The users a provider knows: dbshift's admin, replication, and the application's.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Credentials {
+    pub admin: Credential,
+    pub replication: Credential,
+    /// No SUPER and no READ_ONLY ADMIN, as real applications.
+    pub app: Credential,
+    /// The CA bundle clients should trust, when the provider has one.
+    pub ca_bundle: Option<PathBuf>,
+}
+
+/// The control plane of a fleet.
+#[async_trait::async_trait]
+pub trait Provider: Send + Sync {
+    /// `local`, `aws`.
+    fn name(&self) -> &'static str;
+
+    async fn list_clusters(&self) -> Result<Vec<Cluster>>;
+
+    async fn list_instances(&self) -> Result<Vec<Instance>>;
+
+    /// One instance by id; [`crate::Error::Unknown`] if there is none.
+    async fn describe_instance(&self, id: &str) -> Result<Instance>;
+
+    /// A cluster name resolves to its current writer's endpoint, an instance id to its own.
+    async fn resolve(&self, name: &str) -> Result<Endpoint>;
+
+    /// Restart the instance's server and wait until it accepts connections again.
+    async fn reboot(&self, id: &str, timeout: Duration) -> Result<()>;
+
+    /// The credentials dbshift uses on this fleet.
+    fn credentials(&self) -> Result<Credentials>;
+}

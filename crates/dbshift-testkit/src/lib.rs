@@ -1,0 +1,110 @@
+//! Test harness: real `mariadbd` servers in temp dirs, built by the same code as `dbshift lab
+//! up`, and never left behind.
+//!
+//! Servers are started tied to the test process (`PR_SET_PDEATHSIG`), so even a test binary
+//! killed with SIGKILL takes them with it; a [`TestLab`] stops them by PID when dropped (also
+//! while a panicking test unwinds), and a lab shared by a whole test binary is stopped and
+//! deleted when the binary exits. Run the tests with `make test` (it installs MariaDB when
+//! missing); they need `mariadbd` and `mariadb-install-db`, and fail loudly without them.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use dbshift_provider::local::{Lab, UpOptions};
+use tokio::sync::OnceCell;
+
+/// Install the crate-wide rustls crypto provider (ring) once.
+pub fn init() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+static CLEANUP: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+extern "C" fn cleanup_at_exit() {
+    let dirs = match CLEANUP.lock() {
+        Ok(mut g) => std::mem::take(&mut *g),
+        Err(p) => std::mem::take(&mut *p.into_inner()),
+    };
+    for dir in dirs {
+        let _ = Lab::down(&dir, true);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+fn register_cleanup(dir: &Path) {
+    let mut g = CLEANUP.lock().unwrap_or_else(|p| p.into_inner());
+    if g.is_empty() {
+        // SAFETY: registering a plain extern "C" function with no arguments.
+        unsafe {
+            libc::atexit(cleanup_at_exit);
+        }
+    }
+    g.push(dir.to_path_buf());
+}
+
+fn unregister_cleanup(dir: &Path) {
+    let mut g = CLEANUP.lock().unwrap_or_else(|p| p.into_inner());
+    g.retain(|d| d != dir);
+}
+
+/// A lab of real servers in a temp dir, taken down (by PID) and deleted on drop.
+pub struct TestLab {
+    lab: Lab,
+    dir: PathBuf,
+}
+
+impl TestLab {
+    /// Build a lab of `clusters` clusters, each a writer and `replicas` replicas.
+    pub async fn start(clusters: u32, replicas: u32) -> TestLab {
+        init();
+        let dir = tempfile::Builder::new()
+            .prefix("dbshift-test-")
+            .tempdir()
+            .expect("a temp dir can be made")
+            .keep();
+        register_cleanup(&dir);
+        let opts = UpOptions {
+            clusters: Some(clusters),
+            replicas: Some(replicas),
+            die_with_parent: true,
+            ..Default::default()
+        };
+        let (lab, _) = Lab::up(&dir, &opts).await.unwrap_or_else(|e| {
+            panic!(
+                "the test lab did not start (is MariaDB installed? `make test` installs it): {e}"
+            )
+        });
+        TestLab { lab, dir }
+    }
+
+    pub fn lab(&self) -> &Lab {
+        &self.lab
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for TestLab {
+    fn drop(&mut self) {
+        let _ = Lab::down(&self.dir, true);
+        let _ = std::fs::remove_dir_all(&self.dir);
+        unregister_cleanup(&self.dir);
+    }
+}
+
+/// One lab for a whole test binary (1 cluster, 2 replicas), built by the first test that
+/// asks, stopped and deleted when the binary exits. Tests that share it must leave it as they
+/// found it (writer, replication) and use their own tables.
+pub async fn shared_lab() -> &'static Lab {
+    static SHARED: OnceCell<TestLab> = OnceCell::const_new();
+    SHARED.get_or_init(|| TestLab::start(1, 2)).await.lab()
+}
+
+/// Lab instance handle with servers that die with this process (for tests that restart).
+pub fn tied(lab: &Lab) -> Lab {
+    let mut l = lab.clone();
+    l.set_die_with_parent(true);
+    l
+}

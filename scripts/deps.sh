@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Install what dbshift's demo and tests need, when it is missing: the MariaDB server and
+# mariadb-backup (Debian packages) and a Rust toolchain check. Safe to run again.
+set -euo pipefail
+
+need_apt=()
+have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/bin/$1" ]; }
+have mariadbd || need_apt+=(mariadb-server)
+have mariadb-install-db || need_apt+=(mariadb-server)
+have mariadb-backup || need_apt+=(mariadb-backup)
+have mariadb || need_apt+=(mariadb-client)
+
+if [ ${#need_apt[@]} -gt 0 ]; then
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null 2>&1 || { echo "deps: need root (or sudo) to install: ${need_apt[*]}" >&2; exit 1; }
+    sudo="sudo"
+  fi
+  echo "deps: installing ${need_apt[*]} (Debian packages)"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq --no-install-recommends $(printf '%s\n' "${need_apt[@]}" | sort -u) >/dev/null
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "deps: cargo is missing: install Rust (https://rustup.rs) and run again" >&2
+  exit 1
+fi
