@@ -527,16 +527,15 @@ impl Server {
     /// End client sessions of users holding SUPER or READ_ONLY ADMIN (they can write through
     /// `read_only`), except this connection and replication threads.
     pub async fn end_privileged_sessions(&mut self) -> Result<Vec<(u64, String)>> {
-        let sql = format!(
+        let sql =
             "SELECT p.ID, p.USER FROM information_schema.PROCESSLIST p \
              WHERE p.ID <> CONNECTION_ID() \
              AND p.COMMAND NOT IN ('Binlog Dump','Binlog Dump GTID','Daemon','Slave_IO','Slave_SQL','Slave_worker') \
              AND p.USER NOT IN ('system user','event_scheduler','') \
              AND EXISTS (SELECT 1 FROM information_schema.USER_PRIVILEGES u \
                WHERE u.PRIVILEGE_TYPE IN ('SUPER','READ_ONLY ADMIN') \
-               AND u.GRANTEE LIKE CONCAT('''', REPLACE(REPLACE(p.USER,'_','\\_'),'%','\\%'), '''@%'))"
-        );
-        let rows = self.query_rows(&sql).await?;
+               AND u.GRANTEE LIKE CONCAT('''', REPLACE(REPLACE(p.USER,'_','\\_'),'%','\\%'), '''@%'))";
+        let rows = self.query_rows(sql).await?;
         let mut killed = Vec::new();
         for row in rows {
             let id: u64 = row

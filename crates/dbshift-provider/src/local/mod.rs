@@ -493,7 +493,9 @@ impl Lab {
             .connect_timeout(Duration::from_secs(2));
         let started = Instant::now();
         loop {
-            if !process::pid_runs_cnf(pid, &paths.cnf()) {
+            // Our own child: alive is enough (its command line may still be ours for an
+            // instant after spawn returns).
+            if !process::pid_alive(pid) {
                 return Err(Error::Process {
                     instance: id.to_string(),
                     message: format!(

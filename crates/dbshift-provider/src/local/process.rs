@@ -335,6 +335,19 @@ pub fn running_pid(paths: &InstancePaths) -> Option<u32> {
     }
 }
 
+/// Whether `pid` exists and has not exited (a zombie has exited; it only waits to be reaped).
+pub fn pid_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            stat.rsplit(')')
+                .next()
+                .map(|s| s.trim_start().starts_with('Z'))
+                != Some(true)
+        }
+        Err(_) => false,
+    }
+}
+
 /// Whether `pid` is alive and its command line names `cnf`.
 pub fn pid_runs_cnf(pid: u32, cnf: &Path) -> bool {
     let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
