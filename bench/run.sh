@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 reps=${BENCH_REPS:-3}
 cargo build --release --bin dbshift >&2
-export DBSHIFT="$root/target/release/dbshift"
+export DBSHIFT="${CARGO_TARGET_DIR:-$root/target}/release/dbshift"
 export BENCH_TMP
 BENCH_TMP=$(mktemp -d /tmp/dbshift-bench.XXXXXX)
 trap 'rm -rf "$BENCH_TMP"' EXIT
