@@ -16,6 +16,7 @@ cargo build --release --bin dbshift >&2
 export DBSHIFT="${CARGO_TARGET_DIR:-$root/target}/release/dbshift"
 export BENCH_TMP
 BENCH_TMP=$(mktemp -d /tmp/dbshift-bench.XXXXXX)
+# Kept when a run fails, so its logs can be read.
 trap 'rm -rf "$BENCH_TMP"' EXIT
 
 now_ms() { date +%s%3N; }
@@ -47,7 +48,7 @@ for c in "${cases[@]}"; do
     for who in dbshift peer; do
       setup
       t0=$(now_ms)
-      "run_$who" >"$BENCH_TMP/$c.$who.$i.log" 2>&1 || { echo "bench $c: $who failed, see $BENCH_TMP/$c.$who.$i.log" >&2; cat "$BENCH_TMP/$c.$who.$i.log" >&2; teardown; exit 1; }
+      "run_$who" >"$BENCH_TMP/$c.$who.$i.log" 2>&1 || { echo "bench $c: $who failed, see $BENCH_TMP/$c.$who.$i.log" >&2; cat "$BENCH_TMP/$c.$who.$i.log" >&2; trap - EXIT; echo "bench: kept $BENCH_TMP" >&2; exit 1; }
       t1=$(now_ms)
       teardown
       if [ "$who" = dbshift ]; then d_times+=($((t1 - t0))); else p_times+=($((t1 - t0))); fi
