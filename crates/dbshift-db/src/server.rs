@@ -211,28 +211,40 @@ impl Server {
                 })
             }
         };
+        // The detection query below is the same on every flavor; the provisional flavor is
+        // replaced before `connect` returns, so no caller ever sees it.
+        let provisional = Flavor::detect("", "", None, false, false);
         let mut server = Server {
             conn,
             endpoint,
-            flavor: Flavor::detect("8.0.0", "", None, false, false),
-            dialect: Dialect::new(Flavor::detect("8.0.0", "", None, false, false)),
+            dialect: Dialect::new(provisional.clone()),
+            flavor: provisional,
             server_id: 0,
         };
         server.detect_flavor().await?;
         Ok(server)
     }
 
+    /// One round trip: version, comment, server_id, RDS procedures, SUPER.
     async fn detect_flavor(&mut self) -> Result<()> {
         let row = self
-            .query_one("SELECT VERSION(), @@version_comment, @@server_id")
+            .query_one(
+                "SELECT VERSION(), @@version_comment, @@server_id, \
+                 (SELECT COUNT(*) FROM information_schema.ROUTINES \
+                  WHERE ROUTINE_SCHEMA='mysql' AND ROUTINE_NAME LIKE 'rds\\_%'), \
+                 (SELECT COUNT(*) FROM information_schema.USER_PRIVILEGES \
+                  WHERE PRIVILEGE_TYPE='SUPER' AND GRANTEE=CONCAT('''', \
+                  SUBSTRING_INDEX(CURRENT_USER(),'@',1), '''@''', \
+                  SUBSTRING_INDEX(CURRENT_USER(),'@',-1), ''''))",
+            )
             .await?;
-        let version = row.first().and_then(|c| c.1.clone()).unwrap_or_default();
-        let comment = row.get(1).and_then(|c| c.1.clone()).unwrap_or_default();
-        self.server_id = row
-            .get(2)
-            .and_then(|c| c.1.as_deref())
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
+        let text = |i: usize| row.get(i).and_then(|c| c.1.clone()).unwrap_or_default();
+        let count = |i: usize| text(i).parse::<u64>().unwrap_or(0);
+        let version = text(0);
+        let comment = text(1);
+        self.server_id = text(2).parse().unwrap_or(0);
+        let rds_procedures = count(3) > 0;
+        let has_super = count(4) > 0;
         // Aurora exposes its own version as a function; elsewhere the call fails.
         let aurora = if version.contains("aurora") || comment.to_lowercase().contains("aurora") {
             self.query_scalar("SELECT AURORA_VERSION()")
@@ -242,16 +254,6 @@ impl Server {
         } else {
             None
         };
-        let rds_procedures = self
-            .query_scalar(
-                "SELECT COUNT(*) FROM information_schema.ROUTINES \
-                 WHERE ROUTINE_SCHEMA='mysql' AND ROUTINE_NAME LIKE 'rds\\_%'",
-            )
-            .await?
-            .and_then(|s| s.parse::<u64>().ok())
-            .unwrap_or(0)
-            > 0;
-        let has_super = self.has_privilege("SUPER").await?;
         self.flavor = Flavor::detect(
             &version,
             &comment,
