@@ -4,6 +4,7 @@
 //! Exit codes: 0 done, 1 failed (nothing changed or rolled back), 2 bad input, 3 needs a human.
 
 mod output;
+mod switchover_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -56,7 +57,41 @@ enum Command {
         #[command(flatten)]
         output: OutputArgs,
     },
+    /// Run the switchover guards on a cluster, changing nothing; exit 1 if one fails.
+    Check(switchover_cmd::CheckArgs),
+    /// Move a cluster's writer to one of its replicas: guards, fence, exact GTID wait, point of
+    /// no return, promotion, redirect; automatic rollback before the point of no return.
+    Switchover(switchover_cmd::SwitchoverArgs),
+    /// The journal's runs (switchovers), newest first.
+    Runs(OutputArgs),
+    /// Continue a run that was cut short (dbshift killed); the servers are re-checked.
+    Resume(switchover_cmd::ResumeArgs),
 }
+
+/// An error that carries its own exit code (1 refused or rolled back, 2 bad input, 3 needs a
+/// human), for outcomes that are not plain failures.
+#[derive(Debug)]
+pub(crate) struct Exit {
+    code: u8,
+    message: String,
+}
+
+impl Exit {
+    pub(crate) fn new(code: u8, message: impl Into<String>) -> Self {
+        Exit {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Exit {}
 
 #[derive(Subcommand, Debug)]
 enum LabCommand {
@@ -90,20 +125,20 @@ enum LabCommand {
 }
 
 #[derive(Args, Debug, Clone, Copy)]
-struct OutputArgs {
+pub(crate) struct OutputArgs {
     /// Output format.
     #[arg(long, short = 'o', value_enum, default_value_t = Format::Table)]
-    output: Format,
+    pub(crate) output: Format,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
-enum Format {
+pub(crate) enum Format {
     Table,
     Json,
 }
 
 /// `500ms`, `10s`, `2m`, `1h`, or a plain number of seconds.
-fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s
         .find(|c: char| !c.is_ascii_digit() && c != '.')
@@ -133,6 +168,9 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 fn exit_code_for(err: &anyhow::Error) -> u8 {
     use dbshift_provider::Error as P;
     for cause in err.chain() {
+        if let Some(e) = cause.downcast_ref::<Exit>() {
+            return e.code;
+        }
         if let Some(p) = cause.downcast_ref::<P>() {
             return match p {
                 P::BadInput(_)
@@ -281,6 +319,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Format::Table => println!("{ep}"),
             }
         }
+        Command::Check(args) => switchover_cmd::check(args, &cli.dir).await?,
+        Command::Switchover(args) => switchover_cmd::switchover(args, &cli.dir).await?,
+        Command::Runs(output) => switchover_cmd::runs(output, &cli.dir).await?,
+        Command::Resume(args) => switchover_cmd::resume(args, &cli.dir).await?,
     }
     Ok(())
 }

@@ -116,7 +116,7 @@ impl ConnectOptions {
 }
 
 /// What [`Server::fence_writes`] did, so that [`Server::unfence_writes`] can undo exactly that.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Fence {
     /// `event_scheduler` before the fence (`ON`, `OFF`).
     pub event_scheduler_before: String,

@@ -1,8 +1,11 @@
 //! dbshift-ops: the workflows. Each one combines the control plane (`dbshift-provider`) with
-//! what the servers themselves say (`dbshift-db`). For now: the inventory. This crate must
+//! what the servers themselves say (`dbshift-db`). The inventory, the switchover guards and core, and the journal. This crate must
 //! never talk to a platform or a server except through those two layers.
 
+pub mod guards;
 pub mod inventory;
+pub mod journal;
+pub mod switchover;
 
 use dbshift_db::server::{ConnectOptions, TlsOptions};
 use dbshift_provider::{Credential, Credentials, Endpoint};

@@ -123,6 +123,10 @@ pub trait Provider: Send + Sync {
     /// A cluster name resolves to its current writer's endpoint, an instance id to its own.
     async fn resolve(&self, name: &str) -> Result<Endpoint>;
 
+    /// Make a cluster's name resolve to `instance` from now on (a switchover's redirect).
+    /// Changes no server.
+    async fn set_writer(&self, cluster: &str, instance: &str) -> Result<()>;
+
     /// Restart the instance's server and wait until it accepts connections again.
     async fn reboot(&self, id: &str, timeout: Duration) -> Result<()>;
 

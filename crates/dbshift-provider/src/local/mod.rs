@@ -413,6 +413,8 @@ impl Lab {
         for rec in &lab.state.instances {
             let paths = lab.paths(&rec.id);
             process::copy_tree(&template.join("data"), &paths.data())?;
+            std::fs::create_dir_all(paths.tmp())
+                .ctx(|| format!("creating {}", paths.tmp().display()))?;
             tls::issue_server_cert(dir, &ca, &rec.id, &paths.tls())?;
             lab.write_cnf(rec)?;
         }
@@ -422,6 +424,9 @@ impl Lab {
 
         let ids: Vec<String> = lab.state.instances.iter().map(|i| i.id.clone()).collect();
         lab.start_and_wait(&ids).await?;
+        for cluster in &lab.state.clusters {
+            lab.make_writable(&cluster.writer).await?;
+        }
         for cluster in &lab.state.clusters {
             for rec in lab.state.instances_of(&cluster.name) {
                 if rec.id != cluster.writer {
@@ -450,7 +455,10 @@ impl Lab {
             port: rec.port,
             server_id: rec.server_id,
             gtid_domain_id: domain,
-            read_only: self.state.role_of(rec) == Role::Reader,
+            // Every server starts read-only; only the instance the state names as its
+            // cluster's writer is made writable, after start. A writer that was demoted by a
+            // switchover can then never come back writable from its option file.
+            read_only: true,
             ssl_ca: &self.ca_bundle(),
         });
         tls::write_atomic(&paths.cnf(), cnf.as_bytes(), 0o644)
@@ -594,6 +602,12 @@ impl Lab {
                 )));
             }
             self.start_and_wait(&dead).await?;
+            let fresh = self.fresh()?;
+            for id in &dead {
+                if fresh.cluster_of_writer(id).is_some() {
+                    self.make_writable(id).await?;
+                }
+            }
         }
         Ok((dead, alive))
     }
@@ -647,8 +661,8 @@ impl Lab {
 
     /// Every endpoint and credential of the lab, and whether each server runs.
     pub fn status(&self) -> LabStatus {
-        let instances = self
-            .state
+        let st = self.fresh().unwrap_or_else(|_| self.state.clone());
+        let instances = st
             .instances
             .iter()
             .map(|rec| {
@@ -657,7 +671,7 @@ impl Lab {
                 InstanceStatusRow {
                     id: rec.id.clone(),
                     cluster: rec.cluster.clone(),
-                    role: self.state.role_of(rec),
+                    role: st.role_of(rec),
                     endpoint: endpoint(rec.port),
                     server_id: rec.server_id,
                     status: if pid.is_some() {
@@ -671,15 +685,13 @@ impl Lab {
                 }
             })
             .collect();
-        let clusters = self
-            .state
+        let clusters = st
             .clusters
             .iter()
             .map(|c| ClusterStatusRow {
                 name: c.name.clone(),
                 writer: c.writer.clone(),
-                endpoint: self
-                    .state
+                endpoint: st
                     .instance(&c.writer)
                     .map(|w| endpoint(w.port))
                     .unwrap_or_else(|_| endpoint(0)),
@@ -688,9 +700,9 @@ impl Lab {
             .collect();
         LabStatus {
             dir: self.dir.clone(),
-            engine_version: self.state.engine_version.clone(),
+            engine_version: st.engine_version.clone(),
             ca_bundle: self.ca_bundle(),
-            users: self.state.users.clone(),
+            users: st.users.clone(),
             clusters,
             instances,
         }
@@ -706,7 +718,51 @@ impl Lab {
         }
         tracing::info!(instance = %id, "starting mariadbd");
         let pid = process::spawn_server(&rec.engine_binary, &paths, self.die_with_parent)?;
-        self.wait_ready(id, pid, timeout).await
+        self.wait_ready(id, pid, timeout).await?;
+        if self.fresh()?.cluster_of_writer(id).is_some() {
+            self.make_writable(id).await?;
+        }
+        Ok(())
+    }
+
+    /// `read_only=OFF` on an instance the state names as a writer.
+    async fn make_writable(&self, id: &str) -> Result<()> {
+        let mut server = self.connect_admin(id).await?;
+        server.set_writable().await?;
+        server.close().await;
+        Ok(())
+    }
+
+    /// The state as the file says now: another dbshift process may have moved a writer.
+    pub fn fresh(&self) -> Result<LabState> {
+        LabState::load(&self.dir)
+    }
+
+    /// Make `instance` its cluster's writer in the state file, so the cluster name resolves to
+    /// it (the redirect step of a switchover). Changes no server.
+    pub fn set_writer(&self, cluster: &str, instance: &str) -> Result<()> {
+        let _lock = state::LabLock::acquire(&self.dir)?;
+        let mut st = self.fresh()?;
+        let rec = st.instance(instance)?;
+        if rec.cluster != cluster {
+            return Err(Error::BadInput(format!(
+                "{instance} is in cluster {}, not {cluster}",
+                rec.cluster
+            )));
+        }
+        let Some(c) = st.clusters.iter_mut().find(|c| c.name == cluster) else {
+            return Err(Error::Unknown {
+                kind: "cluster",
+                name: cluster.to_string(),
+                known: st.known_names(),
+            });
+        };
+        if c.writer != instance {
+            tracing::info!(cluster, from = %c.writer, to = instance, "redirecting the cluster name");
+            c.writer = instance.to_string();
+            st.save(&self.dir)?;
+        }
+        Ok(())
     }
 
     /// Stop one instance's server (it stays stopped until `lab up` or a reboot).
@@ -730,12 +786,12 @@ impl Lab {
         self.die_with_parent = on;
     }
 
-    fn describe(&self, rec: &InstanceRecord) -> Instance {
+    fn describe(&self, st: &LabState, rec: &InstanceRecord) -> Instance {
         let running = process::running_pid(&self.paths(&rec.id)).is_some();
         Instance {
             id: rec.id.clone(),
             cluster: rec.cluster.clone(),
-            role: self.state.role_of(rec),
+            role: st.role_of(rec),
             endpoint: endpoint(rec.port),
             engine: "mariadb".into(),
             engine_version: if rec.engine_binary == self.state.mariadbd {
@@ -791,41 +847,39 @@ impl Provider for Lab {
     }
 
     async fn list_clusters(&self) -> Result<Vec<Cluster>> {
-        Ok(self
-            .state
+        let st = self.fresh()?;
+        Ok(st
             .clusters
             .iter()
             .map(|c| Cluster {
                 name: c.name.clone(),
                 writer: c.writer.clone(),
-                instances: self
-                    .state
-                    .instances_of(&c.name)
-                    .map(|i| i.id.clone())
-                    .collect(),
+                instances: st.instances_of(&c.name).map(|i| i.id.clone()).collect(),
                 gtid_domain_id: Some(c.gtid_domain_id),
             })
             .collect())
     }
 
     async fn list_instances(&self) -> Result<Vec<Instance>> {
-        Ok(self
-            .state
-            .instances
-            .iter()
-            .map(|r| self.describe(r))
-            .collect())
+        let st = self.fresh()?;
+        Ok(st.instances.iter().map(|r| self.describe(&st, r)).collect())
     }
 
     async fn describe_instance(&self, id: &str) -> Result<Instance> {
-        Ok(self.describe(self.state.instance(id)?))
+        let st = self.fresh()?;
+        Ok(self.describe(&st, st.instance(id)?))
     }
 
     async fn resolve(&self, name: &str) -> Result<Endpoint> {
-        if let Some(c) = self.state.cluster(name) {
-            return Ok(endpoint(self.state.instance(&c.writer)?.port));
+        let st = self.fresh()?;
+        if let Some(c) = st.cluster(name) {
+            return Ok(endpoint(st.instance(&c.writer)?.port));
         }
-        Ok(endpoint(self.state.instance(name)?.port))
+        Ok(endpoint(st.instance(name)?.port))
+    }
+
+    async fn set_writer(&self, cluster: &str, instance: &str) -> Result<()> {
+        Lab::set_writer(self, cluster, instance)
     }
 
     async fn reboot(&self, id: &str, timeout: Duration) -> Result<()> {

@@ -104,8 +104,14 @@ pub fn install_template(mariadbd: &Path, template: &Path, extra_sql: &str) -> Re
     }
     std::fs::create_dir_all(template).ctx(|| format!("creating {}", template.display()))?;
     let cnf = template.join("install.cnf");
-    std::fs::write(&cnf, format!("[mysqld]\n{SMALL_MEMORY}"))
-        .ctx(|| format!("writing {}", cnf.display()))?;
+    // A private tmpdir: servers sharing /tmp can trip on each other's temporary files.
+    let tmp = template.join("tmp");
+    std::fs::create_dir_all(&tmp).ctx(|| format!("creating {}", tmp.display()))?;
+    std::fs::write(
+        &cnf,
+        format!("[mysqld]\ntmpdir={}\n{SMALL_MEMORY}", tmp.display()),
+    )
+    .ctx(|| format!("writing {}", cnf.display()))?;
     let sql = template.join("users.sql");
     super::tls::write_atomic(&sql, extra_sql.as_bytes(), 0o600)?;
     let data = template.join("data");
@@ -194,6 +200,9 @@ impl InstancePaths {
     pub fn error_log(&self) -> PathBuf {
         self.dir.join("error.log")
     }
+    pub fn tmp(&self) -> PathBuf {
+        self.dir.join("tmp")
+    }
     pub fn tls(&self) -> PathBuf {
         self.dir.join("tls")
     }
@@ -210,6 +219,7 @@ pub fn render_cnf(c: &ServerConfig) -> String {
          port={port}\n\
          bind_address=127.0.0.1\n\
          socket={socket}\n\
+         tmpdir={tmp}\n\
          pid_file={pid}\n\
          log_error={log}\n\
          skip_name_resolve=ON\n\
@@ -233,6 +243,7 @@ pub fn render_cnf(c: &ServerConfig) -> String {
         data = p.data().display(),
         port = c.port,
         socket = p.socket().display(),
+        tmp = p.tmp().display(),
         pid = p.pid_file().display(),
         log = p.error_log().display(),
         server_id = c.server_id,

@@ -118,6 +118,11 @@ impl LabState {
         self.clusters.iter().find(|c| c.name == name)
     }
 
+    /// The cluster whose writer `instance` is, if it is one.
+    pub fn cluster_of_writer(&self, instance: &str) -> Option<&ClusterRecord> {
+        self.clusters.iter().find(|c| c.writer == instance)
+    }
+
     pub fn role_of(&self, instance: &InstanceRecord) -> Role {
         match self.cluster(&instance.cluster) {
             Some(c) if c.writer == instance.id => Role::Writer,

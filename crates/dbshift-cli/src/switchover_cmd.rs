@@ -1,0 +1,345 @@
+//! `dbshift check`, `switchover`, `runs` and `resume`: the switchover core on the command line.
+//! Everything here is wiring; the work is in `dbshift_ops::switchover`.
+
+use std::io::IsTerminal;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use dbshift_ops::guards::{GuardReport, Verdict};
+use dbshift_ops::journal::Journal;
+use dbshift_ops::switchover::{self, LogObserver, Outcome, SwitchoverRequest};
+use dbshift_provider::local::Lab;
+
+use crate::output::{print_json, Table};
+use crate::{Exit, Format, OutputArgs};
+
+/// `--max-lag`: a number of transactions (`100`), or seconds behind with a unit (`5s`).
+#[derive(Debug, Clone, Copy)]
+pub struct MaxLag {
+    pub transactions: u64,
+    pub seconds: u64,
+}
+
+fn parse_max_lag(s: &str) -> Result<MaxLag, String> {
+    if let Ok(n) = s.parse::<u64>() {
+        return Ok(MaxLag {
+            transactions: n,
+            seconds: 5,
+        });
+    }
+    let d = crate::parse_duration(s)?;
+    Ok(MaxLag {
+        transactions: 100,
+        seconds: d.as_secs().max(1),
+    })
+}
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// Cluster name, e.g. lab-1.
+    pub cluster: String,
+    /// The replica that would become the writer (default: every replica of the cluster).
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Most lag allowed: transactions (100) or seconds (5s).
+    #[arg(long, default_value = "100", value_parser = parse_max_lag)]
+    pub max_lag: MaxLag,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct SwitchoverArgs {
+    /// Cluster name, e.g. lab-1.
+    pub cluster: String,
+    /// The replica that becomes the writer.
+    #[arg(long)]
+    pub to: String,
+    /// Most lag allowed by the guards: transactions (100) or seconds (5s).
+    #[arg(long, default_value = "100", value_parser = parse_max_lag)]
+    pub max_lag: MaxLag,
+    /// Longest the new writer may take to apply the old one's last transaction, once writes
+    /// are fenced; past it the switchover rolls back.
+    #[arg(long, default_value = "10s", value_parser = crate::parse_duration)]
+    pub timeout: Duration,
+    /// A command run after promotion with the old and new endpoints as $1 and $2 (and
+    /// DBSHIFT_CLUSTER, DBSHIFT_OLD_ENDPOINT, DBSHIFT_NEW_ENDPOINT); repeatable.
+    #[arg(long = "hook")]
+    pub hooks: Vec<String>,
+    /// Print what would be done, change nothing.
+    #[arg(long)]
+    pub plan: bool,
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct ResumeArgs {
+    /// The run id, as `dbshift runs` lists it.
+    pub run: String,
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// The journal of the lab in `dir`.
+pub async fn journal(dir: &Path) -> anyhow::Result<Journal> {
+    let path = dir.join("journal.sqlite");
+    Journal::open(&path)
+        .await
+        .with_context(|| format!("opening the journal {}", path.display()))
+}
+
+fn confirm(question: &str, yes: bool) -> anyhow::Result<()> {
+    if yes {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(Exit::new(
+            2,
+            "no terminal to confirm on: pass --yes to proceed (or --plan to see what would happen)",
+        )
+        .into());
+    }
+    eprint!("{question} [y/N] ");
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    if matches!(answer.trim(), "y" | "Y" | "yes") {
+        Ok(())
+    } else {
+        Err(Exit::new(1, "not confirmed; nothing changed").into())
+    }
+}
+
+fn print_guards(report: &GuardReport) {
+    println!("{} -> {}", report.old_writer, report.new_writer);
+    let mut t = Table::new(&["GUARD", "VERDICT", "REASON"]);
+    for r in &report.results {
+        t.row(vec![
+            r.name.to_string(),
+            r.verdict.to_string(),
+            r.reason.clone(),
+        ]);
+    }
+    print!("{}", t.render());
+}
+
+pub async fn check(args: CheckArgs, dir: &Path) -> anyhow::Result<()> {
+    let lab = Lab::open(dir).with_context(|| format!("opening the lab in {}", dir.display()))?;
+    let targets: Vec<String> = match &args.to {
+        Some(t) => vec![t.clone()],
+        None => {
+            let clusters = dbshift_provider::Provider::list_clusters(&lab).await?;
+            let c = clusters
+                .iter()
+                .find(|c| c.name == args.cluster)
+                .ok_or_else(|| {
+                    Exit::new(
+                        2,
+                        format!(
+                            "unknown cluster {:?}; known: {}",
+                            args.cluster,
+                            clusters
+                                .iter()
+                                .map(|c| c.name.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    )
+                })?;
+            c.instances
+                .iter()
+                .filter(|i| **i != c.writer)
+                .cloned()
+                .collect()
+        }
+    };
+    let mut reports = Vec::new();
+    for to in targets {
+        let req = SwitchoverRequest {
+            cluster: args.cluster.clone(),
+            to,
+            max_lag_transactions: args.max_lag.transactions,
+            max_lag_seconds: args.max_lag.seconds,
+            timeout: Duration::from_secs(10),
+            hooks: Vec::new(),
+        };
+        let params = switchover::prepare(&lab, &req).await.map_err(bad_input)?;
+        reports.push(switchover::check(&lab, &params).await?);
+    }
+    match args.output.output {
+        Format::Json => print_json(&reports)?,
+        Format::Table => {
+            for r in &reports {
+                print_guards(r);
+                println!();
+            }
+        }
+    }
+    if reports
+        .iter()
+        .any(|r| r.results.iter().any(|g| g.verdict == Verdict::Fail))
+    {
+        return Err(Exit::new(1, "a guard failed: a switchover would be refused").into());
+    }
+    Ok(())
+}
+
+fn bad_input(e: switchover::SwitchoverError) -> anyhow::Error {
+    match e {
+        switchover::SwitchoverError::BadInput(m) => Exit::new(2, m).into(),
+        other => other.into(),
+    }
+}
+
+fn report_outcome(outcome: &Outcome, format: Format) -> anyhow::Result<()> {
+    match format {
+        Format::Json => print_json(outcome)?,
+        Format::Table => match outcome {
+            Outcome::Done(r) => {
+                println!(
+                    "switchover {}: {} is the writer of {} (was {})",
+                    r.run_id, r.new_writer, r.cluster, r.old_writer
+                );
+                if let Some(gap) = r.write_gap_ms {
+                    println!("writes paused for {gap} ms (fence to promotion)");
+                }
+                if let Some(p) = &r.final_position {
+                    println!("last transaction of the old writer: {p}");
+                }
+                let mut t = Table::new(&["STEP", "MS"]);
+                for (s, ms) in &r.step_ms {
+                    t.row(vec![s.clone(), ms.to_string()]);
+                }
+                print!("{}", t.render());
+            }
+            Outcome::Refused(report) => {
+                print_guards(report);
+            }
+            Outcome::RolledBack { reason } => println!("rolled back: {reason}"),
+            Outcome::NeedsHuman { reason } => println!("needs a human: {reason}"),
+        },
+    }
+    match outcome {
+        Outcome::Done(_) => Ok(()),
+        Outcome::Refused(r) => {
+            Err(Exit::new(1, format!("refused, nothing changed: {}", r.failure_text())).into())
+        }
+        Outcome::RolledBack { reason } => Err(Exit::new(
+            1,
+            format!("rolled back, the old writer is writable again: {reason}"),
+        )
+        .into()),
+        Outcome::NeedsHuman { reason } => {
+            Err(Exit::new(3, format!("needs a human: {reason}")).into())
+        }
+    }
+}
+
+pub async fn switchover(args: SwitchoverArgs, dir: &Path) -> anyhow::Result<()> {
+    let lab = Lab::open(dir).with_context(|| format!("opening the lab in {}", dir.display()))?;
+    let req = SwitchoverRequest {
+        cluster: args.cluster.clone(),
+        to: args.to.clone(),
+        max_lag_transactions: args.max_lag.transactions,
+        max_lag_seconds: args.max_lag.seconds,
+        timeout: args.timeout,
+        hooks: args.hooks.clone(),
+    };
+    let params = switchover::prepare(&lab, &req).await.map_err(bad_input)?;
+    let plan = switchover::plan(&params);
+    if args.plan {
+        match args.output.output {
+            Format::Json => print_json(&plan)?,
+            Format::Table => {
+                println!(
+                    "switchover of {}: {} -> {}",
+                    params.cluster, params.from, params.to
+                );
+                for (i, s) in plan.steps.iter().enumerate() {
+                    println!("{:>2}. {s}", i + 1);
+                }
+            }
+        }
+        return Ok(());
+    }
+    confirm(
+        &format!(
+            "Move the writer of {} from {} to {}?",
+            params.cluster, params.from, params.to
+        ),
+        args.yes,
+    )?;
+    let journal = journal(dir).await?;
+    let (_run, outcome) = switchover::run(&lab, &journal, params, &LogObserver)
+        .await
+        .context("switchover")?;
+    journal.close().await;
+    report_outcome(&outcome, args.output.output)
+}
+
+pub async fn runs(output: OutputArgs, dir: &Path) -> anyhow::Result<()> {
+    if !dir.join("journal.sqlite").exists() {
+        match output.output {
+            Format::Json => println!("[]"),
+            Format::Table => println!("no runs yet"),
+        }
+        return Ok(());
+    }
+    let journal = journal(dir).await?;
+    let runs = journal.runs().await?;
+    match output.output {
+        Format::Json => print_json(&runs)?,
+        Format::Table => {
+            let mut t = Table::new(&["RUN", "KIND", "TARGET", "STATUS", "STARTED", "MESSAGE"]);
+            for r in &runs {
+                t.row(vec![
+                    r.id.clone(),
+                    r.kind.clone(),
+                    r.target.clone(),
+                    r.status.to_string(),
+                    r.created_at.clone(),
+                    r.message.clone().unwrap_or_default(),
+                ]);
+            }
+            print!("{}", t.render());
+        }
+    }
+    journal.close().await;
+    Ok(())
+}
+
+pub async fn resume(args: ResumeArgs, dir: &Path) -> anyhow::Result<()> {
+    let lab = Lab::open(dir).with_context(|| format!("opening the lab in {}", dir.display()))?;
+    if !dir.join("journal.sqlite").exists() {
+        return Err(Exit::new(
+            2,
+            format!("no run {:?}: the lab has no journal yet", args.run),
+        )
+        .into());
+    }
+    let journal = journal(dir).await?;
+    let record = match journal.run(&args.run).await {
+        Ok(r) => r,
+        Err(e) => return Err(Exit::new(2, e.to_string()).into()),
+    };
+    confirm(
+        &format!(
+            "Resume {} ({} of {})?",
+            record.id, record.kind, record.target
+        ),
+        args.yes,
+    )?;
+    let outcome = switchover::resume(&lab, &journal, &args.run, &LogObserver)
+        .await
+        .map_err(bad_input)?;
+    journal.close().await;
+    report_outcome(&outcome, args.output.output)
+}

@@ -1,0 +1,420 @@
+//! The switchover guards (DESIGN.md, switchover step 1): everything that must hold before a
+//! writer is moved, checked on the servers themselves. Each guard passes, warns or fails with a
+//! reason an operator can act on. Guards only read: they never change a server.
+
+use dbshift_db::mariadb::BinlogState;
+use dbshift_db::status::IoState;
+use dbshift_db::{Result as DbResult, Server};
+use serde::Serialize;
+
+/// A guard's verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Pass,
+    Warn,
+    Fail,
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Verdict::Pass => "pass",
+            Verdict::Warn => "warn",
+            Verdict::Fail => "FAIL",
+        })
+    }
+}
+
+/// One guard's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct GuardResult {
+    /// Stable name, e.g. `replication_running`.
+    pub name: &'static str,
+    pub verdict: Verdict,
+    pub reason: String,
+}
+
+/// Limits the guards apply.
+#[derive(Debug, Clone)]
+pub struct GuardLimits {
+    /// Most transactions the new writer may be behind (GTID distance), in every sample.
+    pub max_lag_transactions: u64,
+    /// Most `Seconds_Behind_Master` allowed (shown, but the GTID distance decides too).
+    pub max_lag_seconds: u64,
+    /// Lag samples taken, 100 ms apart: the lag must be small for the whole window.
+    pub lag_samples: u32,
+    /// Binlog retention below this warns (seconds; 0 on the server means "kept forever").
+    pub min_binlog_retention_s: u64,
+}
+
+impl Default for GuardLimits {
+    fn default() -> Self {
+        GuardLimits {
+            max_lag_transactions: 100,
+            max_lag_seconds: 5,
+            lag_samples: 5,
+            min_binlog_retention_s: 86_400,
+        }
+    }
+}
+
+/// The guards' report.
+#[derive(Debug, Clone, Serialize)]
+pub struct GuardReport {
+    pub old_writer: String,
+    pub new_writer: String,
+    pub results: Vec<GuardResult>,
+}
+
+impl GuardReport {
+    pub fn failed(&self) -> Vec<&GuardResult> {
+        self.results
+            .iter()
+            .filter(|r| r.verdict == Verdict::Fail)
+            .collect()
+    }
+
+    pub fn passed(&self) -> bool {
+        self.failed().is_empty()
+    }
+
+    /// The failed guards, one per line, for a message.
+    pub fn failure_text(&self) -> String {
+        self.failed()
+            .iter()
+            .map(|r| format!("{}: {}", r.name, r.reason))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+struct Collector(Vec<GuardResult>);
+
+impl Collector {
+    fn push(&mut self, name: &'static str, verdict: Verdict, reason: impl Into<String>) {
+        self.0.push(GuardResult {
+            name,
+            verdict,
+            reason: reason.into(),
+        });
+    }
+    fn check(
+        &mut self,
+        name: &'static str,
+        ok: bool,
+        pass: impl Into<String>,
+        fail: impl Into<String>,
+    ) {
+        if ok {
+            self.push(name, Verdict::Pass, pass);
+        } else {
+            self.push(name, Verdict::Fail, fail);
+        }
+    }
+}
+
+async fn count(server: &mut Server, sql: &str) -> DbResult<u64> {
+    Ok(server
+        .query_scalar(sql)
+        .await?
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0))
+}
+
+async fn list(server: &mut Server, sql: &str) -> DbResult<Vec<String>> {
+    Ok(server
+        .query_rows(sql)
+        .await?
+        .into_iter()
+        .filter_map(|r| r.into_iter().next().and_then(|(_, v)| v))
+        .collect())
+}
+
+/// Run every guard for moving the writer from `old` to `new` (which must replicate from
+/// `old`, listening on `old_port`).
+pub async fn run_guards(
+    old: &mut Server,
+    new: &mut Server,
+    old_id: &str,
+    new_id: &str,
+    old_port: u16,
+    limits: &GuardLimits,
+) -> DbResult<GuardReport> {
+    let mut c = Collector(Vec::new());
+
+    // Replication from the old writer, running, without error.
+    let st = new.replication_status().await?;
+    let from_old = st.configured && st.source_port == Some(old_port);
+    let running = st.io_running == IoState::Yes && st.sql_running;
+    let error = st
+        .last_io_error
+        .clone()
+        .or(st.last_sql_error.clone())
+        .map(|(code, msg)| format!("error {code}: {msg}"));
+    c.check(
+        "replication_running",
+        from_old && running && error.is_none(),
+        format!("{new_id} replicates from {old_id}, both threads running"),
+        if !st.configured {
+            format!("{new_id} is not a replica")
+        } else if !from_old {
+            format!(
+                "{new_id} replicates from {}:{}, not from {old_id}",
+                st.source_host.clone().unwrap_or_default(),
+                st.source_port.unwrap_or(0)
+            )
+        } else if let Some(e) = &error {
+            format!("{new_id}: replication error ({e}); fix it before a switchover")
+        } else {
+            format!(
+                "{new_id}: IO thread {:?}, SQL thread running: {}; start replication first",
+                st.io_running, st.sql_running
+            )
+        },
+    );
+
+    // Lag, by GTID distance, small over the whole window.
+    if new.flavor().is_mariadb() {
+        let mut worst = 0u64;
+        let mut worst_s = 0u64;
+        for i in 0..limits.lag_samples.max(1) {
+            let old_pos = old.gtid_binlog_pos().await?;
+            let new_pos = new.gtid_slave_pos().await?;
+            worst = worst.max(new_pos.behind(&old_pos));
+            worst_s = worst_s.max(
+                new.replication_status()
+                    .await?
+                    .seconds_behind
+                    .unwrap_or(u64::MAX),
+            );
+            if i + 1 < limits.lag_samples {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+        c.check(
+            "lag",
+            worst <= limits.max_lag_transactions && worst_s <= limits.max_lag_seconds,
+            format!("at most {worst} transaction(s) and {worst_s} s behind over the window"),
+            format!(
+                "{new_id} was up to {worst} transaction(s) behind (limit {}) and {} s (limit {}); \
+                 let it catch up or raise --max-lag",
+                limits.max_lag_transactions,
+                if worst_s == u64::MAX {
+                    "unknown".to_string()
+                } else {
+                    worst_s.to_string()
+                },
+                limits.max_lag_seconds
+            ),
+        );
+    }
+
+    c.check(
+        "new_writer_read_only",
+        new.read_only().await?,
+        format!("{new_id} is read-only until promoted"),
+        format!(
+            "{new_id} is writable already: a replica must be read-only (SET GLOBAL read_only=ON)"
+        ),
+    );
+
+    // Errant transactions: in gtid_binlog_state, never gtid_current_pos.
+    if new.flavor().is_mariadb() {
+        let old_state: BinlogState = old.gtid_binlog_state().await?;
+        let new_state: BinlogState = new.gtid_binlog_state().await?;
+        let errant = new_state.errant_against(&old_state);
+        c.check(
+            "no_errant_transactions",
+            errant.is_empty(),
+            format!("{new_id} has no transaction {old_id} lacks"),
+            format!(
+                "{new_id} has transactions {old_id} never had: {}; they would be lost or \
+                 replicated back; inspect them first",
+                errant
+                    .iter()
+                    .map(|g| g.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+        );
+    }
+
+    c.check(
+        "binlog_on",
+        new.variable_bool("log_bin").await?,
+        format!("{new_id} writes a binary log"),
+        format!("{new_id} has no binary log (log_bin): the old writer could not replicate from it"),
+    );
+    c.check(
+        "log_slave_updates",
+        new.variable_bool("log_slave_updates").await?,
+        format!("{new_id} logs replicated transactions"),
+        format!(
+            "{new_id} has log_slave_updates=OFF: its binlog lacks the history the other \
+             replicas need after the switch"
+        ),
+    );
+    for (who, server) in [(old_id, &mut *old), (new_id, &mut *new)] {
+        let fmt = server.variable("binlog_format").await?.unwrap_or_default();
+        c.check(
+            "binlog_format_row",
+            fmt.eq_ignore_ascii_case("ROW"),
+            format!("{who}: binlog_format=ROW"),
+            format!("{who}: binlog_format={fmt}; set it to ROW"),
+        );
+    }
+
+    c.check(
+        "no_replication_filters",
+        st.replicate_filters.is_empty(),
+        format!("{new_id} replicates everything"),
+        format!(
+            "{new_id} filters replication ({}): it does not hold all of {old_id}'s data",
+            st.replicate_filters.join(", ")
+        ),
+    );
+
+    for (who, server) in [(old_id, &mut *old), (new_id, &mut *new)] {
+        let xa = server.query_rows("XA RECOVER").await?;
+        c.check(
+            "no_prepared_xa",
+            xa.is_empty(),
+            format!("{who}: no prepared XA transaction"),
+            format!(
+                "{who}: {} prepared XA transaction(s) (XA RECOVER); commit or roll them back first",
+                xa.len()
+            ),
+        );
+    }
+
+    let osc = list(
+        old,
+        "SELECT CONCAT(TABLE_SCHEMA,'.',TABLE_NAME) FROM information_schema.TABLES \
+         WHERE TABLE_NAME LIKE '\\_%\\_gho' OR TABLE_NAME LIKE '\\_%\\_ghc' \
+         OR TABLE_NAME LIKE '\\_%\\_new' \
+         UNION SELECT CONCAT(TRIGGER_SCHEMA,'.',TRIGGER_NAME) FROM information_schema.TRIGGERS \
+         WHERE TRIGGER_NAME LIKE 'pt\\_osc\\_%'",
+    )
+    .await?;
+    c.check(
+        "no_online_schema_change",
+        osc.is_empty(),
+        "no gh-ost or pt-online-schema-change at work",
+        format!(
+            "an online schema change seems to be running ({}); let it finish or remove its leftovers",
+            osc.join(", ")
+        ),
+    );
+
+    // Routines and events that run as a definer who can write through read_only.
+    let privileged = list(
+        old,
+        "SELECT CONCAT('routine ', r.ROUTINE_SCHEMA, '.', r.ROUTINE_NAME, ' (', r.DEFINER, ')') \
+         FROM information_schema.ROUTINES r \
+         WHERE r.SECURITY_TYPE='DEFINER' AND r.ROUTINE_SCHEMA NOT IN ('sys','mysql') \
+         AND EXISTS (SELECT 1 FROM information_schema.USER_PRIVILEGES u \
+           WHERE u.PRIVILEGE_TYPE IN ('SUPER','READ_ONLY ADMIN') AND u.GRANTEE = CONCAT('''', \
+           SUBSTRING_INDEX(r.DEFINER,'@',1), '''@''', SUBSTRING_INDEX(r.DEFINER,'@',-1), '''')) \
+         UNION ALL \
+         SELECT CONCAT('event ', e.EVENT_SCHEMA, '.', e.EVENT_NAME, ' (', e.DEFINER, ')') \
+         FROM information_schema.EVENTS e WHERE e.STATUS='ENABLED' \
+         AND EXISTS (SELECT 1 FROM information_schema.USER_PRIVILEGES u \
+           WHERE u.PRIVILEGE_TYPE IN ('SUPER','READ_ONLY ADMIN') AND u.GRANTEE = CONCAT('''', \
+           SUBSTRING_INDEX(e.DEFINER,'@',1), '''@''', SUBSTRING_INDEX(e.DEFINER,'@',-1), ''''))",
+    )
+    .await?;
+    c.check(
+        "no_privileged_definers",
+        privileged.is_empty(),
+        "no routine or event runs as a user that can write through read_only",
+        format!(
+            "{} can write through read_only during the fence; give them a definer without \
+             SUPER/READ_ONLY ADMIN, or SQL SECURITY INVOKER",
+            privileged.join(", ")
+        ),
+    );
+
+    // Binlog retention on the old writer: reverse replication and rollback read from it.
+    let retention_s = match old.variable("binlog_expire_logs_seconds").await? {
+        Some(v) if v != "0" => v.parse::<u64>().unwrap_or(0),
+        _ => {
+            let days: f64 = old
+                .variable("expire_logs_days")
+                .await?
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0.0);
+            (days * 86_400.0) as u64
+        }
+    };
+    if retention_s == 0 || retention_s >= limits.min_binlog_retention_s {
+        c.push(
+            "binlog_retention",
+            Verdict::Pass,
+            if retention_s == 0 {
+                "binary logs are kept until purged by hand".to_string()
+            } else {
+                format!("binary logs are kept {} h", retention_s / 3600)
+            },
+        );
+    } else {
+        c.push(
+            "binlog_retention",
+            Verdict::Warn,
+            format!(
+                "binary logs are kept only {} s: a replica that falls behind longer cannot catch up",
+                retention_s
+            ),
+        );
+    }
+
+    let no_pk = list(
+        old,
+        "SELECT CONCAT(t.TABLE_SCHEMA,'.',t.TABLE_NAME) FROM information_schema.TABLES t \
+         WHERE t.TABLE_TYPE='BASE TABLE' \
+         AND t.TABLE_SCHEMA NOT IN ('mysql','sys','information_schema','performance_schema') \
+         AND NOT EXISTS (SELECT 1 FROM information_schema.TABLE_CONSTRAINTS k \
+           WHERE k.TABLE_SCHEMA=t.TABLE_SCHEMA AND k.TABLE_NAME=t.TABLE_NAME \
+           AND k.CONSTRAINT_TYPE='PRIMARY KEY') LIMIT 20",
+    )
+    .await?;
+    if no_pk.is_empty() {
+        c.push(
+            "primary_keys",
+            Verdict::Pass,
+            "every table has a primary key",
+        );
+    } else {
+        c.push(
+            "primary_keys",
+            Verdict::Warn,
+            format!(
+                "tables without a primary key replicate slowly in ROW format: {}",
+                no_pk.join(", ")
+            ),
+        );
+    }
+
+    for (who, server) in [(old_id, &mut *old), (new_id, &mut *new)] {
+        let sync = count(server, "SELECT @@GLOBAL.sync_binlog").await?;
+        if sync == 1 {
+            c.push(
+                "sync_binlog",
+                Verdict::Pass,
+                format!("{who}: sync_binlog=1"),
+            );
+        } else {
+            c.push(
+                "sync_binlog",
+                Verdict::Warn,
+                format!("{who}: sync_binlog={sync}: a crash can lose transactions from the binlog"),
+            );
+        }
+    }
+
+    Ok(GuardReport {
+        old_writer: old_id.to_string(),
+        new_writer: new_id.to_string(),
+        results: c.0,
+    })
+}

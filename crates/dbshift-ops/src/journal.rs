@@ -1,0 +1,383 @@
+//! The journal: every workflow run and each of its steps, recorded before and after the step
+//! runs, in SQLite (through sqlx). The journal is the intent; the servers are the truth: a
+//! resumed run re-checks each step on the servers rather than trusting a line here. It never
+//! holds a secret: parameters are the run's options, never a password.
+
+use std::path::Path;
+use std::str::FromStr;
+
+use rand::distr::{Alphanumeric, SampleString};
+use serde::Serialize;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use sqlx::Row;
+
+/// Errors of the journal.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("journal {path}: {source}")]
+    Db {
+        path: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("no run {0:?} in the journal; `dbshift runs` lists them")]
+    UnknownRun(String),
+}
+
+type Result<T> = std::result::Result<T, JournalError>;
+
+/// How a run ended, or that it has not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Running,
+    Done,
+    RolledBack,
+    NeedsHuman,
+    Failed,
+}
+
+impl RunStatus {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Done => "done",
+            RunStatus::RolledBack => "rolled_back",
+            RunStatus::NeedsHuman => "needs_human",
+            RunStatus::Failed => "failed",
+        }
+    }
+
+    fn parse(s: &str) -> RunStatus {
+        match s {
+            "done" => RunStatus::Done,
+            "rolled_back" => RunStatus::RolledBack,
+            "needs_human" => RunStatus::NeedsHuman,
+            "failed" => RunStatus::Failed,
+            _ => RunStatus::Running,
+        }
+    }
+}
+
+impl std::fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One step event.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepRecord {
+    pub step: String,
+    /// `begin`, `end` or `failed`.
+    pub phase: String,
+    pub at: String,
+    pub detail: serde_json::Value,
+}
+
+/// One run.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunRecord {
+    pub id: String,
+    pub kind: String,
+    pub target: String,
+    pub status: RunStatus,
+    pub params: serde_json::Value,
+    pub message: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    /// Filled by [`Journal::run`], empty in [`Journal::runs`].
+    pub steps: Vec<StepRecord>,
+}
+
+impl RunRecord {
+    /// Whether `step` has an `end` record.
+    pub fn step_done(&self, step: &str) -> bool {
+        self.steps
+            .iter()
+            .any(|s| s.step == step && s.phase == "end")
+    }
+
+    /// Whether `step` was begun (it may have finished, failed, or been cut short).
+    pub fn step_begun(&self, step: &str) -> bool {
+        self.steps.iter().any(|s| s.step == step)
+    }
+
+    /// The detail of `step`'s `end` record.
+    pub fn step_detail(&self, step: &str) -> Option<&serde_json::Value> {
+        self.steps
+            .iter()
+            .rev()
+            .find(|s| s.step == step && s.phase == "end")
+            .map(|s| &s.detail)
+    }
+}
+
+/// A handle on the journal file.
+#[derive(Debug, Clone)]
+pub struct Journal {
+    pool: SqlitePool,
+    path: String,
+}
+
+fn now() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("a UTC date always formats as RFC 3339")
+}
+
+impl Journal {
+    /// Open (creating if needed) the journal at `path`.
+    pub async fn open(path: &Path) -> Result<Journal> {
+        let p = path.display().to_string();
+        let err = |source| JournalError::Db {
+            path: p.clone(),
+            source,
+        };
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
+            .map_err(err)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // Every record is on disk before the step it announces runs.
+            .synchronous(sqlx::sqlite::SqliteSynchronous::Full)
+            .busy_timeout(std::time::Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(opts)
+            .await
+            .map_err(err)?;
+        let j = Journal { pool, path: p };
+        j.migrate().await?;
+        Ok(j)
+    }
+
+    fn err(&self) -> impl Fn(sqlx::Error) -> JournalError + '_ {
+        move |source| JournalError::Db {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        for sql in [
+            "CREATE TABLE IF NOT EXISTS runs (
+                id TEXT PRIMARY KEY, kind TEXT NOT NULL, target TEXT NOT NULL,
+                status TEXT NOT NULL, params TEXT NOT NULL, message TEXT,
+                created_at TEXT NOT NULL, updated_at TEXT NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS steps (
+                run_id TEXT NOT NULL REFERENCES runs(id), seq INTEGER NOT NULL,
+                step TEXT NOT NULL, phase TEXT NOT NULL, at TEXT NOT NULL, detail TEXT NOT NULL,
+                PRIMARY KEY (run_id, seq))",
+        ] {
+            sqlx::query(sql)
+                .execute(&self.pool)
+                .await
+                .map_err(self.err())?;
+        }
+        Ok(())
+    }
+
+    /// Record a new run; returns its id (`<kind>-<date>-<random>`).
+    pub async fn create_run(
+        &self,
+        kind: &str,
+        target: &str,
+        params: &serde_json::Value,
+    ) -> Result<String> {
+        let stamp = time::OffsetDateTime::now_utc()
+            .format(time::macros::format_description!(
+                "[year][month][day]-[hour][minute][second]"
+            ))
+            .expect("a UTC date always formats");
+        let suffix = Alphanumeric
+            .sample_string(&mut rand::rng(), 4)
+            .to_lowercase();
+        let id = format!("{kind}-{stamp}-{suffix}");
+        let t = now();
+        sqlx::query(
+            "INSERT INTO runs (id, kind, target, status, params, message, created_at, updated_at)
+             VALUES (?, ?, ?, 'running', ?, NULL, ?, ?)",
+        )
+        .bind(&id)
+        .bind(kind)
+        .bind(target)
+        .bind(params.to_string())
+        .bind(&t)
+        .bind(&t)
+        .execute(&self.pool)
+        .await
+        .map_err(self.err())?;
+        Ok(id)
+    }
+
+    async fn record(
+        &self,
+        run: &str,
+        step: &str,
+        phase: &str,
+        detail: &serde_json::Value,
+    ) -> Result<()> {
+        let t = now();
+        sqlx::query(
+            "INSERT INTO steps (run_id, seq, step, phase, at, detail)
+             VALUES (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM steps WHERE run_id = ?), ?, ?, ?, ?)",
+        )
+        .bind(run)
+        .bind(run)
+        .bind(step)
+        .bind(phase)
+        .bind(&t)
+        .bind(detail.to_string())
+        .execute(&self.pool)
+        .await
+        .map_err(self.err())?;
+        sqlx::query("UPDATE runs SET updated_at = ? WHERE id = ?")
+            .bind(&t)
+            .bind(run)
+            .execute(&self.pool)
+            .await
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// Before a step runs.
+    pub async fn begin(&self, run: &str, step: &str) -> Result<()> {
+        self.record(run, step, "begin", &serde_json::Value::Null)
+            .await
+    }
+
+    /// After a step ran, with what it found or did.
+    pub async fn end(&self, run: &str, step: &str, detail: serde_json::Value) -> Result<()> {
+        self.record(run, step, "end", &detail).await
+    }
+
+    /// A step failed.
+    pub async fn failed(&self, run: &str, step: &str, error: &str) -> Result<()> {
+        self.record(run, step, "failed", &serde_json::json!({ "error": error }))
+            .await
+    }
+
+    /// The run ended (or is running again, on resume).
+    pub async fn set_status(
+        &self,
+        run: &str,
+        status: RunStatus,
+        message: Option<&str>,
+    ) -> Result<()> {
+        sqlx::query("UPDATE runs SET status = ?, message = ?, updated_at = ? WHERE id = ?")
+            .bind(status.as_str())
+            .bind(message)
+            .bind(now())
+            .bind(run)
+            .execute(&self.pool)
+            .await
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    fn run_from_row(row: &sqlx::sqlite::SqliteRow) -> RunRecord {
+        let params: String = row.get("params");
+        RunRecord {
+            id: row.get("id"),
+            kind: row.get("kind"),
+            target: row.get("target"),
+            status: RunStatus::parse(row.get::<String, _>("status").as_str()),
+            params: serde_json::from_str(&params).unwrap_or(serde_json::Value::Null),
+            message: row.get("message"),
+            created_at: row.get("created_at"),
+            updated_at: row.get("updated_at"),
+            steps: Vec::new(),
+        }
+    }
+
+    /// Every run, newest first, without steps.
+    pub async fn runs(&self) -> Result<Vec<RunRecord>> {
+        let rows = sqlx::query("SELECT * FROM runs ORDER BY created_at DESC, id DESC")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(self.err())?;
+        Ok(rows.iter().map(Self::run_from_row).collect())
+    }
+
+    /// One run with its steps.
+    pub async fn run(&self, id: &str) -> Result<RunRecord> {
+        let row = sqlx::query("SELECT * FROM runs WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(self.err())?
+            .ok_or_else(|| JournalError::UnknownRun(id.to_string()))?;
+        let mut run = Self::run_from_row(&row);
+        let steps =
+            sqlx::query("SELECT step, phase, at, detail FROM steps WHERE run_id = ? ORDER BY seq")
+                .bind(id)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(self.err())?;
+        run.steps = steps
+            .iter()
+            .map(|r| {
+                let detail: String = r.get("detail");
+                StepRecord {
+                    step: r.get("step"),
+                    phase: r.get("phase"),
+                    at: r.get("at"),
+                    detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),
+                }
+            })
+            .collect();
+        Ok(run)
+    }
+
+    /// Close the pool (flushes the WAL).
+    pub async fn close(self) {
+        self.pool.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn runs_and_steps_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(&dir.path().join("j.sqlite")).await.unwrap();
+        let id = j
+            .create_run("switchover", "lab-1", &serde_json::json!({"to": "lab-1-2"}))
+            .await
+            .unwrap();
+        assert!(id.starts_with("switchover-"));
+        j.begin(&id, "guards").await.unwrap();
+        j.end(&id, "guards", serde_json::json!({"ok": true}))
+            .await
+            .unwrap();
+        j.begin(&id, "fence").await.unwrap();
+        let run = j.run(&id).await.unwrap();
+        assert_eq!(run.status, RunStatus::Running);
+        assert!(run.step_done("guards"));
+        assert!(run.step_begun("fence"));
+        assert!(!run.step_done("fence"));
+        assert_eq!(
+            run.step_detail("guards"),
+            Some(&serde_json::json!({"ok": true}))
+        );
+        j.set_status(&id, RunStatus::Done, Some("ok"))
+            .await
+            .unwrap();
+        let runs = j.runs().await.unwrap();
+        assert_eq!(runs.len(), 1);
+        assert_eq!(runs[0].status, RunStatus::Done);
+        assert!(matches!(
+            j.run("nope").await,
+            Err(JournalError::UnknownRun(_))
+        ));
+        j.close().await;
+        // Reopening keeps everything.
+        let j = Journal::open(&dir.path().join("j.sqlite")).await.unwrap();
+        assert_eq!(j.run(&id).await.unwrap().steps.len(), 3);
+    }
+}

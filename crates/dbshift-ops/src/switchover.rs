@@ -1,0 +1,984 @@
+//! The switchover core: move a cluster's writer to one of its replicas with the least write
+//! pause and nothing lost. Blue/green, CA rotation's failover-first mode, planned failover and
+//! the proxy reuse this one implementation; there must never be a second.
+//!
+//! Steps (DESIGN.md, dbshift-ops): guards; fence the old writer (`event_scheduler=OFF`,
+//! `read_only=ON` under a short lock wait, privileged sessions ended, `BACKUP STAGE
+//! BLOCK_COMMIT` held as a lease); wait on the new writer for exactly the old writer's final
+//! GTID position, then require the old `gtid_binlog_state` contained in the new one; the point
+//! of no return (the new writer's replication is reset); the cluster name redirected; the new
+//! writer promoted (events, `read_only=OFF`); hooks; then, outside the write gap, the old
+//! writer demoted to a replica (`MASTER_DEMOTE_TO_SLAVE=1`), its leftover clients ended, the
+//! siblings re-pointed by GTID; a final verification.
+//!
+//! Before the point of no return any failure puts the old writer back, writable. From it on,
+//! only forward, or "needs a human" with the reason. At no instant are two servers writable:
+//! the new writer is made writable only after the old one is fenced and the name redirected.
+//! Every step is journaled before and after, and re-checks the servers when resumed.
+
+use std::time::{Duration, Instant};
+
+use dbshift_db::dialect::{SourceSpec, SourceStart, SslSpec};
+use dbshift_db::mariadb::{BinlogState, GtidPos};
+use dbshift_db::server::{Fence, FenceOptions};
+use dbshift_db::Server;
+use dbshift_provider::{Credentials, Endpoint, Provider, Role};
+use serde::{Deserialize, Serialize};
+
+use crate::guards::{run_guards, GuardLimits, GuardReport};
+use crate::journal::{Journal, JournalError, RunRecord, RunStatus};
+
+/// Steps, in order; the names are the journal's.
+pub const STEPS: &[&str] = &[
+    "guards",
+    "fence",
+    "wait",
+    "point_of_no_return",
+    "redirect",
+    "promote",
+    "hooks",
+    "demote_old_writer",
+    "repoint_siblings",
+    "verify",
+];
+
+/// Errors that stop a switchover before it starts (bad input, unreachable control plane).
+#[derive(Debug, thiserror::Error)]
+pub enum SwitchoverError {
+    #[error("{0}")]
+    BadInput(String),
+    #[error(transparent)]
+    Provider(#[from] dbshift_provider::Error),
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error(transparent)]
+    Db(#[from] dbshift_db::Error),
+}
+
+/// What the operator asked for. Stored in the journal (no secrets in it).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SwitchoverParams {
+    pub cluster: String,
+    pub from: String,
+    pub to: String,
+    pub siblings: Vec<String>,
+    pub max_lag_transactions: u64,
+    pub max_lag_seconds: u64,
+    /// Bound of the wait for the new writer to apply the old one's last transaction (ms).
+    pub timeout_ms: u64,
+    /// Bound of `read_only=ON` under a lock wait (ms), and its attempts.
+    pub fence_lock_wait_ms: u64,
+    pub fence_attempts: u32,
+    pub hooks: Vec<String>,
+}
+
+/// What the caller gives to start a switchover.
+#[derive(Debug, Clone)]
+pub struct SwitchoverRequest {
+    pub cluster: String,
+    pub to: String,
+    pub max_lag_transactions: u64,
+    pub max_lag_seconds: u64,
+    pub timeout: Duration,
+    pub hooks: Vec<String>,
+}
+
+/// Told about each step as it starts and ends (the probe marks its chart with these).
+pub trait Observer: Send + Sync {
+    fn event(&self, label: &str);
+}
+
+/// An observer that logs only.
+pub struct LogObserver;
+
+impl Observer for LogObserver {
+    fn event(&self, label: &str) {
+        tracing::info!("{label}");
+    }
+}
+
+/// How a switchover ended.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    /// The writer moved; the report says how long writes paused.
+    Done(SwitchoverReport),
+    /// A guard failed; nothing was changed.
+    Refused(GuardReport),
+    /// Something failed before the point of no return; the old writer is writable again.
+    RolledBack { reason: String },
+    /// The state is uncertain or needs an operator: the reason says what to look at.
+    NeedsHuman { reason: String },
+}
+
+impl Outcome {
+    /// The exit code for the CLI: 0 done, 1 refused or rolled back, 3 needs a human.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Outcome::Done(_) => 0,
+            Outcome::Refused(_) | Outcome::RolledBack { .. } => 1,
+            Outcome::NeedsHuman { .. } => 3,
+        }
+    }
+}
+
+/// What a finished switchover did.
+#[derive(Debug, Clone, Serialize)]
+pub struct SwitchoverReport {
+    pub run_id: String,
+    pub cluster: String,
+    pub old_writer: String,
+    pub new_writer: String,
+    /// From the start of the fence to the new writer accepting writes (this process's view;
+    /// the probe measures what clients saw).
+    pub write_gap_ms: Option<u64>,
+    /// The old writer's last GTID position, reached on the new writer.
+    pub final_position: Option<String>,
+    /// Milliseconds spent in each step.
+    pub step_ms: Vec<(String, u64)>,
+    pub warnings: Vec<String>,
+}
+
+/// The plan, as `--plan` prints it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub params: SwitchoverParams,
+    pub steps: Vec<String>,
+}
+
+/// Fault injection for the crash tests: with `DBSHIFT_CRASH_AT=<step>:<begin|run|end>` the
+/// process kills itself with SIGKILL at that point (`begin`: journaled as begun, nothing done;
+/// `run`: done on the servers, not journaled as ended; `end`: journaled as ended), exactly as
+/// a `kill -9` would. Unset in normal use.
+fn crash_point(step: &str, phase: &str) {
+    if let Ok(at) = std::env::var("DBSHIFT_CRASH_AT") {
+        if at == format!("{step}:{phase}") {
+            tracing::warn!("DBSHIFT_CRASH_AT={at}: killing this process");
+            // SAFETY: kill(2) on our own PID; SIGKILL ends the process at once, as kill -9.
+            unsafe {
+                libc::kill(libc::getpid(), libc::SIGKILL);
+            }
+        }
+    }
+}
+
+fn ms(d: Duration) -> u64 {
+    d.as_millis() as u64
+}
+
+/// Resolve names and check the request; changes nothing.
+pub async fn prepare(
+    provider: &dyn Provider,
+    req: &SwitchoverRequest,
+) -> Result<SwitchoverParams, SwitchoverError> {
+    let clusters = provider.list_clusters().await?;
+    let Some(cluster) = clusters.iter().find(|c| c.name == req.cluster) else {
+        return Err(SwitchoverError::BadInput(format!(
+            "unknown cluster {:?}; known: {}",
+            req.cluster,
+            clusters
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    };
+    if req.to == cluster.writer {
+        return Err(SwitchoverError::BadInput(format!(
+            "{} is already the writer of {}; name one of its replicas: {}",
+            req.to,
+            cluster.name,
+            cluster
+                .instances
+                .iter()
+                .filter(|i| **i != cluster.writer)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    if !cluster.instances.contains(&req.to) {
+        return Err(SwitchoverError::BadInput(format!(
+            "{} is not an instance of {}; its instances: {}",
+            req.to,
+            cluster.name,
+            cluster.instances.join(", ")
+        )));
+    }
+    if req.timeout.is_zero() {
+        return Err(SwitchoverError::BadInput(
+            "--timeout must be more than zero".into(),
+        ));
+    }
+    Ok(SwitchoverParams {
+        cluster: cluster.name.clone(),
+        from: cluster.writer.clone(),
+        to: req.to.clone(),
+        siblings: cluster
+            .instances
+            .iter()
+            .filter(|i| **i != cluster.writer && **i != req.to)
+            .cloned()
+            .collect(),
+        max_lag_transactions: req.max_lag_transactions,
+        max_lag_seconds: req.max_lag_seconds,
+        timeout_ms: ms(req.timeout),
+        fence_lock_wait_ms: 1000,
+        fence_attempts: 3,
+        hooks: req.hooks.clone(),
+    })
+}
+
+/// The steps a switchover would take, without taking them.
+pub fn plan(params: &SwitchoverParams) -> Plan {
+    let p = params;
+    let steps = vec![
+        format!("guards: replication {} <- {}, lag, errant transactions, binlog, filters, XA, online schema changes, definers, retention", p.to, p.from),
+        format!("fence {}: event_scheduler=OFF, read_only=ON (lock wait {} ms, {} attempts), end SUPER/READ_ONLY ADMIN sessions, BACKUP STAGE BLOCK_COMMIT lease", p.from, p.fence_lock_wait_ms, p.fence_attempts),
+        format!("wait: {} applies {}'s last GTID (at most {} ms), gtid_binlog_state contained", p.to, p.from, p.timeout_ms),
+        format!("point of no return: STOP SLAVE; RESET SLAVE ALL on {}", p.to),
+        format!("redirect: {} resolves to {}", p.cluster, p.to),
+        format!("promote {}: events enabled, read_only=OFF", p.to),
+        format!("hooks: {}", if p.hooks.is_empty() { "none".to_string() } else { p.hooks.join("; ") }),
+        format!("demote {}: replica of {} (MASTER_DEMOTE_TO_SLAVE=1), events disabled, leftover clients ended", p.from, p.to),
+        format!("re-point {} to {} by GTID", if p.siblings.is_empty() { "no sibling".to_string() } else { p.siblings.join(", ") }, p.to),
+        "verify: one writable server, replication healthy and caught up".to_string(),
+    ];
+    Plan {
+        params: params.clone(),
+        steps,
+    }
+}
+
+/// Start a switchover: journal it, then run it to its end.
+pub async fn run(
+    provider: &dyn Provider,
+    journal: &Journal,
+    params: SwitchoverParams,
+    observer: &dyn Observer,
+) -> Result<(String, Outcome), SwitchoverError> {
+    let value = serde_json::to_value(&params).expect("params always serialize");
+    let run_id = journal
+        .create_run("switchover", &params.cluster, &value)
+        .await?;
+    tracing::info!(run = %run_id, "switchover started");
+    let mut engine = Engine::new(provider, journal, run_id.clone(), params, observer)?;
+    let outcome = engine.drive(None).await?;
+    Ok((run_id, outcome))
+}
+
+/// Continue a switchover that was cut short (dbshift killed, machine lost). The steps already
+/// done are re-checked on the servers, not trusted from the journal.
+pub async fn resume(
+    provider: &dyn Provider,
+    journal: &Journal,
+    run_id: &str,
+    observer: &dyn Observer,
+) -> Result<Outcome, SwitchoverError> {
+    let record = journal.run(run_id).await?;
+    if record.kind != "switchover" {
+        return Err(SwitchoverError::BadInput(format!(
+            "run {run_id} is a {}, not a switchover",
+            record.kind
+        )));
+    }
+    if record.status != RunStatus::Running && record.status != RunStatus::NeedsHuman {
+        return Err(SwitchoverError::BadInput(format!(
+            "run {run_id} already ended ({}); nothing to resume",
+            record.status
+        )));
+    }
+    let params: SwitchoverParams = serde_json::from_value(record.params.clone()).map_err(|e| {
+        SwitchoverError::BadInput(format!("run {run_id} has unreadable parameters: {e}"))
+    })?;
+    journal
+        .set_status(run_id, RunStatus::Running, Some("resumed"))
+        .await?;
+    let mut engine = Engine::new(provider, journal, run_id.to_string(), params, observer)?;
+    engine.drive(Some(record)).await
+}
+
+struct Engine<'a> {
+    provider: &'a dyn Provider,
+    journal: &'a Journal,
+    run: String,
+    p: SwitchoverParams,
+    observer: &'a dyn Observer,
+    creds: Credentials,
+    /// The connection holding the BACKUP STAGE lease on the old writer.
+    lease: Option<Server>,
+    fence: Option<Fence>,
+    fence_started: Option<Instant>,
+    write_gap: Option<Duration>,
+    final_position: Option<String>,
+    step_ms: Vec<(String, u64)>,
+    warnings: Vec<String>,
+}
+
+/// A step's failure: before the point of no return it rolls back; after it, needs a human.
+type StepResult<T> = Result<T, String>;
+
+fn db<T>(r: dbshift_db::Result<T>) -> StepResult<T> {
+    r.map_err(|e| e.to_string())
+}
+
+impl<'a> Engine<'a> {
+    fn new(
+        provider: &'a dyn Provider,
+        journal: &'a Journal,
+        run: String,
+        p: SwitchoverParams,
+        observer: &'a dyn Observer,
+    ) -> Result<Self, SwitchoverError> {
+        let creds = provider.credentials()?;
+        Ok(Engine {
+            provider,
+            journal,
+            run,
+            p,
+            observer,
+            creds,
+            lease: None,
+            fence: None,
+            fence_started: None,
+            write_gap: None,
+            final_position: None,
+            step_ms: Vec::new(),
+            warnings: Vec::new(),
+        })
+    }
+
+    async fn endpoint(&self, id: &str) -> StepResult<Endpoint> {
+        self.provider
+            .describe_instance(id)
+            .await
+            .map(|i| i.endpoint)
+            .map_err(|e| e.to_string())
+    }
+
+    /// An admin connection, retried briefly: a restart or a cut connection may be in progress.
+    async fn connect(&self, id: &str) -> StepResult<Server> {
+        let ep = self.endpoint(id).await?;
+        let opts = crate::connect_options(&self.creds, &self.creds.admin, &ep)
+            .connect_timeout(Duration::from_secs(2));
+        let mut last = String::new();
+        for attempt in 0..3 {
+            match Server::connect(&opts).await {
+                Ok(s) => return Ok(s),
+                Err(e) => {
+                    last = format!("{id}: {e}");
+                    if attempt < 2 {
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                    }
+                }
+            }
+        }
+        Err(last)
+    }
+
+    fn source_spec(&self, ep: &Endpoint, start: SourceStart) -> SourceSpec {
+        SourceSpec {
+            host: ep.host.clone(),
+            port: ep.port,
+            user: self.creds.replication.user.clone(),
+            password: self.creds.replication.password.clone(),
+            start,
+            ssl: Some(SslSpec {
+                ca_path: self
+                    .creds
+                    .ca_bundle
+                    .as_ref()
+                    .map(|p| p.display().to_string()),
+                verify_server_cert: self.creds.ca_bundle.is_some(),
+            }),
+            connect_retry_s: Some(1),
+        }
+    }
+
+    async fn begin(&mut self, step: &str) -> Result<Instant, SwitchoverError> {
+        self.observer.event(&format!("{step}: start"));
+        self.journal.begin(&self.run, step).await?;
+        crash_point(step, "begin");
+        Ok(Instant::now())
+    }
+
+    async fn end(
+        &mut self,
+        step: &str,
+        started: Instant,
+        detail: serde_json::Value,
+    ) -> Result<(), SwitchoverError> {
+        crash_point(step, "run");
+        self.journal.end(&self.run, step, detail).await?;
+        crash_point(step, "end");
+        self.step_ms.push((step.to_string(), ms(started.elapsed())));
+        self.observer.event(&format!("{step}: done"));
+        Ok(())
+    }
+
+    async fn finish(&mut self, status: RunStatus, message: &str) -> Result<(), SwitchoverError> {
+        self.journal
+            .set_status(&self.run, status, Some(message))
+            .await?;
+        Ok(())
+    }
+
+    async fn drive(&mut self, record: Option<RunRecord>) -> Result<Outcome, SwitchoverError> {
+        let done = |s: &str| record.as_ref().is_some_and(|r| r.step_done(s));
+        let pnr_begun = record
+            .as_ref()
+            .is_some_and(|r| r.step_begun("point_of_no_return"));
+        if let Some(fence) = record
+            .as_ref()
+            .and_then(|r| r.step_detail("fence"))
+            .and_then(|d| serde_json::from_value::<Fence>(d.clone()).ok())
+        {
+            self.fence = Some(fence);
+        }
+
+        if !pnr_begun {
+            // Guards run once: after a fence they would see the fenced old writer.
+            if !done("guards") && !record.as_ref().is_some_and(|r| r.step_begun("fence")) {
+                let started = self.begin("guards").await?;
+                match self.guards().await {
+                    Ok(report) if report.passed() => {
+                        let detail = serde_json::to_value(&report).unwrap_or_default();
+                        self.end("guards", started, detail).await?;
+                    }
+                    Ok(report) => {
+                        let why = report.failure_text();
+                        self.journal.failed(&self.run, "guards", &why).await?;
+                        self.finish(
+                            RunStatus::Failed,
+                            &format!("guards failed, nothing changed: {why}"),
+                        )
+                        .await?;
+                        return Ok(Outcome::Refused(report));
+                    }
+                    Err(e) => {
+                        self.journal.failed(&self.run, "guards", &e).await?;
+                        self.finish(RunStatus::Failed, &format!("nothing changed: {e}"))
+                            .await?;
+                        return Ok(Outcome::RolledBack {
+                            reason: format!("the guards could not run, nothing was changed: {e}"),
+                        });
+                    }
+                }
+            }
+            if let Err(reason) = self.before_point_of_no_return(&done).await? {
+                return self.roll_back(reason).await;
+            }
+        }
+        match self.after_point_of_no_return(&done).await? {
+            Ok(()) => {
+                let report = SwitchoverReport {
+                    run_id: self.run.clone(),
+                    cluster: self.p.cluster.clone(),
+                    old_writer: self.p.from.clone(),
+                    new_writer: self.p.to.clone(),
+                    write_gap_ms: self.write_gap.map(ms),
+                    final_position: self.final_position.clone(),
+                    step_ms: self.step_ms.clone(),
+                    warnings: self.warnings.clone(),
+                };
+                if self.warnings.is_empty() {
+                    self.finish(RunStatus::Done, "done").await?;
+                    Ok(Outcome::Done(report))
+                } else {
+                    let reason = format!(
+                        "the writer moved to {}, but: {}",
+                        self.p.to,
+                        self.warnings.join("; ")
+                    );
+                    self.finish(RunStatus::NeedsHuman, &reason).await?;
+                    Ok(Outcome::NeedsHuman { reason })
+                }
+            }
+            Err(reason) => {
+                let reason = format!(
+                    "{reason}. The point of no return was passed: {} must not be made writable \
+                     again. Fix the cause, then `dbshift resume {}`",
+                    self.p.from, self.run
+                );
+                self.finish(RunStatus::NeedsHuman, &reason).await?;
+                Ok(Outcome::NeedsHuman { reason })
+            }
+        }
+    }
+
+    async fn guards(&mut self) -> StepResult<GuardReport> {
+        let mut old = self.connect(&self.p.from).await?;
+        let mut new = self.connect(&self.p.to).await?;
+        let old_port = self.endpoint(&self.p.from).await?.port;
+        let limits = GuardLimits {
+            max_lag_transactions: self.p.max_lag_transactions,
+            max_lag_seconds: self.p.max_lag_seconds,
+            ..GuardLimits::default()
+        };
+        let report = db(run_guards(
+            &mut old,
+            &mut new,
+            &self.p.from,
+            &self.p.to,
+            old_port,
+            &limits,
+        )
+        .await);
+        old.close().await;
+        new.close().await;
+        report
+    }
+
+    /// Fence and wait. `Ok(Err(reason))` asks for a rollback.
+    async fn before_point_of_no_return(
+        &mut self,
+        done: &dyn Fn(&str) -> bool,
+    ) -> Result<StepResult<()>, SwitchoverError> {
+        let _ = done;
+        let started = self.begin("fence").await?;
+        self.fence_started = Some(started);
+        match self.fence_old().await {
+            Ok(detail) => self.end("fence", started, detail).await?,
+            Err(e) => {
+                self.journal.failed(&self.run, "fence", &e).await?;
+                return Ok(Err(format!("fencing {} failed: {e}", self.p.from)));
+            }
+        }
+        let started = self.begin("wait").await?;
+        match self.wait_caught_up().await {
+            Ok(detail) => self.end("wait", started, detail).await?,
+            Err(e) => {
+                self.journal.failed(&self.run, "wait", &e).await?;
+                return Ok(Err(e));
+            }
+        }
+        Ok(Ok(()))
+    }
+
+    async fn fence_old(&mut self) -> StepResult<serde_json::Value> {
+        let mut old = self.connect(&self.p.from).await?;
+        let opts = FenceOptions {
+            lock_wait: Duration::from_millis(self.p.fence_lock_wait_ms),
+            attempts: self.p.fence_attempts,
+            kill_privileged_sessions: true,
+        };
+        let mut fence = db(old.fence_writes(&opts).await)?;
+        // A resumed run keeps what the first fence saw, not the already-fenced state.
+        if let Some(first) = &self.fence {
+            fence.event_scheduler_before = first.event_scheduler_before.clone();
+            fence.was_read_only = first.was_read_only;
+        }
+        self.fence = Some(fence.clone());
+        // The lease: commits stop even for sessions that could write through read_only, and
+        // the block lifts by itself if this process dies.
+        if old.flavor().is_mariadb() && old.flavor().at_least(10, 4, 1) {
+            db(old
+                .exec_sql(&format!(
+                    "SET SESSION lock_wait_timeout={}",
+                    (self.p.fence_lock_wait_ms / 1000).max(1)
+                ))
+                .await)?;
+            db(old.exec_sql("BACKUP STAGE START").await)?;
+            if let Err(e) = old.exec_sql("BACKUP STAGE BLOCK_COMMIT").await {
+                let _ = old.exec_sql("BACKUP STAGE END").await;
+                return Err(format!("BACKUP STAGE BLOCK_COMMIT: {e}"));
+            }
+            self.lease = Some(old);
+        } else {
+            old.close().await;
+        }
+        Ok(serde_json::to_value(&fence).unwrap_or_default())
+    }
+
+    async fn wait_caught_up(&mut self) -> StepResult<serde_json::Value> {
+        // Read on the lease connection when there is one: it is the fenced session.
+        let mut fresh = None;
+        let old = match self.lease.as_mut() {
+            Some(s) => s,
+            None => fresh.insert(self.connect(&self.p.from).await?),
+        };
+        let final_pos: GtidPos = db(old.gtid_binlog_pos().await)?;
+        let old_state: BinlogState = db(old.gtid_binlog_state().await)?;
+        if let Some(s) = fresh {
+            s.close().await;
+        }
+        let mut new = self.connect(&self.p.to).await?;
+        let deadline = Duration::from_millis(self.p.timeout_ms);
+        db(new.wait_for_gtid(&final_pos, deadline).await).map_err(|e| {
+            format!(
+                "{} did not apply {}'s last transaction {final_pos} in time: {e}",
+                self.p.to, self.p.from
+            )
+        })?;
+        let new_state = db(new.gtid_binlog_state().await)?;
+        new.close().await;
+        if !new_state.contains(&old_state) {
+            return Err(format!(
+                "{}'s binlog state {new_state} does not contain {}'s {old_state}",
+                self.p.to, self.p.from
+            ));
+        }
+        self.final_position = Some(final_pos.to_string());
+        Ok(serde_json::json!({
+            "final_position": final_pos.to_string(),
+            "old_binlog_state": old_state.to_string(),
+            "new_binlog_state": new_state.to_string(),
+        }))
+    }
+
+    /// Put the old writer back as it was: lease released, read_only off, events as before.
+    async fn roll_back(&mut self, reason: String) -> Result<Outcome, SwitchoverError> {
+        tracing::warn!(run = %self.run, "rolling back: {reason}");
+        self.observer.event("rollback: start");
+        if let Some(mut lease) = self.lease.take() {
+            let _ = lease.exec_sql("BACKUP STAGE END").await;
+            lease.close().await;
+        }
+        let unfenced = match &self.fence {
+            None => Ok(()),
+            Some(fence) => match self.connect(&self.p.from).await {
+                Ok(mut old) => {
+                    let r = old.unfence_writes(fence).await.map_err(|e| e.to_string());
+                    old.close().await;
+                    r
+                }
+                Err(e) => Err(e),
+            },
+        };
+        self.observer.event("rollback: done");
+        match unfenced {
+            Ok(()) => {
+                let msg = format!("rolled back, {} is the writer again: {reason}", self.p.from);
+                self.finish(RunStatus::RolledBack, &msg).await?;
+                Ok(Outcome::RolledBack { reason })
+            }
+            Err(e) => {
+                let msg = format!(
+                    "{reason}; then putting {} back failed: {e}. {} is fenced (read-only) and \
+                     nothing was promoted: clients cannot write. Check {}, then `dbshift resume {}`",
+                    self.p.from, self.p.from, self.p.from, self.run
+                );
+                self.finish(RunStatus::NeedsHuman, &msg).await?;
+                Ok(Outcome::NeedsHuman { reason: msg })
+            }
+        }
+    }
+
+    async fn after_point_of_no_return(
+        &mut self,
+        done: &dyn Fn(&str) -> bool,
+    ) -> Result<StepResult<()>, SwitchoverError> {
+        macro_rules! step {
+            ($name:expr, $call:expr) => {{
+                if !done($name) || $name == "verify" {
+                    let started = self.begin($name).await?;
+                    match $call {
+                        Ok(detail) => self.end($name, started, detail).await?,
+                        Err(e) => {
+                            self.journal.failed(&self.run, $name, &e).await?;
+                            return Ok(Err(format!("{}: {e}", $name)));
+                        }
+                    }
+                }
+            }};
+        }
+        step!("point_of_no_return", self.point_of_no_return().await);
+        step!("redirect", self.redirect().await);
+        step!("promote", self.promote().await);
+        step!("hooks", self.hooks().await);
+        step!("demote_old_writer", self.demote_old().await);
+        step!("repoint_siblings", self.repoint_siblings().await);
+        step!("verify", self.verify().await);
+        Ok(Ok(()))
+    }
+
+    /// Stop and forget the new writer's replication. Done once it has no source.
+    async fn point_of_no_return(&mut self) -> StepResult<serde_json::Value> {
+        let mut new = self.connect(&self.p.to).await?;
+        let st = db(new.replication_status().await)?;
+        if st.configured {
+            db(new.reset_replication().await)?;
+        }
+        new.close().await;
+        Ok(serde_json::json!({ "was_replicating": st.configured }))
+    }
+
+    async fn redirect(&mut self) -> StepResult<serde_json::Value> {
+        self.provider
+            .set_writer(&self.p.cluster, &self.p.to)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(serde_json::json!({ "cluster": self.p.cluster, "writer": self.p.to }))
+    }
+
+    async fn promote(&mut self) -> StepResult<serde_json::Value> {
+        // Never two writers: the old one must be read-only, or out of reach (fenced, and its
+        // option file starts it read-only).
+        match self.connect(&self.p.from).await {
+            Ok(mut old) => {
+                let ro = db(old.read_only().await)?;
+                old.close().await;
+                if !ro {
+                    return Err(format!(
+                        "{} is writable again (someone turned read_only off); refusing to make a \
+                         second writer",
+                        self.p.from
+                    ));
+                }
+            }
+            Err(e) => self.warnings.push(format!(
+                "{} was unreachable at promotion ({e})",
+                self.p.from
+            )),
+        }
+        let mut new = self.connect(&self.p.to).await?;
+        // Events replicated from the old writer arrived SLAVESIDE_DISABLED.
+        let events = db(new
+            .query_rows(
+                "SELECT EVENT_SCHEMA, EVENT_NAME FROM information_schema.EVENTS \
+                 WHERE STATUS='SLAVESIDE_DISABLED'",
+            )
+            .await)?;
+        let mut enabled = Vec::new();
+        for row in events {
+            let schema = row.first().and_then(|c| c.1.clone()).unwrap_or_default();
+            let name = row.get(1).and_then(|c| c.1.clone()).unwrap_or_default();
+            db(new
+                .exec_sql(&format!(
+                    "ALTER EVENT `{}`.`{}` ENABLE",
+                    schema.replace('`', "``"),
+                    name.replace('`', "``")
+                ))
+                .await)?;
+            enabled.push(format!("{schema}.{name}"));
+        }
+        if self
+            .fence
+            .as_ref()
+            .is_some_and(|f| f.event_scheduler_before.eq_ignore_ascii_case("ON"))
+        {
+            db(new.exec_sql("SET GLOBAL event_scheduler=ON").await)?;
+        }
+        db(new.set_writable().await)?;
+        new.close().await;
+        if let Some(started) = self.fence_started {
+            self.write_gap = Some(started.elapsed());
+        }
+        self.observer.event("promoted: new writer accepts writes");
+        Ok(serde_json::json!({ "events_enabled": enabled }))
+    }
+
+    async fn hooks(&mut self) -> StepResult<serde_json::Value> {
+        let old_ep = self.endpoint(&self.p.from).await?;
+        let new_ep = self.endpoint(&self.p.to).await?;
+        let mut ran = Vec::new();
+        for hook in &self.p.hooks {
+            let out = tokio::process::Command::new("sh")
+                .arg("-c")
+                .arg(hook)
+                .arg("dbshift-hook")
+                .arg(old_ep.to_string())
+                .arg(new_ep.to_string())
+                .env("DBSHIFT_CLUSTER", &self.p.cluster)
+                .env("DBSHIFT_OLD_WRITER", &self.p.from)
+                .env("DBSHIFT_NEW_WRITER", &self.p.to)
+                .env("DBSHIFT_OLD_ENDPOINT", old_ep.to_string())
+                .env("DBSHIFT_NEW_ENDPOINT", new_ep.to_string())
+                .stdin(std::process::Stdio::null())
+                .output()
+                .await;
+            match out {
+                Ok(o) if o.status.success() => ran.push(hook.clone()),
+                Ok(o) => self.warnings.push(format!(
+                    "hook `{hook}` failed ({}): {}",
+                    o.status,
+                    String::from_utf8_lossy(&o.stderr).trim()
+                )),
+                Err(e) => self
+                    .warnings
+                    .push(format!("hook `{hook}` could not run: {e}")),
+            }
+        }
+        Ok(serde_json::json!({ "ran": ran }))
+    }
+
+    async fn demote_old(&mut self) -> StepResult<serde_json::Value> {
+        if let Some(mut lease) = self.lease.take() {
+            let _ = lease.exec_sql("BACKUP STAGE END").await;
+            lease.close().await;
+        }
+        let new_ep = self.endpoint(&self.p.to).await?;
+        let mut old = match self.connect(&self.p.from).await {
+            Ok(s) => s,
+            Err(e) => {
+                self.warnings.push(format!(
+                    "{} is unreachable ({e}); it stays fenced and is not yet a replica of {}: \
+                     when it is back, `dbshift resume {}` makes it one",
+                    self.p.from, self.p.to, self.run
+                ));
+                return Ok(serde_json::json!({ "demoted": false }));
+            }
+        };
+        let st = db(old.replication_status().await)?;
+        let already = st.configured && st.source_port == Some(new_ep.port);
+        if !already {
+            let spec = self.source_spec(&new_ep, SourceStart::DemoteToReplica);
+            db(old.point_replica_at(&spec).await)?;
+        } else if !st.healthy() {
+            db(old.start_replication().await)?;
+        }
+        // Its events must not run as a replica; the change must not reach its binlog, where
+        // it would be an errant transaction.
+        let events = db(old
+            .query_rows(
+                "SELECT EVENT_SCHEMA, EVENT_NAME FROM information_schema.EVENTS WHERE STATUS='ENABLED'",
+            )
+            .await)?;
+        let mut disabled = Vec::new();
+        if !events.is_empty() {
+            db(old.exec_sql("SET SESSION sql_log_bin=0").await)?;
+            for row in events {
+                let schema = row.first().and_then(|c| c.1.clone()).unwrap_or_default();
+                let name = row.get(1).and_then(|c| c.1.clone()).unwrap_or_default();
+                db(old
+                    .exec_sql(&format!(
+                        "ALTER EVENT `{}`.`{}` DISABLE ON SLAVE",
+                        schema.replace('`', "``"),
+                        name.replace('`', "``")
+                    ))
+                    .await)?;
+                disabled.push(format!("{schema}.{name}"));
+            }
+            db(old.exec_sql("SET SESSION sql_log_bin=1").await)?;
+        }
+        // Leftover client sessions: ended, so that pools reconnect and follow the name.
+        let sessions = db(old
+            .query_rows(
+                "SELECT ID FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() \
+                 AND COMMAND NOT IN ('Binlog Dump','Binlog Dump GTID','Daemon','Slave_IO','Slave_SQL','Slave_worker') \
+                 AND USER NOT IN ('system user','event_scheduler','')",
+            )
+            .await)?;
+        let mut ended = 0;
+        for row in sessions {
+            if let Some(id) = row
+                .first()
+                .and_then(|c| c.1.as_deref())
+                .and_then(|s| s.parse::<u64>().ok())
+            {
+                if old.exec_sql(&format!("KILL CONNECTION {id}")).await.is_ok() {
+                    ended += 1;
+                }
+            }
+        }
+        old.close().await;
+        Ok(
+            serde_json::json!({ "demoted": true, "already": already, "events_disabled": disabled, "sessions_ended": ended }),
+        )
+    }
+
+    async fn repoint_siblings(&mut self) -> StepResult<serde_json::Value> {
+        let new_ep = self.endpoint(&self.p.to).await?;
+        let mut moved = Vec::new();
+        for sib in self.p.siblings.clone() {
+            let mut s = match self.connect(&sib).await {
+                Ok(s) => s,
+                Err(e) => {
+                    self.warnings.push(format!(
+                        "{sib} is unreachable ({e}); re-point it to {} when it is back \
+                         (`dbshift resume {}`)",
+                        self.p.to, self.run
+                    ));
+                    continue;
+                }
+            };
+            let st = db(s.replication_status().await)?;
+            if !(st.configured && st.source_port == Some(new_ep.port)) {
+                let spec = self.source_spec(&new_ep, SourceStart::Gtid);
+                db(s.point_replica_at(&spec).await)?;
+                moved.push(sib.clone());
+            }
+            s.close().await;
+        }
+        Ok(serde_json::json!({ "repointed": moved }))
+    }
+
+    /// One writable server; every reachable replica healthy and caught up with the new writer.
+    async fn verify(&mut self) -> StepResult<serde_json::Value> {
+        let mut new = self.connect(&self.p.to).await?;
+        if db(new.read_only().await)? {
+            return Err(format!("{} is still read-only after promotion", self.p.to));
+        }
+        let target = db(new.gtid_binlog_pos().await)?;
+        new.close().await;
+        let mut replicas = vec![self.p.from.clone()];
+        replicas.extend(self.p.siblings.iter().cloned());
+        let mut checked = Vec::new();
+        for id in replicas {
+            let Ok(mut s) = self.connect(&id).await else {
+                continue;
+            };
+            if !db(s.read_only().await)? {
+                return Err(format!(
+                    "{id} is writable besides {}: two writers",
+                    self.p.to
+                ));
+            }
+            if let Err(e) = s.wait_for_gtid(&target, Duration::from_secs(10)).await {
+                let st = db(s.replication_status().await)?;
+                self.warnings.push(format!(
+                    "{id} has not caught up with {} ({e}); replication: {:?}",
+                    self.p.to,
+                    st.last_io_error.or(st.last_sql_error)
+                ));
+            }
+            s.close().await;
+            checked.push(id);
+        }
+        let writers: Vec<String> = self
+            .provider
+            .list_instances()
+            .await
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .filter(|i| i.cluster == self.p.cluster && i.role == Role::Writer)
+            .map(|i| i.id)
+            .collect();
+        if writers != vec![self.p.to.clone()] {
+            return Err(format!(
+                "the provider names {writers:?} as writer, not {}",
+                self.p.to
+            ));
+        }
+        Ok(serde_json::json!({ "caught_up_to": target.to_string(), "replicas_checked": checked }))
+    }
+}
+
+/// Run only the guards (the `check` command).
+pub async fn check(
+    provider: &dyn Provider,
+    params: &SwitchoverParams,
+) -> Result<GuardReport, SwitchoverError> {
+    let creds = provider.credentials()?;
+    let old_ep = provider.describe_instance(&params.from).await?.endpoint;
+    let new_ep = provider.describe_instance(&params.to).await?.endpoint;
+    let mut old = Server::connect(&crate::connect_options(&creds, &creds.admin, &old_ep)).await?;
+    let mut new = Server::connect(&crate::connect_options(&creds, &creds.admin, &new_ep)).await?;
+    let limits = GuardLimits {
+        max_lag_transactions: params.max_lag_transactions,
+        max_lag_seconds: params.max_lag_seconds,
+        ..GuardLimits::default()
+    };
+    let report = run_guards(
+        &mut old,
+        &mut new,
+        &params.from,
+        &params.to,
+        old_ep.port,
+        &limits,
+    )
+    .await;
+    old.close().await;
+    new.close().await;
+    Ok(report?)
+}

@@ -1,0 +1,464 @@
+//! The switchover core on real servers: the happy path under writes (there and back), each
+//! guard made to fail for real, a long lock during the fence, the new writer stopped or killed
+//! during the wait, and `kill -9` of dbshift at step boundaries followed by `resume`. Every
+//! scenario ends with exactly one writable server and every acknowledged write on it.
+//! Run with `make test`. Each test builds its own lab (a writer and two replicas); the tests
+//! run one at a time to keep the machine's load low.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex as StdMutex};
+use std::time::{Duration, Instant};
+
+use dbshift_db::Server;
+use dbshift_ops::journal::{Journal, RunStatus};
+use dbshift_ops::switchover::{self, Observer, Outcome, SwitchoverRequest};
+use dbshift_provider::local::Lab;
+use dbshift_provider::Provider;
+use dbshift_testkit::TestLab;
+use tokio::sync::Mutex;
+
+static SERIAL: Mutex<()> = Mutex::const_new(());
+
+fn request(to: &str) -> SwitchoverRequest {
+    SwitchoverRequest {
+        cluster: "lab-1".into(),
+        to: to.into(),
+        max_lag_transactions: 100,
+        max_lag_seconds: 5,
+        timeout: Duration::from_secs(5),
+        hooks: Vec::new(),
+    }
+}
+
+async fn journal(t: &TestLab) -> Journal {
+    Journal::open(&t.dir().join("journal.sqlite"))
+        .await
+        .unwrap()
+}
+
+async fn admin(lab: &Lab, id: &str) -> Server {
+    lab.connect_admin(id).await.unwrap()
+}
+
+/// Which instances of the lab are writable now.
+async fn writable(lab: &Lab) -> Vec<String> {
+    let mut w = Vec::new();
+    for rec in &lab.state().instances {
+        if let Ok(mut s) = lab.connect_admin(&rec.id).await {
+            if !s.read_only().await.unwrap() {
+                w.push(rec.id.clone());
+            }
+            s.close().await;
+        }
+    }
+    w
+}
+
+/// A client that inserts rows as the application user, following the cluster name on every
+/// reconnect, and remembers which inserts were acknowledged.
+struct Writer {
+    stop: Arc<AtomicBool>,
+    acked: Arc<StdMutex<BTreeSet<u64>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Writer {
+    async fn start(lab: &Lab) -> Writer {
+        let mut a = admin(lab, &lab.fresh().unwrap().clusters[0].writer).await;
+        a.exec_sql("CREATE TABLE IF NOT EXISTS app.acked (id BIGINT PRIMARY KEY)")
+            .await
+            .unwrap();
+        a.close().await;
+        let stop = Arc::new(AtomicBool::new(false));
+        let acked = Arc::new(StdMutex::new(BTreeSet::new()));
+        let lab = lab.clone();
+        let (stop2, acked2) = (stop.clone(), acked.clone());
+        let task = tokio::spawn(async move {
+            let creds = lab.credentials().unwrap();
+            let mut id = 0u64;
+            let mut conn: Option<Server> = None;
+            while !stop2.load(Ordering::Relaxed) {
+                if conn.is_none() {
+                    let ep = lab.resolve("lab-1").await.unwrap();
+                    let opts = dbshift_ops::connect_options(&creds, &creds.app, &ep)
+                        .connect_timeout(Duration::from_secs(1));
+                    conn = Server::connect(&opts).await.ok();
+                    if conn.is_none() {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        continue;
+                    }
+                }
+                id += 1;
+                let c = conn.as_mut().expect("connected above");
+                let r = tokio::time::timeout(
+                    Duration::from_secs(2),
+                    c.exec_sql(&format!("INSERT INTO app.acked VALUES ({id})")),
+                )
+                .await;
+                match r {
+                    Ok(Ok(())) => {
+                        acked2.lock().unwrap().insert(id);
+                    }
+                    _ => {
+                        // 1290 (read-only) or a cut connection: reconnect, following the name.
+                        conn = None;
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        });
+        Writer { stop, acked, task }
+    }
+
+    /// Stop, then check every acknowledged insert is on the cluster's current writer.
+    async fn stop_and_audit(self, lab: &Lab) -> usize {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.unwrap();
+        let acked = self.acked.lock().unwrap().clone();
+        let writer = lab.fresh().unwrap().clusters[0].writer.clone();
+        let mut w = admin(lab, &writer).await;
+        let rows = w.query_rows("SELECT id FROM app.acked").await.unwrap();
+        let have: BTreeSet<u64> = rows
+            .iter()
+            .filter_map(|r| r[0].1.as_deref().and_then(|v| v.parse().ok()))
+            .collect();
+        let lost: Vec<&u64> = acked.difference(&have).collect();
+        assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
+        w.close().await;
+        acked.len()
+    }
+}
+
+/// Samples `read_only` of every instance while a scenario runs; panics on two writers.
+struct TwoWriterWatch {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<Vec<String>>,
+}
+
+impl TwoWriterWatch {
+    async fn start(lab: &Lab) -> TwoWriterWatch {
+        let mut conns = Vec::new();
+        for rec in &lab.state().instances {
+            conns.push((rec.id.clone(), admin(lab, &rec.id).await));
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let task = tokio::spawn(async move {
+            let mut violations = Vec::new();
+            while !stop2.load(Ordering::Relaxed) {
+                let mut w = Vec::new();
+                for (id, c) in conns.iter_mut() {
+                    if let Ok(false) = c.read_only().await {
+                        w.push(id.clone());
+                    }
+                }
+                if w.len() > 1 {
+                    violations.push(w.join("+"));
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            violations
+        });
+        TwoWriterWatch { stop, task }
+    }
+
+    async fn assert_clean(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let v = self.task.await.unwrap();
+        assert!(v.is_empty(), "two writable servers seen: {v:?}");
+    }
+}
+
+/// An observer that runs an action when a given event is announced.
+struct OnEvent {
+    label: String,
+    action: Box<dyn Fn() + Send + Sync>,
+}
+
+impl Observer for OnEvent {
+    fn event(&self, label: &str) {
+        if label == self.label {
+            (self.action)();
+        }
+    }
+}
+
+fn nothing() -> OnEvent {
+    OnEvent {
+        label: String::new(),
+        action: Box::new(|| {}),
+    }
+}
+
+async fn assert_topology(lab: &Lab, writer: &str) {
+    assert_eq!(writable(lab).await, vec![writer.to_string()]);
+    assert_eq!(lab.fresh().unwrap().clusters[0].writer, writer);
+    let port = lab.state().instance(writer).unwrap().port;
+    for rec in &lab.state().instances {
+        if rec.id == writer {
+            continue;
+        }
+        let mut s = admin(lab, &rec.id).await;
+        let st = s.replication_status().await.unwrap();
+        assert!(st.healthy(), "{}: {st:?}", rec.id);
+        assert_eq!(
+            st.source_port,
+            Some(port),
+            "{} must replicate from {writer}",
+            rec.id
+        );
+        s.close().await;
+    }
+}
+
+#[tokio::test]
+async fn switchover_there_and_back_under_writes_loses_nothing() {
+    let _g = SERIAL.lock().await;
+    let t = TestLab::start(1, 2).await;
+    let lab = t.lab();
+    let j = journal(&t).await;
+    let watch = TwoWriterWatch::start(lab).await;
+    let writer = Writer::start(lab).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let params = switchover::prepare(lab, &request("lab-1-2")).await.unwrap();
+    assert_eq!(params.from, "lab-1-1");
+    assert_eq!(params.siblings, vec!["lab-1-3".to_string()]);
+    let (run, outcome) = switchover::run(lab, &j, params, &nothing()).await.unwrap();
+    let Outcome::Done(report) = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(report.new_writer, "lab-1-2");
+    assert!(report.write_gap_ms.is_some());
+    assert_eq!(j.run(&run).await.unwrap().status, RunStatus::Done);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_topology(lab, "lab-1-2").await;
+
+    // And back: the old writer, now a replica, becomes the writer again.
+    let params = switchover::prepare(lab, &request("lab-1-1")).await.unwrap();
+    let (_, outcome) = switchover::run(lab, &j, params, &nothing()).await.unwrap();
+    assert!(matches!(outcome, Outcome::Done(_)), "{outcome:?}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let acked = writer.stop_and_audit(lab).await;
+    assert!(
+        acked > 20,
+        "the writer made progress ({acked} acknowledged)"
+    );
+    watch.assert_clean().await;
+    assert_topology(lab, "lab-1-1").await;
+}
+
+/// Run a switchover to lab-1-2 that must be refused by `guard`, and check nothing changed.
+async fn assert_refused(t: &TestLab, guard: &str) {
+    let lab = t.lab();
+    let j = journal(t).await;
+    let params = switchover::prepare(lab, &request("lab-1-2")).await.unwrap();
+    let (run, outcome) = switchover::run(lab, &j, params, &nothing()).await.unwrap();
+    let Outcome::Refused(report) = &outcome else {
+        panic!("expected a refusal by {guard}: {outcome:?}")
+    };
+    assert!(
+        report.failed().iter().any(|g| g.name == guard),
+        "{guard} must fail: {report:?}"
+    );
+    assert_eq!(outcome.exit_code(), 1);
+    assert_eq!(j.run(&run).await.unwrap().status, RunStatus::Failed);
+    assert_eq!(writable(lab).await, vec!["lab-1-1".to_string()]);
+    assert_eq!(lab.fresh().unwrap().clusters[0].writer, "lab-1-1");
+}
+
+#[tokio::test]
+async fn guards_refuse_and_change_nothing() {
+    let _g = SERIAL.lock().await;
+    let t = TestLab::start(1, 2).await;
+    let lab = t.lab();
+    let mut w = admin(lab, "lab-1-1").await;
+    let mut r = admin(lab, "lab-1-2").await;
+    w.exec_sql("CREATE TABLE app.g (id INT PRIMARY KEY)")
+        .await
+        .unwrap();
+    let pos = w.gtid_binlog_pos().await.unwrap();
+    r.wait_for_gtid(&pos, Duration::from_secs(10))
+        .await
+        .unwrap();
+
+    // Lag: the SQL thread stopped while the writer goes on.
+    r.exec_sql("STOP SLAVE SQL_THREAD").await.unwrap();
+    for i in 0..150 {
+        w.exec_sql(&format!("INSERT INTO app.g VALUES ({i})"))
+            .await
+            .unwrap();
+    }
+    assert_refused(&t, "lag").await;
+    r.exec_sql("START SLAVE SQL_THREAD").await.unwrap();
+    let pos = w.gtid_binlog_pos().await.unwrap();
+    r.wait_for_gtid(&pos, Duration::from_secs(10))
+        .await
+        .unwrap();
+
+    // An errant transaction on the replica (in its own domain, so replication goes on).
+    r.exec_sql("SET SESSION gtid_domain_id=9").await.unwrap();
+    r.exec_sql("CREATE TABLE app.errant (id INT PRIMARY KEY)")
+        .await
+        .unwrap();
+    assert_refused(&t, "no_errant_transactions").await;
+
+    // A duplicate-key error stops the replica's SQL thread.
+    let t2 = TestLab::start(1, 1).await;
+    let lab2 = t2.lab();
+    let mut w2 = admin(lab2, "lab-1-1").await;
+    let mut r2 = admin(lab2, "lab-1-2").await;
+    w2.exec_sql("CREATE TABLE app.d (id INT PRIMARY KEY)")
+        .await
+        .unwrap();
+    let pos = w2.gtid_binlog_pos().await.unwrap();
+    r2.wait_for_gtid(&pos, Duration::from_secs(10))
+        .await
+        .unwrap();
+    r2.exec_sql("SET SESSION sql_log_bin=0").await.unwrap();
+    r2.exec_sql("INSERT INTO app.d VALUES (1)").await.unwrap();
+    w2.exec_sql("INSERT INTO app.d VALUES (1)").await.unwrap();
+    let started = Instant::now();
+    loop {
+        let st = r2.replication_status().await.unwrap();
+        if st.last_sql_error.is_some() {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no duplicate-key error: {st:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_refused(&t2, "replication_running").await;
+    drop(t2);
+
+    // A routine with a privileged definer can write through read_only.
+    w.exec_sql(
+        "CREATE DEFINER='dbshift_admin'@'127.0.0.1' PROCEDURE app.sneaky() \
+         SQL SECURITY DEFINER INSERT INTO app.g VALUES (999)",
+    )
+    .await
+    .unwrap();
+    assert_refused(&t, "no_privileged_definers").await;
+    w.exec_sql("DROP PROCEDURE app.sneaky").await.unwrap();
+
+    // An open XA transaction on the old writer.
+    let mut xa = admin(lab, "lab-1-1").await;
+    xa.exec_sql("XA START 'x1'").await.unwrap();
+    xa.exec_sql("INSERT INTO app.g VALUES (1000)")
+        .await
+        .unwrap();
+    xa.exec_sql("XA END 'x1'").await.unwrap();
+    xa.exec_sql("XA PREPARE 'x1'").await.unwrap();
+    assert_refused(&t, "no_prepared_xa").await;
+    xa.exec_sql("XA ROLLBACK 'x1'").await.unwrap();
+
+    // A replication filter.
+    r.exec_sql("STOP SLAVE").await.unwrap();
+    r.exec_sql("SET GLOBAL replicate_do_db='app'")
+        .await
+        .unwrap();
+    r.exec_sql("START SLAVE").await.unwrap();
+    assert_refused(&t, "no_replication_filters").await;
+    w.close().await;
+    r.close().await;
+}
+
+#[tokio::test]
+async fn a_lock_held_through_the_fence_rolls_back_within_its_bound() {
+    let _g = SERIAL.lock().await;
+    let t = TestLab::start(1, 2).await;
+    let lab = t.lab();
+    let mut w = admin(lab, "lab-1-1").await;
+    w.exec_sql("CREATE TABLE app.locked (id INT PRIMARY KEY)")
+        .await
+        .unwrap();
+    let pos = w.gtid_binlog_pos().await.unwrap();
+    for r in ["lab-1-2", "lab-1-3"] {
+        let mut s = admin(lab, r).await;
+        s.wait_for_gtid(&pos, Duration::from_secs(10))
+            .await
+            .unwrap();
+        s.close().await;
+    }
+    // An application session holding a table lock: read_only cannot be set past it.
+    let mut app = Server::connect(&lab.app_options("lab-1-1").unwrap())
+        .await
+        .unwrap();
+    app.exec_sql("LOCK TABLES app.locked WRITE").await.unwrap();
+    let j = journal(&t).await;
+    let params = switchover::prepare(lab, &request("lab-1-2")).await.unwrap();
+    let started = Instant::now();
+    let (run, outcome) = switchover::run(lab, &j, params, &nothing()).await.unwrap();
+    assert!(matches!(outcome, Outcome::RolledBack { .. }), "{outcome:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "the fence must give up within its bound"
+    );
+    assert_eq!(j.run(&run).await.unwrap().status, RunStatus::RolledBack);
+    app.exec_sql("UNLOCK TABLES").await.unwrap();
+    app.exec_sql("INSERT INTO app.locked VALUES (1)")
+        .await
+        .unwrap();
+    assert_topology(lab, "lab-1-1").await;
+    app.close().await;
+    w.close().await;
+}
+
+#[tokio::test]
+async fn new_writer_stopped_or_killed_during_the_wait_rolls_back() {
+    let _g = SERIAL.lock().await;
+    let t = TestLab::start(1, 2).await;
+    let lab = t.lab();
+    let j = journal(&t).await;
+    let watch = TwoWriterWatch::start(lab).await;
+
+    // SIGSTOP: the wait runs out, the old writer is put back.
+    let pid = lab.pid("lab-1-2").unwrap().unwrap();
+    let stop = OnEvent {
+        label: "wait: start".into(),
+        action: Box::new(move || unsafe {
+            libc::kill(pid as i32, libc::SIGSTOP);
+        }),
+    };
+    let mut req = request("lab-1-2");
+    req.timeout = Duration::from_secs(2);
+    let params = switchover::prepare(lab, &req).await.unwrap();
+    let (_, outcome) = switchover::run(lab, &j, params, &stop).await.unwrap();
+    unsafe {
+        libc::kill(pid as i32, libc::SIGCONT);
+    }
+    assert!(matches!(outcome, Outcome::RolledBack { .. }), "{outcome:?}");
+    assert_eq!(writable(lab).await, vec!["lab-1-1".to_string()]);
+
+    // SIGKILL: the same, and the lab brings the replica back.
+    let pid = lab.pid("lab-1-2").unwrap().unwrap();
+    let kill = OnEvent {
+        label: "wait: start".into(),
+        action: Box::new(move || unsafe {
+            libc::kill(pid as i32, libc::SIGKILL);
+        }),
+    };
+    let params = switchover::prepare(lab, &req).await.unwrap();
+    let (_, outcome) = switchover::run(lab, &j, params, &kill).await.unwrap();
+    assert!(matches!(outcome, Outcome::RolledBack { .. }), "{outcome:?}");
+    watch.assert_clean().await;
+    let mut l = dbshift_testkit::tied(lab);
+    l.reload().unwrap();
+    let (_, _) = Lab::up(
+        t.dir(),
+        &dbshift_provider::local::UpOptions {
+            die_with_parent: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    lab.wait_replicating("lab-1-2", Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert_topology(lab, "lab-1-1").await;
+}
