@@ -7,6 +7,10 @@
 #   case_name, case_note   text for the results row
 #   setup / teardown       untimed, around every single run
 #   run_dbshift / run_peer the timed parts
+#   metric WHO LOG         optional: the case measures something other than its wall time;
+#                          prints the value of one run (WHO is dbshift or peer, LOG its output),
+#                          and the row holds the medians of those values instead of times
+#   extra_note DM PM       optional: text appended to the note, from the two medians
 # Usage: bash bench/run.sh [case ...]   (default: every case)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,7 +37,8 @@ if [ ! -f "$results" ]; then
 # Benchmark results
 
 Appended by `bash bench/run.sh` (or `make bench`). Times are medians over the repetitions;
-ratio = peer / dbshift (above 1: dbshift is faster).
+ratio = peer / dbshift (above 1: dbshift is faster). Cases that measure something else (the
+probe's achieved rate, a measured outage) say what their values are in the note.
 
 | date | commit | case | dbshift (ms) | peer (ms) | ratio | reps | machine | note |
 |---|---|---|---|---|---|---|---|---|
@@ -41,6 +46,7 @@ HDR
 fi
 
 for c in "${cases[@]}"; do
+  unset -f metric extra_note
   # shellcheck source=/dev/null
   source "bench/cases/$c.sh"
   d_times=(); p_times=()
@@ -51,8 +57,15 @@ for c in "${cases[@]}"; do
       "run_$who" >"$BENCH_TMP/$c.$who.$i.log" 2>&1 || { echo "bench $c: $who failed, see $BENCH_TMP/$c.$who.$i.log" >&2; cat "$BENCH_TMP/$c.$who.$i.log" >&2; trap - EXIT; echo "bench: kept $BENCH_TMP" >&2; exit 1; }
       t1=$(now_ms)
       teardown
-      if [ "$who" = dbshift ]; then d_times+=($((t1 - t0))); else p_times+=($((t1 - t0))); fi
-      echo "bench $c: $who run $i: $((t1 - t0)) ms" >&2
+      v=$((t1 - t0))
+      if declare -F metric >/dev/null; then
+        v=$(metric "$who" "$BENCH_TMP/$c.$who.$i.log")
+        [ -n "$v" ] || { echo "bench $c: no value in $BENCH_TMP/$c.$who.$i.log" >&2; cat "$BENCH_TMP/$c.$who.$i.log" >&2; trap - EXIT; echo "bench: kept $BENCH_TMP" >&2; exit 1; }
+        echo "bench $c: $who run $i: value $v ($((t1 - t0)) ms)" >&2
+      else
+        echo "bench $c: $who run $i: $v ms" >&2
+      fi
+      if [ "$who" = dbshift ]; then d_times+=("$v"); else p_times+=("$v"); fi
     done
   done
   dm=$(printf '%s\n' "${d_times[@]}" | median)
@@ -60,7 +73,9 @@ for c in "${cases[@]}"; do
   ratio=$(awk -v p="$pm" -v d="$dm" 'BEGIN {printf "%.2f", p / d}')
   commit=$(git rev-parse --short HEAD 2>/dev/null || echo none)
   machine="$(nproc) cores"
-  row="| $(date -u +%Y-%m-%d) | $commit | $case_name | $dm | $pm | $ratio | $reps | $machine | $case_note |"
+  note=$case_note
+  if declare -F extra_note >/dev/null; then note="$note$(extra_note "$dm" "$pm")"; fi
+  row="| $(date -u +%Y-%m-%d) | $commit | $case_name | $dm | $pm | $ratio | $reps | $machine | $note |"
   echo "$row" >> "$results"
   echo "$row"
 done

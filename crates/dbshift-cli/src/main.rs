@@ -4,6 +4,7 @@
 //! Exit codes: 0 done, 1 failed (nothing changed or rolled back), 2 bad input, 3 needs a human.
 
 mod output;
+mod probe_cmd;
 mod switchover_cmd;
 
 use std::path::PathBuf;
@@ -57,6 +58,9 @@ enum Command {
         #[command(flatten)]
         output: OutputArgs,
     },
+    /// Measure the downtime clients see: writes, reads and new connections, outages, the
+    /// longest write gap, latency, and the lost-write audit; a report with a timeline chart.
+    Probe(probe_cmd::ProbeArgs),
     /// Run the switchover guards on a cluster, changing nothing; exit 1 if one fails.
     Check(switchover_cmd::CheckArgs),
     /// Move a cluster's writer to one of its replicas: guards, fence, exact GTID wait, point of
@@ -170,6 +174,9 @@ fn exit_code_for(err: &anyhow::Error) -> u8 {
     for cause in err.chain() {
         if let Some(e) = cause.downcast_ref::<Exit>() {
             return e.code;
+        }
+        if let Some(p) = cause.downcast_ref::<dbshift_probe::Error>() {
+            return if p.is_bad_input() { 2 } else { 1 };
         }
         if let Some(p) = cause.downcast_ref::<P>() {
             return match p {
@@ -319,6 +326,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Format::Table => println!("{ep}"),
             }
         }
+        Command::Probe(args) => probe_cmd::run(args, &cli.dir).await?,
         Command::Check(args) => switchover_cmd::check(args, &cli.dir).await?,
         Command::Switchover(args) => switchover_cmd::switchover(args, &cli.dir).await?,
         Command::Runs(output) => switchover_cmd::runs(output, &cli.dir).await?,

@@ -465,7 +465,7 @@ impl<'a> Engine<'a> {
                     }
                 }
             }
-            if let Err(reason) = self.before_point_of_no_return(&done).await? {
+            if let Err(reason) = self.before_point_of_no_return().await? {
                 return self.roll_back(reason).await;
             }
         }
@@ -530,11 +530,7 @@ impl<'a> Engine<'a> {
     }
 
     /// Fence and wait. `Ok(Err(reason))` asks for a rollback.
-    async fn before_point_of_no_return(
-        &mut self,
-        done: &dyn Fn(&str) -> bool,
-    ) -> Result<StepResult<()>, SwitchoverError> {
-        let _ = done;
+    async fn before_point_of_no_return(&mut self) -> Result<StepResult<()>, SwitchoverError> {
         let started = self.begin("fence").await?;
         self.fence_started = Some(started);
         match self.fence_old().await {
