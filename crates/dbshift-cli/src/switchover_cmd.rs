@@ -68,6 +68,16 @@ pub struct SwitchoverArgs {
     /// DBSHIFT_CLUSTER, DBSHIFT_OLD_ENDPOINT, DBSHIFT_NEW_ENDPOINT); repeatable.
     #[arg(long = "hook")]
     pub hooks: Vec<String>,
+    /// Run the downtime probe on the cluster name through the switchover and report what
+    /// clients saw (outages, longest write gap, lost-write audit, chart).
+    #[arg(long)]
+    pub probe: bool,
+    /// The probe's writes per second.
+    #[arg(long, default_value_t = 200.0, requires = "probe")]
+    pub probe_rate: f64,
+    /// Where the probe's report goes (default: <lab dir>/reports/<run>).
+    #[arg(long, requires = "probe")]
+    pub report_dir: Option<std::path::PathBuf>,
     /// Print what would be done, change nothing.
     #[arg(long)]
     pub plan: bool,
@@ -76,6 +86,19 @@ pub struct SwitchoverArgs {
     pub yes: bool,
     #[command(flatten)]
     pub output: OutputArgs,
+}
+
+/// Forwards the switchover's step events to the probe's chart, and to the log.
+struct ProbeObserver(dbshift_probe::Marker);
+
+impl switchover::Observer for ProbeObserver {
+    fn event(&self, label: &str) {
+        tracing::info!("{label}");
+        // Step starts and the promotion: enough to read the chart, not so many it clutters.
+        if label.ends_with(": start") || label.starts_with("promoted") || label.starts_with("rollback") {
+            self.0.mark(label.trim_end_matches(": start"));
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -199,9 +222,19 @@ fn bad_input(e: switchover::SwitchoverError) -> anyhow::Error {
     }
 }
 
-fn report_outcome(outcome: &Outcome, format: Format) -> anyhow::Result<()> {
+fn report_outcome(
+    outcome: &Outcome,
+    probe: Option<&dbshift_probe::Summary>,
+    format: Format,
+) -> anyhow::Result<()> {
     match format {
-        Format::Json => print_json(outcome)?,
+        Format::Json => {
+            let mut v = serde_json::to_value(outcome)?;
+            if let (Some(p), Some(obj)) = (probe, v.as_object_mut()) {
+                obj.insert("probe".into(), serde_json::to_value(p)?);
+            }
+            print_json(&v)?
+        }
         Format::Table => match outcome {
             Outcome::Done(r) => {
                 println!(
@@ -226,6 +259,29 @@ fn report_outcome(outcome: &Outcome, format: Format) -> anyhow::Result<()> {
             Outcome::RolledBack { reason } => println!("rolled back: {reason}"),
             Outcome::NeedsHuman { reason } => println!("needs a human: {reason}"),
         },
+    }
+    if let (Some(p), Format::Table) = (probe, format) {
+        println!(
+            "probe: longest write gap {:.0} ms, {} outage(s), {} lost write(s), {} indeterminate; report in {}",
+            p.max_write_gap_ms,
+            p.outages.len(),
+            p.lost_writes.len(),
+            p.indeterminate_writes,
+            p.report_dir.as_ref().map(|d| d.display().to_string()).unwrap_or_else(|| "-".into())
+        );
+        for o in &p.outages {
+            println!("  {:?} outage: {:.0} ms", o.kind, o.duration_ms);
+        }
+    }
+    if let Some(p) = probe.filter(|p| !p.lost_writes.is_empty()) {
+        return Err(Exit::new(
+            3,
+            format!(
+                "the probe's audit found acknowledged writes missing on the new writer: seq {:?}",
+                p.lost_writes
+            ),
+        )
+        .into());
     }
     match outcome {
         Outcome::Done(_) => Ok(()),
@@ -278,11 +334,49 @@ pub async fn switchover(args: SwitchoverArgs, dir: &Path) -> anyhow::Result<()> 
         args.yes,
     )?;
     let journal = journal(dir).await?;
-    let (_run, outcome) = switchover::run(&lab, &journal, params, &LogObserver)
-        .await
-        .context("switchover")?;
+    let probe = if args.probe {
+        let report_dir = args.report_dir.clone().unwrap_or_else(|| {
+            dir.join("reports").join(format!(
+                "switchover-{}-{}",
+                params.cluster,
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0)
+            ))
+        });
+        let config = dbshift_probe::ProbeConfig {
+            rate: args.probe_rate,
+            report_dir: Some(report_dir),
+            ..Default::default()
+        };
+        let provider: std::sync::Arc<dyn dbshift_provider::Provider> =
+            std::sync::Arc::new(lab.clone());
+        let target = dbshift_probe::TargetResolver::provider(provider, params.cluster.clone());
+        let handle = dbshift_probe::Probe::start(config, target)
+            .await
+            .context("starting the probe")?;
+        // A baseline before anything changes, so the chart shows normal latency first.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        Some(handle)
+    } else {
+        None
+    };
+    let observer: Box<dyn switchover::Observer> = match &probe {
+        Some(h) => Box::new(ProbeObserver(h.marker())),
+        None => Box::new(LogObserver),
+    };
+    let result = switchover::run(&lab, &journal, params, observer.as_ref()).await;
+    let summary = match probe {
+        Some(h) => {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            Some(h.stop().await.context("stopping the probe")?)
+        }
+        None => None,
+    };
+    let (_run, outcome) = result.context("switchover")?;
     journal.close().await;
-    report_outcome(&outcome, args.output.output)
+    report_outcome(&outcome, summary.as_ref(), args.output.output)
 }
 
 pub async fn runs(output: OutputArgs, dir: &Path) -> anyhow::Result<()> {
@@ -341,5 +435,5 @@ pub async fn resume(args: ResumeArgs, dir: &Path) -> anyhow::Result<()> {
         .await
         .map_err(bad_input)?;
     journal.close().await;
-    report_outcome(&outcome, args.output.output)
+    report_outcome(&outcome, None, args.output.output)
 }

@@ -128,6 +128,21 @@ fn check_switchover_plan_bad_input_and_crash_resume_at_every_step() {
     assert_eq!(plan["steps"].as_array().unwrap().len(), 10);
     assert_eq!(sole_writer(&dir), "lab-1-1");
 
+    // With the probe: what clients saw, and the audit on the new writer.
+    let o = dbshift(&dir, &["switchover", "lab-1", "--to", "lab-1-3", "--yes", "--probe", "-o", "json"], None);
+    let report = json(&o);
+    assert_eq!(report["outcome"], "done", "{report:#}");
+    assert_eq!(report["probe"]["lost_writes"], serde_json::json!([]), "{report:#}");
+    assert!(report["probe"]["kinds"]["write"]["succeeded"].as_u64().unwrap() > 50, "{report:#}");
+    let gap = report["probe"]["max_write_gap_ms"].as_f64().unwrap();
+    assert!(gap > 0.0, "{report:#}");
+    let report_dir = report["probe"]["report_dir"].as_str().unwrap();
+    assert!(Path::new(report_dir).join("timeline.svg").exists());
+    assert_eq!(sole_writer(&dir), "lab-1-3");
+    let o = dbshift(&dir, &["switchover", "lab-1", "--to", "lab-1-1", "--yes"], None);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(sole_writer(&dir), "lab-1-1");
+
     let steps = [
         "guards",
         "fence",

@@ -7,11 +7,20 @@
 //! deleted when the binary exits. Run the tests with `make test` (it installs MariaDB when
 //! missing); they need `mariadbd` and `mariadb-install-db`, and fail loudly without them.
 
+pub mod invariants;
+pub mod relay;
+
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use dbshift_provider::local::{Lab, UpOptions};
 use tokio::sync::OnceCell;
+
+pub use invariants::{
+    check_gtid_history, check_lab_gtid_history, lab_targets, lab_writers, InvariantChecker,
+    InvariantReport,
+};
+pub use relay::{Relay, RelayControl};
 
 /// Install the crate-wide rustls crypto provider (ring) once.
 pub fn init() {

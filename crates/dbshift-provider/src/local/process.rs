@@ -456,19 +456,51 @@ pub fn port_in_use(port: u16) -> bool {
     std::net::TcpListener::bind(("127.0.0.1", port)).is_err()
 }
 
-/// `count` distinct free ports on 127.0.0.1, chosen by the kernel.
-pub fn free_ports(count: usize) -> Result<Vec<u16>> {
-    let mut held = Vec::with_capacity(count);
-    for _ in 0..count {
-        let l =
-            std::net::TcpListener::bind(("127.0.0.1", 0)).ctx(|| "finding a free port".into())?;
-        held.push(l);
-    }
-    held.iter()
-        .map(|l| {
-            l.local_addr()
-                .map(|a| a.port())
-                .ctx(|| "finding a free port".into())
+/// The kernel's ephemeral port range (outgoing connections take their local port from it).
+fn ephemeral_range() -> (u16, u16) {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|t| {
+            let mut it = t.split_whitespace().filter_map(|w| w.parse::<u16>().ok());
+            Some((it.next()?, it.next()?))
         })
-        .collect()
+        .unwrap_or((32768, 60999))
+}
+
+/// `count` distinct free ports on 127.0.0.1, outside the kernel's ephemeral range: a port
+/// taken from that range can be given to some outgoing connection while its server is down
+/// (a restart), and the server could then not listen on it again.
+pub fn free_ports(count: usize) -> Result<Vec<u16>> {
+    use rand::Rng;
+    let (eph_low, eph_high) = ephemeral_range();
+    // The widest stretch of unprivileged ports that is not ephemeral.
+    let (low, high) = if eph_low.saturating_sub(10_000) >= 65535 - eph_high {
+        (10_000u16, eph_low.saturating_sub(1))
+    } else {
+        (eph_high.saturating_add(1), 65535)
+    };
+    let mut rng = rand::rng();
+    let mut held = Vec::with_capacity(count);
+    let mut ports = Vec::with_capacity(count);
+    for _ in 0..(count * 200).max(1000) {
+        if ports.len() == count {
+            break;
+        }
+        let port = rng.random_range(low..=high.max(low));
+        if ports.contains(&port) {
+            continue;
+        }
+        // Held until all are chosen, so that two picks cannot be the same free port.
+        if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            held.push(l);
+            ports.push(port);
+        }
+    }
+    if ports.len() < count {
+        return Err(Error::Missing(format!(
+            "could not find {count} free ports on 127.0.0.1 between {low} and {high}; \
+             free some, or pass --base-port"
+        )));
+    }
+    Ok(ports)
 }
