@@ -43,6 +43,11 @@ pub struct ReplicationStatus {
     pub last_sql_error: Option<(u32, String)>,
     /// `Seconds_Behind_Master` / `Seconds_Behind_Source`; `None` when NULL.
     pub seconds_behind: Option<u64>,
+    /// `Master_Server_Id` / `Source_Server_Id`: the source's server_id as the IO thread last
+    /// saw it; `None` (or 0 on the server) before it ever connected. Identifies the source
+    /// whatever address (proxy, relay, DNS name) the replica reaches it by.
+    #[serde(default)]
+    pub source_server_id: Option<u32>,
     /// `Master_Log_File:Read_Master_Log_Pos`: how far the IO thread has fetched.
     pub source_log: Option<BinlogPosition>,
     /// `Relay_Master_Log_File:Exec_Master_Log_Pos`: how far the SQL thread has applied, in
@@ -79,6 +84,7 @@ impl ReplicationStatus {
             last_io_error: None,
             last_sql_error: None,
             seconds_behind: None,
+            source_server_id: None,
             source_log: None,
             exec_source_log: None,
             using_gtid: None,
@@ -130,6 +136,9 @@ impl ReplicationStatus {
                 &["Last_SQL_Error", "Last_Error"],
             )?,
             seconds_behind: row.number(&["Seconds_Behind_Master", "Seconds_Behind_Source"])?,
+            source_server_id: row
+                .number::<u32>(&["Master_Server_Id", "Source_Server_Id"])?
+                .filter(|id| *id != 0),
             source_log: row.position(
                 &["Master_Log_File", "Source_Log_File"],
                 &["Read_Master_Log_Pos", "Read_Source_Log_Pos"],
@@ -649,6 +658,7 @@ Replica_Non_Transactional_Groups: 0
         assert!(st.sql_running);
         assert_eq!(st.last_io_error, None);
         assert_eq!(st.last_sql_error, None);
+        assert_eq!(st.source_server_id, Some(1));
         assert_eq!(st.seconds_behind, Some(0));
         assert_eq!(
             st.source_log,
@@ -701,6 +711,7 @@ Replica_Non_Transactional_Groups: 0
         assert_eq!(st.source_port, Some(13000));
         assert_eq!(st.io_running, IoState::Yes);
         assert!(st.sql_running);
+        assert_eq!(st.source_server_id, Some(1));
         assert_eq!(st.seconds_behind, Some(0));
         assert_eq!(
             st.source_log,

@@ -145,7 +145,13 @@ pub async fn run_guards(
 
     // Replication from the old writer, running, without error.
     let st = new.replication_status().await?;
-    let from_old = st.configured && st.source_port == Some(old_port);
+    // The source by its server_id when the IO thread has seen it (an address can be a proxy,
+    // a relay or a DNS name), else by port.
+    let from_old = st.configured
+        && match st.source_server_id {
+            Some(id) => id == old.server_id(),
+            None => st.source_port == Some(old_port),
+        };
     let running = st.io_running == IoState::Yes && st.sql_running;
     let error = st
         .last_io_error
@@ -221,8 +227,10 @@ pub async fn run_guards(
 
     // Errant transactions: in gtid_binlog_state, never gtid_current_pos.
     if new.flavor().is_mariadb() {
-        let old_state: BinlogState = old.gtid_binlog_state().await?;
+        // The replica first: whatever it had then, the source had too, however many writes
+        // the source took meanwhile; in the other order those writes would look errant.
         let new_state: BinlogState = new.gtid_binlog_state().await?;
+        let old_state: BinlogState = old.gtid_binlog_state().await?;
         let errant = new_state.errant_against(&old_state);
         c.check(
             "no_errant_transactions",

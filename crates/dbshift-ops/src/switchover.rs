@@ -376,6 +376,27 @@ impl<'a> Engine<'a> {
         Err(last)
     }
 
+    /// Whether a replica's status names `source` (server_id, endpoint) as its source: by
+    /// server_id once the IO thread has seen it, else by port.
+    fn replicates_from(
+        st: &dbshift_db::ReplicationStatus,
+        source_id: u32,
+        source: &Endpoint,
+    ) -> bool {
+        st.configured
+            && match st.source_server_id {
+                Some(id) => id == source_id,
+                None => st.source_port == Some(source.port),
+            }
+    }
+
+    async fn server_id_of(&self, id: &str) -> StepResult<u32> {
+        let s = self.connect(id).await?;
+        let server_id = s.server_id();
+        s.close().await;
+        Ok(server_id)
+    }
+
     fn source_spec(&self, ep: &Endpoint, start: SourceStart) -> SourceSpec {
         SourceSpec {
             host: ep.host.clone(),
@@ -804,6 +825,7 @@ impl<'a> Engine<'a> {
             lease.close().await;
         }
         let new_ep = self.endpoint(&self.p.to).await?;
+        let new_id = self.server_id_of(&self.p.to).await?;
         let mut old = match self.connect(&self.p.from).await {
             Ok(s) => s,
             Err(e) => {
@@ -816,7 +838,7 @@ impl<'a> Engine<'a> {
             }
         };
         let st = db(old.replication_status().await)?;
-        let already = st.configured && st.source_port == Some(new_ep.port);
+        let already = Self::replicates_from(&st, new_id, &new_ep);
         if !already {
             let spec = self.source_spec(&new_ep, SourceStart::DemoteToReplica);
             db(old.point_replica_at(&spec).await)?;
@@ -875,6 +897,7 @@ impl<'a> Engine<'a> {
 
     async fn repoint_siblings(&mut self) -> StepResult<serde_json::Value> {
         let new_ep = self.endpoint(&self.p.to).await?;
+        let new_id = self.server_id_of(&self.p.to).await?;
         let mut moved = Vec::new();
         for sib in self.p.siblings.clone() {
             let mut s = match self.connect(&sib).await {
@@ -889,7 +912,7 @@ impl<'a> Engine<'a> {
                 }
             };
             let st = db(s.replication_status().await)?;
-            if !(st.configured && st.source_port == Some(new_ep.port)) {
+            if !Self::replicates_from(&st, new_id, &new_ep) {
                 let spec = self.source_spec(&new_ep, SourceStart::Gtid);
                 db(s.point_replica_at(&spec).await)?;
                 moved.push(sib.clone());

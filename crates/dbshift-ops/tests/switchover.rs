@@ -15,7 +15,7 @@ use dbshift_ops::journal::{Journal, RunStatus};
 use dbshift_ops::switchover::{self, Observer, Outcome, SwitchoverRequest};
 use dbshift_provider::local::Lab;
 use dbshift_provider::Provider;
-use dbshift_testkit::TestLab;
+use dbshift_testkit::{check_lab_gtid_history, InvariantChecker, Relay, TestLab};
 use tokio::sync::Mutex;
 
 static SERIAL: Mutex<()> = Mutex::const_new(());
@@ -131,43 +131,25 @@ impl Writer {
     }
 }
 
-/// Samples `read_only` of every instance while a scenario runs; panics on two writers.
-struct TwoWriterWatch {
-    stop: Arc<AtomicBool>,
-    task: tokio::task::JoinHandle<Vec<String>>,
-}
+/// The invariant checker (read_only of every instance every 10 ms) for a scenario.
+struct TwoWriterWatch(InvariantChecker);
 
 impl TwoWriterWatch {
     async fn start(lab: &Lab) -> TwoWriterWatch {
-        let mut conns = Vec::new();
-        for rec in &lab.state().instances {
-            conns.push((rec.id.clone(), admin(lab, &rec.id).await));
-        }
-        let stop = Arc::new(AtomicBool::new(false));
-        let stop2 = stop.clone();
-        let task = tokio::spawn(async move {
-            let mut violations = Vec::new();
-            while !stop2.load(Ordering::Relaxed) {
-                let mut w = Vec::new();
-                for (id, c) in conns.iter_mut() {
-                    if let Ok(false) = c.read_only().await {
-                        w.push(id.clone());
-                    }
-                }
-                if w.len() > 1 {
-                    violations.push(w.join("+"));
-                }
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            violations
-        });
-        TwoWriterWatch { stop, task }
+        TwoWriterWatch(InvariantChecker::start_lab(lab).await.unwrap())
     }
 
-    async fn assert_clean(self) {
-        self.stop.store(true, Ordering::Relaxed);
-        let v = self.task.await.unwrap();
-        assert!(v.is_empty(), "two writable servers seen: {v:?}");
+    /// No instant with two writable servers, and no write in the cluster's domain by a server
+    /// that was never its writer (`writers`: the server_ids that legitimately wrote).
+    async fn assert_clean(self, lab: &Lab, writers: &[&str]) {
+        let report = self.0.stop().await;
+        report.assert_never_two_writers();
+        let domain = lab.state().clusters[0].gtid_domain_id;
+        let ids = writers
+            .iter()
+            .map(|w| lab.state().instance(w).unwrap().server_id)
+            .collect();
+        check_lab_gtid_history(lab, &[(domain, ids)]).await.unwrap();
     }
 }
 
@@ -246,7 +228,7 @@ async fn switchover_there_and_back_under_writes_loses_nothing() {
         acked > 20,
         "the writer made progress ({acked} acknowledged)"
     );
-    watch.assert_clean().await;
+    watch.assert_clean(lab, &["lab-1-1", "lab-1-2"]).await;
     assert_topology(lab, "lab-1-1").await;
 }
 
@@ -445,9 +427,6 @@ async fn new_writer_stopped_or_killed_during_the_wait_rolls_back() {
     let params = switchover::prepare(lab, &req).await.unwrap();
     let (_, outcome) = switchover::run(lab, &j, params, &kill).await.unwrap();
     assert!(matches!(outcome, Outcome::RolledBack { .. }), "{outcome:?}");
-    watch.assert_clean().await;
-    let mut l = dbshift_testkit::tied(lab);
-    l.reload().unwrap();
     let (_, _) = Lab::up(
         t.dir(),
         &dbshift_provider::local::UpOptions {
@@ -461,4 +440,118 @@ async fn new_writer_stopped_or_killed_during_the_wait_rolls_back() {
         .await
         .unwrap();
     assert_topology(lab, "lab-1-1").await;
+}
+
+/// The lab as a provider, except that one instance is reached through a fault relay: dbshift's
+/// connections to it can be cut, as a network would.
+struct RelayedLab {
+    lab: Lab,
+    instance: String,
+    relay: std::net::SocketAddr,
+}
+
+impl RelayedLab {
+    fn patch(&self, mut i: dbshift_provider::Instance) -> dbshift_provider::Instance {
+        if i.id == self.instance {
+            i.endpoint.port = self.relay.port();
+        }
+        i
+    }
+}
+
+#[async_trait::async_trait]
+impl Provider for RelayedLab {
+    fn name(&self) -> &'static str {
+        "local-relayed"
+    }
+    async fn list_clusters(&self) -> dbshift_provider::Result<Vec<dbshift_provider::Cluster>> {
+        self.lab.list_clusters().await
+    }
+    async fn list_instances(&self) -> dbshift_provider::Result<Vec<dbshift_provider::Instance>> {
+        Ok(self
+            .lab
+            .list_instances()
+            .await?
+            .into_iter()
+            .map(|i| self.patch(i))
+            .collect())
+    }
+    async fn describe_instance(
+        &self,
+        id: &str,
+    ) -> dbshift_provider::Result<dbshift_provider::Instance> {
+        Ok(self.patch(self.lab.describe_instance(id).await?))
+    }
+    async fn resolve(&self, name: &str) -> dbshift_provider::Result<dbshift_provider::Endpoint> {
+        self.lab.resolve(name).await
+    }
+    async fn set_writer(&self, cluster: &str, instance: &str) -> dbshift_provider::Result<()> {
+        Provider::set_writer(&self.lab, cluster, instance).await
+    }
+    async fn reboot(&self, id: &str, timeout: Duration) -> dbshift_provider::Result<()> {
+        self.lab.reboot(id, timeout).await
+    }
+    fn credentials(&self) -> dbshift_provider::Result<dbshift_provider::Credentials> {
+        self.lab.credentials()
+    }
+}
+
+#[tokio::test]
+async fn losing_the_old_writer_right_after_the_fence_needs_a_human_then_resumes() {
+    let _g = SERIAL.lock().await;
+    let t = TestLab::start(1, 2).await;
+    let lab = t.lab();
+    let j = journal(&t).await;
+    let old_port = lab.state().instance("lab-1-1").unwrap().port;
+    let relay = Relay::start(([127, 0, 0, 1], old_port).into())
+        .await
+        .unwrap();
+    let control = relay.control();
+    let provider = RelayedLab {
+        lab: lab.clone(),
+        instance: "lab-1-1".into(),
+        relay: relay.addr(),
+    };
+    let watch = TwoWriterWatch::start(lab).await;
+    let writer = Writer::start(lab).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // Right after the fence, dbshift loses the old writer: its connections cut, new ones refused.
+    let cut = OnEvent {
+        label: "fence: done".into(),
+        action: {
+            let c = control.clone();
+            Box::new(move || {
+                c.refuse_new(true);
+                c.cut_all();
+            })
+        },
+    };
+    let params = switchover::prepare(&provider, &request("lab-1-2"))
+        .await
+        .unwrap();
+    let (run, outcome) = switchover::run(&provider, &j, params, &cut).await.unwrap();
+    let Outcome::NeedsHuman { reason } = &outcome else {
+        panic!("{outcome:?}")
+    };
+    assert!(
+        reason.contains("fenced") && reason.contains("nothing was promoted"),
+        "{reason}"
+    );
+    assert_eq!(outcome.exit_code(), 3);
+    // Fenced and nothing promoted: no writer at all, never two.
+    assert!(writable(lab).await.is_empty());
+    assert_eq!(lab.fresh().unwrap().clusters[0].writer, "lab-1-1");
+
+    // The network heals; resume finishes the switchover.
+    control.pass();
+    let outcome = switchover::resume(&provider, &j, &run, &nothing())
+        .await
+        .unwrap();
+    assert!(matches!(outcome, Outcome::Done(_)), "{outcome:?}");
+    assert_eq!(j.run(&run).await.unwrap().status, RunStatus::Done);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    writer.stop_and_audit(lab).await;
+    watch.assert_clean(lab, &["lab-1-1", "lab-1-2"]).await;
+    assert_topology(lab, "lab-1-2").await;
 }
