@@ -439,6 +439,7 @@ async fn new_writer_stopped_or_killed_during_the_wait_rolls_back() {
     lab.wait_replicating("lab-1-2", Duration::from_secs(20))
         .await
         .unwrap();
+    watch.assert_clean(lab, &["lab-1-1"]).await;
     assert_topology(lab, "lab-1-1").await;
 }
 
