@@ -14,12 +14,13 @@ old_port=$(field "[i['endpoint']['port'] for i in s['instances'] if i['id']=='$o
 new_port=$(field "[i['endpoint']['port'] for i in s['instances'] if i['id']=='$new'][0]")
 export MYSQL_PWD
 MYSQL_PWD=$(field "s['users']['admin']['password']")
-sql() { mariadb -h127.0.0.1 -P"$1" -udbshift_admin --ssl-ca="$lab/tls/trust.pem" -N -B -e "$2"; }
+sql() { mariadb -h127.0.0.1 -P"$1" -udbshift_admin --ssl-ca="$lab/tls/trust.pem" -B "${@:3}" -e "$2"; }
 
 sql "$old_port" "SET GLOBAL read_only=ON"
-read -r file pos _ < <(sql "$old_port" "SHOW MASTER STATUS")
+read -r file pos _ < <(sql "$old_port" "SHOW MASTER STATUS" -N)
 while true; do
   st=$(sql "$new_port" "SHOW SLAVE STATUS\G" | sed 's/^ *//')
+  [ -n "$st" ] || { echo "runbook: $new is not replicating" >&2; exit 1; }
   exec_file=$(echo "$st" | awk -F': ' '$1=="Relay_Master_Log_File"{print $2}')
   exec_pos=$(echo "$st" | awk -F': ' '$1=="Exec_Master_Log_Pos"{print $2}')
   [ "$exec_file" = "$file" ] && [ "$exec_pos" = "$pos" ] && break

@@ -113,6 +113,11 @@ enum LabCommand {
         /// First port of a consecutive range (default: free ports chosen by the system).
         #[arg(long)]
         base_port: Option<u16>,
+        /// Servers that behave like RDS for MariaDB: dbshift's admin user has no SUPER and no
+        /// READ_ONLY ADMIN and changes replication through mysql.rds_* procedures. An existing
+        /// lab must be asked for the mode it was built in.
+        #[arg(long)]
+        rds_mode: bool,
         #[command(flatten)]
         output: OutputArgs,
     },
@@ -209,6 +214,12 @@ fn init_logging(verbose: u8, quiet: bool) {
 }
 
 fn main() -> ExitCode {
+    // Like every Unix tool: `dbshift ... | head` ends quietly instead of panicking on a
+    // closed pipe.
+    // SAFETY: setting a signal disposition before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     init_logging(cli.verbose, cli.quiet);
     // One crypto provider for rustls across the tree: ring.
@@ -244,6 +255,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             replicas,
             mariadbd,
             base_port,
+            rds_mode,
             output,
         }) => {
             let opts = UpOptions {
@@ -252,6 +264,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 mariadbd,
                 base_port,
                 die_with_parent: false,
+                rds_mode,
             };
             let (lab, report) = Lab::up(&cli.dir, &opts)
                 .await

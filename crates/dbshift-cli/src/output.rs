@@ -57,7 +57,12 @@ impl Table {
 }
 
 pub fn print_lab_status(s: &LabStatus) {
-    println!("lab: {}  (MariaDB {})", s.dir.display(), s.engine_version);
+    let mode = if s.rds_mode { ", RDS mode" } else { "" };
+    println!(
+        "lab: {}  (MariaDB {}{mode})",
+        s.dir.display(),
+        s.engine_version
+    );
     let mut t = Table::new(&["CLUSTER", "WRITER", "ENDPOINT", "GTID DOMAIN"]);
     for c in &s.clusters {
         t.row(vec![
@@ -94,7 +99,14 @@ pub fn print_lab_status(s: &LabStatus) {
     print!("{}", t.render());
     println!();
     println!("users (passwords: `dbshift lab status --output json`):");
-    println!("  admin        {}", s.users.admin.user);
+    if s.rds_mode {
+        println!(
+            "  admin        {}  (RDS master user: no SUPER, no READ_ONLY ADMIN; mysql.rds_* procedures)",
+            s.users.admin.user
+        );
+    } else {
+        println!("  admin        {}", s.users.admin.user);
+    }
     println!("  replication  {}", s.users.replication.user);
     println!(
         "  application  {}  (no SUPER, no READ_ONLY ADMIN)",

@@ -95,7 +95,10 @@ impl switchover::Observer for ProbeObserver {
     fn event(&self, label: &str) {
         tracing::info!("{label}");
         // Step starts and the promotion: enough to read the chart, not so many it clutters.
-        if label.ends_with(": start") || label.starts_with("promoted") || label.starts_with("rollback") {
+        if label.ends_with(": start")
+            || label.starts_with("promoted")
+            || label.starts_with("rollback")
+        {
             self.0.mark(label.trim_end_matches(": start"));
         }
     }

@@ -1,44 +1,12 @@
 //! The `dbshift` binary as a user runs it: the acceptance of the lab, inventory, resolve,
 //! reboot and down, and bad input that exits 2 and changes nothing. Run with `make test`.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::{dbshift, json, text, LabGuard};
 use serde_json::Value;
-
-fn dbshift(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_dbshift"))
-        .arg("--dir")
-        .arg(dir)
-        .args(args)
-        .env_remove("DBSHIFT_LAB_DIR")
-        .output()
-        .expect("the dbshift binary runs")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn json(o: &Output) -> Value {
-    assert!(o.status.success(), "{}", text(o));
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(o)))
-}
-
-/// Takes the lab down even when the test panics: the CLI's servers are not tied to the test.
-struct LabGuard(PathBuf);
-
-impl Drop for LabGuard {
-    fn drop(&mut self) {
-        let _ = dbshift(&self.0, &["lab", "down", "--purge"]);
-    }
-}
 
 fn lab_pids(status: &Value) -> Vec<u64> {
     status["instances"]

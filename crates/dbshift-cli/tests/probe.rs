@@ -2,46 +2,11 @@
 //! summary and report files, and bad input that exits 2 and writes nothing.
 //! Run with `make test`; needs MariaDB installed.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
+
+use common::{dbshift_env as dbshift, json, text, LabGuard};
 
 use serde_json::Value;
-
-fn dbshift(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_dbshift"));
-    c.arg("--dir")
-        .arg(dir)
-        .args(args)
-        .env_remove("DBSHIFT_LAB_DIR")
-        .env_remove("DBSHIFT_PROBE_PASSWORD");
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    c.output().expect("the dbshift binary runs")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn json(o: &Output) -> Value {
-    assert!(o.status.success(), "{}", text(o));
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(o)))
-}
-
-/// Takes the lab down even when the test panics: the CLI's servers are not tied to the test.
-struct LabGuard(PathBuf);
-
-impl Drop for LabGuard {
-    fn drop(&mut self) {
-        let _ = dbshift(&self.0, &["lab", "down", "--purge"], &[]);
-    }
-}
 
 /// One lab at a time (each test builds its own): the machine runs few servers at once.
 static ONE_LAB: std::sync::Mutex<()> = std::sync::Mutex::new(());

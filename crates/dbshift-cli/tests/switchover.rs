@@ -2,43 +2,20 @@
 //! `kill -9` of dbshift at every step boundary (DBSHIFT_CRASH_AT) followed by `resume`: each
 //! time exactly one writable server, replication intact. Run with `make test`.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
+
+use std::path::Path;
+use std::process::Output;
+
+use common::{dbshift_env, json, text, LabGuard};
 
 use serde_json::Value;
 
+/// Run dbshift, killing itself at `crash_at` (`step:phase`) when given.
 fn dbshift(dir: &Path, args: &[&str], crash_at: Option<&str>) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dbshift"));
-    cmd.arg("--dir")
-        .arg(dir)
-        .args(args)
-        .env_remove("DBSHIFT_LAB_DIR");
     match crash_at {
-        Some(at) => cmd.env("DBSHIFT_CRASH_AT", at),
-        None => cmd.env_remove("DBSHIFT_CRASH_AT"),
-    };
-    cmd.output().expect("the dbshift binary runs")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn json(o: &Output) -> Value {
-    assert!(o.status.success(), "{}", text(o));
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(o)))
-}
-
-struct LabGuard(PathBuf);
-
-impl Drop for LabGuard {
-    fn drop(&mut self) {
-        let _ = dbshift(&self.0, &["lab", "down", "--purge"], None);
+        Some(at) => dbshift_env(dir, args, &[("DBSHIFT_CRASH_AT", at)]),
+        None => dbshift_env(dir, args, &[]),
     }
 }
 
@@ -129,32 +106,55 @@ fn check_switchover_plan_bad_input_and_crash_resume_at_every_step() {
     assert_eq!(sole_writer(&dir), "lab-1-1");
 
     // With the probe: what clients saw, and the audit on the new writer.
-    let o = dbshift(&dir, &["switchover", "lab-1", "--to", "lab-1-3", "--yes", "--probe", "-o", "json"], None);
+    let o = dbshift(
+        &dir,
+        &[
+            "switchover",
+            "lab-1",
+            "--to",
+            "lab-1-3",
+            "--yes",
+            "--probe",
+            "-o",
+            "json",
+        ],
+        None,
+    );
     let report = json(&o);
     assert_eq!(report["outcome"], "done", "{report:#}");
-    assert_eq!(report["probe"]["lost_writes"], serde_json::json!([]), "{report:#}");
-    assert!(report["probe"]["kinds"]["write"]["succeeded"].as_u64().unwrap() > 50, "{report:#}");
+    assert_eq!(
+        report["probe"]["lost_writes"],
+        serde_json::json!([]),
+        "{report:#}"
+    );
+    assert!(
+        report["probe"]["kinds"]["write"]["succeeded"]
+            .as_u64()
+            .unwrap()
+            > 50,
+        "{report:#}"
+    );
     let gap = report["probe"]["max_write_gap_ms"].as_f64().unwrap();
     assert!(gap > 0.0, "{report:#}");
     let report_dir = report["probe"]["report_dir"].as_str().unwrap();
     assert!(Path::new(report_dir).join("timeline.svg").exists());
     assert_eq!(sole_writer(&dir), "lab-1-3");
-    let o = dbshift(&dir, &["switchover", "lab-1", "--to", "lab-1-1", "--yes"], None);
+    let o = dbshift(
+        &dir,
+        &["switchover", "lab-1", "--to", "lab-1-1", "--yes"],
+        None,
+    );
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(sole_writer(&dir), "lab-1-1");
 
-    let steps = [
-        "guards",
-        "fence",
-        "wait",
-        "point_of_no_return",
-        "redirect",
-        "promote",
-        "hooks",
-        "demote_old_writer",
-        "repoint_siblings",
-        "verify",
-    ];
+    let steps = dbshift_ops::switchover::STEPS;
+    // Two writers at any instant of the 30 crashes and resumes: the checker samples read_only of
+    // every server every 10 ms, from its own threads.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let lab = dbshift_provider::local::Lab::open(&dir).unwrap();
+    let checker = rt
+        .block_on(dbshift_testkit::InvariantChecker::start_lab(&lab))
+        .unwrap();
     let mut expected = "lab-1-1".to_string();
     for step in steps {
         for phase in ["begin", "run", "end"] {
@@ -185,10 +185,23 @@ fn check_switchover_plan_bad_input_and_crash_resume_at_every_step() {
             assert_eq!(sole_writer(&dir), expected, "{at}");
         }
     }
+    let report = rt.block_on(checker.stop());
+    report.assert_never_two_writers();
     let runs = json(&dbshift(&dir, &["runs", "-o", "json"], None));
     assert!(runs
         .as_array()
         .unwrap()
         .iter()
         .all(|r| r["status"] == "done"));
+    // No server wrote in the cluster's domain but the ones that took turns as writer.
+    let domain = lab.state().clusters[0].gtid_domain_id;
+    let ids = ["lab-1-1", "lab-1-2", "lab-1-3"]
+        .iter()
+        .map(|i| lab.state().instance(i).unwrap().server_id)
+        .collect();
+    rt.block_on(dbshift_testkit::check_lab_gtid_history(
+        &lab,
+        &[(domain, ids)],
+    ))
+    .unwrap();
 }

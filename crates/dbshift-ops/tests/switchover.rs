@@ -492,6 +492,9 @@ impl Provider for RelayedLab {
     async fn reboot(&self, id: &str, timeout: Duration) -> dbshift_provider::Result<()> {
         self.lab.reboot(id, timeout).await
     }
+    async fn set_read_only(&self, instance: &str, on: bool) -> dbshift_provider::Result<()> {
+        Provider::set_read_only(&self.lab, instance, on).await
+    }
     fn credentials(&self) -> dbshift_provider::Result<dbshift_provider::Credentials> {
         self.lab.credentials()
     }

@@ -946,12 +946,14 @@ mod tests {
                 }
             },
         ));
-        tokio::time::sleep(Duration::from_millis(1000)).await;
+        // Between two due times, so that no attempt is due at the very instant of the stop
+        // (which one of the two wakes first at that instant is up to the runtime).
+        tokio::time::sleep(Duration::from_millis(995)).await;
         stop_tx.send(Some(Instant::now())).unwrap();
         sched.await.unwrap();
         let mut got = started.lock().unwrap().clone();
         got.sort();
-        // Due at 0, 10, ..., 990 ms: 100 attempts, the last one due before the stop at 1000.
+        // Due at 0, 10, ..., 990 ms: 100 attempts, the last one due before the stop at 995.
         assert_eq!(got.len(), 100);
         for (k, at) in got {
             assert_eq!(at, due(k, 100.0), "attempt {k} started late");

@@ -130,6 +130,12 @@ pub trait Provider: Send + Sync {
     /// Restart the instance's server and wait until it accepts connections again.
     async fn reboot(&self, id: &str, timeout: Duration) -> Result<()>;
 
+    /// Turn the platform's `read_only` setting of an instance on or off, for servers where
+    /// dbshift's user cannot set it by SQL (RDS: no SUPER). On AWS this changes the DB
+    /// parameter group, which applies to *every* instance sharing that group; the local lab
+    /// keeps one setting per instance. On survives restarts, as a parameter group does.
+    async fn set_read_only(&self, instance: &str, on: bool) -> Result<()>;
+
     /// The credentials dbshift uses on this fleet.
     fn credentials(&self) -> Result<Credentials>;
 }

@@ -65,6 +65,16 @@ pub struct TestLab {
 impl TestLab {
     /// Build a lab of `clusters` clusters, each a writer and `replicas` replicas.
     pub async fn start(clusters: u32, replicas: u32) -> TestLab {
+        TestLab::start_in_mode(clusters, replicas, false).await
+    }
+
+    /// Build an RDS-mode lab (`lab up --rds-mode`): the admin user has no SUPER and changes
+    /// replication through the `mysql.rds_*` procedures.
+    pub async fn start_rds(clusters: u32, replicas: u32) -> TestLab {
+        TestLab::start_in_mode(clusters, replicas, true).await
+    }
+
+    async fn start_in_mode(clusters: u32, replicas: u32, rds_mode: bool) -> TestLab {
         init();
         let dir = tempfile::Builder::new()
             .prefix("dbshift-test-")
@@ -76,6 +86,7 @@ impl TestLab {
             clusters: Some(clusters),
             replicas: Some(replicas),
             die_with_parent: true,
+            rds_mode,
             ..Default::default()
         };
         let (lab, _) = Lab::up(&dir, &opts).await.unwrap_or_else(|e| {

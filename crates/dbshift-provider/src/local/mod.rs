@@ -8,6 +8,7 @@
 //! stops and describes, and nothing more.
 
 mod process;
+pub mod rds;
 pub mod state;
 pub mod tls;
 
@@ -57,6 +58,9 @@ pub struct UpOptions {
     pub base_port: Option<u16>,
     /// Servers die with this process (the test harness); `lab up` leaves them running.
     pub die_with_parent: bool,
+    /// Build servers that behave like RDS for MariaDB towards dbshift (see [`rds`]). An
+    /// existing lab must be asked for the mode it was built in.
+    pub rds_mode: bool,
 }
 
 /// What `lab up` did.
@@ -109,6 +113,9 @@ pub struct ClusterStatusRow {
 pub struct LabStatus {
     pub dir: PathBuf,
     pub engine_version: String,
+    /// Servers behave like RDS for MariaDB: the admin user has no SUPER, `mysql.rds_*`
+    /// procedures change replication.
+    pub rds_mode: bool,
     pub ca_bundle: PathBuf,
     pub users: LabUsers,
     pub clusters: Vec<ClusterStatusRow>,
@@ -137,19 +144,30 @@ fn password() -> String {
     Alphanumeric.sample_string(&mut rand::rng(), 24)
 }
 
-/// The SQL run once on the template datadir: the lab's users and schemas. Every server of the
-/// lab is a copy of it, so the users exist everywhere without a replicated event.
-fn users_sql(users: &LabUsers) -> String {
+/// The SQL run once on the template datadir: the lab's users and schemas (and in RDS mode,
+/// given the platform's credential, the platform user and the `mysql.rds_*` procedures). Every
+/// server of the lab is a copy of it, so all of it exists everywhere without a replicated event.
+fn users_sql(users: &LabUsers, rds_platform: Option<&Credential>) -> String {
     // Bootstrap runs with grant tables off; loading them makes CREATE USER work.
     let mut sql = String::from("FLUSH PRIVILEGES;\n");
     let admin = &users.admin;
-    for host in ["127.0.0.1", "localhost"] {
-        sql.push_str(&format!(
-            "CREATE USER {u}@'{host}' IDENTIFIED BY {p};\n\
-             GRANT ALL PRIVILEGES ON *.* TO {u}@'{host}' WITH GRANT OPTION;\n",
-            u = quote_literal(&admin.user),
-            p = quote_literal(&admin.password),
+    if let Some(platform) = rds_platform {
+        sql.push_str(&rds::platform_sql(platform));
+        // Nobody ever logs in as the definer: its password is not kept anywhere.
+        sql.push_str(&rds::procedures_sql(
+            &password(),
+            &[rds::DEFINER, &platform.user],
         ));
+        sql.push_str(&rds::admin_sql(admin));
+    } else {
+        for host in ["127.0.0.1", "localhost"] {
+            sql.push_str(&format!(
+                "CREATE USER {u}@'{host}' IDENTIFIED BY {p};\n\
+                 GRANT ALL PRIVILEGES ON *.* TO {u}@'{host}' WITH GRANT OPTION;\n",
+                u = quote_literal(&admin.user),
+                p = quote_literal(&admin.password),
+            ));
+        }
     }
     sql.push_str(&format!(
         "CREATE USER {u}@'127.0.0.1' IDENTIFIED BY {p};\n\
@@ -232,6 +250,24 @@ impl Lab {
         Ok(Server::connect(&self.admin_options(id)?).await?)
     }
 
+    /// Whether the lab's servers behave like RDS towards dbshift.
+    pub fn rds_mode(&self) -> bool {
+        self.state.rds_mode
+    }
+
+    /// Connect as the platform: the lab's own superuser in RDS mode, the admin user (which
+    /// holds every privilege there) otherwise. For what a control plane does, never for
+    /// workflows.
+    async fn connect_platform(&self, id: &str) -> Result<Server> {
+        let rec = self.state.instance(id)?;
+        let cred = self
+            .state
+            .platform
+            .as_ref()
+            .unwrap_or(&self.state.users.admin);
+        Ok(Server::connect(&self.options_for(rec.port, cred)).await?)
+    }
+
     /// Build a new lab or bring an existing one back to running. Idempotent: on a running lab
     /// it changes nothing; an instance that died is restarted.
     pub async fn up(dir: &Path, opts: &UpOptions) -> Result<(Lab, UpReport)> {
@@ -304,6 +340,23 @@ impl Lab {
         let have_replicas = self.state.replicas_per_cluster;
         let clusters_differ = opts.clusters.is_some_and(|n| n != have_clusters);
         let replicas_differ = opts.replicas.is_some_and(|n| n != have_replicas);
+        if opts.rds_mode != self.state.rds_mode {
+            let (have, asked) = if self.state.rds_mode {
+                ("an RDS-mode lab", "without --rds-mode")
+            } else {
+                ("a lab in the default mode", "with --rds-mode")
+            };
+            let keep = if self.state.rds_mode {
+                "`dbshift lab up --rds-mode`"
+            } else {
+                "`dbshift lab up` without --rds-mode"
+            };
+            return Err(Error::BadInput(format!(
+                "the lab in {} is {have}, and `lab up` was asked {asked}; run {keep} to keep \
+                 it, or `dbshift lab down --purge` first to build the other mode",
+                self.dir.display()
+            )));
+        }
         if clusters_differ || replicas_differ {
             return Err(Error::BadInput(format!(
                 "the lab in {} already has {have_clusters} cluster(s) with {have_replicas} \
@@ -368,6 +421,13 @@ impl Lab {
             },
         };
         let mut state = LabState::new_empty(engine_version, mariadbd.clone(), replicas, users);
+        if opts.rds_mode {
+            state.rds_mode = true;
+            state.platform = Some(Credential {
+                user: rds::PLATFORM_USER.into(),
+                password: password(),
+            });
+        }
 
         let now = time::OffsetDateTime::now_utc();
         let year = now.year();
@@ -380,7 +440,11 @@ impl Lab {
 
         let template = dir.join("template");
         tracing::info!(dir = %dir.display(), "initializing the template datadir");
-        process::install_template(&mariadbd, &template, &users_sql(&state.users))?;
+        process::install_template(
+            &mariadbd,
+            &template,
+            &users_sql(&state.users, state.platform.as_ref()),
+        )?;
 
         let mut port_iter = ports.into_iter();
         for c in 1..=clusters {
@@ -397,6 +461,7 @@ impl Lab {
                     engine_binary: mariadbd.clone(),
                     encrypted: false,
                     tags: Default::default(),
+                    read_only_parameter: None,
                 });
             }
             state.clusters.push(state::ClusterRecord {
@@ -470,7 +535,7 @@ impl Lab {
         for id in ids {
             let rec = self.state.instance(id)?;
             let paths = self.paths(id);
-            if process::port_in_use(rec.port) {
+            if process::port_held(rec.port, Duration::from_secs(5)) {
                 return Err(Error::Process {
                     instance: id.clone(),
                     message: format!(
@@ -545,7 +610,9 @@ impl Lab {
             }),
             connect_retry_s: Some(1),
         };
-        let mut server = self.connect_admin(replica).await?;
+        // The platform builds replication, as RDS's control plane does: in RDS mode the admin
+        // user could only use the procedures, which cannot verify the source's certificate.
+        let mut server = self.connect_platform(replica).await?;
         server.point_replica_at(&spec).await?;
         server.close().await;
         Ok(())
@@ -553,7 +620,7 @@ impl Lab {
 
     /// Wait until an instance's IO and SQL threads both run, or report the replication error.
     pub async fn wait_replicating(&self, id: &str, timeout: Duration) -> Result<()> {
-        let mut server = self.connect_admin(id).await?;
+        let mut server = self.connect_platform(id).await?;
         let started = Instant::now();
         loop {
             let st = server.replication_status().await?;
@@ -602,11 +669,8 @@ impl Lab {
                 )));
             }
             self.start_and_wait(&dead).await?;
-            let fresh = self.fresh()?;
             for id in &dead {
-                if fresh.cluster_of_writer(id).is_some() {
-                    self.make_writable(id).await?;
-                }
+                self.apply_read_only_at_start(id).await?;
             }
         }
         Ok((dead, alive))
@@ -701,6 +765,7 @@ impl Lab {
         LabStatus {
             dir: self.dir.clone(),
             engine_version: st.engine_version.clone(),
+            rds_mode: st.rds_mode,
             ca_bundle: self.ca_bundle(),
             users: st.users.clone(),
             clusters,
@@ -719,17 +784,62 @@ impl Lab {
         tracing::info!(instance = %id, "starting mariadbd");
         let pid = process::spawn_server(&rec.engine_binary, &paths, self.die_with_parent)?;
         self.wait_ready(id, pid, timeout).await?;
-        if self.fresh()?.cluster_of_writer(id).is_some() {
+        self.apply_read_only_at_start(id).await
+    }
+
+    /// `read_only=OFF` on an instance the state names as a writer.
+    async fn make_writable(&self, id: &str) -> Result<()> {
+        self.apply_read_only(id, false).await
+    }
+
+    /// A server starts read-only (its option file says so); make it writable if the state
+    /// names it its cluster's writer and the platform's `read_only` parameter
+    /// ([`Lab::set_read_only`]) does not hold it fenced, which a parameter group does across
+    /// reboots. A parameter set OFF never makes any other instance writable at start: only the
+    /// state's writer can be, so a restart can never produce a second writer.
+    async fn apply_read_only_at_start(&self, id: &str) -> Result<()> {
+        let fresh = self.fresh()?;
+        let fenced = fresh.instance(id)?.read_only_parameter == Some(true);
+        if fresh.cluster_of_writer(id).is_some() && !fenced {
             self.make_writable(id).await?;
         }
         Ok(())
     }
 
-    /// `read_only=OFF` on an instance the state names as a writer.
-    async fn make_writable(&self, id: &str) -> Result<()> {
-        let mut server = self.connect_admin(id).await?;
-        server.set_writable().await?;
+    /// `read_only` on one running server, with the platform's credential.
+    async fn apply_read_only(&self, id: &str, on: bool) -> Result<()> {
+        let mut server = self.connect_platform(id).await?;
+        if on {
+            server.set_read_only().await?;
+        } else {
+            server.set_writable().await?;
+        }
         server.close().await;
+        Ok(())
+    }
+
+    /// The platform's `read_only` switch for one instance: on RDS, a change of the DB
+    /// parameter group, which dbshift's SQL cannot make there.
+    ///
+    /// On AWS a parameter group is shared: the change reaches *every* instance that uses the
+    /// group (a writer must have a group of its own before it is fenced this way). In the lab
+    /// each instance has its own. It is applied now if the server runs, and kept in the state:
+    /// ON keeps the instance read-only across restarts, as a parameter group does.
+    pub async fn set_read_only(&self, id: &str, on: bool) -> Result<()> {
+        {
+            let _lock = state::LabLock::acquire(&self.dir)?;
+            let mut st = self.fresh()?;
+            st.instance(id)?;
+            if let Some(rec) = st.instances.iter_mut().find(|i| i.id == id) {
+                rec.read_only_parameter = Some(on);
+            }
+            st.save(&self.dir)?;
+        }
+        if process::running_pid(&self.paths(id)).is_some() {
+            tracing::info!(instance = %id, read_only = on, "setting the read_only parameter");
+            self.apply_read_only(id, on).await?;
+            tracing::info!(instance = %id, read_only = on, "read_only parameter applied");
+        }
         Ok(())
     }
 
@@ -886,6 +996,11 @@ impl Provider for Lab {
         self.restart(id, timeout).await
     }
 
+    async fn set_read_only(&self, instance: &str, on: bool) -> Result<()> {
+        Lab::set_read_only(self, instance, on).await
+    }
+
+    /// The platform's own credential (RDS mode) is never among them.
     fn credentials(&self) -> Result<Credentials> {
         Ok(Credentials {
             admin: self.state.users.admin.clone(),
@@ -893,5 +1008,99 @@ impl Provider for Lab {
             app: self.state.users.app.clone(),
             ca_bundle: Some(self.ca_bundle()),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn users() -> LabUsers {
+        let cred = |user: &str| Credential {
+            user: user.into(),
+            password: "pw".into(),
+        };
+        LabUsers {
+            admin: cred("dbshift_admin"),
+            replication: cred("dbshift_repl"),
+            app: cred("app"),
+        }
+    }
+
+    #[test]
+    fn the_default_admin_holds_every_privilege_and_no_procedure_is_made() {
+        let sql = users_sql(&users(), None);
+        assert_eq!(
+            sql.matches("GRANT ALL PRIVILEGES ON *.* TO 'dbshift_admin'@")
+                .count(),
+            2
+        );
+        assert!(!sql.contains("rds_"), "{sql}");
+        assert!(!sql.contains(rds::PLATFORM_USER), "{sql}");
+    }
+
+    #[test]
+    fn the_rds_admin_is_no_superuser_and_the_platform_is() {
+        let platform = Credential {
+            user: rds::PLATFORM_USER.into(),
+            password: "platform-pw".into(),
+        };
+        let sql = users_sql(&users(), Some(&platform));
+        assert!(!sql.contains("GRANT ALL PRIVILEGES ON *.* TO 'dbshift_admin'"));
+        assert_eq!(
+            sql.matches("GRANT ALL PRIVILEGES ON *.* TO 'dbshift_platform'@")
+                .count(),
+            2
+        );
+        // The procedures exist before EXECUTE on them is granted.
+        let created = sql
+            .find("PROCEDURE mysql.rds_kill(")
+            .expect("rds_kill is made");
+        let granted = sql
+            .find("EXECUTE ON PROCEDURE mysql.rds_kill TO")
+            .expect("rds_kill is granted");
+        assert!(created < granted);
+    }
+
+    #[test]
+    fn a_lab_asked_for_the_other_mode_is_refused() {
+        for built_rds in [false, true] {
+            let mut state =
+                LabState::new_empty("10.11".into(), "/usr/sbin/mariadbd".into(), 2, users());
+            state.rds_mode = built_rds;
+            let lab = Lab {
+                dir: PathBuf::from("/nonexistent/lab"),
+                state,
+                die_with_parent: false,
+            };
+            let same = UpOptions {
+                rds_mode: built_rds,
+                ..Default::default()
+            };
+            assert!(lab.check_shape(&same).is_ok());
+            let other = UpOptions {
+                rds_mode: !built_rds,
+                ..Default::default()
+            };
+            let err = lab.check_shape(&other).unwrap_err();
+            assert!(matches!(err, Error::BadInput(_)), "{err}");
+            assert!(err.to_string().contains("--rds-mode"), "{err}");
+            assert!(err.to_string().contains("lab down --purge"), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_state_from_before_rds_mode_loads_in_the_default_mode() {
+        let mut st = LabState::new_empty("10.11".into(), "/usr/sbin/mariadbd".into(), 2, users());
+        let mut json: serde_json::Value = serde_json::to_value(&st).expect("the state serializes");
+        let obj = json.as_object_mut().expect("the state is an object");
+        assert!(obj.remove("rds_mode").is_some());
+        assert!(!obj.contains_key("platform"));
+        let back: LabState = serde_json::from_value(json).expect("an old state loads");
+        assert!(!back.rds_mode);
+        assert!(back.platform.is_none());
+        st.rds_mode = true;
+        let text = serde_json::to_string(&st).expect("the state serializes");
+        assert!(text.contains("\"rds_mode\":true"), "{text}");
     }
 }

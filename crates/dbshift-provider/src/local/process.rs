@@ -393,11 +393,13 @@ pub fn stop_pid(pid: u32, cnf: &Path, grace: Duration) -> bool {
     }
     signal(pid, libc::SIGTERM);
     let started = Instant::now();
-    while pid_runs_cnf(pid, cnf) {
+    // Alive by /proc/PID/stat, not by the command line: an exiting process loses its command
+    // line before it closes its sockets, and the port must be free when this returns.
+    while pid_alive(pid) {
         if started.elapsed() > grace {
             signal(pid, libc::SIGKILL);
             let killed = Instant::now();
-            while pid_runs_cnf(pid, cnf) && killed.elapsed() < Duration::from_secs(10) {
+            while pid_alive(pid) && killed.elapsed() < Duration::from_secs(10) {
                 std::thread::sleep(Duration::from_millis(20));
             }
             break;
@@ -454,6 +456,19 @@ pub fn log_tail(paths: &InstancePaths, n: usize) -> String {
 /// Whether something already listens on 127.0.0.1:port.
 pub fn port_in_use(port: u16) -> bool {
     std::net::TcpListener::bind(("127.0.0.1", port)).is_err()
+}
+
+/// Whether the port stays in use for `patience`: a server that was just killed may still be
+/// closing its sockets (its PID already looks gone).
+pub fn port_held(port: u16, patience: Duration) -> bool {
+    let started = Instant::now();
+    while port_in_use(port) {
+        if started.elapsed() >= patience {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
 }
 
 /// The kernel's ephemeral port range (outgoing connections take their local port from it).

@@ -55,6 +55,11 @@ pub struct InstanceRecord {
     pub encrypted: bool,
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+    /// The platform's `read_only` setting (RDS's parameter group), set by
+    /// `Lab::set_read_only`. `Some(true)` keeps the instance read-only at every start, even as
+    /// its cluster's writer; otherwise only the cluster's writer is made writable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_only_parameter: Option<bool>,
 }
 
 /// The users of the lab.
@@ -80,6 +85,14 @@ pub struct LabState {
     pub current_ca: String,
     pub clusters: Vec<ClusterRecord>,
     pub instances: Vec<InstanceRecord>,
+    /// The servers behave like RDS for MariaDB towards dbshift (`lab up --rds-mode`). Labs
+    /// written before the mode existed are in the default mode.
+    #[serde(default)]
+    pub rds_mode: bool,
+    /// RDS mode: the lab's own superuser, the control plane's credential. Never handed to
+    /// workflows (`Provider::credentials` leaves it out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<Credential>,
 }
 
 impl LabState {
@@ -100,6 +113,8 @@ impl LabState {
             current_ca: String::new(),
             clusters: Vec::new(),
             instances: Vec::new(),
+            rds_mode: false,
+            platform: None,
         }
     }
 

@@ -1,0 +1,54 @@
+//! Helpers shared by the CLI tests: run the `dbshift` binary as a user would, read its output,
+//! and take a lab built by the binary down even when a test panics.
+// Each test file uses a part of these.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+/// Run `dbshift --dir DIR ARGS` with `env` set, and none of dbshift's variables inherited.
+pub fn dbshift_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_dbshift"));
+    c.arg("--dir")
+        .arg(dir)
+        .args(args)
+        .env_remove("DBSHIFT_LAB_DIR")
+        .env_remove("DBSHIFT_PROBE_PASSWORD")
+        .env_remove("DBSHIFT_CRASH_AT");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().expect("the dbshift binary runs")
+}
+
+/// Run `dbshift --dir DIR ARGS`.
+pub fn dbshift(dir: &Path, args: &[&str]) -> Output {
+    dbshift_env(dir, args, &[])
+}
+
+/// Exit code, stdout and stderr, for assertion messages.
+pub fn text(o: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// The JSON a successful command printed.
+pub fn json(o: &Output) -> Value {
+    assert!(o.status.success(), "{}", text(o));
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(o)))
+}
+
+/// Takes the lab down even when the test panics: the CLI's servers are not tied to the test.
+pub struct LabGuard(pub PathBuf);
+
+impl Drop for LabGuard {
+    fn drop(&mut self) {
+        let _ = dbshift(&self.0, &["lab", "down", "--purge"]);
+    }
+}
