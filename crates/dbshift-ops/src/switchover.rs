@@ -397,6 +397,19 @@ impl<'a> Engine<'a> {
         Ok(server_id)
     }
 
+    /// [`Self::source_spec`] for the replica `server`: the RDS procedures cannot take a CA file
+    /// nor verify the certificate (they turn the check off), so there TLS stays on unverified.
+    fn source_spec_for(&self, server: &Server, ep: &Endpoint, start: SourceStart) -> SourceSpec {
+        let mut spec = self.source_spec(ep, start);
+        if server.flavor().needs_rds_procedures() {
+            spec.ssl = Some(SslSpec {
+                ca_path: None,
+                verify_server_cert: false,
+            });
+        }
+        spec
+    }
+
     fn source_spec(&self, ep: &Endpoint, start: SourceStart) -> SourceSpec {
         SourceSpec {
             host: ep.host.clone(),
@@ -579,7 +592,11 @@ impl<'a> Engine<'a> {
             attempts: self.p.fence_attempts,
             kill_privileged_sessions: true,
         };
-        let mut fence = db(old.fence_writes(&opts).await)?;
+        let mut fence = if old.flavor().needs_rds_procedures() {
+            self.fence_without_super(&mut old).await?
+        } else {
+            db(old.fence_writes(&opts).await)?
+        };
         // A resumed run keeps what the first fence saw, not the already-fenced state.
         if let Some(first) = &self.fence {
             fence.event_scheduler_before = first.event_scheduler_before.clone();
@@ -588,7 +605,12 @@ impl<'a> Engine<'a> {
         self.fence = Some(fence.clone());
         // The lease: commits stop even for sessions that could write through read_only, and
         // the block lifts by itself if this process dies.
-        if old.flavor().is_mariadb() && old.flavor().at_least(10, 4, 1) {
+        // Without SUPER there are no sessions that write through read_only but the platform's,
+        // and BACKUP STAGE needs RELOAD, which the RDS master user may lack: no lease there.
+        if old.flavor().is_mariadb()
+            && old.flavor().at_least(10, 4, 1)
+            && !old.flavor().needs_rds_procedures()
+        {
             db(old
                 .exec_sql(&format!(
                     "SET SESSION lock_wait_timeout={}",
@@ -605,6 +627,45 @@ impl<'a> Engine<'a> {
             old.close().await;
         }
         Ok(serde_json::to_value(&fence).unwrap_or_default())
+    }
+
+    /// The fence where dbshift's user has no SUPER (RDS): `read_only` through the provider
+    /// (a parameter group on AWS: every instance sharing it is affected). The event scheduler
+    /// is a parameter there too; events whose definer lacks SUPER are stopped by read_only.
+    async fn fence_without_super(&mut self, old: &mut Server) -> StepResult<Fence> {
+        let event_scheduler_before =
+            db(old.variable("event_scheduler").await)?.unwrap_or_else(|| "OFF".into());
+        let was_read_only = db(old.read_only().await)?;
+        self.provider
+            .set_read_only(&self.p.from, true)
+            .await
+            .map_err(|e| format!("setting read_only through the provider: {e}"))?;
+        if !db(old.read_only().await)? {
+            return Err(format!(
+                "{} is still writable after the read_only change",
+                self.p.from
+            ));
+        }
+        Ok(Fence {
+            event_scheduler_before,
+            was_read_only,
+            read_only_attempts: 1,
+            killed_sessions: Vec::new(),
+        })
+    }
+
+    /// `read_only` off (or on) by SQL, or through the provider where the user has no SUPER.
+    async fn set_writable(&self, server: &mut Server, id: &str, writable: bool) -> StepResult<()> {
+        if server.flavor().needs_rds_procedures() {
+            self.provider
+                .set_read_only(id, !writable)
+                .await
+                .map_err(|e| format!("setting read_only on {id} through the provider: {e}"))
+        } else if writable {
+            db(server.set_writable().await)
+        } else {
+            db(server.set_read_only().await)
+        }
     }
 
     async fn wait_caught_up(&mut self) -> StepResult<serde_json::Value> {
@@ -654,6 +715,15 @@ impl<'a> Engine<'a> {
         let unfenced = match &self.fence {
             None => Ok(()),
             Some(fence) => match self.connect(&self.p.from).await {
+                Ok(mut old) if old.flavor().needs_rds_procedures() => {
+                    let r = if fence.was_read_only {
+                        Ok(())
+                    } else {
+                        self.set_writable(&mut old, &self.p.from, true).await
+                    };
+                    old.close().await;
+                    r
+                }
                 Ok(mut old) => {
                     let r = old.unfence_writes(fence).await.map_err(|e| e.to_string());
                     old.close().await;
@@ -769,14 +839,19 @@ impl<'a> Engine<'a> {
                 .await)?;
             enabled.push(format!("{schema}.{name}"));
         }
-        if self
+        let scheduler_was_on = self
             .fence
             .as_ref()
-            .is_some_and(|f| f.event_scheduler_before.eq_ignore_ascii_case("ON"))
-        {
+            .is_some_and(|f| f.event_scheduler_before.eq_ignore_ascii_case("ON"));
+        if scheduler_was_on && !new.flavor().needs_rds_procedures() {
             db(new.exec_sql("SET GLOBAL event_scheduler=ON").await)?;
+        } else if scheduler_was_on && !db(new.variable_bool("event_scheduler").await)? {
+            self.warnings.push(format!(
+                "the event scheduler was on at {} and is off at {}: turn it on in its parameter group",
+                self.p.from, self.p.to
+            ));
         }
-        db(new.set_writable().await)?;
+        self.set_writable(&mut new, &self.p.to, true).await?;
         new.close().await;
         if let Some(started) = self.fence_started {
             self.write_gap = Some(started.elapsed());
@@ -839,8 +914,16 @@ impl<'a> Engine<'a> {
         };
         let st = db(old.replication_status().await)?;
         let already = Self::replicates_from(&st, new_id, &new_ep);
+        let rds = old.flavor().needs_rds_procedures();
         if !already {
-            let spec = self.source_spec(&new_ep, SourceStart::DemoteToReplica);
+            // Its own history is in the new writer already: replication starts after it
+            // (MASTER_DEMOTE_TO_SLAVE does exactly this; the RDS procedures take the position).
+            let start = if rds {
+                SourceStart::GtidAt(db(old.gtid_current_pos().await)?)
+            } else {
+                SourceStart::DemoteToReplica
+            };
+            let spec = self.source_spec_for(&old, &new_ep, start);
             db(old.point_replica_at(&spec).await)?;
         } else if !st.healthy() {
             db(old.start_replication().await)?;
@@ -853,7 +936,14 @@ impl<'a> Engine<'a> {
             )
             .await)?;
         let mut disabled = Vec::new();
-        if !events.is_empty() {
+        if !events.is_empty() && rds {
+            // Without sql_log_bin=0 (SUPER), ALTER EVENT would plant an errant GTID here.
+            self.warnings.push(format!(
+                "{} keeps {} enabled event(s) as a replica; disable them in its parameter group                  (event_scheduler) or on the next promotion",
+                self.p.from,
+                events.len()
+            ));
+        } else if !events.is_empty() {
             db(old.exec_sql("SET SESSION sql_log_bin=0").await)?;
             for row in events {
                 let schema = row.first().and_then(|c| c.1.clone()).unwrap_or_default();
@@ -879,12 +969,14 @@ impl<'a> Engine<'a> {
             .await)?;
         let mut ended = 0;
         for row in sessions {
-            if let Some(id) = row
+            let id = row
                 .first()
                 .and_then(|c| c.1.as_deref())
-                .and_then(|s| s.parse::<u64>().ok())
-            {
-                if old.exec_sql(&format!("KILL CONNECTION {id}")).await.is_ok() {
+                .and_then(|s| s.parse::<u64>().ok());
+            if let Some(id) = id {
+                // KILL, or mysql.rds_kill where the user has no SUPER.
+                let kill = old.dialect().kill_connection(id);
+                if old.exec(&kill).await.is_ok() {
                     ended += 1;
                 }
             }
@@ -913,7 +1005,15 @@ impl<'a> Engine<'a> {
             };
             let st = db(s.replication_status().await)?;
             if !Self::replicates_from(&st, new_id, &new_ep) {
-                let spec = self.source_spec(&new_ep, SourceStart::Gtid);
+                let start = if s.flavor().needs_rds_procedures() {
+                    // The procedures take an explicit position: what it applied, read once
+                    // its replication has stopped.
+                    db(s.stop_replication().await)?;
+                    SourceStart::GtidAt(db(s.gtid_slave_pos().await)?)
+                } else {
+                    SourceStart::Gtid
+                };
+                let spec = self.source_spec_for(&s, &new_ep, start);
                 db(s.point_replica_at(&spec).await)?;
                 moved.push(sib.clone());
             }

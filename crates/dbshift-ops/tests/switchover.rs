@@ -559,3 +559,29 @@ async fn losing_the_old_writer_right_after_the_fence_needs_a_human_then_resumes(
     watch.assert_clean(lab, &["lab-1-1", "lab-1-2"]).await;
     assert_topology(lab, "lab-1-2").await;
 }
+
+#[tokio::test]
+async fn rds_mode_switchover_without_super_there_and_back() {
+    let _g = SERIAL.lock().await;
+    let t = TestLab::start_rds(1, 2).await;
+    let lab = t.lab();
+    let j = journal(&t).await;
+    // dbshift's user really has no SUPER here: the RDS path is the one under test.
+    let a = admin(lab, "lab-1-1").await;
+    assert!(a.flavor().needs_rds_procedures(), "{}", a.flavor());
+    a.close().await;
+    let watch = TwoWriterWatch::start(lab).await;
+    let writer = Writer::start(lab).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    for to in ["lab-1-2", "lab-1-1"] {
+        let params = switchover::prepare(lab, &request(to)).await.unwrap();
+        let (run, outcome) = switchover::run(lab, &j, params, &nothing()).await.unwrap();
+        assert!(matches!(outcome, Outcome::Done(_)), "to {to}: {outcome:?}");
+        assert_eq!(j.run(&run).await.unwrap().status, RunStatus::Done);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_topology(lab, to).await;
+    }
+    writer.stop_and_audit(lab).await;
+    watch.assert_clean(lab, &["lab-1-1", "lab-1-2"]).await;
+}
