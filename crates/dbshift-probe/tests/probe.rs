@@ -7,8 +7,9 @@
 //! The tests share one lab (a writer and one replica) and take turns on it, so a reboot in one
 //! test is never seen by another.
 
+use dbshift_testkit::eventually;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use dbshift_probe::{
     Error, Kind, Outcome, Probe, ProbeConfig, ProbeHandle, TargetResolver, UrlTarget,
@@ -17,25 +18,6 @@ use dbshift_provider::local::Lab;
 use dbshift_provider::Provider;
 use dbshift_testkit::{tied, TestLab};
 use tokio::sync::{Mutex, MutexGuard, OnceCell};
-
-/// Evaluate `$body` (an expression giving an Option, `.await`s allowed) until it is Some, or
-/// panic after `$timeout` with `$what`.
-macro_rules! eventually {
-    ($timeout:expr, $what:expr, $body:expr) => {{
-        let started = Instant::now();
-        loop {
-            if let Some(v) = $body {
-                break v;
-            }
-            assert!(
-                started.elapsed() < $timeout,
-                "timed out waiting for {}",
-                $what
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }};
-}
 
 /// The lab, and a turn on it.
 async fn lab() -> (&'static Lab, MutexGuard<'static, ()>) {

@@ -22,6 +22,32 @@ pub use invariants::{
 };
 pub use relay::{Relay, RelayControl};
 
+/// Evaluate `$body` (an expression giving an `Option`, `.await`s allowed) until it is `Some`,
+/// and give that value; panic after `$timeout` with `$what`. Tests wait for what they expect
+/// this way, never by sleeping and hoping.
+#[macro_export]
+macro_rules! eventually {
+    ($timeout:expr, $what:expr, $body:expr) => {{
+        let started = ::std::time::Instant::now();
+        loop {
+            if let Some(v) = $body {
+                break v;
+            }
+            assert!(
+                started.elapsed() < $timeout,
+                "timed out waiting for {}",
+                $what
+            );
+            $crate::poll_pause().await;
+        }
+    }};
+}
+
+/// The pause between two polls of [`eventually!`].
+pub async fn poll_pause() {
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+}
+
 /// Install the crate-wide rustls crypto provider (ring) once.
 pub fn init() {
     let _ = rustls::crypto::ring::default_provider().install_default();

@@ -347,25 +347,6 @@ mod tests {
     use super::*;
     use std::time::Instant as StdInstant;
 
-    /// Evaluate `$body` (an expression giving an Option, `.await`s allowed) until it is Some,
-    /// or panic after `$timeout` with `$what`.
-    macro_rules! eventually {
-        ($timeout:expr, $what:expr, $body:expr) => {{
-            let started = StdInstant::now();
-            loop {
-                if let Some(v) = $body {
-                    break v;
-                }
-                assert!(
-                    started.elapsed() < $timeout,
-                    "timed out waiting for {}",
-                    $what
-                );
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        }};
-    }
-
     const LONG: Duration = Duration::from_secs(20);
 
     /// A plain echo server: every byte read is written back.
@@ -415,7 +396,7 @@ mod tests {
         let mut rest = Vec::new();
         r.read_to_end(&mut rest).await.unwrap();
         assert!(rest.is_empty());
-        eventually!(LONG, "the closed connection to leave the live set", {
+        crate::eventually!(LONG, "the closed connection to leave the live set", {
             (relay.connections() == 0).then_some(())
         });
     }
@@ -430,7 +411,7 @@ mod tests {
         round_trip(&mut b, b"b").await.unwrap();
         assert_eq!(relay.connections(), 2);
         drop(a);
-        eventually!(LONG, "one connection left", {
+        crate::eventually!(LONG, "one connection left", {
             (relay.connections() == 1).then_some(())
         });
         round_trip(&mut b, b"still").await.unwrap();
@@ -541,7 +522,7 @@ mod tests {
         drop(relay);
         assert_eq!(control.connections(), 0);
         assert!(round_trip(&mut s, b"y").await.is_err());
-        eventually!(LONG, "the listener to close", {
+        crate::eventually!(LONG, "the listener to close", {
             match TcpStream::connect(addr).await {
                 Err(_) => Some(()),
                 // The port may be taken again by then; what matters is that the relay no

@@ -1,6 +1,7 @@
 //! The local lab on real servers: replication over verified TLS, users, idempotent `up`,
 //! restarts, `down`, and bad input that changes nothing. Run with `make test`.
 
+use dbshift_testkit::eventually;
 use std::time::{Duration, Instant};
 
 use dbshift_db::server::{ConnectOptions, TlsOptions};
@@ -8,25 +9,6 @@ use dbshift_db::Server;
 use dbshift_provider::local::{Lab, UpOptions};
 use dbshift_provider::{Error, Provider, Role};
 use dbshift_testkit::{init, shared_lab, TestLab};
-
-/// Evaluate `$body` (an expression giving an Option, `.await`s allowed) until it is Some, or
-/// panic after `$timeout` with `$what`.
-macro_rules! eventually {
-    ($timeout:expr, $what:expr, $body:expr) => {{
-        let started = Instant::now();
-        loop {
-            if let Some(v) = $body {
-                break v;
-            }
-            assert!(
-                started.elapsed() < $timeout,
-                "timed out waiting for {}",
-                $what
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }};
-}
 
 #[tokio::test]
 async fn replicas_follow_the_writer_over_verified_tls() {

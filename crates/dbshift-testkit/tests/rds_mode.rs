@@ -7,6 +7,7 @@
 //! One lab (a writer and a replica) serves the whole file; the tests take turns on it (they
 //! fence the writer and re-point the replica) and each leaves it replicating and writable.
 
+use dbshift_testkit::eventually;
 use std::time::{Duration, Instant};
 
 use dbshift_db::dialect::{SourceSpec, SourceStart, SslSpec};
@@ -19,25 +20,6 @@ use tokio::sync::{Mutex, MutexGuard, OnceCell};
 
 const WRITER: &str = "lab-1-1";
 const REPLICA: &str = "lab-1-2";
-
-/// Evaluate `$body` (an expression giving an Option, `.await`s allowed) until it is Some, or
-/// panic after `$timeout` with `$what`.
-macro_rules! eventually {
-    ($timeout:expr, $what:expr, $body:expr) => {{
-        let started = Instant::now();
-        loop {
-            if let Some(v) = $body {
-                break v;
-            }
-            assert!(
-                started.elapsed() < $timeout,
-                "timed out waiting for {}",
-                $what
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }};
-}
 
 /// The shared lab, built once; its GTID histories and replication are checked right after
 /// `lab up`, before any test writes or re-points.
