@@ -320,3 +320,32 @@ async fn bad_input_changes_nothing() {
     let err = Lab::open(&base.path().join("nolab")).unwrap_err();
     assert!(matches!(err, Error::NoLab(_)), "{err}");
 }
+
+#[tokio::test]
+async fn down_finds_the_servers_of_a_lab_dir_deleted_by_hand() {
+    init();
+    let base = tempfile::tempdir().unwrap();
+    let dir = base.path().join("deleted");
+    let opts = UpOptions {
+        clusters: Some(1),
+        replicas: Some(1),
+        die_with_parent: true,
+        ..Default::default()
+    };
+    let (lab, _) = Lab::up(&dir, &opts).await.unwrap();
+    let pids: Vec<u32> = ["lab-1-1", "lab-1-2"]
+        .iter()
+        .map(|id| lab.pid(id).unwrap().unwrap())
+        .collect();
+    std::fs::remove_dir_all(&dir).unwrap();
+    let report = Lab::down(&dir, true).unwrap();
+    assert_eq!(report.stopped.len(), 2, "{report:?}");
+    for pid in pids {
+        let alive = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| !s.contains(") Z"))
+            .unwrap_or(false);
+        assert!(!alive, "mariadbd {pid} survived");
+    }
+    // Nothing left: now there is no lab there at all.
+    assert!(matches!(Lab::down(&dir, true), Err(Error::NoLab(_))));
+}

@@ -683,7 +683,23 @@ impl Lab {
         let has_state = LabState::path(&dir).exists();
         let has_lock = dir.join("lab.lock").exists();
         if !has_state && !has_lock {
-            return Err(Error::NoLab(dir));
+            // No lab files, but perhaps servers of a lab whose dir was deleted by hand.
+            let orphans = process::servers_under(&dir);
+            if orphans.is_empty() {
+                return Err(Error::NoLab(dir));
+            }
+            let mut stopped = Vec::new();
+            for (pid, cnf) in orphans {
+                tracing::info!(pid, cnf = %cnf.display(), "stopping a server of a deleted lab");
+                if process::stop_pid(pid, &cnf, STOP_GRACE) {
+                    stopped.push(instance_name(&cnf, pid));
+                }
+            }
+            return Ok(DownReport {
+                dir,
+                stopped,
+                purged: purge,
+            });
         }
         let _lock = state::LabLock::acquire(&dir)?;
         let mut stopped = Vec::new();
@@ -700,11 +716,7 @@ impl Lab {
         }
         // Whatever the state file says, no server of this lab may survive.
         for (pid, cnf) in process::servers_under(&dir) {
-            let id = cnf
-                .parent()
-                .and_then(|p| p.file_name())
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| pid.to_string());
+            let id = instance_name(&cnf, pid);
             tracing::info!(instance = %id, pid, "stopping mariadbd");
             if process::stop_pid(pid, &cnf, STOP_GRACE) {
                 stopped.push(id);
@@ -919,6 +931,14 @@ impl Lab {
             tags: rec.tags.clone(),
         }
     }
+}
+
+/// The instance id of a server from its option file's directory (its PID when unnamed).
+fn instance_name(cnf: &Path, pid: u32) -> String {
+    cnf.parent()
+        .and_then(|p| p.file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| pid.to_string())
 }
 
 /// Remove what a lab made in `dir` (instances, TLS material, state), nothing else.

@@ -412,10 +412,13 @@ pub fn stop_pid(pid: u32, cnf: &Path, grace: Duration) -> bool {
 /// Every running server whose option file lies under `dir` (for `lab down` when the state
 /// file is damaged or lost).
 pub fn servers_under(dir: &Path) -> Vec<(u32, PathBuf)> {
-    let Ok(canon) = dir.canonicalize() else {
-        return Vec::new();
-    };
-    let prefix = format!("--defaults-file={}", canon.display());
+    // A lab dir deleted by hand while its servers run still names them on their command lines.
+    let canon = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    // With the separator: the servers of /tmp/lab are not those of /tmp/lab6.
+    let prefix = format!(
+        "--defaults-file={}/",
+        canon.display().to_string().trim_end_matches('/')
+    );
     let mut found = Vec::new();
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return found;
