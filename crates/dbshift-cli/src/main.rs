@@ -118,6 +118,9 @@ enum LabCommand {
         /// lab must be asked for the mode it was built in.
         #[arg(long)]
         rds_mode: bool,
+        /// InnoDB buffer pool per server, in MiB (default 16: small; a load test wants 128).
+        #[arg(long)]
+        buffer_pool_mb: Option<u32>,
         #[command(flatten)]
         output: OutputArgs,
     },
@@ -256,6 +259,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             mariadbd,
             base_port,
             rds_mode,
+            buffer_pool_mb,
             output,
         }) => {
             let opts = UpOptions {
@@ -265,6 +269,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 base_port,
                 die_with_parent: false,
                 rds_mode,
+                buffer_pool_mb,
             };
             let (lab, report) = Lab::up(&cli.dir, &opts)
                 .await

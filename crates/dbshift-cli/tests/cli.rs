@@ -136,6 +136,12 @@ fn bad_input_exits_2_with_a_clear_message_and_changes_nothing() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("--clusters must be at least 1"));
     assert!(!dir.exists());
 
+    let dir = tmp.path().join("tinypool");
+    let o = dbshift(&dir, &["lab", "up", "--buffer-pool-mb", "1"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--buffer-pool-mb 1"));
+    assert!(!dir.exists());
+
     let dir = tmp.path().join("nobin");
     let o = dbshift(&dir, &["lab", "up", "--mariadbd", "/nonexistent/mariadbd"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));

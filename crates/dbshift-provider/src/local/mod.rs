@@ -61,6 +61,8 @@ pub struct UpOptions {
     /// Build servers that behave like RDS for MariaDB towards dbshift (see [`rds`]). An
     /// existing lab must be asked for the mode it was built in.
     pub rds_mode: bool,
+    /// InnoDB buffer pool per server in MiB (default 16; a load test wants 128 or more).
+    pub buffer_pool_mb: Option<u32>,
 }
 
 /// What `lab up` did.
@@ -288,6 +290,11 @@ impl Lab {
                 "--replicas {n} is more than this lab supports ({MAX_REPLICAS})"
             )));
         }
+        if let Some(mb) = opts.buffer_pool_mb.filter(|mb| !(8..=65_536).contains(mb)) {
+            return Err(Error::BadInput(format!(
+                "--buffer-pool-mb {mb} is outside 8..65536"
+            )));
+        }
         if LabState::path(&dir).exists() {
             let _lock = state::LabLock::acquire(&dir)?;
             let mut lab = Lab::open(&dir)?;
@@ -340,6 +347,16 @@ impl Lab {
         let have_replicas = self.state.replicas_per_cluster;
         let clusters_differ = opts.clusters.is_some_and(|n| n != have_clusters);
         let replicas_differ = opts.replicas.is_some_and(|n| n != have_replicas);
+        if let Some(mb) = opts
+            .buffer_pool_mb
+            .filter(|mb| *mb != self.state.buffer_pool_mb)
+        {
+            return Err(Error::BadInput(format!(
+                "the lab in {} was built with a {} MiB buffer pool, not {mb}; omit                  --buffer-pool-mb to keep it, or `dbshift lab down --purge` first",
+                self.dir.display(),
+                self.state.buffer_pool_mb
+            )));
+        }
         if opts.rds_mode != self.state.rds_mode {
             let (have, asked) = if self.state.rds_mode {
                 ("an RDS-mode lab", "without --rds-mode")
@@ -421,6 +438,9 @@ impl Lab {
             },
         };
         let mut state = LabState::new_empty(engine_version, mariadbd.clone(), replicas, users);
+        if let Some(mb) = opts.buffer_pool_mb {
+            state.buffer_pool_mb = mb;
+        }
         if opts.rds_mode {
             state.rds_mode = true;
             state.platform = Some(Credential {
@@ -525,6 +545,7 @@ impl Lab {
             // switchover can then never come back writable from its option file.
             read_only: true,
             ssl_ca: &self.ca_bundle(),
+            buffer_pool_mb: self.state.buffer_pool_mb,
         });
         tls::write_atomic(&paths.cnf(), cnf.as_bytes(), 0o644)
     }

@@ -174,6 +174,8 @@ pub struct ServerConfig<'a> {
     pub gtid_domain_id: u32,
     pub read_only: bool,
     pub ssl_ca: &'a Path,
+    /// InnoDB buffer pool in MiB (the small-memory default when 16).
+    pub buffer_pool_mb: u32,
 }
 
 /// Paths of an instance's files inside its directory.
@@ -252,7 +254,10 @@ pub fn render_cnf(c: &ServerConfig) -> String {
         ca = c.ssl_ca.display(),
         cert = tls.join("server.pem").display(),
         key = tls.join("server.key").display(),
-        memory = SMALL_MEMORY,
+        memory = SMALL_MEMORY.replace(
+            "innodb_buffer_pool_size=16M",
+            &format!("innodb_buffer_pool_size={}M", c.buffer_pool_mb)
+        ),
     )
 }
 

@@ -18,6 +18,11 @@ pub const STATE_FILE: &str = "lab.json";
 const LOCK_FILE: &str = "lab.lock";
 const FORMAT: u32 = 1;
 
+/// 16 MiB: a dozen servers fit on a laptop; a load test wants more (`--buffer-pool-mb`).
+pub fn default_buffer_pool_mb() -> u32 {
+    16
+}
+
 /// A CA the lab made.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CaRecord {
@@ -79,6 +84,9 @@ pub struct LabState {
     pub engine_version: String,
     pub mariadbd: PathBuf,
     pub replicas_per_cluster: u32,
+    /// InnoDB buffer pool of every server, in MiB.
+    #[serde(default = "default_buffer_pool_mb")]
+    pub buffer_pool_mb: u32,
     pub users: LabUsers,
     pub cas: Vec<CaRecord>,
     /// The CA the lab's trust bundle and new server certificates use by default.
@@ -108,6 +116,7 @@ impl LabState {
             engine_version,
             mariadbd,
             replicas_per_cluster,
+            buffer_pool_mb: default_buffer_pool_mb(),
             users,
             cas: Vec::new(),
             current_ca: String::new(),
