@@ -350,7 +350,7 @@ async fn guards_refuse_and_change_nothing() {
 }
 
 #[tokio::test]
-async fn a_lock_held_through_the_fence_rolls_back_within_its_bound() {
+async fn a_lock_or_long_write_through_the_fence_rolls_back_within_its_bound() {
     let _g = SERIAL.lock().await;
     let t = TestLab::start(1, 2).await;
     let lab = t.lab();
@@ -386,6 +386,61 @@ async fn a_lock_held_through_the_fence_rolls_back_within_its_bound() {
         .await
         .unwrap();
     assert_topology(lab, "lab-1-1").await;
+
+    // A long write statement in flight: the same bound, and the statement itself succeeds
+    // once the fence has let go (it was acknowledged, so it must be on the writer).
+    let mut slow = Server::connect(&lab.app_options("lab-1-1").unwrap())
+        .await
+        .unwrap();
+    let long = tokio::spawn(async move {
+        let r = slow
+            .exec_sql("INSERT INTO app.locked SELECT 2 FROM DUAL WHERE SLEEP(6) = 0")
+            .await;
+        slow.close().await;
+        r
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let params = switchover::prepare(lab, &request("lab-1-2")).await.unwrap();
+    let started = Instant::now();
+    let (_, outcome) = switchover::run(lab, &j, params, &nothing()).await.unwrap();
+    assert!(matches!(outcome, Outcome::RolledBack { .. }), "{outcome:?}");
+    assert!(started.elapsed() < Duration::from_secs(30));
+    long.await
+        .unwrap()
+        .expect("the long write completes once the fence gave up");
+    assert_eq!(
+        w.query_scalar("SELECT COUNT(*) FROM app.locked WHERE id = 2")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("1")
+    );
+    assert_topology(lab, "lab-1-1").await;
+
+    // An open transaction when the fence comes: its COMMIT is refused (never acknowledged),
+    // the switchover goes through, and the row is nowhere.
+    app.exec_sql("BEGIN").await.unwrap();
+    app.exec_sql("INSERT INTO app.locked VALUES (3)")
+        .await
+        .unwrap();
+    let params = switchover::prepare(lab, &request("lab-1-2")).await.unwrap();
+    let (_, outcome) = switchover::run(lab, &j, params, &nothing()).await.unwrap();
+    assert!(matches!(outcome, Outcome::Done(_)), "{outcome:?}");
+    assert!(
+        app.exec_sql("COMMIT").await.is_err(),
+        "a commit after the fence must fail"
+    );
+    let mut new = admin(lab, "lab-1-2").await;
+    assert_eq!(
+        new.query_scalar("SELECT COUNT(*) FROM app.locked WHERE id = 3")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("0")
+    );
+    new.close().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_topology(lab, "lab-1-2").await;
     app.close().await;
     w.close().await;
 }
