@@ -147,6 +147,62 @@ fn check_switchover_plan_bad_input_and_crash_resume_at_every_step() {
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(sole_writer(&dir), "lab-1-1");
 
+    // Hooks run after promotion with the old and new endpoints; a failing one ends the run
+    // "needs a human" (exit 3) once the writer has moved.
+    let out = tmp.path().join("hook.out");
+    let hook = format!(
+        "echo \"$1 $2 $DBSHIFT_CLUSTER $DBSHIFT_OLD_WRITER $DBSHIFT_NEW_WRITER\" > {}",
+        out.display()
+    );
+    let o = dbshift(
+        &dir,
+        &[
+            "switchover",
+            "lab-1",
+            "--to",
+            "lab-1-2",
+            "--yes",
+            "--hook",
+            &hook,
+            "--hook",
+            "exit 7",
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("hook `exit 7` failed"),
+        "{}",
+        text(&o)
+    );
+    let status = json(&dbshift(&dir, &["lab", "status", "-o", "json"], None));
+    let port = |id: &str| {
+        status["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["id"] == id)
+            .unwrap()["endpoint"]["port"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap().trim(),
+        format!(
+            "127.0.0.1:{} 127.0.0.1:{} lab-1 lab-1-1 lab-1-2",
+            port("lab-1-1"),
+            port("lab-1-2")
+        )
+    );
+    assert_eq!(sole_writer(&dir), "lab-1-2");
+    let o = dbshift(
+        &dir,
+        &["switchover", "lab-1", "--to", "lab-1-1", "--yes"],
+        None,
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(sole_writer(&dir), "lab-1-1");
+
     let steps = dbshift_ops::switchover::STEPS;
     // Two writers at any instant of the 30 crashes and resumes: the checker samples read_only of
     // every server every 10 ms, from its own threads.
@@ -188,11 +244,22 @@ fn check_switchover_plan_bad_input_and_crash_resume_at_every_step() {
     let report = rt.block_on(checker.stop());
     report.assert_never_two_writers();
     let runs = json(&dbshift(&dir, &["runs", "-o", "json"], None));
-    assert!(runs
+    // Every run done, but the one whose hook failed.
+    let statuses: Vec<&str> = runs
         .as_array()
         .unwrap()
         .iter()
-        .all(|r| r["status"] == "done"));
+        .map(|r| r["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == "needs_human").count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| *s == "done" || *s == "needs_human"),
+        "{statuses:?}"
+    );
     // No server wrote in the cluster's domain but the ones that took turns as writer.
     let domain = lab.state().clusters[0].gtid_domain_id;
     let ids = ["lab-1-1", "lab-1-2", "lab-1-3"]
