@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{dbshift_env as dbshift, json, text, LabGuard};
+use common::{dbshift_env as dbshift, json, text, CliLab};
 
 use serde_json::Value;
 
@@ -18,23 +18,9 @@ fn one_lab() -> std::sync::MutexGuard<'static, ()> {
 #[test]
 fn probe_a_lab_cluster_then_refuse_bad_input() {
     let _one = one_lab();
+    let lab = CliLab::up(1, 1);
+    let dir = lab.dir.clone();
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("lab");
-    let _guard = LabGuard(dir.clone());
-    json(&dbshift(
-        &dir,
-        &[
-            "lab",
-            "up",
-            "--clusters",
-            "1",
-            "--replicas",
-            "1",
-            "--output",
-            "json",
-        ],
-        &[],
-    ));
     let status = json(&dbshift(&dir, &["lab", "status", "--output", "json"], &[]));
     let password = status["users"]["app"]["password"]
         .as_str()
@@ -158,23 +144,9 @@ fn probe_a_lab_cluster_then_refuse_bad_input() {
 #[test]
 fn the_probe_follows_the_writer_through_a_switchover() {
     let _one = one_lab();
+    let lab = CliLab::up(1, 1);
+    let dir = lab.dir.clone();
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("lab");
-    let _guard = LabGuard(dir.clone());
-    json(&dbshift(
-        &dir,
-        &[
-            "lab",
-            "up",
-            "--clusters",
-            "1",
-            "--replicas",
-            "1",
-            "--output",
-            "json",
-        ],
-        &[],
-    ));
     let old = json(&dbshift(
         &dir,
         &["resolve", "lab-1", "--output", "json"],

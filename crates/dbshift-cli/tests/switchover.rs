@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 use std::process::Output;
 
-use common::{dbshift_env, json, text, LabGuard};
+use common::{dbshift_env, json, text, CliLab};
 
 use serde_json::Value;
 
@@ -50,23 +50,9 @@ fn sole_writer(dir: &Path) -> String {
 
 #[test]
 fn check_switchover_plan_bad_input_and_crash_resume_at_every_step() {
+    let lab_guard = CliLab::up(1, 2);
+    let dir = lab_guard.dir.clone();
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("lab");
-    let _guard = LabGuard(dir.clone());
-    json(&dbshift(
-        &dir,
-        &[
-            "lab",
-            "up",
-            "--clusters",
-            "1",
-            "--replicas",
-            "2",
-            "-o",
-            "json",
-        ],
-        None,
-    ));
 
     let check = dbshift(&dir, &["check", "lab-1", "-o", "json"], None);
     let reports = json(&check);

@@ -52,3 +52,41 @@ impl Drop for LabGuard {
         let _ = dbshift(&self.0, &["lab", "down", "--purge"]);
     }
 }
+
+/// A lab built by the binary in a temp dir (`lab up --clusters C --replicas R`), taken down
+/// and deleted when dropped, even when the test panics.
+pub struct CliLab {
+    pub dir: PathBuf,
+    // Dropped after `drop` below has taken the lab down.
+    _tmp: tempfile::TempDir,
+}
+
+impl CliLab {
+    pub fn up(clusters: u32, replicas: u32) -> CliLab {
+        let tmp = tempfile::tempdir().expect("a temp dir can be made");
+        let dir = tmp.path().join("lab");
+        let (c, r) = (clusters.to_string(), replicas.to_string());
+        let o = dbshift(
+            &dir,
+            &[
+                "lab",
+                "up",
+                "--clusters",
+                &c,
+                "--replicas",
+                &r,
+                "-o",
+                "json",
+            ],
+        );
+        let lab = CliLab { dir, _tmp: tmp };
+        json(&o);
+        lab
+    }
+}
+
+impl Drop for CliLab {
+    fn drop(&mut self) {
+        let _ = dbshift(&self.dir, &["lab", "down", "--purge"]);
+    }
+}
