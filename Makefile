@@ -18,6 +18,7 @@ demo: build
 	./target/release/dbshift --dir $(DIR) inventory
 	@echo
 	@echo "The lab keeps running. Try: ./target/release/dbshift --dir $(DIR) lab status --output json"
+	@echo "Move a writer and see what clients saw: ./target/release/dbshift --dir $(DIR) switchover lab-1 --to lab-1-2 --yes --probe"
 	@echo "Stop it with: make demo-down"
 
 demo-down:
