@@ -95,10 +95,10 @@ impl switchover::Observer for ProbeObserver {
     fn event(&self, label: &str) {
         tracing::info!("{label}");
         // Step starts and the promotion: enough to read the chart, not so many it clutters.
-        if label.ends_with(": start")
-            || label.starts_with("promoted")
-            || label.starts_with("rollback")
-        {
+        if label.starts_with("promoted") {
+            self.0.mark("promoted");
+        } else if label.ends_with(": start") {
+            // "rollback: start" stays "rollback", "fence: start" is "fence".
             self.0.mark(label.trim_end_matches(": start"));
         }
     }

@@ -13,7 +13,7 @@ use crate::record::{Attempt, Event, Kind};
 use crate::summary::Summary;
 
 const W: f64 = 1200.0;
-const H: f64 = 620.0;
+const H: f64 = 640.0;
 const LEFT: f64 = 80.0;
 const RIGHT: f64 = 30.0;
 const TOP: f64 = 90.0;
@@ -291,23 +291,68 @@ pub fn render(summary: &Summary, attempts: &[Attempt], events: &[Event]) -> Stri
         );
     }
 
-    // Workflow events: a dashed line through plot and lanes, the label above the plot,
-    // staggered over three rows so close events stay readable.
-    for (i, e) in events.iter().enumerate() {
-        let x = sc.x(e.t_ms);
-        let row = (i % 3) as f64;
+    // Workflow events: a dashed line through plot and lanes, the label above the plot, in the
+    // first of three rows where it does not run into the previous label. Events too close for
+    // any row get a number there, and "number label" is listed after the legend.
+    let mut row_end = [f64::NEG_INFINITY; 3];
+    let mut notes: Vec<String> = Vec::new();
+    // Events that fit no row, gathered while they stand within a few pixels of each other:
+    // they share one tag ("2-5") and one dashed line each.
+    let mut pending: Vec<(f64, &Event)> = Vec::new();
+    let place = |s: &mut String, row_end: &mut [f64; 3], x: f64, text: &str, row: usize| {
+        row_end[row] = x + 3.0 + text.chars().count() as f64 * 6.8 + 8.0;
         let _ = writeln!(
             s,
-            r##"<line x1="{x:.1}" x2="{x:.1}" y1="{:.1}" y2="{axis_y:.1}" stroke="#6a2c91" stroke-width="1.5" stroke-dasharray="5 3"/><text x="{:.1}" y="{:.1}" fill="#6a2c91" font-size="11" font-weight="bold" {HALO}>{}</text>"##,
-            TOP - 28.0 + row * 10.0,
+            r##"<text x="{:.1}" y="{:.1}" fill="#6a2c91" font-size="11" font-weight="bold" {HALO}>{}</text>"##,
             x + 3.0,
-            TOP - 30.0 + row * 10.0,
-            esc(&e.label)
+            TOP - 30.0 + row as f64 * 10.0,
+            esc(text)
         );
+    };
+    let flush = |s: &mut String,
+                 row_end: &mut [f64; 3],
+                 notes: &mut Vec<String>,
+                 pending: &mut Vec<(f64, &Event)>| {
+        if pending.is_empty() {
+            return;
+        }
+        let first = notes.len() + 1;
+        for (_, e) in pending.iter() {
+            notes.push(format!("{} {}", notes.len() + 1, e.label));
+        }
+        let last = notes.len();
+        let tag = if first == last {
+            first.to_string()
+        } else {
+            format!("{first}-{last}")
+        };
+        let row = (0..3)
+            .min_by(|a, b| row_end[*a].total_cmp(&row_end[*b]))
+            .unwrap_or(0);
+        // No row is free at its line: the tag goes just after the row's last label.
+        let x = pending[0].0.max(row_end[row] - 3.0);
+        place(s, row_end, x, &tag, row);
+        pending.clear();
+    };
+    for e in events {
+        let x = sc.x(e.t_ms);
+        let _ = writeln!(
+            s,
+            r##"<line x1="{x:.1}" x2="{x:.1}" y1="{:.1}" y2="{axis_y:.1}" stroke="#6a2c91" stroke-width="1.5" stroke-dasharray="5 3"/>"##,
+            TOP - 28.0,
+        );
+        if pending.first().is_some_and(|(px, _)| x - px > 14.0) {
+            flush(&mut s, &mut row_end, &mut notes, &mut pending);
+        }
+        match (0..3).find(|r| row_end[*r] <= x) {
+            Some(r) if pending.is_empty() => place(&mut s, &mut row_end, x, &e.label, r),
+            _ => pending.push((x, e)),
+        }
     }
+    flush(&mut s, &mut row_end, &mut notes, &mut pending);
 
     // Legend.
-    let ly = H - 22.0;
+    let ly = H - 42.0;
     let mut lx = LEFT;
     for kind in Kind::ALL {
         let _ = write!(
@@ -335,6 +380,14 @@ pub fn render(summary: &Summary, attempts: &[Attempt], events: &[Event]) -> Stri
         ly + 2.0,
         lx + 248.0
     );
+    if !notes.is_empty() {
+        let _ = writeln!(
+            s,
+            r##"<text x="{LEFT:.1}" y="{:.1}" fill="#6a2c91" font-size="11" font-weight="bold">events: {}</text>"##,
+            ly + 24.0,
+            esc(&notes.join(";  "))
+        );
+    }
     s.push_str("</svg>\n");
     s
 }
