@@ -218,6 +218,22 @@ pub async fn check(args: CheckArgs, dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// An error once a run has started (the journal unwritable, the control plane gone): the
+/// servers may be part way through, so it is "needs a human" (3), never a plain failure.
+fn stopped_part_way(e: switchover::SwitchoverError) -> anyhow::Error {
+    match e {
+        switchover::SwitchoverError::BadInput(m) => Exit::new(2, m).into(),
+        other => Exit::new(
+            3,
+            format!(
+                "{other}; the switchover may have stopped part way: check `dbshift inventory` \
+                 and `dbshift runs`, then `dbshift resume <run>`"
+            ),
+        )
+        .into(),
+    }
+}
+
 fn bad_input(e: switchover::SwitchoverError) -> anyhow::Error {
     match e {
         switchover::SwitchoverError::BadInput(m) => Exit::new(2, m).into(),
@@ -377,7 +393,7 @@ pub async fn switchover(args: SwitchoverArgs, dir: &Path) -> anyhow::Result<()> 
         }
         None => None,
     };
-    let (_run, outcome) = result.context("switchover")?;
+    let (_run, outcome) = result.map_err(stopped_part_way)?;
     journal.close().await;
     report_outcome(&outcome, summary.as_ref(), args.output.output)
 }
@@ -436,7 +452,7 @@ pub async fn resume(args: ResumeArgs, dir: &Path) -> anyhow::Result<()> {
     )?;
     let outcome = switchover::resume(&lab, &journal, &args.run, &LogObserver)
         .await
-        .map_err(bad_input)?;
+        .map_err(stopped_part_way)?;
     journal.close().await;
     report_outcome(&outcome, None, args.output.output)
 }
