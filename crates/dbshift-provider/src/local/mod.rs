@@ -9,6 +9,7 @@
 
 mod process;
 pub mod rds;
+pub mod snapshot;
 pub mod state;
 pub mod tls;
 
@@ -23,6 +24,7 @@ use serde::Serialize;
 
 pub use process::{find_mariadbd, find_program, InstancePaths};
 use process::{ServerConfig, INSTALL_HINT};
+pub use snapshot::{RestoreOptions, Snapshot};
 pub use state::{InstanceRecord, LabState, LabUsers};
 
 use crate::error::{Error, IoContext, Result};
@@ -974,6 +976,13 @@ fn remove_lab_files(dir: &Path) {
             let name = e.file_name().to_string_lossy().into_owned();
             // Instance dirs are named `lab-<c>-<i>` and hold a my.cnf.
             let is_instance = name.starts_with("lab-") && e.path().join("my.cnf").exists();
+            // Credential files of a snapshot or upgrade cut short (they hold a password).
+            let leftover_secret = (name.starts_with(".backup-") || name.starts_with(".upgrade-"))
+                && name.ends_with(".cnf");
+            if leftover_secret {
+                let _ = std::fs::remove_file(e.path());
+                continue;
+            }
             if is_instance || name == "tls" || name == "template" {
                 let _ = std::fs::remove_dir_all(e.path());
             }
