@@ -517,7 +517,8 @@ impl Lab {
         for cluster in &lab.state.clusters {
             for rec in lab.state.instances_of(&cluster.name) {
                 if rec.id != cluster.writer {
-                    lab.attach_replica(&rec.id, &cluster.writer).await?;
+                    lab.attach_replica(&rec.id, &cluster.writer, SourceStart::Gtid)
+                        .await?;
                 }
             }
         }
@@ -618,15 +619,21 @@ impl Lab {
         }
     }
 
-    /// Make `replica` replicate from `source` by GTID, over TLS with the certificate verified.
-    async fn attach_replica(&self, replica: &str, source: &str) -> Result<()> {
+    /// Make `replica` replicate from `source` by GTID (from `start`), over TLS with the
+    /// certificate verified.
+    pub(crate) async fn attach_replica(
+        &self,
+        replica: &str,
+        source: &str,
+        start: SourceStart,
+    ) -> Result<()> {
         let src = self.state.instance(source)?;
         let spec = SourceSpec {
             host: "127.0.0.1".into(),
             port: src.port,
             user: self.state.users.replication.user.clone(),
             password: self.state.users.replication.password.clone(),
-            start: SourceStart::Gtid,
+            start,
             ssl: Some(SslSpec {
                 ca_path: Some(self.ca_bundle().display().to_string()),
                 verify_server_cert: true,

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use dbshift_db::dialect::{SourceSpec, SourceStart, SslSpec};
+use dbshift_db::dialect::SourceStart;
 use dbshift_db::gtid::mariadb::GtidPos;
 use rand::RngCore;
 use serde::Serialize;
@@ -534,22 +534,12 @@ impl Lab {
         }
         let writer = &ids[0];
         for id in &ids[1..] {
-            let src = self.state.instance(writer)?;
-            let spec = SourceSpec {
-                host: "127.0.0.1".into(),
-                port: src.port,
-                user: self.state.users.replication.user.clone(),
-                password: self.state.users.replication.password.clone(),
-                start: SourceStart::GtidAt(snapshot.source_position.clone()),
-                ssl: Some(SslSpec {
-                    ca_path: Some(self.ca_bundle().display().to_string()),
-                    verify_server_cert: true,
-                }),
-                connect_retry_s: Some(1),
-            };
-            let mut server = self.connect_platform(id).await?;
-            server.point_replica_at(&spec).await?;
-            server.close().await;
+            self.attach_replica(
+                id,
+                writer,
+                SourceStart::GtidAt(snapshot.source_position.clone()),
+            )
+            .await?;
         }
         for id in &ids[1..] {
             self.wait_replicating(id, Duration::from_secs(30)).await?;
