@@ -19,6 +19,13 @@ fn dbshift(dir: &Path, args: &[&str], crash_at: Option<&str>) -> Output {
     }
 }
 
+/// A plain switchover that must succeed, and leave `to` the sole writer.
+fn switch_to(dir: &Path, to: &str) {
+    let o = dbshift(dir, &["switchover", "lab-1", "--to", to, "--yes"], None);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(sole_writer(dir), to);
+}
+
 /// The one writable instance, asserting there is exactly one and every other replicates.
 fn sole_writer(dir: &Path) -> String {
     for _ in 0..100 {
@@ -125,13 +132,7 @@ fn check_switchover_plan_bad_input_and_crash_resume_at_every_step() {
     let report_dir = report["probe"]["report_dir"].as_str().unwrap();
     assert!(Path::new(report_dir).join("timeline.svg").exists());
     assert_eq!(sole_writer(&dir), "lab-1-3");
-    let o = dbshift(
-        &dir,
-        &["switchover", "lab-1", "--to", "lab-1-1", "--yes"],
-        None,
-    );
-    assert!(o.status.success(), "{}", text(&o));
-    assert_eq!(sole_writer(&dir), "lab-1-1");
+    switch_to(&dir, "lab-1-1");
 
     // Hooks run after promotion with the old and new endpoints; a failing one ends the run
     // "needs a human" (exit 3) once the writer has moved.
@@ -181,13 +182,7 @@ fn check_switchover_plan_bad_input_and_crash_resume_at_every_step() {
         )
     );
     assert_eq!(sole_writer(&dir), "lab-1-2");
-    let o = dbshift(
-        &dir,
-        &["switchover", "lab-1", "--to", "lab-1-1", "--yes"],
-        None,
-    );
-    assert!(o.status.success(), "{}", text(&o));
-    assert_eq!(sole_writer(&dir), "lab-1-1");
+    switch_to(&dir, "lab-1-1");
 
     let steps = dbshift_ops::switchover::STEPS;
     // Two writers at any instant of the 30 crashes and resumes: the checker samples read_only of
