@@ -532,13 +532,24 @@ impl Lab {
     }
 
     fn write_cnf(&self, rec: &InstanceRecord) -> Result<()> {
-        let paths = self.paths(&rec.id);
         let domain = self
             .state
             .cluster(&rec.cluster)
             .map(|c| c.gtid_domain_id)
             .unwrap_or(0);
-        let cnf = process::render_cnf(&ServerConfig {
+        self.write_cnf_with(rec, domain, "")
+    }
+
+    /// The option file of `rec` in GTID domain `domain`, with `extra` lines appended (a
+    /// restore's encryption and `skip_slave_start`).
+    pub(crate) fn write_cnf_with(
+        &self,
+        rec: &InstanceRecord,
+        domain: u32,
+        extra: &str,
+    ) -> Result<()> {
+        let paths = self.paths(&rec.id);
+        let mut cnf = process::render_cnf(&ServerConfig {
             dir: &paths.dir,
             port: rec.port,
             server_id: rec.server_id,
@@ -550,6 +561,7 @@ impl Lab {
             ssl_ca: &self.ca_bundle(),
             buffer_pool_mb: self.state.buffer_pool_mb,
         });
+        cnf.push_str(extra);
         tls::write_atomic(&paths.cnf(), cnf.as_bytes(), 0o644)
     }
 

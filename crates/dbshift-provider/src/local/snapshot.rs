@@ -25,7 +25,7 @@ use dbshift_db::gtid::mariadb::GtidPos;
 use rand::RngCore;
 use serde::Serialize;
 
-use super::process::{self, InstancePaths, ServerConfig, INSTALL_HINT};
+use super::process::{self, InstancePaths, INSTALL_HINT};
 use super::state::{self, ClusterRecord, InstanceRecord, LabState};
 use super::{tls, Lab, MAX_REPLICAS, STOP_GRACE};
 use crate::error::{Error, IoContext, Result};
@@ -514,17 +514,7 @@ impl Lab {
             std::fs::create_dir_all(paths.tmp())
                 .ctx(|| format!("creating {}", paths.tmp().display()))?;
             tls::issue_server_cert(&self.dir, &ca, id, &paths.tls())?;
-            let mut cnf = process::render_cnf(&ServerConfig {
-                dir: &paths.dir,
-                port: rec.port,
-                server_id: rec.server_id,
-                gtid_domain_id: domain,
-                read_only: true,
-                ssl_ca: &self.ca_bundle(),
-                buffer_pool_mb: self.state.buffer_pool_mb,
-            });
-            cnf.push_str(&restore_cnf_extra(key_file.as_deref()));
-            tls::write_atomic(&paths.cnf(), cnf.as_bytes(), 0o644)?;
+            self.write_cnf_with(rec, domain, &restore_cnf_extra(key_file.as_deref()))?;
         }
         self.start_and_wait(ids).await?;
         if let Some(tool) = upgrade_tool {
