@@ -67,6 +67,30 @@ impl fmt::Debug for Statement {
     }
 }
 
+/// A scheduled event: schema, name and definer (`user@host`, as `information_schema.EVENTS`
+/// shows it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventRef {
+    pub schema: String,
+    pub name: String,
+    pub definer: String,
+}
+
+/// `ALTER DEFINER=... EVENT ... <action>` (e.g. `ENABLE`, `DISABLE ON SLAVE`). The definer is
+/// restated: a plain `ALTER EVENT` makes the altering user the definer, and dbshift's user can
+/// write through `read_only`, which would turn a harmless event into one that defeats a fence.
+pub fn alter_event(e: &EventRef, action: &str) -> String {
+    let definer = match e.definer.rsplit_once('@') {
+        Some((user, host)) => format!("{}@{}", quote_literal(user), quote_literal(host)),
+        None => quote_literal(&e.definer),
+    };
+    format!(
+        "ALTER DEFINER={definer} EVENT `{}`.`{}` {action}",
+        e.schema.replace('`', "``"),
+        e.name.replace('`', "``")
+    )
+}
+
 /// A string as an SQL literal: `'...'`, safe for MySQL and MariaDB with the default
 /// `sql_mode`.
 ///
@@ -646,6 +670,27 @@ fn whole_seconds(d: Duration) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_event_is_altered_with_its_own_definer_restated() {
+        let e = EventRef {
+            schema: "app".into(),
+            name: "ti`ck".into(),
+            definer: "app@127.0.0.1".into(),
+        };
+        assert_eq!(
+            alter_event(&e, "ENABLE"),
+            "ALTER DEFINER='app'@'127.0.0.1' EVENT `app`.`ti``ck` ENABLE"
+        );
+        let odd = EventRef {
+            definer: "o'brien@%".into(),
+            ..e
+        };
+        assert_eq!(
+            alter_event(&odd, "DISABLE ON SLAVE"),
+            "ALTER DEFINER='o''brien'@'%' EVENT `app`.`ti``ck` DISABLE ON SLAVE"
+        );
+    }
+
     use super::*;
 
     const PW: &str = "hunter2-Secret";

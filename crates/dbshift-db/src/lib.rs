@@ -5,6 +5,7 @@
 //! replication status, and the few operations that change a server's replication role
 //! (fences, pointing a replica, waits). It must never know about providers or workflows.
 
+pub mod checksum;
 pub mod dialect;
 pub mod error;
 pub mod flavor;

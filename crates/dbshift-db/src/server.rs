@@ -12,7 +12,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder, Row, SslOpts, Value};
 use serde::Serialize;
 
-use crate::dialect::{Dialect, SourceSpec, Statement};
+use crate::dialect::{quote_literal, Dialect, SourceSpec, Statement};
 use crate::error::{Error, Result};
 use crate::flavor::Flavor;
 use crate::gtid::{mariadb, mysql};
@@ -383,6 +383,31 @@ impl Server {
             self.variable(name).await?.as_deref(),
             Some("1") | Some("ON") | Some("on")
         ))
+    }
+
+    /// The events whose `STATUS` is `status` (`ENABLED`, `DISABLED`, `SLAVESIDE_DISABLED`).
+    pub async fn events_with_status(
+        &mut self,
+        status: &str,
+    ) -> Result<Vec<crate::dialect::EventRef>> {
+        let rows = self
+            .query_rows(&format!(
+                "SELECT EVENT_SCHEMA, EVENT_NAME, DEFINER FROM information_schema.EVENTS \
+                 WHERE STATUS={}",
+                quote_literal(status)
+            ))
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let col = |i: usize| r.get(i).and_then(|c| c.1.clone()).unwrap_or_default();
+                crate::dialect::EventRef {
+                    schema: col(0),
+                    name: col(1),
+                    definer: col(2),
+                }
+            })
+            .collect())
     }
 
     pub async fn read_only(&mut self) -> Result<bool> {

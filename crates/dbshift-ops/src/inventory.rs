@@ -127,13 +127,14 @@ pub async fn inventory(provider: &dyn Provider) -> Result<Vec<InventoryRow>, Err
     }))
     .await;
 
-    // Lag in transactions: how far each reader's applied position is behind what its
-    // cluster's writer has written, in the writer's domains.
-    let writer_pos = |cluster: &str| -> Option<GtidPos> {
+    // Lag in transactions: how far each replica's applied position is behind what its source
+    // has written (its cluster's writer, or in a chain or a blue/green pair, whatever it
+    // replicates from), in the source's domains.
+    let source_pos = |source: &str| -> Option<GtidPos> {
         instances
             .iter()
             .zip(observed.iter())
-            .find(|(i, _)| i.cluster == cluster && i.role == Role::Writer)
+            .find(|(i, _)| i.endpoint.to_string() == source)
             .and_then(|(_, o)| o.as_ref().ok())
             .and_then(|o| o.binlog_pos.clone())
     };
@@ -143,7 +144,8 @@ pub async fn inventory(provider: &dyn Provider) -> Result<Vec<InventoryRow>, Err
             Ok(o) => {
                 let mut h = o.health.clone();
                 if h.replicating {
-                    if let (Some(w), Some(mine)) = (writer_pos(&inst.cluster), &o.slave_pos) {
+                    let from = h.source.as_deref().and_then(source_pos);
+                    if let (Some(w), Some(mine)) = (from, &o.slave_pos) {
                         h.lag_transactions = Some(mine.behind(&w));
                     }
                 }

@@ -2,10 +2,12 @@
 //! what the servers themselves say (`dbshift-db`). The inventory, the switchover guards and core, and the journal. This crate must
 //! never talk to a platform or a server except through those two layers.
 
+pub mod bluegreen;
 pub mod guards;
 pub mod inventory;
 pub mod journal;
 pub mod switchover;
+pub mod verify;
 
 use dbshift_db::server::{ConnectOptions, TlsOptions};
 use dbshift_provider::{Credential, Credentials, Endpoint};

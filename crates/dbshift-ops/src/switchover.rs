@@ -18,11 +18,11 @@
 
 use std::time::{Duration, Instant};
 
-use dbshift_db::dialect::{SourceSpec, SourceStart, SslSpec};
+use dbshift_db::dialect::{alter_event, SourceSpec, SourceStart, SslSpec};
 use dbshift_db::mariadb::{BinlogState, GtidPos};
 use dbshift_db::server::{Fence, FenceOptions};
 use dbshift_db::Server;
-use dbshift_provider::{Credentials, Endpoint, Provider, Role};
+use dbshift_provider::{Credentials, Endpoint, Provider};
 use serde::{Deserialize, Serialize};
 
 use crate::guards::{run_guards, GuardLimits, GuardReport};
@@ -70,7 +70,14 @@ pub struct SwitchoverParams {
     pub fence_lock_wait_ms: u64,
     pub fence_attempts: u32,
     pub hooks: Vec<String>,
+    /// Replicas that are not re-pointed but must be read-only and caught up at the end: in a
+    /// blue/green switch, the readers of both sides (each side keeps its own chain).
+    #[serde(default)]
+    pub followers: Vec<String>,
 }
+
+/// The journal kinds of runs that are this core (a blue/green switch is one, labelled so).
+pub const RUN_KINDS: &[&str] = &["switchover", "bluegreen-switchover", "bluegreen-rollback"];
 
 /// What the caller gives to start a switchover.
 #[derive(Debug, Clone)]
@@ -226,6 +233,7 @@ pub async fn prepare(
         fence_lock_wait_ms: 1000,
         fence_attempts: 3,
         hooks: req.hooks.clone(),
+        followers: Vec::new(),
     })
 }
 
@@ -257,10 +265,20 @@ pub async fn run(
     params: SwitchoverParams,
     observer: &dyn Observer,
 ) -> Result<(String, Outcome), SwitchoverError> {
+    run_as(provider, journal, "switchover", params, observer).await
+}
+
+/// [`run`], journaled as `kind` (one of [`RUN_KINDS`]).
+pub async fn run_as(
+    provider: &dyn Provider,
+    journal: &Journal,
+    kind: &str,
+    params: SwitchoverParams,
+    observer: &dyn Observer,
+) -> Result<(String, Outcome), SwitchoverError> {
+    debug_assert!(RUN_KINDS.contains(&kind));
     let value = serde_json::to_value(&params).expect("params always serialize");
-    let run_id = journal
-        .create_run("switchover", &params.cluster, &value)
-        .await?;
+    let run_id = journal.create_run(kind, &params.cluster, &value).await?;
     tracing::info!(run = %run_id, "switchover started");
     let mut engine = Engine::new(provider, journal, run_id.clone(), params, observer)?;
     let outcome = engine.drive(None).await?;
@@ -276,7 +294,7 @@ pub async fn resume(
     observer: &dyn Observer,
 ) -> Result<Outcome, SwitchoverError> {
     let record = journal.run(run_id).await?;
-    if record.kind != "switchover" {
+    if !RUN_KINDS.contains(&record.kind.as_str()) {
         return Err(SwitchoverError::BadInput(format!(
             "run {run_id} is a {}, not a switchover",
             record.kind
@@ -819,25 +837,12 @@ impl<'a> Engine<'a> {
             )),
         }
         let mut new = self.connect(&self.p.to).await?;
-        // Events replicated from the old writer arrived SLAVESIDE_DISABLED.
-        let events = db(new
-            .query_rows(
-                "SELECT EVENT_SCHEMA, EVENT_NAME FROM information_schema.EVENTS \
-                 WHERE STATUS='SLAVESIDE_DISABLED'",
-            )
-            .await)?;
+        // Events replicated from the old writer arrived SLAVESIDE_DISABLED; their definers
+        // are kept (a plain ALTER EVENT would make dbshift's user their definer).
         let mut enabled = Vec::new();
-        for row in events {
-            let schema = row.first().and_then(|c| c.1.clone()).unwrap_or_default();
-            let name = row.get(1).and_then(|c| c.1.clone()).unwrap_or_default();
-            db(new
-                .exec_sql(&format!(
-                    "ALTER EVENT `{}`.`{}` ENABLE",
-                    schema.replace('`', "``"),
-                    name.replace('`', "``")
-                ))
-                .await)?;
-            enabled.push(format!("{schema}.{name}"));
+        for e in db(new.events_with_status("SLAVESIDE_DISABLED").await)? {
+            db(new.exec_sql(&alter_event(&e, "ENABLE")).await)?;
+            enabled.push(format!("{}.{}", e.schema, e.name));
         }
         let scheduler_was_on = self
             .fence
@@ -930,32 +935,21 @@ impl<'a> Engine<'a> {
         }
         // Its events must not run as a replica; the change must not reach its binlog, where
         // it would be an errant transaction.
-        let events = db(old
-            .query_rows(
-                "SELECT EVENT_SCHEMA, EVENT_NAME FROM information_schema.EVENTS WHERE STATUS='ENABLED'",
-            )
-            .await)?;
+        let events = db(old.events_with_status("ENABLED").await)?;
         let mut disabled = Vec::new();
         if !events.is_empty() && rds {
             // Without sql_log_bin=0 (SUPER), ALTER EVENT would plant an errant GTID here.
             self.warnings.push(format!(
-                "{} keeps {} enabled event(s) as a replica; disable them in its parameter group                  (event_scheduler) or on the next promotion",
+                "{} keeps {} enabled event(s) as a replica; disable them in its parameter group \
+                 (event_scheduler) or on the next promotion",
                 self.p.from,
                 events.len()
             ));
         } else if !events.is_empty() {
             db(old.exec_sql("SET SESSION sql_log_bin=0").await)?;
-            for row in events {
-                let schema = row.first().and_then(|c| c.1.clone()).unwrap_or_default();
-                let name = row.get(1).and_then(|c| c.1.clone()).unwrap_or_default();
-                db(old
-                    .exec_sql(&format!(
-                        "ALTER EVENT `{}`.`{}` DISABLE ON SLAVE",
-                        schema.replace('`', "``"),
-                        name.replace('`', "``")
-                    ))
-                    .await)?;
-                disabled.push(format!("{schema}.{name}"));
+            for e in events {
+                db(old.exec_sql(&alter_event(&e, "DISABLE ON SLAVE")).await)?;
+                disabled.push(format!("{}.{}", e.schema, e.name));
             }
             db(old.exec_sql("SET SESSION sql_log_bin=1").await)?;
         }
@@ -1032,6 +1026,7 @@ impl<'a> Engine<'a> {
         new.close().await;
         let mut replicas = vec![self.p.from.clone()];
         replicas.extend(self.p.siblings.iter().cloned());
+        replicas.extend(self.p.followers.iter().cloned());
         let mut checked = Vec::new();
         for id in replicas {
             let Ok(mut s) = self.connect(&id).await else {
@@ -1054,19 +1049,19 @@ impl<'a> Engine<'a> {
             s.close().await;
             checked.push(id);
         }
-        let writers: Vec<String> = self
+        let clusters = self
             .provider
-            .list_instances()
+            .list_clusters()
             .await
-            .map_err(|e| e.to_string())?
-            .into_iter()
-            .filter(|i| i.cluster == self.p.cluster && i.role == Role::Writer)
-            .map(|i| i.id)
-            .collect();
-        if writers != vec![self.p.to.clone()] {
+            .map_err(|e| e.to_string())?;
+        let named = clusters
+            .iter()
+            .find(|c| c.name == self.p.cluster)
+            .map(|c| c.writer.clone());
+        if named.as_deref() != Some(self.p.to.as_str()) {
             return Err(format!(
-                "the provider names {writers:?} as writer, not {}",
-                self.p.to
+                "the provider resolves {} to {named:?}, not {}",
+                self.p.cluster, self.p.to
             ));
         }
         Ok(serde_json::json!({ "caught_up_to": target.to_string(), "replicas_checked": checked }))

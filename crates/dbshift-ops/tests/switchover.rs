@@ -5,9 +5,6 @@
 //! Run with `make test`. Each test builds its own lab (a writer and two replicas); the tests
 //! run one at a time to keep the machine's load low.
 
-use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, Instant};
 
 use dbshift_db::Server;
@@ -15,7 +12,7 @@ use dbshift_ops::journal::{Journal, RunStatus};
 use dbshift_ops::switchover::{self, Observer, Outcome, SwitchoverRequest};
 use dbshift_provider::local::Lab;
 use dbshift_provider::Provider;
-use dbshift_testkit::{check_lab_gtid_history, InvariantChecker, Relay, TestLab};
+use dbshift_testkit::{check_lab_gtid_history, AckedWriter, InvariantChecker, Relay, TestLab};
 use tokio::sync::Mutex;
 
 static SERIAL: Mutex<()> = Mutex::const_new(());
@@ -53,82 +50,6 @@ async fn writable(lab: &Lab) -> Vec<String> {
         }
     }
     w
-}
-
-/// A client that inserts rows as the application user, following the cluster name on every
-/// reconnect, and remembers which inserts were acknowledged.
-struct Writer {
-    stop: Arc<AtomicBool>,
-    acked: Arc<StdMutex<BTreeSet<u64>>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Writer {
-    async fn start(lab: &Lab) -> Writer {
-        let mut a = admin(lab, &lab.fresh().unwrap().clusters[0].writer).await;
-        a.exec_sql("CREATE TABLE IF NOT EXISTS app.acked (id BIGINT PRIMARY KEY)")
-            .await
-            .unwrap();
-        a.close().await;
-        let stop = Arc::new(AtomicBool::new(false));
-        let acked = Arc::new(StdMutex::new(BTreeSet::new()));
-        let lab = lab.clone();
-        let (stop2, acked2) = (stop.clone(), acked.clone());
-        let task = tokio::spawn(async move {
-            let creds = lab.credentials().unwrap();
-            let mut id = 0u64;
-            let mut conn: Option<Server> = None;
-            while !stop2.load(Ordering::Relaxed) {
-                if conn.is_none() {
-                    let ep = lab.resolve("lab-1").await.unwrap();
-                    let opts = dbshift_ops::connect_options(&creds, &creds.app, &ep)
-                        .connect_timeout(Duration::from_secs(1));
-                    conn = Server::connect(&opts).await.ok();
-                    if conn.is_none() {
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                        continue;
-                    }
-                }
-                id += 1;
-                let c = conn.as_mut().expect("connected above");
-                let r = tokio::time::timeout(
-                    Duration::from_secs(2),
-                    c.exec_sql(&format!("INSERT INTO app.acked VALUES ({id})")),
-                )
-                .await;
-                match r {
-                    Ok(Ok(())) => {
-                        acked2.lock().unwrap().insert(id);
-                    }
-                    _ => {
-                        // 1290 (read-only) or a cut connection: reconnect, following the name.
-                        conn = None;
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        });
-        Writer { stop, acked, task }
-    }
-
-    /// Stop, then check every acknowledged insert is on the cluster's current writer.
-    async fn stop_and_audit(self, lab: &Lab) -> usize {
-        self.stop.store(true, Ordering::Relaxed);
-        self.task.await.unwrap();
-        let acked = self.acked.lock().unwrap().clone();
-        let writer = lab.fresh().unwrap().clusters[0].writer.clone();
-        let mut w = admin(lab, &writer).await;
-        let rows = w.query_rows("SELECT id FROM app.acked").await.unwrap();
-        let have: BTreeSet<u64> = rows
-            .iter()
-            .filter_map(|r| r[0].1.as_deref().and_then(|v| v.parse().ok()))
-            .collect();
-        let lost: Vec<&u64> = acked.difference(&have).collect();
-        assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
-        w.close().await;
-        acked.len()
-    }
 }
 
 /// The invariant checker (read_only of every instance every 10 ms) for a scenario.
@@ -202,7 +123,7 @@ async fn switchover_there_and_back_under_writes_loses_nothing() {
     let lab = t.lab();
     let j = journal(&t).await;
     let watch = TwoWriterWatch::start(lab).await;
-    let writer = Writer::start(lab).await;
+    let writer = AckedWriter::start(lab, "lab-1", "acked").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let params = switchover::prepare(lab, &request("lab-1-2")).await.unwrap();
@@ -572,7 +493,7 @@ async fn losing_the_old_writer_right_after_the_fence_needs_a_human_then_resumes(
         relay: relay.addr(),
     };
     let watch = TwoWriterWatch::start(lab).await;
-    let writer = Writer::start(lab).await;
+    let writer = AckedWriter::start(lab, "lab-1", "acked").await;
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     // Right after the fence, dbshift loses the old writer: its connections cut, new ones refused.
@@ -626,7 +547,7 @@ async fn rds_mode_switchover_without_super_there_and_back() {
     assert!(a.flavor().needs_rds_procedures(), "{}", a.flavor());
     a.close().await;
     let watch = TwoWriterWatch::start(lab).await;
-    let writer = Writer::start(lab).await;
+    let writer = AckedWriter::start(lab, "lab-1", "acked").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     for to in ["lab-1-2", "lab-1-1"] {

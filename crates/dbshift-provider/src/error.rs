@@ -15,6 +15,9 @@ pub enum Error {
         name: String,
         known: String,
     },
+    /// The provider cannot do this.
+    #[error("{0}")]
+    Unsupported(String),
     /// Something the provider needs is missing on this machine.
     #[error("{0}")]
     Missing(String),

@@ -11,5 +11,6 @@ mod model;
 
 pub use error::{Error, Result};
 pub use model::{
-    Cluster, Credential, Credentials, Endpoint, Instance, InstanceStatus, Provider, Role,
+    Cluster, Credential, Credentials, Deployment, Endpoint, GreenSpec, Instance, InstanceStatus,
+    Provider, Role, Side,
 };

@@ -107,6 +107,90 @@ pub struct Credentials {
     pub ca_bundle: Option<PathBuf>,
 }
 
+/// Which side of a blue/green deployment serves the application.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Side {
+    Blue,
+    Green,
+}
+
+impl Side {
+    pub fn other(self) -> Side {
+        match self {
+            Side::Blue => Side::Green,
+            Side::Green => Side::Blue,
+        }
+    }
+}
+
+impl std::fmt::Display for Side {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Side::Blue => "blue",
+            Side::Green => "green",
+        })
+    }
+}
+
+/// A blue/green deployment: a green cluster built from a snapshot of the blue one, its writer
+/// replicating from blue's writer. Clients use blue's cluster name; it resolves to the writer
+/// of the side that serves. The side that does not serve replicates from the one that does.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Deployment {
+    pub name: String,
+    /// The cluster that existed first; its name is the one clients use.
+    pub blue: String,
+    /// The cluster built from blue's snapshot.
+    pub green: String,
+    /// The writer instance of each side (blue's name may resolve to green's writer).
+    pub blue_writer: String,
+    pub green_writer: String,
+    pub serving: Side,
+    /// Blue writer's GTID position green's writer started replicating from (the writer's
+    /// coordinates recorded by the backup, never the backed-up replica's own).
+    pub source_position: String,
+    /// The instance the snapshot was taken on.
+    pub snapshot_taken_on: String,
+    pub encrypted: bool,
+    /// Green's server binary when it differs from blue's.
+    pub engine_binary: Option<PathBuf>,
+    pub created_at: String,
+}
+
+impl Deployment {
+    /// The cluster of a side.
+    pub fn cluster(&self, side: Side) -> &str {
+        match side {
+            Side::Blue => &self.blue,
+            Side::Green => &self.green,
+        }
+    }
+
+    /// The writer instance of a side.
+    pub fn writer(&self, side: Side) -> &str {
+        match side {
+            Side::Blue => &self.blue_writer,
+            Side::Green => &self.green_writer,
+        }
+    }
+}
+
+/// What `create_green` builds.
+#[derive(Debug, Clone)]
+pub struct GreenSpec {
+    /// Blue: the cluster green is built from.
+    pub source: String,
+    /// The deployment's name, also green's cluster name.
+    pub name: String,
+    /// Green's replicas besides its writer.
+    pub replicas: u32,
+    /// Data-at-rest encryption on green.
+    pub encrypt: bool,
+    /// Another server binary for green.
+    pub engine_binary: Option<PathBuf>,
+}
+
 /// The control plane of a fleet.
 #[async_trait::async_trait]
 pub trait Provider: Send + Sync {
@@ -138,4 +222,29 @@ pub trait Provider: Send + Sync {
 
     /// The credentials dbshift uses on this fleet.
     fn credentials(&self) -> Result<Credentials>;
+
+    /// The blue/green deployments this provider holds.
+    async fn deployments(&self) -> Result<Vec<Deployment>> {
+        Ok(Vec::new())
+    }
+
+    /// Build green from a hot snapshot of `spec.source` and make its writer replicate from
+    /// blue's writer from the exact position the snapshot holds. Nothing is left behind on
+    /// failure.
+    async fn create_green(&self, spec: &GreenSpec) -> Result<Deployment> {
+        Err(crate::Error::Unsupported(format!(
+            "the {} provider cannot build a green environment from {} yet",
+            self.name(),
+            spec.source
+        )))
+    }
+
+    /// Remove the side of a deployment that does not serve, and the deployment with it: the
+    /// serving side keeps (or takes) blue's cluster name. Gives the removed instances.
+    async fn remove_standby(&self, deployment: &str) -> Result<Vec<String>> {
+        Err(crate::Error::Unsupported(format!(
+            "the {} provider cannot remove deployment {deployment}",
+            self.name()
+        )))
+    }
 }

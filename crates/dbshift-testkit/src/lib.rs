@@ -9,6 +9,7 @@
 
 pub mod invariants;
 pub mod relay;
+pub mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -21,6 +22,7 @@ pub use invariants::{
     InvariantReport,
 };
 pub use relay::{Relay, RelayControl};
+pub use writer::{admin_at, AckedWriter};
 
 /// Evaluate `$body` (an expression giving an `Option`, `.await`s allowed) until it is `Some`,
 /// and give that value; panic after `$timeout` with `$what`. Tests wait for what they expect

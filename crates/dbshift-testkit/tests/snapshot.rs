@@ -111,6 +111,7 @@ async fn a_replica_snapshot_restored_as_encrypted_green_continues_exactly_from_t
         RestoreOptions {
             encrypt: true,
             engine_binary: Some(engine.clone()),
+            consume_snapshot: true,
         },
     )
     .await

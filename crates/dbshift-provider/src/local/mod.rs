@@ -7,6 +7,7 @@
 //! harness uses this same code. This module must never decide a workflow: it builds, starts,
 //! stops and describes, and nothing more.
 
+mod bluegreen;
 mod process;
 pub mod rds;
 pub mod snapshot;
@@ -24,12 +25,13 @@ use serde::Serialize;
 
 pub use process::{find_mariadbd, find_program, InstancePaths};
 use process::{ServerConfig, INSTALL_HINT};
-pub use snapshot::{RestoreOptions, Snapshot};
+pub use snapshot::{RestoreOptions, SlaveInfo, Snapshot};
 pub use state::{InstanceRecord, LabState, LabUsers};
 
 use crate::error::{Error, IoContext, Result};
 use crate::model::{
-    Cluster, Credential, Credentials, Endpoint, Instance, InstanceStatus, Provider, Role,
+    Cluster, Credential, Credentials, Deployment, Endpoint, GreenSpec, Instance, InstanceStatus,
+    Provider, Role, Side,
 };
 
 /// The lab directory used when none is given.
@@ -847,14 +849,14 @@ impl Lab {
     }
 
     /// A server starts read-only (its option file says so); make it writable if the state
-    /// names it its cluster's writer and the platform's `read_only` parameter
+    /// names it its cluster's writer (of the serving side, in a blue/green deployment) and the platform's `read_only` parameter
     /// ([`Lab::set_read_only`]) does not hold it fenced, which a parameter group does across
     /// reboots. A parameter set OFF never makes any other instance writable at start: only the
     /// state's writer can be, so a restart can never produce a second writer.
     async fn apply_read_only_at_start(&self, id: &str) -> Result<()> {
         let fresh = self.fresh()?;
         let fenced = fresh.instance(id)?.read_only_parameter == Some(true);
-        if fresh.cluster_of_writer(id).is_some() && !fenced {
+        if fresh.serves_writes(id) && !fenced {
             self.make_writable(id).await?;
         }
         Ok(())
@@ -902,28 +904,75 @@ impl Lab {
         LabState::load(&self.dir)
     }
 
-    /// Make `instance` its cluster's writer in the state file, so the cluster name resolves to
-    /// it (the redirect step of a switchover). Changes no server.
+    /// Make `cluster`'s name resolve to `instance` from now on (the redirect step of a
+    /// switchover). `instance` is one of the cluster's own, or, when the cluster is blue in a
+    /// blue/green deployment, green's writer: the deployment then records that green serves
+    /// (and blue serves again when the name comes back to one of blue's). Changes no server.
     pub fn set_writer(&self, cluster: &str, instance: &str) -> Result<()> {
         let _lock = state::LabLock::acquire(&self.dir)?;
         let mut st = self.fresh()?;
-        let rec = st.instance(instance)?;
-        if rec.cluster != cluster {
-            return Err(Error::BadInput(format!(
-                "{instance} is in cluster {}, not {cluster}",
-                rec.cluster
-            )));
-        }
-        let Some(c) = st.clusters.iter_mut().find(|c| c.name == cluster) else {
+        let rec = st.instance(instance)?.clone();
+        if st.cluster(cluster).is_none() {
             return Err(Error::Unknown {
                 kind: "cluster",
                 name: cluster.to_string(),
                 known: st.known_names(),
             });
+        }
+        let deployment = st
+            .deployments
+            .iter()
+            .position(|d| d.blue == cluster || d.green == cluster);
+        let serving = if rec.cluster == cluster {
+            deployment.map(|i| {
+                let d = &st.deployments[i];
+                if d.blue == cluster {
+                    Side::Blue
+                } else {
+                    Side::Green
+                }
+            })
+        } else {
+            match deployment.map(|i| &st.deployments[i]) {
+                Some(d) if d.blue == cluster && d.green == rec.cluster => Some(Side::Green),
+                Some(d) if d.green == cluster && d.blue == rec.cluster => Some(Side::Blue),
+                _ => {
+                    return Err(Error::BadInput(format!(
+                        "{instance} is in cluster {}, not {cluster}",
+                        rec.cluster
+                    )))
+                }
+            }
         };
+        let mut changed = false;
+        if let Some((i, side)) = deployment.zip(serving) {
+            let d = &mut st.deployments[i];
+            if d.serving != side {
+                tracing::info!(deployment = %d.name, serving = %side, "the serving side changes");
+                d.serving = side;
+                changed = true;
+            }
+            // A planned switchover inside one side moves that side's writer.
+            let writer = match side {
+                Side::Blue => &mut d.blue_writer,
+                Side::Green => &mut d.green_writer,
+            };
+            if *writer != instance {
+                *writer = instance.to_string();
+                changed = true;
+            }
+        }
+        let c = st
+            .clusters
+            .iter_mut()
+            .find(|c| c.name == cluster)
+            .expect("checked above");
         if c.writer != instance {
             tracing::info!(cluster, from = %c.writer, to = instance, "redirecting the cluster name");
             c.writer = instance.to_string();
+            changed = true;
+        }
+        if changed {
             st.save(&self.dir)?;
         }
         Ok(())
@@ -1002,7 +1051,7 @@ fn remove_lab_files(dir: &Path) {
                 let _ = std::fs::remove_file(e.path());
                 continue;
             }
-            if is_instance || name == "tls" || name == "template" {
+            if is_instance || name == "tls" || name == "template" || name == "snapshots" {
                 let _ = std::fs::remove_dir_all(e.path());
             }
         }
@@ -1077,6 +1126,18 @@ impl Provider for Lab {
             app: self.state.users.app.clone(),
             ca_bundle: Some(self.ca_bundle()),
         })
+    }
+
+    async fn deployments(&self) -> Result<Vec<Deployment>> {
+        Ok(self.fresh()?.deployments)
+    }
+
+    async fn create_green(&self, spec: &GreenSpec) -> Result<Deployment> {
+        Lab::create_green(self, spec).await
+    }
+
+    async fn remove_standby(&self, deployment: &str) -> Result<Vec<String>> {
+        Lab::remove_standby(self, deployment)
     }
 }
 

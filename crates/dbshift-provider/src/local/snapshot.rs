@@ -59,12 +59,26 @@ pub struct RestoreOptions {
     pub encrypt: bool,
     /// Another server binary for the new instances (`mariadb-upgrade` is run after start).
     pub engine_binary: Option<PathBuf>,
+    /// The snapshot is not needed afterwards: the last instance takes its files by a rename
+    /// (same filesystem) instead of a copy, which halves the data written for a writer alone.
+    pub consume_snapshot: bool,
+}
+
+/// What `xtrabackup_slave_info` records of the source's coordinates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SlaveInfo {
+    /// `SET GLOBAL gtid_slave_pos = '1-101-3';`: the GTID position applied.
+    Gtid(GtidPos),
+    /// `CHANGE MASTER TO MASTER_LOG_FILE='binlog.000001', MASTER_LOG_POS=325;`: written when
+    /// the replica's `gtid_slave_pos` is empty (no GTID applied yet): the source's binlog
+    /// coordinates, which the source turns into a GTID position (`BINLOG_GTID_POS`).
+    File { file: String, pos: u64 },
 }
 
 /// The position of the source recorded in `xtrabackup_slave_info`, e.g.
-/// `SET GLOBAL gtid_slave_pos = '1-101-3';\nCHANGE MASTER TO master_use_gtid = slave_pos;`.
-/// A file with binlog coordinates only (a replica not replicating by GTID) is refused.
-pub fn parse_slave_info(text: &str) -> Result<GtidPos> {
+/// `SET GLOBAL gtid_slave_pos = '1-101-3';\nCHANGE MASTER TO master_use_gtid = slave_pos;`,
+/// or the source's binlog coordinates when no GTID was applied yet.
+pub fn parse_slave_info(text: &str) -> Result<SlaveInfo> {
     const KEY: &str = "gtid_slave_pos";
     for line in text.lines() {
         let line = line.trim();
@@ -83,10 +97,27 @@ pub fn parse_slave_info(text: &str) -> Result<GtidPos> {
             })?;
         return value
             .parse::<GtidPos>()
+            .map(SlaveInfo::Gtid)
             .map_err(|e| Error::BadInput(format!("{SLAVE_INFO}: {e}")));
     }
+    let field = |name: &str| -> Option<String> {
+        let lower = text.to_ascii_lowercase();
+        let at = lower.find(&name.to_ascii_lowercase())? + name.len();
+        let rest = text[at..].trim_start().strip_prefix('=')?.trim_start();
+        let end = rest
+            .find(|c: char| c == ',' || c == ';' || c.is_whitespace())
+            .unwrap_or(rest.len());
+        Some(rest[..end].trim_matches('\'').to_string())
+    };
+    if let (Some(file), Some(pos)) = (field("MASTER_LOG_FILE"), field("MASTER_LOG_POS")) {
+        if let Ok(pos) = pos.parse::<u64>() {
+            if !file.is_empty() {
+                return Ok(SlaveInfo::File { file, pos });
+            }
+        }
+    }
     Err(Error::BadInput(format!(
-        "{SLAVE_INFO} holds no gtid_slave_pos (the replica does not replicate by GTID?): {:?}",
+        "{SLAVE_INFO} holds neither a gtid_slave_pos nor binlog coordinates: {:?}",
         text.trim()
     )))
 }
@@ -191,7 +222,7 @@ fn run_logged(mut cmd: Command, what: &str, instance: &str, log: &Path) -> Resul
     })
 }
 
-fn random_suffix() -> String {
+pub(crate) fn random_suffix() -> String {
     format!("{:016x}", rand::rng().next_u64())
 }
 
@@ -327,7 +358,10 @@ impl Lab {
                     dest.join(SLAVE_INFO).display()
                 )
             })?;
-            parse_slave_info(&text)?
+            match parse_slave_info(&text)? {
+                SlaveInfo::Gtid(pos) => pos,
+                SlaveInfo::File { file, pos } => self.source_gtid_at(&rec.id, &file, pos).await?,
+            }
         } else {
             let text = std::fs::read_to_string(dest.join(BINLOG_INFO))
                 .ctx(|| format!("reading {}", dest.join(BINLOG_INFO).display()))?;
@@ -342,6 +376,42 @@ impl Lab {
             from_replica,
             source_position,
         })
+    }
+
+    /// The GTID position at `file:pos` of the binlog of the server `replica` replicates from.
+    async fn source_gtid_at(&self, replica: &str, file: &str, pos: u64) -> Result<GtidPos> {
+        let mut r = self.connect_platform(replica).await?;
+        let status = r.replication_status().await;
+        r.close().await;
+        let port = status?.source_port.ok_or_else(|| Error::Process {
+            instance: replica.to_string(),
+            message: "is no longer a replica; its source's position cannot be read".into(),
+        })?;
+        let st = self.fresh()?;
+        let source = st
+            .instances
+            .iter()
+            .find(|i| i.port == port)
+            .ok_or_else(|| Error::Process {
+                instance: replica.to_string(),
+                message: format!("replicates from port {port}, which is no instance of the lab"),
+            })?
+            .id
+            .clone();
+        let mut s = self.connect_platform(&source).await?;
+        let gtid = s
+            .query_scalar(&format!(
+                "SELECT BINLOG_GTID_POS({}, {pos})",
+                dbshift_db::quote_literal(file)
+            ))
+            .await;
+        s.close().await;
+        let gtid = gtid?.ok_or_else(|| Error::Process {
+            instance: source.clone(),
+            message: format!("has no binlog position {file}:{pos} any more (purged?)"),
+        })?;
+        gtid.parse::<GtidPos>()
+            .map_err(|e| Error::BadInput(format!("BINLOG_GTID_POS on {source}: {e}")))
     }
 
     /// Restore `snapshot` as a new cluster `name`: a writer `<name>-1` and `replicas`
@@ -500,17 +570,22 @@ impl Lab {
             .cluster(name)
             .map(|c| c.gtid_domain_id)
             .unwrap_or(0);
-        for id in ids {
+        for (n, id) in ids.iter().enumerate() {
             let rec = self.state.instance(id)?;
             let paths = self.paths(id);
             let from = snapshot.dir.clone();
             let to = paths.data();
-            tokio::task::spawn_blocking(move || process::copy_tree(&from, &to))
-                .await
-                .map_err(|e| Error::Process {
-                    instance: id.clone(),
-                    message: format!("copying the snapshot failed: {e}"),
-                })??;
+            let last = n + 1 == ids.len();
+            if last && opts.consume_snapshot && std::fs::rename(&from, &to).is_ok() {
+                tracing::debug!(instance = %id, "took the snapshot's files by rename");
+            } else {
+                tokio::task::spawn_blocking(move || process::copy_tree(&from, &to))
+                    .await
+                    .map_err(|e| Error::Process {
+                        instance: id.clone(),
+                        message: format!("copying the snapshot failed: {e}"),
+                    })??;
+            }
             std::fs::create_dir_all(paths.tmp())
                 .ctx(|| format!("creating {}", paths.tmp().display()))?;
             tls::issue_server_cert(&self.dir, &ca, id, &paths.tls())?;
@@ -570,7 +645,7 @@ impl Lab {
     }
 
     /// Undo a failed restore: stop its servers, delete their files, drop them from the state.
-    fn remove_restored(&self, name: &str, ids: &[String]) {
+    pub(crate) fn remove_restored(&self, name: &str, ids: &[String]) {
         for id in ids {
             let paths = self.paths(id);
             if let Some(pid) = process::running_pid(&paths) {
@@ -600,25 +675,40 @@ mod tests {
 
     #[test]
     fn the_slave_info_of_mariadb_10_11_gives_the_writers_position() {
-        let pos = parse_slave_info(SLAVE_INFO_10_11).expect("parses");
-        assert_eq!(pos.to_string(), "1-101-3");
+        let gtid = |info: SlaveInfo| match info {
+            SlaveInfo::Gtid(p) => p.to_string(),
+            other => panic!("not a GTID position: {other:?}"),
+        };
+        assert_eq!(
+            gtid(parse_slave_info(SLAVE_INFO_10_11).expect("parses")),
+            "1-101-3"
+        );
         let two = parse_slave_info(
             "SET GLOBAL gtid_slave_pos = '0-1-5,1-101-42';\nCHANGE MASTER TO master_use_gtid = slave_pos;\n",
         )
         .expect("parses");
-        assert_eq!(two.to_string(), "0-1-5,1-101-42");
+        assert_eq!(gtid(two), "0-1-5,1-101-42");
         let empty = parse_slave_info("SET GLOBAL gtid_slave_pos = '';\n").expect("parses");
-        assert!(empty.is_empty());
+        assert_eq!(gtid(empty), "");
     }
 
     #[test]
-    fn a_slave_info_without_a_gtid_is_refused() {
-        let err = parse_slave_info(
-            "CHANGE MASTER TO MASTER_LOG_FILE='binlog.000001', MASTER_LOG_POS=894;\n",
+    fn a_slave_info_without_a_gtid_gives_the_sources_coordinates() {
+        // Written by mariadb-backup 10.11 on a replica that had applied no GTID yet.
+        let info = parse_slave_info(
+            "CHANGE MASTER TO MASTER_LOG_FILE='binlog.000001', MASTER_LOG_POS=325;\n",
         )
-        .unwrap_err();
-        assert!(err.to_string().contains("gtid_slave_pos"), "{err}");
+        .expect("parses");
+        assert_eq!(
+            info,
+            SlaveInfo::File {
+                file: "binlog.000001".into(),
+                pos: 325
+            }
+        );
         assert!(parse_slave_info("SET GLOBAL gtid_slave_pos = 'x-y';").is_err());
+        let err = parse_slave_info("CHANGE MASTER TO MASTER_USE_GTID=slave_pos;").unwrap_err();
+        assert!(err.to_string().contains("neither"), "{err}");
     }
 
     #[test]

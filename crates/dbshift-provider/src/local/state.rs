@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, IoContext, Result};
-use crate::model::{Credential, Role};
+use crate::model::{Credential, Deployment, Role, Side};
 
 pub const STATE_FILE: &str = "lab.json";
 const LOCK_FILE: &str = "lab.lock";
@@ -101,6 +101,9 @@ pub struct LabState {
     /// workflows (`Provider::credentials` leaves it out).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platform: Option<Credential>,
+    /// Blue/green deployments (`dbshift bluegreen create`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deployments: Vec<Deployment>,
 }
 
 impl LabState {
@@ -124,6 +127,7 @@ impl LabState {
             instances: Vec::new(),
             rds_mode: false,
             platform: None,
+            deployments: Vec::new(),
         }
     }
 
@@ -145,6 +149,29 @@ impl LabState {
     /// The cluster whose writer `instance` is, if it is one.
     pub fn cluster_of_writer(&self, instance: &str) -> Option<&ClusterRecord> {
         self.clusters.iter().find(|c| c.writer == instance)
+    }
+
+    /// The deployment `cluster` is a side of, and which side.
+    pub fn deployment_of(&self, cluster: &str) -> Option<(&Deployment, Side)> {
+        self.deployments.iter().find_map(|d| {
+            if d.blue == cluster {
+                Some((d, Side::Blue))
+            } else if d.green == cluster {
+                Some((d, Side::Green))
+            } else {
+                None
+            }
+        })
+    }
+
+    /// Whether `instance` is the one that takes writes: the writer of a cluster that is not
+    /// the standby side of a blue/green deployment. Only such an instance is made writable
+    /// when it starts, so that no restart can ever make a second writer.
+    pub fn serves_writes(&self, instance: &str) -> bool {
+        self.clusters.iter().any(|c| {
+            c.writer == instance
+                && !matches!(self.deployment_of(&c.name), Some((d, side)) if d.serving != side)
+        })
     }
 
     pub fn role_of(&self, instance: &InstanceRecord) -> Role {
@@ -201,11 +228,18 @@ impl LabState {
             )));
         }
         for c in &state.clusters {
-            if !state
-                .instances
-                .iter()
-                .any(|i| i.id == c.writer && i.cluster == c.name)
-            {
+            // Blue's name may name green's writer (and green's blue's) while a deployment
+            // holds both.
+            let other_side = state.deployment_of(&c.name).map(|(d, side)| {
+                if side == Side::Blue {
+                    d.green.clone()
+                } else {
+                    d.blue.clone()
+                }
+            });
+            if !state.instances.iter().any(|i| {
+                i.id == c.writer && (i.cluster == c.name || Some(&i.cluster) == other_side.as_ref())
+            }) {
                 return Err(damaged(format!(
                     "cluster {} names writer {} which is not one of its instances",
                     c.name, c.writer

@@ -1,0 +1,129 @@
+//! A client that inserts rows as the application user through a cluster name, following the
+//! name on every reconnect (a switchover moves it), and remembers which inserts were
+//! acknowledged; at the end every acknowledged insert must be on the writer the name resolves to.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use dbshift_db::server::{ConnectOptions, TlsOptions};
+use dbshift_db::Server;
+use dbshift_provider::local::Lab;
+use dbshift_provider::{Credential, Provider};
+
+/// The inserting client; see the module documentation.
+pub struct AckedWriter {
+    cluster: String,
+    table: String,
+    stop: Arc<AtomicBool>,
+    acked: Arc<Mutex<BTreeSet<u64>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+fn options(lab: &Lab, who: &Credential, host: &str, port: u16) -> ConnectOptions {
+    ConnectOptions::new(host, port, who.user.clone())
+        .password(who.password.clone())
+        .tls(TlsOptions {
+            ca_path: lab.ca_bundle(),
+            verify_identity: true,
+        })
+        .connect_timeout(Duration::from_secs(1))
+}
+
+/// An admin connection to what `name` (a cluster or an instance) resolves to now.
+pub async fn admin_at(lab: &Lab, name: &str) -> Server {
+    let ep = lab.resolve(name).await.expect("the name resolves");
+    let admin = lab.state().users.admin.clone();
+    Server::connect(&options(lab, &admin, &ep.host, ep.port))
+        .await
+        .unwrap_or_else(|e| panic!("connecting to {name} ({ep}): {e}"))
+}
+
+impl AckedWriter {
+    /// Create `app.<table>` on what `cluster` resolves to, then insert into it until stopped.
+    pub async fn start(lab: &Lab, cluster: &str, table: &str) -> AckedWriter {
+        let mut a = admin_at(lab, cluster).await;
+        a.exec_sql(&format!(
+            "CREATE TABLE IF NOT EXISTS app.{table} (id BIGINT PRIMARY KEY)"
+        ))
+        .await
+        .expect("the writer's table is made");
+        a.close().await;
+        let stop = Arc::new(AtomicBool::new(false));
+        let acked = Arc::new(Mutex::new(BTreeSet::new()));
+        let (lab2, name, tbl) = (lab.clone(), cluster.to_string(), table.to_string());
+        let (stop2, acked2) = (stop.clone(), acked.clone());
+        let task = tokio::spawn(async move {
+            let app = lab2.state().users.app.clone();
+            let mut id = 0u64;
+            let mut conn: Option<Server> = None;
+            while !stop2.load(Ordering::Relaxed) {
+                if conn.is_none() {
+                    let Ok(ep) = lab2.resolve(&name).await else {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        continue;
+                    };
+                    conn = Server::connect(&options(&lab2, &app, &ep.host, ep.port))
+                        .await
+                        .ok();
+                    if conn.is_none() {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        continue;
+                    }
+                }
+                id += 1;
+                let c = conn.as_mut().expect("connected above");
+                let r = tokio::time::timeout(
+                    Duration::from_secs(2),
+                    c.exec_sql(&format!("INSERT INTO app.{tbl} VALUES ({id})")),
+                )
+                .await;
+                match r {
+                    Ok(Ok(())) => {
+                        acked2.lock().unwrap().insert(id);
+                    }
+                    _ => {
+                        // 1290 (read-only) or a cut connection: reconnect, following the name.
+                        conn = None;
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        });
+        AckedWriter {
+            cluster: cluster.to_string(),
+            table: table.to_string(),
+            stop,
+            acked,
+            task,
+        }
+    }
+
+    /// How many inserts were acknowledged so far.
+    pub fn acked(&self) -> usize {
+        self.acked.lock().unwrap().len()
+    }
+
+    /// Stop, then check every acknowledged insert is on the writer the cluster name resolves
+    /// to now; gives how many there were.
+    pub async fn stop_and_audit(self, lab: &Lab) -> usize {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.unwrap();
+        let acked = self.acked.lock().unwrap().clone();
+        let mut w = admin_at(lab, &self.cluster).await;
+        let rows = w
+            .query_rows(&format!("SELECT id FROM app.{}", self.table))
+            .await
+            .unwrap();
+        let have: BTreeSet<u64> = rows
+            .iter()
+            .filter_map(|r| r[0].1.as_deref().and_then(|v| v.parse().ok()))
+            .collect();
+        let lost: Vec<&u64> = acked.difference(&have).collect();
+        assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
+        w.close().await;
+        acked.len()
+    }
+}
