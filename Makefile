@@ -4,7 +4,7 @@
 CARGO ?= cargo
 DIR ?= .dbshift/lab
 
-.PHONY: deps build demo demo-down test lint unit bench clean
+.PHONY: deps build demo lab lab-down test lint unit bench clean
 
 deps:
 	@bash scripts/deps.sh
@@ -12,16 +12,22 @@ deps:
 build: deps
 	$(CARGO) build --release --bin dbshift
 
-## A local lab of real MariaDB servers (2 clusters, each a writer and 2 replicas), then its inventory.
+## The main job on the embedded default: a lab of real MariaDB servers under a write load, an
+## encrypted green built from a hot snapshot, verified, switched to and rolled back with the
+## downtime probe; a report of what clients saw. The demo's lab is deleted at the end.
 demo: build
+	./target/release/dbshift demo
+
+## A lab to try the commands by hand (2 clusters, each a writer and 2 replicas), then its inventory.
+lab: build
 	./target/release/dbshift --dir $(DIR) lab up --clusters 2 --replicas 2
 	./target/release/dbshift --dir $(DIR) inventory
 	@echo
 	@echo "The lab keeps running. Try: ./target/release/dbshift --dir $(DIR) lab status --output json"
 	@echo "Move a writer and see what clients saw: ./target/release/dbshift --dir $(DIR) switchover lab-1 --to lab-1-2 --yes --probe"
-	@echo "Stop it with: make demo-down"
+	@echo "Stop it with: make lab-down"
 
-demo-down:
+lab-down:
 	./target/release/dbshift --dir $(DIR) lab down --purge
 
 lint:

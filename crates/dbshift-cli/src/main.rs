@@ -3,6 +3,8 @@
 //!
 //! Exit codes: 0 done, 1 failed (nothing changed or rolled back), 2 bad input, 3 needs a human.
 
+mod bluegreen_cmd;
+mod demo_cmd;
 mod output;
 mod probe_cmd;
 mod switchover_cmd;
@@ -70,6 +72,16 @@ enum Command {
     Runs(OutputArgs),
     /// Continue a run that was cut short (dbshift killed); the servers are re-checked.
     Resume(switchover_cmd::ResumeArgs),
+    /// Blue/green: build green from a hot snapshot (encrypted, another server binary), keep
+    /// it replicating from the exact position, verify, switch over and roll back through the
+    /// switchover core, remove the side that no longer serves.
+    #[command(subcommand)]
+    Bluegreen(bluegreen_cmd::BlueGreenCommand),
+    /// The blue/green workflow end to end on a lab of its own, under a write load: build an
+    /// encrypted green from a hot snapshot, verify it, switch over and roll back with the
+    /// downtime probe running, verify again, and report what clients saw (write gaps, failed
+    /// and lost writes, charts). The lab is deleted at the end unless --keep.
+    Demo(demo_cmd::DemoArgs),
 }
 
 /// An error that carries its own exit code (1 refused or rolled back, 2 bad input, 3 needs a
@@ -192,7 +204,8 @@ fn exit_code_for(err: &anyhow::Error) -> u8 {
                 | P::Unknown { .. }
                 | P::NoLab(_)
                 | P::DamagedState { .. }
-                | P::Missing(_) => 2,
+                | P::Missing(_)
+                | P::Unsupported(_) => 2,
                 _ => 1,
             };
         }
@@ -349,6 +362,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Switchover(args) => switchover_cmd::switchover(args, &cli.dir).await?,
         Command::Runs(output) => switchover_cmd::runs(output, &cli.dir).await?,
         Command::Resume(args) => switchover_cmd::resume(args, &cli.dir).await?,
+        Command::Bluegreen(cmd) => bluegreen_cmd::run(cmd, &cli.dir).await?,
+        Command::Demo(args) => demo_cmd::run(args).await?,
     }
     Ok(())
 }

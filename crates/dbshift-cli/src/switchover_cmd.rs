@@ -17,12 +17,12 @@ use crate::{Exit, Format, OutputArgs};
 
 /// `--max-lag`: a number of transactions (`100`), or seconds behind with a unit (`5s`).
 #[derive(Debug, Clone, Copy)]
-pub struct MaxLag {
+pub(crate) struct MaxLag {
     pub transactions: u64,
     pub seconds: u64,
 }
 
-fn parse_max_lag(s: &str) -> Result<MaxLag, String> {
+pub(crate) fn parse_max_lag(s: &str) -> Result<MaxLag, String> {
     if let Ok(n) = s.parse::<u64>() {
         return Ok(MaxLag {
             transactions: n,
@@ -115,15 +115,73 @@ pub struct ResumeArgs {
     pub output: OutputArgs,
 }
 
+/// Start the downtime probe on `target` (a cluster name, followed through redirects), its
+/// report in `report_dir` or `<lab dir>/reports/<label>-<time>`; half a second of baseline
+/// is taken before it returns, so the chart shows normal latency first.
+pub(crate) async fn start_probe(
+    lab: &Lab,
+    dir: &Path,
+    target: &str,
+    label: &str,
+    rate: f64,
+    report_dir: Option<std::path::PathBuf>,
+) -> anyhow::Result<dbshift_probe::ProbeHandle> {
+    let report_dir = report_dir.unwrap_or_else(|| {
+        dir.join("reports").join(format!(
+            "{label}-{}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis())
+                .unwrap_or(0)
+        ))
+    });
+    let config = dbshift_probe::ProbeConfig {
+        rate,
+        report_dir: Some(report_dir),
+        ..Default::default()
+    };
+    let provider: std::sync::Arc<dyn dbshift_provider::Provider> = std::sync::Arc::new(lab.clone());
+    let target = dbshift_probe::TargetResolver::provider(provider, target.to_string());
+    let handle = dbshift_probe::Probe::start(config, target)
+        .await
+        .context("starting the probe")?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    Ok(handle)
+}
+
+/// The observer of a run: the probe's chart marks when there is a probe, the log otherwise.
+pub(crate) fn observer_for(
+    probe: Option<&dbshift_probe::ProbeHandle>,
+) -> Box<dyn switchover::Observer> {
+    match probe {
+        Some(h) => Box::new(ProbeObserver(h.marker())),
+        None => Box::new(LogObserver),
+    }
+}
+
+/// Stop the probe half a second after the run (so the chart shows latency settle), with its
+/// audit.
+pub(crate) async fn stop_probe(
+    probe: Option<dbshift_probe::ProbeHandle>,
+) -> anyhow::Result<Option<dbshift_probe::Summary>> {
+    match probe {
+        Some(h) => {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            Ok(Some(h.stop().await.context("stopping the probe")?))
+        }
+        None => Ok(None),
+    }
+}
+
 /// The journal of the lab in `dir`.
-pub async fn journal(dir: &Path) -> anyhow::Result<Journal> {
+pub(crate) async fn journal(dir: &Path) -> anyhow::Result<Journal> {
     let path = dir.join("journal.sqlite");
     Journal::open(&path)
         .await
         .with_context(|| format!("opening the journal {}", path.display()))
 }
 
-fn confirm(question: &str, yes: bool) -> anyhow::Result<()> {
+pub(crate) fn confirm(question: &str, yes: bool) -> anyhow::Result<()> {
     if yes {
         return Ok(());
     }
@@ -144,7 +202,7 @@ fn confirm(question: &str, yes: bool) -> anyhow::Result<()> {
     }
 }
 
-fn print_guards(report: &GuardReport) {
+pub(crate) fn print_guards(report: &GuardReport) {
     println!("{} -> {}", report.old_writer, report.new_writer);
     let mut t = Table::new(&["GUARD", "VERDICT", "REASON"]);
     for r in &report.results {
@@ -220,7 +278,7 @@ pub async fn check(args: CheckArgs, dir: &Path) -> anyhow::Result<()> {
 
 /// An error once a run has started (the journal unwritable, the control plane gone): the
 /// servers may be part way through, so it is "needs a human" (3), never a plain failure.
-fn stopped_part_way(e: switchover::SwitchoverError) -> anyhow::Error {
+pub(crate) fn stopped_part_way(e: switchover::SwitchoverError) -> anyhow::Error {
     match e {
         switchover::SwitchoverError::BadInput(m) => Exit::new(2, m).into(),
         other => Exit::new(
@@ -234,14 +292,14 @@ fn stopped_part_way(e: switchover::SwitchoverError) -> anyhow::Error {
     }
 }
 
-fn bad_input(e: switchover::SwitchoverError) -> anyhow::Error {
+pub(crate) fn bad_input(e: switchover::SwitchoverError) -> anyhow::Error {
     match e {
         switchover::SwitchoverError::BadInput(m) => Exit::new(2, m).into(),
         other => other.into(),
     }
 }
 
-fn report_outcome(
+pub(crate) fn report_outcome(
     outcome: &Outcome,
     probe: Option<&dbshift_probe::Summary>,
     format: Format,
@@ -354,45 +412,24 @@ pub async fn switchover(args: SwitchoverArgs, dir: &Path) -> anyhow::Result<()> 
     )?;
     let journal = journal(dir).await?;
     let probe = if args.probe {
-        let report_dir = args.report_dir.clone().unwrap_or_else(|| {
-            dir.join("reports").join(format!(
-                "switchover-{}-{}",
-                params.cluster,
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_secs())
-                    .unwrap_or(0)
-            ))
-        });
-        let config = dbshift_probe::ProbeConfig {
-            rate: args.probe_rate,
-            report_dir: Some(report_dir),
-            ..Default::default()
-        };
-        let provider: std::sync::Arc<dyn dbshift_provider::Provider> =
-            std::sync::Arc::new(lab.clone());
-        let target = dbshift_probe::TargetResolver::provider(provider, params.cluster.clone());
-        let handle = dbshift_probe::Probe::start(config, target)
-            .await
-            .context("starting the probe")?;
-        // A baseline before anything changes, so the chart shows normal latency first.
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        Some(handle)
+        let label = format!("switchover-{}", params.cluster);
+        Some(
+            start_probe(
+                &lab,
+                dir,
+                &params.cluster,
+                &label,
+                args.probe_rate,
+                args.report_dir.clone(),
+            )
+            .await?,
+        )
     } else {
         None
     };
-    let observer: Box<dyn switchover::Observer> = match &probe {
-        Some(h) => Box::new(ProbeObserver(h.marker())),
-        None => Box::new(LogObserver),
-    };
+    let observer = observer_for(probe.as_ref());
     let result = switchover::run(&lab, &journal, params, observer.as_ref()).await;
-    let summary = match probe {
-        Some(h) => {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            Some(h.stop().await.context("stopping the probe")?)
-        }
-        None => None,
-    };
+    let summary = stop_probe(probe).await?;
     let (_run, outcome) = result.map_err(stopped_part_way)?;
     journal.close().await;
     report_outcome(&outcome, summary.as_ref(), args.output.output)

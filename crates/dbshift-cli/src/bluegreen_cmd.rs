@@ -1,0 +1,469 @@
+//! `dbshift bluegreen ...`: wiring of `dbshift_ops::bluegreen` (and the switchover core it
+//! uses) to the command line.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use dbshift_ops::bluegreen::{self, BlueGreenError, SwitchOptions};
+use dbshift_ops::switchover;
+use dbshift_provider::local::Lab;
+use dbshift_provider::{Deployment, GreenSpec, Side};
+
+use crate::output::{print_json, Table};
+use crate::switchover_cmd::{
+    confirm, journal, observer_for, print_guards, report_outcome, start_probe, stop_probe,
+    stopped_part_way, MaxLag,
+};
+use crate::{Exit, Format, OutputArgs};
+
+#[derive(Subcommand, Debug)]
+pub enum BlueGreenCommand {
+    /// Build green from a hot snapshot of a blue replica (the writer when there is none): a
+    /// writer plus replicas, fresh server_ids, blue's GTID domain, events disabled; green's
+    /// writer replicates from blue's writer from the writer's coordinates the backup recorded.
+    Create(CreateArgs),
+    /// Both sides: positions, lag, health, and the guards of the next switch.
+    Status(NameArgs),
+    /// Chunked checksums of every user table on both sides at the same GTID position (blue
+    /// under a consistent snapshot, green stopped exactly there); exit 1 on a difference.
+    Verify(VerifyArgs),
+    /// Make green serve, through the switchover core; blue keeps replicating from green.
+    Switchover(SwitchArgs),
+    /// Make blue serve again: the switchover core backwards over the reverse replication.
+    Rollback(SwitchArgs),
+    /// Remove the side that does not serve (green takes blue's cluster name if it serves).
+    Cleanup(CleanupArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CreateArgs {
+    /// Blue: the cluster to build green from, e.g. lab-1.
+    #[arg(long)]
+    pub source: String,
+    /// The deployment's name, also green's cluster name (default: <source>-green).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Data-at-rest encryption on green (a key file of its own; tables, redo, binlog, Aria,
+    /// temporary files).
+    #[arg(long)]
+    pub encrypt: bool,
+    /// Another mariadbd binary for green (mariadb-upgrade is run on it).
+    #[arg(long)]
+    pub engine_binary: Option<PathBuf>,
+    /// Green's replicas besides its writer.
+    #[arg(long, default_value_t = 1)]
+    pub replicas: u32,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct NameArgs {
+    /// The deployment (default: the only one).
+    pub name: Option<String>,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// The deployment (default: the only one).
+    pub name: Option<String>,
+    /// Rows per chunk.
+    #[arg(long, default_value_t = dbshift_ops::verify::VerifyOptions::default().chunk_rows)]
+    pub chunk_rows: u64,
+    /// Longest the standby side may take to reach blue's snapshot position.
+    #[arg(long, default_value = "60s", value_parser = crate::parse_duration)]
+    pub timeout: Duration,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct SwitchArgs {
+    /// The deployment (default: the only one).
+    pub name: Option<String>,
+    /// Most lag allowed by the guards: transactions (100) or seconds (5s).
+    #[arg(long, default_value = "100", value_parser = crate::switchover_cmd::parse_max_lag)]
+    pub max_lag: MaxLag,
+    /// Longest the new writer may take to apply the old one's last transaction once writes
+    /// are fenced; past it the switch rolls back.
+    #[arg(long, default_value = "10s", value_parser = crate::parse_duration)]
+    pub timeout: Duration,
+    /// A command run after promotion with the old and new endpoints as $1 and $2; repeatable.
+    #[arg(long = "hook")]
+    pub hooks: Vec<String>,
+    /// Run the downtime probe on blue's cluster name through the switch.
+    #[arg(long)]
+    pub probe: bool,
+    /// The probe's writes per second.
+    #[arg(long, default_value_t = 200.0, requires = "probe")]
+    pub probe_rate: f64,
+    /// Where the probe's report goes (default: <lab dir>/reports/<run>).
+    #[arg(long, requires = "probe")]
+    pub report_dir: Option<PathBuf>,
+    /// Print what would be done, change nothing.
+    #[arg(long)]
+    pub plan: bool,
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct CleanupArgs {
+    /// The deployment (default: the only one).
+    pub name: Option<String>,
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+fn open(dir: &Path) -> anyhow::Result<Lab> {
+    Lab::open(dir).with_context(|| format!("opening the lab in {}", dir.display()))
+}
+
+/// Bad input exits 2; a provider's error keeps its own type, so that its exit code is found.
+pub(crate) fn bg_err(e: BlueGreenError) -> anyhow::Error {
+    match e {
+        BlueGreenError::BadInput(m) => Exit::new(2, m).into(),
+        BlueGreenError::Switchover(switchover::SwitchoverError::BadInput(m)) => {
+            Exit::new(2, m).into()
+        }
+        BlueGreenError::Provider(p)
+        | BlueGreenError::Switchover(switchover::SwitchoverError::Provider(p)) => p.into(),
+        other => other.into(),
+    }
+}
+
+pub async fn run(cmd: BlueGreenCommand, dir: &Path) -> anyhow::Result<()> {
+    match cmd {
+        BlueGreenCommand::Create(a) => create(a, dir).await,
+        BlueGreenCommand::Status(a) => status(a, dir).await,
+        BlueGreenCommand::Verify(a) => verify(a, dir).await,
+        BlueGreenCommand::Switchover(a) => switch(a, dir, Side::Green).await,
+        BlueGreenCommand::Rollback(a) => switch(a, dir, Side::Blue).await,
+        BlueGreenCommand::Cleanup(a) => cleanup(a, dir).await,
+    }
+}
+
+async fn create(a: CreateArgs, dir: &Path) -> anyhow::Result<()> {
+    let lab = open(dir)?;
+    let spec = GreenSpec {
+        name: a
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("{}-green", a.source)),
+        source: a.source.clone(),
+        replicas: a.replicas,
+        encrypt: a.encrypt,
+        engine_binary: a.engine_binary.clone(),
+    };
+    let started = Instant::now();
+    let d = bluegreen::create(&lab, &spec)
+        .await
+        .map_err(bg_err)
+        .with_context(|| format!("building green {} from {}", spec.name, spec.source))?;
+    let elapsed_ms = started.elapsed().as_millis() as u64;
+    match a.output.output {
+        Format::Json => {
+            let mut v = serde_json::to_value(&d)?;
+            if let Some(o) = v.as_object_mut() {
+                o.insert("elapsed_ms".into(), elapsed_ms.into());
+            }
+            print_json(&v)?
+        }
+        Format::Table => {
+            println!(
+                "green {} built from {} in {:.1} s: snapshot of {}, {}'s writer {} replicates from {} from {}",
+                d.green,
+                d.blue,
+                elapsed_ms as f64 / 1000.0,
+                d.snapshot_taken_on,
+                d.green,
+                d.green_writer,
+                d.blue_writer,
+                d.source_position
+            );
+            if d.encrypted {
+                println!("green is encrypted at rest");
+            }
+            println!(
+                "next: `dbshift bluegreen verify {n}`, then `dbshift bluegreen switchover {n}`",
+                n = d.name
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn deployment(lab: &Lab, name: Option<&str>) -> anyhow::Result<Deployment> {
+    bluegreen::find(lab, name).await.map_err(bg_err)
+}
+
+async fn status(a: NameArgs, dir: &Path) -> anyhow::Result<()> {
+    let lab = open(dir)?;
+    let d = deployment(&lab, a.name.as_deref()).await?;
+    let st = bluegreen::status(&lab, &d)
+        .await
+        .map_err(bg_err)
+        .context("reading the deployment's status")?;
+    match a.output.output {
+        Format::Json => print_json(&st)?,
+        Format::Table => {
+            println!(
+                "deployment {}: {} serves (clients use {}); blue {} / green {}{}",
+                d.name,
+                d.serving,
+                d.blue,
+                d.blue,
+                d.green,
+                if d.encrypted { ", green encrypted" } else { "" }
+            );
+            let mut t = Table::new(&[
+                "SIDE", "INSTANCE", "ROLE", "STATUS", "RO", "SOURCE", "LAG_TRX", "LAG_S", "GTID",
+                "ERROR",
+            ]);
+            for side in [&st.blue, &st.green] {
+                for r in &side.instances {
+                    let repl = r.replication.as_ref();
+                    t.row(vec![
+                        format!("{}{}", side.side, if side.serving { "*" } else { "" }),
+                        r.id.clone(),
+                        if r.id == side.writer {
+                            "writer".into()
+                        } else {
+                            "reader".into()
+                        },
+                        r.status.to_string(),
+                        repl.map(|h| if h.read_only { "ON" } else { "OFF" })
+                            .unwrap_or("-")
+                            .into(),
+                        repl.and_then(|h| h.source.clone()).unwrap_or("-".into()),
+                        repl.and_then(|h| h.lag_transactions)
+                            .map(|n| n.to_string())
+                            .unwrap_or("-".into()),
+                        repl.and_then(|h| h.lag_seconds)
+                            .map(|n| n.to_string())
+                            .unwrap_or("-".into()),
+                        repl.and_then(|h| h.gtid_position.clone())
+                            .unwrap_or("-".into()),
+                        r.error
+                            .clone()
+                            .or_else(|| repl.and_then(|h| h.last_error.clone()))
+                            .unwrap_or_default(),
+                    ]);
+                }
+            }
+            print!("{}", t.render());
+            println!(
+                "standby {} replicating from {}: {}",
+                d.writer(d.serving.other()),
+                d.writer(d.serving),
+                if st.standby_replicating {
+                    format!(
+                        "yes, {} transaction(s) behind",
+                        st.standby_lag_transactions
+                            .map(|n| n.to_string())
+                            .unwrap_or("?".into())
+                    )
+                } else {
+                    "NO".into()
+                }
+            );
+            println!("guards of a switch to {} now:", d.serving.other());
+            match (&st.guards, &st.guards_error) {
+                (Some(g), _) => print_guards(g),
+                (None, Some(e)) => println!("  could not run: {e}"),
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn verify(a: VerifyArgs, dir: &Path) -> anyhow::Result<()> {
+    let lab = open(dir)?;
+    let d = deployment(&lab, a.name.as_deref()).await?;
+    let opts = dbshift_ops::verify::VerifyOptions {
+        chunk_rows: a.chunk_rows,
+        until_timeout: a.timeout,
+        ..Default::default()
+    };
+    if a.chunk_rows == 0 {
+        return Err(Exit::new(2, "--chunk-rows must be at least 1").into());
+    }
+    let report = bluegreen::verify(&lab, &d, &opts)
+        .await
+        .map_err(bg_err)
+        .with_context(|| format!("verifying {}", d.name))?;
+    match a.output.output {
+        Format::Json => print_json(&report)?,
+        Format::Table => {
+            println!(
+                "{} at {}: {} (blue {} rows, green {} rows, {:.1} s, {:.0} rows/s)",
+                d.name,
+                report.position,
+                if report.equal { "EQUAL" } else { "DIFFERENT" },
+                report.rows_blue,
+                report.rows_green,
+                report.elapsed_ms as f64 / 1000.0,
+                report.rows_per_s
+            );
+            let mut t = Table::new(&[
+                "TABLE",
+                "ROWS_BLUE",
+                "ROWS_GREEN",
+                "CHUNKS",
+                "RESULT",
+                "METHOD",
+            ]);
+            for tr in &report.tables {
+                t.row(vec![
+                    format!("{}.{}", tr.schema, tr.name),
+                    tr.rows_blue.to_string(),
+                    tr.rows_green.to_string(),
+                    tr.chunks.to_string(),
+                    if tr.equal { "equal" } else { "DIFFERENT" }.into(),
+                    tr.method.clone(),
+                ]);
+            }
+            print!("{}", t.render());
+            for diff in &report.differences {
+                println!(
+                    "difference: {}.{} where {} (blue {} rows, green {} rows)",
+                    diff.schema, diff.table, diff.range, diff.rows_blue, diff.rows_green
+                );
+            }
+            for w in &report.warnings {
+                println!("warning: {w}");
+            }
+        }
+    }
+    if !report.equal {
+        return Err(Exit::new(1, format!("{} and its standby differ", d.name)).into());
+    }
+    Ok(())
+}
+
+async fn switch(a: SwitchArgs, dir: &Path, to: Side) -> anyhow::Result<()> {
+    let lab = open(dir)?;
+    let d = deployment(&lab, a.name.as_deref()).await?;
+    let opts = SwitchOptions {
+        max_lag_transactions: a.max_lag.transactions,
+        max_lag_seconds: a.max_lag.seconds,
+        timeout: a.timeout,
+        hooks: a.hooks.clone(),
+    };
+    let params = bluegreen::switch_params(&lab, &d, to, &opts)
+        .await
+        .map_err(bg_err)?;
+    let verb = match to {
+        Side::Green => "switchover",
+        Side::Blue => "rollback",
+    };
+    if a.plan {
+        let plan = switchover::plan(&params);
+        match a.output.output {
+            Format::Json => print_json(&plan)?,
+            Format::Table => {
+                println!(
+                    "bluegreen {verb} of {}: {} -> {} ({} resolves to {} afterwards)",
+                    d.name, params.from, params.to, d.blue, params.to
+                );
+                for (i, s) in plan.steps.iter().enumerate() {
+                    println!("{:>2}. {s}", i + 1);
+                }
+            }
+        }
+        return Ok(());
+    }
+    if to == Side::Blue && d.engine_binary.is_some() {
+        tracing::warn!(
+            "green runs another server binary: replication from a newer major version to an \
+             older one is not supported by the servers"
+        );
+    }
+    confirm(
+        &format!(
+            "Make {to} serve in {} ({} -> {})?",
+            d.name, params.from, params.to
+        ),
+        a.yes,
+    )?;
+    let journal = journal(dir).await?;
+    let probe = if a.probe {
+        let label = format!("bluegreen-{verb}-{}", d.name);
+        Some(
+            start_probe(
+                &lab,
+                dir,
+                &d.blue,
+                &label,
+                a.probe_rate,
+                a.report_dir.clone(),
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
+    let observer = observer_for(probe.as_ref());
+    let result = bluegreen::switch(&lab, &journal, params, to, observer.as_ref()).await;
+    let summary = stop_probe(probe).await?;
+    let (_run, outcome) = result.map_err(|e| match e {
+        BlueGreenError::Switchover(s) => stopped_part_way(s),
+        other => bg_err(other),
+    })?;
+    journal.close().await;
+    report_outcome(&outcome, summary.as_ref(), a.output.output)
+}
+
+async fn cleanup(a: CleanupArgs, dir: &Path) -> anyhow::Result<()> {
+    let lab = open(dir)?;
+    let d = deployment(&lab, a.name.as_deref()).await?;
+    let standby = d.serving.other();
+    let ids: Vec<String> = dbshift_provider::Provider::list_instances(&lab)
+        .await?
+        .into_iter()
+        .filter(|i| i.cluster == d.cluster(standby))
+        .map(|i| i.id)
+        .collect();
+    confirm(
+        &format!(
+            "Stop and delete {standby} ({}: {}), which no longer serves?",
+            d.cluster(standby),
+            ids.join(", ")
+        ),
+        a.yes,
+    )?;
+    let journal = if dir.join("journal.sqlite").exists() {
+        Some(journal(dir).await?)
+    } else {
+        None
+    };
+    let removed = bluegreen::cleanup(&lab, journal.as_ref(), &d)
+        .await
+        .map_err(bg_err)?;
+    match a.output.output {
+        Format::Json => print_json(&serde_json::json!({
+            "deployment": d.name,
+            "removed_side": standby,
+            "removed": removed,
+            "cluster": d.blue,
+        }))?,
+        Format::Table => println!(
+            "removed {standby} ({}); {} is served by {}",
+            removed.join(", "),
+            d.blue,
+            d.writer(d.serving)
+        ),
+    }
+    Ok(())
+}
