@@ -11,6 +11,8 @@
 #                          prints the value of one run (WHO is dbshift or peer, LOG its output),
 #                          and the row holds the medians of those values instead of times
 #   extra_note DM PM       optional: text appended to the note, from the two medians
+#   finish                 optional: run once after the case's last run (a lab kept across
+#                          runs is taken down here)
 # Usage: bash bench/run.sh [case ...]   (default: every case)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,8 +47,11 @@ probe's achieved rate, a measured outage) say what their values are in the note.
 HDR
 fi
 
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
+
 for c in "${cases[@]}"; do
-  unset -f metric extra_note
+  unset -f metric extra_note finish
   # shellcheck source=/dev/null
   source "bench/cases/$c.sh"
   d_times=(); p_times=()
@@ -68,6 +73,7 @@ for c in "${cases[@]}"; do
       if [ "$who" = dbshift ]; then d_times+=("$v"); else p_times+=("$v"); fi
     done
   done
+  if declare -F finish >/dev/null; then finish; fi
   dm=$(printf '%s\n' "${d_times[@]}" | median)
   pm=$(printf '%s\n' "${p_times[@]}" | median)
   ratio=$(awk -v p="$pm" -v d="$dm" 'BEGIN {printf "%.2f", p / d}')

@@ -6,29 +6,15 @@
 # Target (issue 4): dbshift median <= 150 ms, max <= 1 s.
 case_name="switchover write gap (probe 200/s)"
 case_note="values: probe max_write_gap_ms per switchover"
+BENCH_LAB="$BENCH_TMP/lab"
+PROBE_REPORT=switchover_gap.report
 setup() {
-  "$DBSHIFT" --dir "$BENCH_TMP/lab" lab up --clusters 1 --replicas 2 >/dev/null
+  "$DBSHIFT" --dir "$BENCH_LAB" lab up --clusters 1 --replicas 2 >/dev/null
 }
 teardown() {
-  "$DBSHIFT" --dir "$BENCH_TMP/lab" lab down --purge >/dev/null 2>&1 || true
+  "$DBSHIFT" --dir "$BENCH_LAB" lab down --purge >/dev/null 2>&1 || true
 }
-with_probe() {
-  "$DBSHIFT" --dir "$BENCH_TMP/lab" probe --target lab-1 --rate 200 --duration 8s \
-    --output json --report-dir "$BENCH_TMP/switchover_gap.report" >"$BENCH_TMP/switchover_gap.json" &
-  local probe=$!
-  sleep 3
-  "$@" >&2
-  wait "$probe"
-  cat "$BENCH_TMP/switchover_gap.json"
-}
-run_dbshift() { with_probe "$DBSHIFT" --dir "$BENCH_TMP/lab" switchover lab-1 --to lab-1-2 --yes; }
-run_peer() { DBSHIFT="$DBSHIFT" with_probe bash bench/runbook-switchover.sh "$BENCH_TMP/lab" lab-1 lab-1-2; }
-metric() {
-  # The probe's own summary; no value (a failed bench) if it reports a lost write.
-  python3 -c '
-import json, sys
-d = json.load(open(sys.argv[1]))
-print(d["max_write_gap_ms"] if d["lost_writes"] == 0 or d["lost_writes"] == [] else "")' \
-    "$BENCH_TMP/switchover_gap.report/summary.json"
-}
+run_dbshift() { with_probe "$DBSHIFT" --dir "$BENCH_LAB" switchover lab-1 --to lab-1-2 --yes; }
+run_peer() { DBSHIFT="$DBSHIFT" with_probe bash bench/runbook-switchover.sh "$BENCH_LAB" lab-1 lab-1-2; }
+metric() { probe_gap; }
 extra_note() { echo "; target median <= 150"; }

@@ -8,13 +8,8 @@ case_name="switchover write gap under load (probe 200/s + sysbench at half the a
 case_note="values: probe max_write_gap_ms per switchover"
 command -v sysbench >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq sysbench >/dev/null
 
-lab_json() { "$DBSHIFT" --dir "$BENCH_TMP/lab" lab status -o json; }
-field() { lab_json | python3 -c "import json,sys; s=json.load(sys.stdin); print($1)"; }
-port_of() { field "[i['endpoint']['port'] for i in s['instances'] if i['id']=='$1'][0]"; }
-admin_sql() {
-  MYSQL_PWD=$(field "s['users']['admin']['password']") mariadb -h127.0.0.1 -P"$(port_of "$1")" \
-    -udbshift_admin --ssl-ca="$BENCH_TMP/lab/tls/trust.pem" -N -B -e "$2"
-}
+BENCH_LAB="$BENCH_TMP/lab"
+PROBE_REPORT=switchover_gap_load.report
 seq_of() { # the domain-1 seq of a GTID position variable on an instance
   admin_sql "$1" "SELECT @@$2" | tr ',' '\n' | awk -F- '$1==1 {print $3}' | head -1
 }
@@ -55,23 +50,12 @@ with_load_and_probe() {
   sb --threads=4 --time=14 --rate="$rate" --mysql-ignore-errors=all run >"$BENCH_TMP/sysbench.log" 2>&1 &
   local load=$!
   sleep 2
-  "$DBSHIFT" --dir "$BENCH_TMP/lab" probe --target lab-1 --rate 200 --duration 8s \
-    --output json --report-dir "$BENCH_TMP/switchover_gap_load.report" >/dev/null &
-  local probe=$!
-  sleep 3
-  "$@" >&2
-  wait "$probe"
+  with_probe "$@"
   kill "$load" 2>/dev/null || true
   wait "$load" 2>/dev/null || true
   echo "load: $rate trx/s requested"
 }
 run_dbshift() { with_load_and_probe "$DBSHIFT" --dir "$BENCH_TMP/lab" switchover lab-1 --to lab-1-2 --yes; }
 run_peer() { DBSHIFT="$DBSHIFT" with_load_and_probe bash bench/runbook-switchover.sh "$BENCH_TMP/lab" lab-1 lab-1-2; }
-metric() {
-  python3 -c '
-import json, sys
-d = json.load(open(sys.argv[1]))
-print(d["max_write_gap_ms"] if not d["lost_writes"] else "")' \
-    "$BENCH_TMP/switchover_gap_load.report/summary.json"
-}
+metric() { probe_gap; }
 extra_note() { echo "; load $(( $(cat "$BENCH_TMP/apply_rate") / 2 )) trx/s (replica applies $(cat "$BENCH_TMP/apply_rate")); target median <= 300"; }
