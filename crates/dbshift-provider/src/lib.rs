@@ -11,6 +11,6 @@ mod model;
 
 pub use error::{Error, Result};
 pub use model::{
-    Cluster, Credential, Credentials, Deployment, Endpoint, GreenSpec, Instance, InstanceStatus,
-    Provider, Role, Side,
+    CaApply, CertificateAuthority, Cluster, Credential, Credentials, Deployment, Endpoint,
+    GreenSpec, Instance, InstanceStatus, Provider, Role, Side,
 };

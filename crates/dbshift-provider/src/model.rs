@@ -107,6 +107,32 @@ pub struct Credentials {
     pub ca_bundle: Option<PathBuf>,
 }
 
+/// A certificate authority that instances' server certificates can be issued from.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CertificateAuthority {
+    pub id: String,
+    /// Validity, RFC 3339.
+    pub not_before: String,
+    pub not_after: String,
+    /// Its certificate (PEM) when the provider has it: client trust bundles are checked
+    /// against it before a rotation.
+    pub pem: Option<String>,
+    /// Whether an instance can take a certificate from it without a restart (AWS:
+    /// `SupportsCertificateRotationWithoutRestart`; the lab: MariaDB's `FLUSH LOCAL SSL`).
+    pub rotation_without_restart: bool,
+}
+
+/// How a new server certificate is put in effect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CaApply {
+    /// Loaded by the running server (MariaDB `FLUSH LOCAL SSL`; AWS
+    /// `CertificateRotationRestart=false`).
+    NoRestart,
+    /// The server is restarted.
+    Restart,
+}
+
 /// Which side of a blue/green deployment serves the application.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -222,6 +248,52 @@ pub trait Provider: Send + Sync {
 
     /// The credentials dbshift uses on this fleet.
     fn credentials(&self) -> Result<Credentials>;
+
+    /// The CAs instances can be moved to.
+    async fn list_cas(&self) -> Result<Vec<CertificateAuthority>> {
+        Ok(Vec::new())
+    }
+
+    /// The CAs every trust point the provider manages trusts now (servers' `ssl_ca`,
+    /// replication's `MASTER_SSL_CA`).
+    async fn trusted_cas(&self) -> Result<Vec<String>> {
+        Ok(Vec::new())
+    }
+
+    /// Make every trust point the provider manages trust exactly `cas`, loaded without a
+    /// restart; idempotent. Done before any server certificate changes (old+new), and after a
+    /// rotation (new only) if asked. Gives the path of the bundle clients can use, if local.
+    async fn deploy_trust(&self, cas: &[String]) -> Result<Option<PathBuf>> {
+        Err(crate::Error::Unsupported(format!(
+            "the {} provider cannot deploy the trust bundle {cas:?}",
+            self.name()
+        )))
+    }
+
+    /// Give `instance` a server certificate issued by `ca`, put in effect as `apply` says;
+    /// returns once it is applied (the caller's health gate checks what the server presents).
+    async fn modify_ca(&self, instance: &str, ca: &str, apply: CaApply) -> Result<()> {
+        Err(crate::Error::Unsupported(format!(
+            "the {} provider cannot move {instance} to {ca} ({apply:?})",
+            self.name()
+        )))
+    }
+
+    /// Start a stopped instance and wait until it accepts connections.
+    async fn start_instance(&self, instance: &str, timeout: Duration) -> Result<()> {
+        Err(crate::Error::Unsupported(format!(
+            "the {} provider cannot start {instance} (timeout {timeout:?})",
+            self.name()
+        )))
+    }
+
+    /// Stop an instance.
+    async fn stop_instance(&self, instance: &str) -> Result<()> {
+        Err(crate::Error::Unsupported(format!(
+            "the {} provider cannot stop {instance}",
+            self.name()
+        )))
+    }
 
     /// The blue/green deployments this provider holds.
     async fn deployments(&self) -> Result<Vec<Deployment>> {
