@@ -181,7 +181,7 @@ async fn create(a: CreateArgs, dir: &Path) -> anyhow::Result<()> {
         }
         Format::Table => {
             println!(
-                "green {} built from {} in {:.1} s: snapshot of {}, {}'s writer {} replicates from {} from {}",
+                "green {} built from {} in {:.1} s: snapshot of {}, {}'s writer {} replicates from {} from {:?}",
                 d.green,
                 d.blue,
                 elapsed_ms as f64 / 1000.0,
@@ -236,10 +236,10 @@ async fn status(a: NameArgs, dir: &Path) -> anyhow::Result<()> {
                     t.row(vec![
                         format!("{}{}", side.side, if side.serving { "*" } else { "" }),
                         r.id.clone(),
-                        if r.id == side.writer {
-                            "writer".into()
-                        } else {
-                            "reader".into()
+                        match (r.id == side.writer, side.serving) {
+                            (true, true) => "writer".into(),
+                            (true, false) => "standby writer".into(),
+                            (false, _) => "reader".into(),
                         },
                         r.status.to_string(),
                         repl.map(|h| if h.read_only { "ON" } else { "OFF" })
