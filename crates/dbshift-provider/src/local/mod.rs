@@ -8,6 +8,7 @@
 //! stops and describes, and nothing more.
 
 mod bluegreen;
+pub mod ca;
 mod process;
 pub mod rds;
 pub mod snapshot;
@@ -30,8 +31,8 @@ pub use state::{InstanceRecord, LabState, LabUsers};
 
 use crate::error::{Error, IoContext, Result};
 use crate::model::{
-    Cluster, Credential, Credentials, Deployment, Endpoint, GreenSpec, Instance, InstanceStatus,
-    Provider, Role, Side,
+    CaApply, CertificateAuthority, Cluster, Credential, Credentials, Deployment, Endpoint,
+    GreenSpec, Instance, InstanceStatus, Provider, Role, Side,
 };
 
 /// The lab directory used when none is given.
@@ -453,14 +454,13 @@ impl Lab {
             });
         }
 
-        let now = time::OffsetDateTime::now_utc();
-        let year = now.year();
-        let ca_id = format!("lab-ca-{year}");
-        let valid_from = now - time::Duration::days(1);
-        let ca = tls::create_ca(dir, &ca_id, valid_from, 3 * 365)?;
+        // Servers start on the CA that expires soon, the only one trusted at first; the
+        // other is there to rotate to.
+        state.cas = ca::create_lab_cas(dir)?;
+        let ca = state.ca(ca::CURRENT_CA)?.clone();
         tls::write_bundle(dir, &[&ca], &dir.join(TRUST_BUNDLE))?;
         state.current_ca = ca.id.clone();
-        state.cas.push(ca.clone());
+        state.trusted_cas = vec![ca.id.clone()];
 
         let template = dir.join("template");
         tracing::info!(dir = %dir.display(), "initializing the template datadir");
@@ -569,6 +569,11 @@ impl Lab {
 
     /// Start the given instances together and wait until each accepts connections.
     async fn start_and_wait(&self, ids: &[String]) -> Result<()> {
+        self.start_and_wait_within(ids, START_TIMEOUT).await
+    }
+
+    /// [`Lab::start_and_wait`] with another patience.
+    async fn start_and_wait_within(&self, ids: &[String], timeout: Duration) -> Result<()> {
         let mut spawned = Vec::new();
         for id in ids {
             let rec = self.state.instance(id)?;
@@ -589,7 +594,7 @@ impl Lab {
         }
         let waits = spawned
             .iter()
-            .map(|(id, pid)| self.wait_ready(id, *pid, START_TIMEOUT));
+            .map(|(id, pid)| self.wait_ready(id, *pid, timeout));
         for r in futures::future::join_all(waits).await {
             r?;
         }
@@ -831,15 +836,26 @@ impl Lab {
 
     /// Restart one instance's server (SIGTERM, start, wait until it accepts connections).
     pub async fn restart(&self, id: &str, timeout: Duration) -> Result<()> {
-        let rec = self.state.instance(id)?;
+        self.state.instance(id)?;
         let paths = self.paths(id);
         if let Some(pid) = process::running_pid(&paths) {
             tracing::info!(instance = %id, pid, "stopping mariadbd");
             process::stop_pid(pid, &paths.cnf(), STOP_GRACE);
         }
-        tracing::info!(instance = %id, "starting mariadbd");
-        let pid = process::spawn_server(&rec.engine_binary, &paths, self.die_with_parent)?;
-        self.wait_ready(id, pid, timeout).await?;
+        self.start_instance(id, timeout).await
+    }
+
+    /// Start a stopped instance as `lab up` starts one that died: spawn it, wait until it
+    /// accepts connections, make it writable only if it is the serving writer. Nothing
+    /// happens to one that runs.
+    pub async fn start_instance(&self, id: &str, timeout: Duration) -> Result<()> {
+        self.state.instance(id)?;
+        if let Some(pid) = process::running_pid(&self.paths(id)) {
+            tracing::debug!(instance = %id, pid, "already running");
+            return Ok(());
+        }
+        self.start_and_wait_within(&[id.to_string()], timeout)
+            .await?;
         self.apply_read_only_at_start(id).await
     }
 
@@ -978,12 +994,18 @@ impl Lab {
         Ok(())
     }
 
-    /// Stop one instance's server (it stays stopped until `lab up` or a reboot).
+    /// Stop one instance's server by PID (it stays stopped until `lab up`, `start_instance`
+    /// or a reboot). Whether it was running.
     pub fn stop_instance(&self, id: &str) -> Result<bool> {
         self.state.instance(id)?;
         let paths = self.paths(id);
         Ok(match process::running_pid(&paths) {
-            Some(pid) => process::stop_pid(pid, &paths.cnf(), STOP_GRACE),
+            Some(pid) => {
+                tracing::info!(instance = %id, pid, "stopping mariadbd");
+                let stopped = process::stop_pid(pid, &paths.cnf(), STOP_GRACE);
+                tracing::info!(instance = %id, pid, "mariadbd stopped");
+                stopped
+            }
             None => false,
         })
     }
@@ -999,6 +1021,15 @@ impl Lab {
         self.die_with_parent = on;
     }
 
+    /// The server version an instance runs (its binary may differ from the lab's).
+    fn engine_version_of(&self, rec: &InstanceRecord) -> String {
+        if rec.engine_binary == self.state.mariadbd {
+            self.state.engine_version.clone()
+        } else {
+            process::engine_version(&rec.engine_binary).unwrap_or_else(|_| "unknown".into())
+        }
+    }
+
     fn describe(&self, st: &LabState, rec: &InstanceRecord) -> Instance {
         let running = process::running_pid(&self.paths(&rec.id)).is_some();
         Instance {
@@ -1007,11 +1038,7 @@ impl Lab {
             role: st.role_of(rec),
             endpoint: endpoint(rec.port),
             engine: "mariadb".into(),
-            engine_version: if rec.engine_binary == self.state.mariadbd {
-                self.state.engine_version.clone()
-            } else {
-                process::engine_version(&rec.engine_binary).unwrap_or_else(|_| "unknown".into())
-            },
+            engine_version: self.engine_version_of(rec),
             status: if running {
                 InstanceStatus::Available
             } else {
@@ -1126,6 +1153,39 @@ impl Provider for Lab {
             app: self.state.users.app.clone(),
             ca_bundle: Some(self.ca_bundle()),
         })
+    }
+
+    async fn list_cas(&self) -> Result<Vec<CertificateAuthority>> {
+        Lab::list_cas(self).await
+    }
+
+    async fn trusted_cas(&self) -> Result<Vec<String>> {
+        Lab::trusted_cas(self).await
+    }
+
+    async fn deploy_trust(&self, cas: &[String]) -> Result<Option<PathBuf>> {
+        Lab::deploy_trust(self, cas).await
+    }
+
+    async fn modify_ca(&self, instance: &str, ca: &str, apply: CaApply) -> Result<()> {
+        Lab::modify_ca(self, instance, ca, apply).await
+    }
+
+    async fn start_instance(&self, instance: &str, timeout: Duration) -> Result<()> {
+        Lab::start_instance(self, instance, timeout).await
+    }
+
+    /// Stopping waits for the process to exit (up to its grace period): off the runtime.
+    async fn stop_instance(&self, instance: &str) -> Result<()> {
+        let lab = self.clone();
+        let id = instance.to_string();
+        tokio::task::spawn_blocking(move || lab.stop_instance(&id))
+            .await
+            .map_err(|e| Error::Process {
+                instance: instance.to_string(),
+                message: format!("stopping it failed: {e}"),
+            })?
+            .map(|_| ())
     }
 
     async fn deployments(&self) -> Result<Vec<Deployment>> {

@@ -89,8 +89,14 @@ pub struct LabState {
     pub buffer_pool_mb: u32,
     pub users: LabUsers,
     pub cas: Vec<CaRecord>,
-    /// The CA the lab's trust bundle and new server certificates use by default.
+    /// The CA new server certificates (new and restored instances) are issued from; always
+    /// one of `trusted_cas`.
     pub current_ca: String,
+    /// The CAs in the trust bundle (`tls/trust.pem`): servers' `ssl_ca`, replication's
+    /// `MASTER_SSL_CA`, dbshift's own connections. Labs written before it existed trust only
+    /// their `current_ca`, which [`LabState::load`] fills in.
+    #[serde(default)]
+    pub trusted_cas: Vec<String>,
     pub clusters: Vec<ClusterRecord>,
     pub instances: Vec<InstanceRecord>,
     /// The servers behave like RDS for MariaDB towards dbshift (`lab up --rds-mode`). Labs
@@ -123,6 +129,7 @@ impl LabState {
             users,
             cas: Vec::new(),
             current_ca: String::new(),
+            trusted_cas: Vec::new(),
             clusters: Vec::new(),
             instances: Vec::new(),
             rds_mode: false,
@@ -199,6 +206,35 @@ impl LabState {
         }
     }
 
+    /// What a state written by an older dbshift leaves out: its trust bundle held its one CA.
+    fn fill_in_defaults(&mut self) {
+        if self.trusted_cas.is_empty() && !self.current_ca.is_empty() {
+            self.trusted_cas = vec![self.current_ca.clone()];
+        }
+    }
+
+    /// A CA of the lab by id; [`Error::Unknown`] if there is none.
+    pub fn ca(&self, id: &str) -> Result<&CaRecord> {
+        self.cas
+            .iter()
+            .find(|c| c.id == id)
+            .ok_or_else(|| Error::Unknown {
+                kind: "CA",
+                name: id.to_string(),
+                known: self.known_cas(),
+            })
+    }
+
+    /// The lab's CA ids, for "unknown CA" messages.
+    pub fn known_cas(&self) -> String {
+        if self.cas.is_empty() {
+            "none".into()
+        } else {
+            let ids: Vec<&str> = self.cas.iter().map(|c| c.id.as_str()).collect();
+            ids.join(", ")
+        }
+    }
+
     /// The state file's path in a lab dir.
     pub fn path(dir: &Path) -> PathBuf {
         dir.join(STATE_FILE)
@@ -220,7 +256,9 @@ impl LabState {
             dir: dir.to_path_buf(),
             reason,
         };
-        let state: LabState = serde_json::from_str(&text).map_err(|e| damaged(e.to_string()))?;
+        let mut state: LabState =
+            serde_json::from_str(&text).map_err(|e| damaged(e.to_string()))?;
+        state.fill_in_defaults();
         if state.format != FORMAT {
             return Err(damaged(format!(
                 "format {} is not the {FORMAT} this dbshift reads",
@@ -291,5 +329,66 @@ impl LabLock {
                 .ctx(|| format!("locking {}", path.display()));
         }
         Ok(LabLock { _file: file })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state_json(trusted: Option<&[&str]>) -> String {
+        let cred = |user: &str| Credential {
+            user: user.into(),
+            password: "pw".into(),
+        };
+        let users = LabUsers {
+            admin: cred("dbshift_admin"),
+            replication: cred("dbshift_repl"),
+            app: cred("app"),
+        };
+        let mut st = LabState::new_empty("10.11.19".into(), "/usr/sbin/mariadbd".into(), 1, users);
+        st.current_ca = "lab-ca-2025".into();
+        let mut json = serde_json::to_value(&st).expect("the state serializes");
+        let obj = json.as_object_mut().expect("the state is an object");
+        match trusted {
+            Some(ids) => {
+                obj.insert("trusted_cas".into(), serde_json::json!(ids));
+            }
+            None => {
+                obj.remove("trusted_cas");
+            }
+        }
+        json.to_string()
+    }
+
+    #[test]
+    fn a_lab_from_before_the_trust_list_trusts_its_current_ca() {
+        let dir = std::env::temp_dir().join(format!("dbshift-state-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a temp dir can be made");
+        std::fs::write(LabState::path(&dir), state_json(None)).expect("the state is written");
+        let st = LabState::load(&dir);
+        std::fs::write(
+            LabState::path(&dir),
+            state_json(Some(&["lab-ca-2025", "lab-ca-2026"])),
+        )
+        .expect("the state is written");
+        let newer = LabState::load(&dir);
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(st.expect("an old state loads").trusted_cas, ["lab-ca-2025"]);
+        // A list that is there is kept as written.
+        assert_eq!(
+            newer.expect("a new state loads").trusted_cas,
+            ["lab-ca-2025", "lab-ca-2026"]
+        );
+    }
+
+    #[test]
+    fn an_unknown_ca_is_named_with_the_known_ones() {
+        let st: LabState = serde_json::from_str(&state_json(None)).expect("the state parses");
+        let err = st.ca("lab-ca-1999").unwrap_err().to_string();
+        assert!(
+            err.contains("lab-ca-1999") && err.contains("known: none"),
+            "{err}"
+        );
     }
 }

@@ -1,7 +1,10 @@
 //! The lab's TLS material, made with rcgen: CAs with validity dates, and server certificates
 //! (for `localhost` and `127.0.0.1`, so that hostname checks pass both for clients and for
 //! replication's `MASTER_SSL_VERIFY_SERVER_CERT=1`). Keys are written mode 0600, every file
-//! atomically, so a server never reads half a certificate.
+//! atomically, so a server never reads half a certificate. A server's new key and certificate
+//! are both written in full before either is renamed over the old pair, and the lab reloads or
+//! restarts the server only after both renames, so it never reads a key that does not match
+//! its certificate.
 
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr};
@@ -38,7 +41,7 @@ fn ca_params(id: &str, not_before: OffsetDateTime, not_after: OffsetDateTime) ->
     params
 }
 
-fn parse_time(s: &str) -> Result<OffsetDateTime> {
+pub(crate) fn parse_time(s: &str) -> Result<OffsetDateTime> {
     OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
         .map_err(|e| Error::Tls(format!("bad date {s:?} in the lab state: {e}")))
 }
@@ -51,17 +54,22 @@ fn fmt_time(t: OffsetDateTime) -> String {
 /// Write a file atomically with the given mode.
 pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
     let tmp = path.with_extension("tmp");
+    write_synced(&tmp, contents, mode)?;
+    std::fs::rename(&tmp, path).ctx(|| format!("replacing {}", path.display()))
+}
+
+/// Write `contents` to `path` (created with `mode`) and flush it to disk.
+fn write_synced(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(mode)
-        .open(&tmp)
-        .ctx(|| format!("writing {}", tmp.display()))?;
+        .open(path)
+        .ctx(|| format!("writing {}", path.display()))?;
     f.write_all(contents)
         .and_then(|_| f.sync_all())
-        .ctx(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).ctx(|| format!("replacing {}", path.display()))
+        .ctx(|| format!("writing {}", path.display()))
 }
 
 /// Make a CA valid from `valid_from` for `valid_days`, write its files under `tls_dir`
@@ -72,8 +80,22 @@ pub fn create_ca(
     valid_from: OffsetDateTime,
     valid_days: i64,
 ) -> Result<CaRecord> {
-    let not_before = valid_from;
-    let not_after = valid_from + Duration::days(valid_days);
+    create_ca_between(
+        lab_dir,
+        id,
+        valid_from,
+        valid_from + Duration::days(valid_days),
+    )
+}
+
+/// Make a CA valid from `not_before` to `not_after`, write its files (`tls/<id>.pem`,
+/// `tls/<id>.key`) under `lab_dir`, and return its record.
+pub fn create_ca_between(
+    lab_dir: &Path,
+    id: &str,
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+) -> Result<CaRecord> {
     let params = ca_params(id, not_before, not_after);
     let key = KeyPair::generate().map_err(tls_err)?;
     let cert = params.self_signed(&key).map_err(tls_err)?;
@@ -97,7 +119,10 @@ pub fn create_ca(
 }
 
 /// Issue a server certificate signed by `ca`; write `server.pem` and `server.key` into
-/// `out_dir`. Valid for `localhost` and 127.0.0.1, for the CA's lifetime.
+/// `out_dir`. Valid for `localhost` and 127.0.0.1, for the CA's lifetime. Both new files are
+/// written in full under temporary names first and only then renamed over the old pair (two
+/// renames in a row), so a server reloaded or restarted after this returns reads a matching
+/// key and certificate.
 pub fn issue_server_cert(
     lab_dir: &Path,
     ca: &CaRecord,
@@ -136,13 +161,18 @@ pub fn issue_server_cert(
     let key = KeyPair::generate().map_err(tls_err)?;
     let cert = params.signed_by(&key, &issuer).map_err(tls_err)?;
     std::fs::create_dir_all(out_dir).ctx(|| format!("creating {}", out_dir.display()))?;
-    write_atomic(
-        &out_dir.join("server.key"),
-        key.serialize_pem().as_bytes(),
-        0o600,
-    )?;
-    write_atomic(&out_dir.join("server.pem"), cert.pem().as_bytes(), 0o644)?;
-    Ok(())
+    let key_path = out_dir.join("server.key");
+    let cert_path = out_dir.join("server.pem");
+    let key_tmp = out_dir.join("server.key.new");
+    let cert_tmp = out_dir.join("server.pem.new");
+    write_synced(&key_tmp, key.serialize_pem().as_bytes(), 0o600)?;
+    write_synced(&cert_tmp, cert.pem().as_bytes(), 0o644)?;
+    std::fs::rename(&key_tmp, &key_path).ctx(|| format!("replacing {}", key_path.display()))?;
+    std::fs::rename(&cert_tmp, &cert_path).ctx(|| format!("replacing {}", cert_path.display()))?;
+    // The renames themselves are durable only once the directory is.
+    std::fs::File::open(out_dir)
+        .and_then(|d| d.sync_all())
+        .ctx(|| format!("syncing {}", out_dir.display()))
 }
 
 /// Write the trust bundle (the PEMs of `cas`, concatenated) to `path`.
