@@ -4,6 +4,7 @@
 //! Exit codes: 0 done, 1 failed (nothing changed or rolled back), 2 bad input, 3 needs a human.
 
 mod bluegreen_cmd;
+mod ca_cmd;
 mod demo_cmd;
 mod output;
 mod probe_cmd;
@@ -82,6 +83,14 @@ enum Command {
     /// downtime probe running, verify again, and report what clients saw (write gaps, failed
     /// and lost writes, charts). The lab is deleted at the end unless --keep.
     Demo(demo_cmd::DemoArgs),
+    /// The CAs server certificates can be issued from: validity, trust, which instances use
+    /// each.
+    #[command(subcommand)]
+    Ca(ca_cmd::CaCommand),
+    /// Rotate the fleet's server certificates to another CA: a plan first (--plan), the trust
+    /// bundle deployed before any certificate changes, clusters K at a time, readers before
+    /// the writer, a health gate after each instance, resumable (run the same command again).
+    CaRotate(ca_cmd::CaRotateArgs),
 }
 
 /// An error that carries its own exit code (1 refused or rolled back, 2 bad input, 3 needs a
@@ -364,6 +373,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Resume(args) => switchover_cmd::resume(args, &cli.dir).await?,
         Command::Bluegreen(cmd) => bluegreen_cmd::run(cmd, &cli.dir).await?,
         Command::Demo(args) => demo_cmd::run(args).await?,
+        Command::Ca(cmd) => ca_cmd::ca(cmd, &cli.dir).await?,
+        Command::CaRotate(args) => ca_cmd::rotate(args, &cli.dir).await?,
     }
     Ok(())
 }

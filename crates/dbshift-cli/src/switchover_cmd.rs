@@ -480,6 +480,10 @@ pub async fn resume(args: ResumeArgs, dir: &Path) -> anyhow::Result<()> {
         Ok(r) => r,
         Err(e) => return Err(Exit::new(2, e.to_string()).into()),
     };
+    if record.kind == dbshift_ops::ca_rotate::RUN_KIND {
+        journal.close().await;
+        return crate::ca_cmd::resume(&args.run, dir, args.yes, args.output.output).await;
+    }
     confirm(
         &format!(
             "Resume {} ({} of {})?",

@@ -3,9 +3,11 @@
 //! never talk to a platform or a server except through those two layers.
 
 pub mod bluegreen;
+pub mod ca_rotate;
 pub mod guards;
 pub mod inventory;
 pub mod journal;
+pub mod rollout;
 pub mod switchover;
 pub mod verify;
 
