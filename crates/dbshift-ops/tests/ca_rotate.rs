@@ -3,7 +3,8 @@
 //! failed write, every instance presenting the target chain, replication healthy, no errant
 //! GTID), a failover-first rotation of one cluster (the writer moved by the switchover core,
 //! the old writer restarted on the new CA, the probe's gap reported), and bad inputs that
-//! change nothing. Run with `make test`. One lab for the whole binary (two clusters of three
+//! change nothing; an instance failing its health gate stops its cluster and nothing new
+//! starts, and the same request finishes after the fix. Run with `make test`. One lab for the whole binary (two clusters of three
 //! servers); the tests take turns on it.
 
 use std::sync::Arc;
@@ -317,4 +318,92 @@ async fn plan_no_restart_with_the_probe_then_failover_first() {
         &[("lab-1", &["lab-1-1", "lab-1-2"]), ("lab-2", &["lab-2-1"])],
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_instance_that_fails_its_gate_stops_its_cluster_and_nothing_new_starts() {
+    let _g = SERIAL.lock().await;
+    let t = lab().await;
+    let p = provider(t);
+    let j = journal(t).await;
+
+    // Every instance on the old CA, whatever the other tests left.
+    p.deploy_trust(&[OLD.to_string(), NEW.to_string()])
+        .await
+        .unwrap();
+    for i in p.list_instances().await.unwrap() {
+        if i.status == InstanceStatus::Stopped {
+            p.start_instance(&i.id, Duration::from_secs(60))
+                .await
+                .unwrap();
+        }
+        if i.ca != OLD {
+            p.modify_ca(&i.id, OLD, CaApply::NoRestart).await.unwrap();
+        }
+    }
+    // The first reader of the first cluster will not pass its gate: its SQL thread is stopped.
+    let clusters = p.list_clusters().await.unwrap();
+    let first = &clusters[0];
+    let broken = first
+        .instances
+        .iter()
+        .find(|i| **i != first.writer)
+        .unwrap()
+        .clone();
+    let mut s = t.lab().connect_admin(&broken).await.unwrap();
+    s.exec_sql("STOP SLAVE SQL_THREAD").await.unwrap();
+
+    let req = CaRotateRequest {
+        concurrency: 1,
+        ..request(NEW)
+    };
+    let plan = ca_rotate::prepare(&*p, &req).await.unwrap();
+    let mut opts = options(None);
+    opts.gate_timeout = Duration::from_secs(3);
+    let report = ca_rotate::execute(p.clone(), &j, &plan, opts)
+        .await
+        .unwrap();
+    let r = &report.rollout;
+    assert_eq!(r.outcome, RunOutcome::Failed, "{r:#?}");
+    assert_eq!(r.outcome.exit_code(), 1);
+    let c1 = &r.clusters[0];
+    let failed: Vec<&str> = c1
+        .steps
+        .iter()
+        .filter(|s| matches!(s.outcome, StepOutcome::Failed { .. }))
+        .map(|s| s.instance.as_str())
+        .collect();
+    assert_eq!(failed, vec![broken.as_str()], "{c1:#?}");
+    // Its writer was not touched; the other cluster never started.
+    assert_eq!(p.describe_instance(&first.writer).await.unwrap().ca, OLD);
+    for i in &clusters[1].instances {
+        assert_eq!(p.describe_instance(i).await.unwrap().ca, OLD, "{i}");
+    }
+    assert!(
+        r.clusters[1]
+            .steps
+            .iter()
+            .all(|s| matches!(s.outcome, StepOutcome::NotRun)),
+        "{:#?}",
+        r.clusters[1]
+    );
+
+    // Fixed, the same request finishes the job without redoing the broken reader's change.
+    s.exec_sql("START SLAVE SQL_THREAD").await.unwrap();
+    s.close().await;
+    let plan = ca_rotate::prepare(&*p, &req).await.unwrap();
+    let report = ca_rotate::execute(p.clone(), &j, &plan, options(None))
+        .await
+        .unwrap();
+    assert_eq!(
+        report.rollout.outcome,
+        RunOutcome::Done,
+        "{:#?}",
+        report.rollout
+    );
+    assert_presents(t, NEW).await;
+    // Leave the lab as the other tests expect it: every instance on the old CA.
+    for i in p.list_instances().await.unwrap() {
+        p.modify_ca(&i.id, OLD, CaApply::NoRestart).await.unwrap();
+    }
 }
