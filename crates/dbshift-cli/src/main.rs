@@ -8,6 +8,7 @@ mod ca_cmd;
 mod demo_cmd;
 mod output;
 mod probe_cmd;
+mod proxy_cmd;
 mod switchover_cmd;
 
 use std::path::PathBuf;
@@ -78,6 +79,9 @@ enum Command {
     /// switchover core, remove the side that no longer serves.
     #[command(subcommand)]
     Bluegreen(bluegreen_cmd::BlueGreenCommand),
+    /// A MySQL-protocol proxy in front of a cluster's writer that holds clients through a
+    /// switchover: they see added latency, no error. Runs until SIGTERM or Ctrl-C.
+    Proxy(proxy_cmd::ProxyArgs),
     /// The blue/green workflow end to end on a lab of its own, under a write load: build an
     /// encrypted green from a hot snapshot, verify it, switch over and roll back with the
     /// downtime probe running, verify again, and report what clients saw (write gaps, failed
@@ -147,6 +151,9 @@ enum LabCommand {
     },
     /// Every endpoint, process and credential of the lab.
     Status(OutputArgs),
+    /// The lab's dbshift proxies: one per cluster, its stable client endpoint.
+    #[command(subcommand)]
+    Proxy(proxy_cmd::LabProxyCommand),
     /// Stop every server of the lab by PID; --purge also deletes the lab's files.
     Down {
         /// Delete the lab directory's contents made by the lab (data, certificates, state).
@@ -372,6 +379,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Runs(output) => switchover_cmd::runs(output, &cli.dir).await?,
         Command::Resume(args) => switchover_cmd::resume(args, &cli.dir).await?,
         Command::Bluegreen(cmd) => bluegreen_cmd::run(cmd, &cli.dir).await?,
+        Command::Proxy(args) => proxy_cmd::run(args, &cli.dir).await?,
+        Command::Lab(LabCommand::Proxy(cmd)) => proxy_cmd::lab_proxy(cmd, &cli.dir).await?,
         Command::Demo(args) => demo_cmd::run(args).await?,
         Command::Ca(cmd) => ca_cmd::ca(cmd, &cli.dir).await?,
         Command::CaRotate(args) => ca_cmd::rotate(args, &cli.dir).await?,

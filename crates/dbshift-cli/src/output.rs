@@ -63,13 +63,17 @@ pub fn print_lab_status(s: &LabStatus) {
         s.dir.display(),
         s.engine_version
     );
-    let mut t = Table::new(&["CLUSTER", "WRITER", "ENDPOINT", "GTID DOMAIN"]);
+    let mut t = Table::new(&["CLUSTER", "WRITER", "ENDPOINT", "GTID DOMAIN", "PROXY"]);
     for c in &s.clusters {
         t.row(vec![
             c.name.clone(),
             c.writer.clone(),
             c.endpoint.to_string(),
             c.gtid_domain_id.to_string(),
+            c.proxy
+                .as_ref()
+                .map(|p| p.to_string())
+                .unwrap_or_else(|| "-".into()),
         ]);
     }
     print!("{}", t.render());

@@ -7,6 +7,7 @@ pub mod ca_rotate;
 pub mod guards;
 pub mod inventory;
 pub mod journal;
+pub mod proxy_admin;
 pub mod rollout;
 pub mod switchover;
 pub mod verify;

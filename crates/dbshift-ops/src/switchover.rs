@@ -27,6 +27,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::guards::{run_guards, GuardLimits, GuardReport};
 use crate::journal::{Journal, JournalError, RunRecord, RunStatus};
+use crate::proxy_admin::ProxyAdmin;
+
+/// How long a proxy in front of the cluster lets open transactions finish at the fence.
+const PROXY_DRAIN_MS: u64 = 2000;
 
 /// Steps, in order; the names are the journal's.
 pub const STEPS: &[&str] = &[
@@ -325,6 +329,9 @@ struct Engine<'a> {
     creds: Credentials,
     /// The connection holding the BACKUP STAGE lease on the old writer.
     lease: Option<Server>,
+    /// The dbshift proxy in front of the cluster, if one runs: clients are held there from the
+    /// fence to the promotion instead of seeing errors.
+    proxy: Option<ProxyAdmin>,
     fence: Option<Fence>,
     fence_started: Option<Instant>,
     write_gap: Option<Duration>,
@@ -357,6 +364,7 @@ impl<'a> Engine<'a> {
             observer,
             creds,
             lease: None,
+            proxy: None,
             fence: None,
             fence_started: None,
             write_gap: None,
@@ -476,6 +484,16 @@ impl<'a> Engine<'a> {
     }
 
     async fn drive(&mut self, record: Option<RunRecord>) -> Result<Outcome, SwitchoverError> {
+        if let Some(p) = self.provider.proxy_of(&self.p.cluster).await? {
+            let addr = format!("{}:{}", p.admin.host, p.admin.port)
+                .parse()
+                .map_err(|e| {
+                    SwitchoverError::BadInput(format!("the proxy's admin address {}: {e}", p.admin))
+                })?;
+            // A pause returns once every session is held, within its bound.
+            let timeout = Duration::from_millis(PROXY_DRAIN_MS) + Duration::from_secs(10);
+            self.proxy = Some(ProxyAdmin::new(addr, p.token, timeout));
+        }
         let done = |s: &str| record.as_ref().is_some_and(|r| r.step_done(s));
         let pnr_begun = record
             .as_ref()
@@ -604,6 +622,20 @@ impl<'a> Engine<'a> {
     }
 
     async fn fence_old(&mut self) -> StepResult<serde_json::Value> {
+        // Clients are held at the proxy first (statement boundaries, open transactions may
+        // finish within the bound): they see latency, not read-only errors.
+        let paused = match &self.proxy {
+            Some(proxy) => Some(
+                proxy
+                    .pause(Duration::from_millis(PROXY_DRAIN_MS))
+                    .await
+                    .map_err(|e| format!("pausing the proxy: {e}"))?,
+            ),
+            None => None,
+        };
+        if paused.is_some() {
+            self.observer.event("proxy paused");
+        }
         let mut old = self.connect(&self.p.from).await?;
         let opts = FenceOptions {
             lock_wait: Duration::from_millis(self.p.fence_lock_wait_ms),
@@ -644,7 +676,11 @@ impl<'a> Engine<'a> {
         } else {
             old.close().await;
         }
-        Ok(serde_json::to_value(&fence).unwrap_or_default())
+        let mut detail = serde_json::to_value(&fence).unwrap_or_default();
+        if let (Some(obj), Some(p)) = (detail.as_object_mut(), paused) {
+            obj.insert("proxy_pause".into(), p);
+        }
+        Ok(detail)
     }
 
     /// The fence where dbshift's user has no SUPER (RDS): `read_only` through the provider
@@ -750,6 +786,13 @@ impl<'a> Engine<'a> {
                 Err(e) => Err(e),
             },
         };
+        if let Some(proxy) = &self.proxy {
+            // Held clients go on with the old writer, writable again (or, if that failed,
+            // they see what the server says).
+            if let Err(e) = proxy.resume().await {
+                tracing::warn!("resuming the proxy after the rollback: {e}");
+            }
+        }
         self.observer.event("rollback: done");
         match unfenced {
             Ok(()) => {
@@ -813,7 +856,19 @@ impl<'a> Engine<'a> {
             .set_writer(&self.p.cluster, &self.p.to)
             .await
             .map_err(|e| e.to_string())?;
-        Ok(serde_json::json!({ "cluster": self.p.cluster, "writer": self.p.to }))
+        let mut switched = serde_json::Value::Null;
+        if let Some(proxy) = &self.proxy {
+            // Every held session re-attached to the new writer (still read-only: the commands
+            // stay held until the promotion's resume).
+            let ep = self.endpoint(&self.p.to).await?;
+            switched = proxy
+                .switch(&ep.host, ep.port)
+                .await
+                .map_err(|e| format!("switching the proxy to {}: {e}", self.p.to))?;
+        }
+        Ok(
+            serde_json::json!({ "cluster": self.p.cluster, "writer": self.p.to, "proxy_switch": switched }),
+        )
     }
 
     async fn promote(&mut self) -> StepResult<serde_json::Value> {
@@ -858,6 +913,13 @@ impl<'a> Engine<'a> {
         }
         self.set_writable(&mut new, &self.p.to, true).await?;
         new.close().await;
+        if let Some(proxy) = &self.proxy {
+            proxy
+                .resume()
+                .await
+                .map_err(|e| format!("resuming the proxy: {e}"))?;
+            self.observer.event("proxy resumed");
+        }
         if let Some(started) = self.fence_started {
             self.write_gap = Some(started.elapsed());
         }

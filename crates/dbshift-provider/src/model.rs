@@ -133,6 +133,29 @@ pub enum CaApply {
     Restart,
 }
 
+/// A dbshift proxy in front of a cluster: the clients' stable endpoint, and the admin API the
+/// switchover uses to hold clients and move them to the new writer.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct ProxyEndpoint {
+    pub cluster: String,
+    /// Where clients connect.
+    pub listen: Endpoint,
+    /// The admin API (loopback).
+    pub admin: Endpoint,
+    /// The admin API's bearer token.
+    pub token: String,
+}
+
+impl std::fmt::Debug for ProxyEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "ProxyEndpoint({} listen {} admin {}, token ***)",
+            self.cluster, self.listen, self.admin
+        )
+    }
+}
+
 /// Which side of a blue/green deployment serves the application.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -248,6 +271,13 @@ pub trait Provider: Send + Sync {
 
     /// The credentials dbshift uses on this fleet.
     fn credentials(&self) -> Result<Credentials>;
+
+    /// The dbshift proxy in front of `cluster`, if one runs: a switchover then holds clients
+    /// there instead of letting them see errors.
+    async fn proxy_of(&self, cluster: &str) -> Result<Option<ProxyEndpoint>> {
+        let _ = cluster;
+        Ok(None)
+    }
 
     /// The CAs instances can be moved to.
     async fn list_cas(&self) -> Result<Vec<CertificateAuthority>> {

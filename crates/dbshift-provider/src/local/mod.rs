@@ -10,6 +10,7 @@
 mod bluegreen;
 pub mod ca;
 mod process;
+pub mod proxy;
 pub mod rds;
 pub mod snapshot;
 pub mod state;
@@ -32,7 +33,7 @@ pub use state::{InstanceRecord, LabState, LabUsers};
 use crate::error::{Error, IoContext, Result};
 use crate::model::{
     CaApply, CertificateAuthority, Cluster, Credential, Credentials, Deployment, Endpoint,
-    GreenSpec, Instance, InstanceStatus, Provider, Role, Side,
+    GreenSpec, Instance, InstanceStatus, Provider, ProxyEndpoint, Role, Side,
 };
 
 /// The lab directory used when none is given.
@@ -113,6 +114,8 @@ pub struct ClusterStatusRow {
     /// Where a client that follows the cluster name connects now.
     pub endpoint: Endpoint,
     pub gtid_domain_id: u32,
+    /// The dbshift proxy in front of the cluster, when one runs: the stable client endpoint.
+    pub proxy: Option<Endpoint>,
 }
 
 /// `lab status`: every endpoint and the credentials, for the operator of the lab.
@@ -821,6 +824,7 @@ impl Lab {
                     .map(|w| endpoint(w.port))
                     .unwrap_or_else(|_| endpoint(0)),
                 gtid_domain_id: c.gtid_domain_id,
+                proxy: self.running_proxy(&c.name).ok().flatten().map(|p| p.listen),
             })
             .collect();
         LabStatus {
@@ -1078,7 +1082,9 @@ fn remove_lab_files(dir: &Path) {
                 let _ = std::fs::remove_file(e.path());
                 continue;
             }
-            if is_instance || name == "tls" || name == "template" || name == "snapshots" {
+            let is_proxy = name.starts_with("proxy-") && e.path().join("proxy.cnf").exists();
+            if is_instance || is_proxy || name == "tls" || name == "template" || name == "snapshots"
+            {
                 let _ = std::fs::remove_dir_all(e.path());
             }
         }
@@ -1186,6 +1192,10 @@ impl Provider for Lab {
                 message: format!("stopping it failed: {e}"),
             })?
             .map(|_| ())
+    }
+
+    async fn proxy_of(&self, cluster: &str) -> Result<Option<ProxyEndpoint>> {
+        self.running_proxy(cluster)
     }
 
     async fn deployments(&self) -> Result<Vec<Deployment>> {

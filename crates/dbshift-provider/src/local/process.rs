@@ -282,13 +282,19 @@ pub fn spawn_server(mariadbd: &Path, paths: &InstancePaths, die_with_parent: boo
     cmd.stdin(Stdio::null())
         .stdout(Stdio::from(log))
         .stderr(Stdio::from(log2));
+    spawn_detached(cmd, die_with_parent).ctx(|| format!("starting {}", mariadbd.display()))
+}
+
+/// Start `cmd` detached (own process group, so a Ctrl-C of dbshift does not reach it; tied to
+/// this process with `PR_SET_PDEATHSIG` when `die_with_parent`), its exit status collected by
+/// a thread so that it never lingers as a zombie. Gives its PID.
+pub fn spawn_detached(mut cmd: Command, die_with_parent: bool) -> std::io::Result<u32> {
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     let child = if die_with_parent {
         spawner::spawn_tied(cmd)
     } else {
         cmd.spawn()
-    }
-    .ctx(|| format!("starting {}", mariadbd.display()))?;
+    }?;
     let pid = child.id();
     std::thread::spawn(move || {
         let mut child = child;

@@ -107,6 +107,9 @@ pub struct LabState {
     /// workflows (`Provider::credentials` leaves it out).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platform: Option<Credential>,
+    /// dbshift proxies in front of clusters (`dbshift lab proxy up`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub proxies: Vec<super::proxy::ProxyRecord>,
     /// Blue/green deployments (`dbshift bluegreen create`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub deployments: Vec<Deployment>,
@@ -135,6 +138,7 @@ impl LabState {
             rds_mode: false,
             platform: None,
             deployments: Vec::new(),
+            proxies: Vec::new(),
         }
     }
 

@@ -1,0 +1,220 @@
+//! `dbshift proxy` (run a switchover proxy in the foreground) and `dbshift lab proxy up|down`
+//! (the lab's proxies, one per cluster, as its stable client endpoints). The proxy itself is
+//! `dbshift_proxy`; see docs/proxy.md.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use dbshift_provider::local::proxy::ProxyOptions;
+use dbshift_provider::local::Lab;
+use dbshift_provider::Provider;
+use dbshift_proxy::{AuthSource, Backend, ClientTls, ProxyConfig};
+
+use crate::output::{print_json, Table};
+use crate::{Exit, Format, OutputArgs};
+
+/// The environment variable that can hold the admin API's token.
+const TOKEN_ENV: &str = "DBSHIFT_PROXY_TOKEN";
+
+#[derive(Args, Debug)]
+pub struct ProxyArgs {
+    /// A proxy option file written by `dbshift lab proxy up` (cluster, addresses, token file,
+    /// TLS files); instead of the flags below.
+    #[arg(long, conflicts_with_all = ["listen", "target", "admin", "token_file", "tls_cert"])]
+    pub defaults_file: Option<PathBuf>,
+    /// Where clients connect, e.g. 127.0.0.1:3307.
+    #[arg(long, required_unless_present = "defaults_file")]
+    pub listen: Option<SocketAddr>,
+    /// The lab cluster whose writer the proxy forwards to, e.g. lab-1.
+    #[arg(long, required_unless_present = "defaults_file")]
+    pub target: Option<String>,
+    /// The admin API (loopback only), e.g. 127.0.0.1:3308; needs a token.
+    #[arg(long)]
+    pub admin: Option<SocketAddr>,
+    /// A file holding the admin API's bearer token (else DBSHIFT_PROXY_TOKEN).
+    #[arg(long, requires = "admin")]
+    pub token_file: Option<PathBuf>,
+    /// TLS towards clients: the proxy's certificate (PEM).
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS towards clients: the proxy's key (PEM).
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum LabProxyCommand {
+    /// Start a dbshift proxy in front of each cluster (or the named ones): the clusters'
+    /// stable client endpoints. Idempotent.
+    Up {
+        /// Only these clusters.
+        #[arg(long = "cluster")]
+        clusters: Vec<String>,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Stop the lab's proxies.
+    Down,
+}
+
+fn read_token(path: Option<&Path>) -> anyhow::Result<String> {
+    let token = match path {
+        Some(p) => std::fs::read_to_string(p)
+            .with_context(|| format!("reading the admin token from {}", p.display()))?,
+        None => std::env::var(TOKEN_ENV).map_err(|_| {
+            Exit::new(
+                2,
+                format!("--admin needs a token: --token-file FILE or {TOKEN_ENV}"),
+            )
+        })?,
+    };
+    Ok(token.trim().to_string())
+}
+
+/// Run a proxy until SIGTERM or Ctrl-C.
+pub async fn run(args: ProxyArgs, dir: &Path) -> anyhow::Result<()> {
+    // A client that goes away mid-write must cost its session, not the proxy: `main` gives
+    // SIGPIPE its default action (for `dbshift ... | head`), which would end the process.
+    // SAFETY: setting a signal disposition; no handler runs.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
+    let (lab_dir, cluster, listen, admin, token_file, tls) = match &args.defaults_file {
+        Some(f) => {
+            let o = ProxyOptions::read(f).map_err(|e| Exit::new(2, e.to_string()))?;
+            let parse = |what: &str, v: &str| -> anyhow::Result<SocketAddr> {
+                v.parse()
+                    .map_err(|e| Exit::new(2, format!("{}: {what} {v:?}: {e}", f.display())).into())
+            };
+            (
+                o.lab_dir.clone(),
+                o.cluster.clone(),
+                parse("listen", &o.listen)?,
+                Some(parse("admin", &o.admin)?),
+                Some(o.token_file.clone()),
+                Some(ClientTls {
+                    cert: o.tls_cert.clone(),
+                    key: o.tls_key.clone(),
+                }),
+            )
+        }
+        None => (
+            dir.to_path_buf(),
+            args.target.clone().expect("clap requires it"),
+            args.listen.expect("clap requires it"),
+            args.admin,
+            args.token_file.clone(),
+            args.tls_cert
+                .clone()
+                .zip(args.tls_key.clone())
+                .map(|(cert, key)| ClientTls { cert, key }),
+        ),
+    };
+    let lab =
+        Lab::open(&lab_dir).with_context(|| format!("opening the lab in {}", lab_dir.display()))?;
+    let backend = lab.resolve(&cluster).await?;
+    let token = match admin {
+        Some(_) => Some(read_token(token_file.as_deref())?),
+        None => None,
+    };
+    let admin_user = lab.state().users.admin.clone();
+    let mut cfg = ProxyConfig::new(
+        listen,
+        Backend::new(backend.host.clone(), backend.port),
+        AuthSource::Admin {
+            user: admin_user.user,
+            password: admin_user.password,
+        },
+    );
+    cfg.backend_tls = Some(lab.ca_bundle());
+    cfg.client_tls = tls;
+    let handle = dbshift_proxy::start(cfg)
+        .await
+        .with_context(|| format!("starting the proxy of {cluster} on {listen}"))?;
+    let _admin = match (admin, token) {
+        (Some(addr), Some(token)) => Some(
+            dbshift_proxy::serve_admin(handle.clone(), addr, token)
+                .await
+                .with_context(|| format!("starting the admin API on {addr}"))?,
+        ),
+        _ => None,
+    };
+    eprintln!(
+        "dbshift proxy for {cluster}: clients on {}, backend {backend}{}",
+        handle.local_addr(),
+        admin
+            .map(|a| format!(", admin API on {a}"))
+            .unwrap_or_default()
+    );
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    handle.shutdown().await;
+    Ok(())
+}
+
+pub async fn lab_proxy(cmd: LabProxyCommand, dir: &Path) -> anyhow::Result<()> {
+    let lab = Lab::open(dir).with_context(|| format!("opening the lab in {}", dir.display()))?;
+    match cmd {
+        LabProxyCommand::Up { clusters, output } => {
+            let all: Vec<String> = lab
+                .list_clusters()
+                .await?
+                .into_iter()
+                .map(|c| c.name)
+                .collect();
+            let wanted = if clusters.is_empty() { all } else { clusters };
+            let exe = std::env::current_exe().context("finding the dbshift binary")?;
+            let mut started = Vec::new();
+            for c in &wanted {
+                let p = lab
+                    .start_proxy(c, &exe)
+                    .with_context(|| format!("starting the proxy of {c}"))?;
+                started.push(serde_json::json!({
+                    "cluster": p.cluster, "listen": p.listen, "admin": p.admin,
+                }));
+            }
+            match output.output {
+                Format::Json => print_json(&started)?,
+                Format::Table => {
+                    let mut t = Table::new(&["CLUSTER", "PROXY", "ADMIN"]);
+                    for s in &started {
+                        t.row(vec![
+                            s["cluster"].as_str().unwrap_or_default().into(),
+                            format!(
+                                "{}:{}",
+                                s["listen"]["host"].as_str().unwrap_or_default(),
+                                s["listen"]["port"]
+                            ),
+                            format!(
+                                "{}:{}",
+                                s["admin"]["host"].as_str().unwrap_or_default(),
+                                s["admin"]["port"]
+                            ),
+                        ]);
+                    }
+                    print!("{}", t.render());
+                    println!(
+                        "clients connect to the proxy (TLS against {}); a switchover holds them there",
+                        lab.ca_bundle().display()
+                    );
+                }
+            }
+        }
+        LabProxyCommand::Down => {
+            let mut n = 0;
+            for c in lab.list_clusters().await? {
+                if lab.stop_proxy(&c.name)? {
+                    n += 1;
+                }
+            }
+            println!("stopped {n} proxy(ies)");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,135 @@
+//! A client of a dbshift proxy's admin API (loopback HTTP/1.1, bearer token): what the
+//! switchover core calls to hold clients at the fence, re-attach them to the new writer at the
+//! redirect, and release them after the promotion. See docs/proxy.md.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Errors talking to a proxy's admin API.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyAdminError {
+    #[error("proxy admin API at {addr}: {what}")]
+    Io { addr: SocketAddr, what: String },
+    #[error("proxy admin API at {addr}: {path} answered {status}: {body}")]
+    Status {
+        addr: SocketAddr,
+        path: String,
+        status: u16,
+        body: String,
+    },
+}
+
+/// One proxy's admin API.
+#[derive(Clone)]
+pub struct ProxyAdmin {
+    pub addr: SocketAddr,
+    token: String,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for ProxyAdmin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ProxyAdmin({}, ***)", self.addr)
+    }
+}
+
+impl ProxyAdmin {
+    /// `timeout` bounds each request (a pause returns once the proxy holds every session, so
+    /// give it the pause's bound plus a margin).
+    pub fn new(addr: SocketAddr, token: String, timeout: Duration) -> ProxyAdmin {
+        ProxyAdmin {
+            addr,
+            token,
+            timeout,
+        }
+    }
+
+    /// Stop forwarding new commands; open transactions may finish within `bound`.
+    pub async fn pause(&self, bound: Duration) -> Result<serde_json::Value, ProxyAdminError> {
+        self.call(
+            "POST",
+            &format!("/pause?bound_ms={}", bound.as_millis()),
+            None,
+        )
+        .await
+    }
+
+    /// Re-attach every session to `host:port`.
+    pub async fn switch(
+        &self,
+        host: &str,
+        port: u16,
+    ) -> Result<serde_json::Value, ProxyAdminError> {
+        let body = serde_json::json!({ "host": host, "port": port }).to_string();
+        self.call("POST", "/switch", Some(body)).await
+    }
+
+    /// Release what was held.
+    pub async fn resume(&self) -> Result<serde_json::Value, ProxyAdminError> {
+        self.call("POST", "/resume", None).await
+    }
+
+    pub async fn status(&self) -> Result<serde_json::Value, ProxyAdminError> {
+        self.call("GET", "/status", None).await
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<String>,
+    ) -> Result<serde_json::Value, ProxyAdminError> {
+        let io = |what: String| ProxyAdminError::Io {
+            addr: self.addr,
+            what,
+        };
+        let exchange = async {
+            let mut s = TcpStream::connect(self.addr)
+                .await
+                .map_err(|e| io(format!("connect: {e}")))?;
+            let body = body.unwrap_or_default();
+            let req = format!(
+                "{method} {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\n\
+                 Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                self.addr,
+                self.token,
+                body.len()
+            );
+            s.write_all(req.as_bytes())
+                .await
+                .map_err(|e| io(format!("write: {e}")))?;
+            let mut raw = Vec::new();
+            s.read_to_end(&mut raw)
+                .await
+                .map_err(|e| io(format!("read: {e}")))?;
+            Ok::<Vec<u8>, ProxyAdminError>(raw)
+        };
+        let raw = tokio::time::timeout(self.timeout, exchange)
+            .await
+            .map_err(|_| {
+                io(format!(
+                    "{method} {path}: no answer within {:?}",
+                    self.timeout
+                ))
+            })??;
+        let text = String::from_utf8_lossy(&raw);
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let status: u16 = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| io(format!("{method} {path}: not an HTTP answer")))?;
+        if !(200..300).contains(&status) {
+            return Err(ProxyAdminError::Status {
+                addr: self.addr,
+                path: path.to_string(),
+                status,
+                body: body.trim().chars().take(300).collect(),
+            });
+        }
+        Ok(serde_json::from_str(body).unwrap_or(serde_json::Value::Null))
+    }
+}

@@ -1,0 +1,358 @@
+//! The proxy's own connections to a backend server: TCP, TLS with the certificate verified,
+//! mysql_native_password answered from a session's [`SessionSecret`], and the few commands the
+//! proxy runs itself on a client's backend session (session tracking, replay, re-prepare).
+//!
+//! Nothing here decides when to connect or switch; the session and the control do.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpStream;
+
+use crate::auth::SessionSecret;
+use crate::error::{Error, Result};
+use crate::protocol::{
+    self, cap, handshake_response_payload, lenenc_bytes, parse_err, parse_server_handshake,
+    ssl_request_payload, ServerHandshake, NATIVE_PASSWORD,
+};
+use crate::response::{Expect, Kind, Response};
+use crate::wire::{Stream, Wire};
+
+/// A backend server's address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Backend {
+    pub host: String,
+    pub port: u16,
+}
+
+impl Backend {
+    pub fn new(host: impl Into<String>, port: u16) -> Backend {
+        Backend {
+            host: host.into(),
+            port,
+        }
+    }
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.host, self.port)
+    }
+}
+
+/// The session tracking every backend session of the proxy runs with: the server reports
+/// schema, system variable and other state changes in its OK packets.
+pub const TRACKING_SQL: &str = "SET SESSION session_track_schema=ON, \
+     session_track_state_change=ON, session_track_system_variables='*'";
+
+/// TLS client configuration that verifies backends against the CA bundle at `ca`.
+pub fn client_tls_config(ca: &Path) -> Result<Arc<rustls::ClientConfig>> {
+    let mut roots = rustls::RootCertStore::empty();
+    let certs = CertificateDer::pem_file_iter(ca)
+        .map_err(|e| Error::Tls(format!("{}: {e}", ca.display())))?;
+    for c in certs {
+        let c = c.map_err(|e| Error::Tls(format!("{}: {e}", ca.display())))?;
+        roots
+            .add(c)
+            .map_err(|e| Error::Tls(format!("{}: {e}", ca.display())))?;
+    }
+    if roots.is_empty() {
+        return Err(Error::Tls(format!("{}: no CA certificate", ca.display())));
+    }
+    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| Error::Tls(e.to_string()))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(Arc::new(cfg))
+}
+
+/// TLS server configuration for client connections.
+pub fn server_tls_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| Error::Tls(format!("{}: {e}", cert.display())))?
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| Error::Tls(format!("{}: {e}", cert.display())))?;
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| Error::Tls(format!("{}: {e}", key.display())))?;
+    let cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| Error::Tls(e.to_string()))?
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .map_err(|e| Error::Tls(e.to_string()))?;
+    Ok(Arc::new(cfg))
+}
+
+/// Where and how to reach one backend.
+#[derive(Clone)]
+pub struct Target {
+    pub backend: Backend,
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    pub connect_timeout: Duration,
+}
+
+/// What a client session asked for, replayed on every backend connection it gets.
+#[derive(Debug, Clone)]
+pub struct LoginSpec {
+    pub user: String,
+    pub client_caps: u32,
+    pub max_packet: u32,
+    pub charset: u8,
+}
+
+/// One authenticated backend connection.
+pub struct BackendConn {
+    pub wire: Wire,
+    pub handshake: ServerHandshake,
+    pub caps: u32,
+}
+
+impl Target {
+    fn fail(&self, message: impl Into<String>) -> Error {
+        Error::Backend {
+            endpoint: self.backend.to_string(),
+            message: message.into(),
+        }
+    }
+
+    async fn open(&self) -> Result<(Wire, ServerHandshake)> {
+        let addr = (self.backend.host.as_str(), self.backend.port);
+        let tcp = tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr))
+            .await
+            .map_err(|_| self.fail(format!("no connection within {:?}", self.connect_timeout)))?
+            .map_err(|e| self.fail(format!("cannot connect: {e}")))?;
+        tcp.set_nodelay(true)?;
+        let mut wire = Wire::new(Stream::Plain(tcp));
+        let (_, payload) = tokio::time::timeout(self.connect_timeout, wire.read_packet())
+            .await
+            .map_err(|_| self.fail("no server greeting"))??;
+        let hs = parse_server_handshake(&payload).map_err(|e| self.fail(e.to_string()))?;
+        Ok((wire, hs))
+    }
+
+    /// Read the greeting only (server version, capabilities), then close.
+    pub async fn greeting(&self) -> Result<ServerHandshake> {
+        Ok(self.open().await?.1)
+    }
+
+    /// Connect and authenticate as `login` with `secret`, with `schema` as the default
+    /// database, and turn session tracking on.
+    pub async fn connect(
+        &self,
+        login: &LoginSpec,
+        secret: &SessionSecret,
+        schema: Option<&str>,
+    ) -> Result<BackendConn> {
+        let fut = self.connect_inner(login, secret, schema);
+        tokio::time::timeout(self.connect_timeout * 2, fut)
+            .await
+            .map_err(|_| self.fail("authentication did not finish in time"))?
+    }
+
+    async fn connect_inner(
+        &self,
+        login: &LoginSpec,
+        secret: &SessionSecret,
+        schema: Option<&str>,
+    ) -> Result<BackendConn> {
+        let (mut wire, hs) = self.open().await?;
+        if hs.capabilities & cap::SESSION_TRACK == 0 {
+            return Err(self.fail("the server does not offer session tracking"));
+        }
+        let mut caps = (login.client_caps & cap::PASSED_ON)
+            | cap::PROTOCOL_41
+            | cap::SECURE_CONNECTION
+            | cap::PLUGIN_AUTH
+            | cap::PLUGIN_AUTH_LENENC_CLIENT_DATA
+            | cap::SESSION_TRACK
+            | cap::LONG_PASSWORD;
+        if schema.is_some() {
+            caps |= cap::CONNECT_WITH_DB;
+        }
+        caps &= hs.capabilities | cap::LONG_PASSWORD;
+        let mut seq = 1u8;
+        if let Some(tls) = &self.tls {
+            if hs.capabilities & cap::SSL == 0 {
+                return Err(self.fail("TLS is configured but the server does not offer it"));
+            }
+            caps |= cap::SSL;
+            seq = wire
+                .write_packet(
+                    seq,
+                    &ssl_request_payload(caps, login.max_packet, login.charset),
+                )
+                .await?;
+            let Stream::Plain(tcp) = std::mem::replace(&mut wire.stream, Stream::Empty) else {
+                return Err(self.fail("stream already upgraded"));
+            };
+            let name = ServerName::try_from(self.backend.host.clone())
+                .map_err(|e| self.fail(format!("not a valid TLS server name: {e}")))?;
+            let tls = tokio_rustls::TlsConnector::from(tls.clone())
+                .connect(name, tcp)
+                .await
+                .map_err(|e| self.fail(format!("TLS: {e}")))?;
+            wire.stream = Stream::ClientTls(Box::new(tls));
+        }
+        let scramble = hs.scramble.clone();
+        let answer = secret.answer(&scramble);
+        let payload = handshake_response_payload(
+            caps,
+            login.max_packet,
+            login.charset,
+            &login.user,
+            &answer,
+            schema,
+        );
+        wire.write_packet(seq, &payload).await?;
+        loop {
+            let (seq, p) = wire.read_packet().await?;
+            match p.first() {
+                Some(0x00) => break,
+                Some(0xFF) => {
+                    let e = parse_err(&p);
+                    return Err(Error::BackendRefused {
+                        endpoint: self.backend.to_string(),
+                        code: e.code,
+                        state: e.state,
+                        message: e.message,
+                    });
+                }
+                Some(0xFE) => {
+                    // Auth switch: only to mysql_native_password, with a fresh scramble.
+                    let mut pos = 1;
+                    let plugin = protocol::nul_str(&p, &mut pos).unwrap_or(&[]);
+                    if plugin != NATIVE_PASSWORD.as_bytes() {
+                        return Err(self.fail(format!(
+                            "the server asks for authentication plugin {}, which the proxy cannot answer",
+                            String::from_utf8_lossy(plugin)
+                        )));
+                    }
+                    let s = &p[pos..];
+                    let s = s.strip_suffix(&[0]).unwrap_or(s);
+                    wire.write_packet(seq.wrapping_add(1), &secret.answer(s))
+                        .await?;
+                }
+                _ => return Err(self.fail("unexpected packet during authentication")),
+            }
+        }
+        let mut conn = BackendConn {
+            wire,
+            handshake: hs,
+            caps,
+        };
+        conn.simple(TRACKING_SQL)
+            .await
+            .map_err(|e| self.fail(format!("turning session tracking on: {e}")))?;
+        Ok(conn)
+    }
+}
+
+/// A response collected whole (for the proxy's own commands only, never for relayed ones).
+pub struct Collected {
+    pub packets: Vec<Vec<u8>>,
+    pub last_status: u16,
+}
+
+impl BackendConn {
+    pub fn deprecate_eof(&self) -> bool {
+        self.caps & cap::DEPRECATE_EOF != 0
+    }
+
+    /// Send one command and collect its whole response; an ERR becomes an error.
+    pub async fn command(&mut self, payload: &[u8]) -> Result<Collected> {
+        self.wire.write_packet(0, payload).await?;
+        let mut r = Response::new(Expect::of(payload[0]), self.deprecate_eof());
+        let mut out = Collected {
+            packets: Vec::new(),
+            last_status: 0,
+        };
+        while !r.done() {
+            let (_, p) = self.wire.read_packet().await?;
+            match r.feed(&p, p.len().min(protocol::MAX_PAYLOAD - 1)) {
+                Kind::Err => {
+                    let e = parse_err(&p);
+                    return Err(Error::BackendRefused {
+                        endpoint: String::from("session backend"),
+                        code: e.code,
+                        state: e.state,
+                        message: e.message,
+                    });
+                }
+                Kind::Ok(s) | Kind::Eof(s) => out.last_status = s,
+                Kind::LocalInfile => return Err(Error::protocol("unexpected LOCAL INFILE")),
+                _ => {}
+            }
+            out.packets.push(p);
+        }
+        Ok(out)
+    }
+
+    /// A statement with no result set.
+    pub async fn simple(&mut self, sql: &str) -> Result<Collected> {
+        let mut p = Vec::with_capacity(sql.len() + 1);
+        p.push(protocol::com::QUERY);
+        p.extend_from_slice(sql.as_bytes());
+        self.command(&p).await
+    }
+
+    /// A query's rows (text protocol), each column as bytes or NULL.
+    pub async fn rows(&mut self, sql: &str) -> Result<Vec<Vec<Option<Vec<u8>>>>> {
+        let c = self.simple(sql).await?;
+        let Some(first) = c.packets.first() else {
+            return Ok(Vec::new());
+        };
+        let mut pos = 0;
+        let ncol = protocol::lenenc_int(first, &mut pos).unwrap_or(0) as usize;
+        if first.first() == Some(&0) || ncol == 0 {
+            return Ok(Vec::new());
+        }
+        let skip = 1 + ncol + usize::from(!self.deprecate_eof());
+        let mut out = Vec::new();
+        for p in c.packets.iter().skip(skip) {
+            if p.first() == Some(&0xFE) && p.len() < protocol::MAX_PAYLOAD {
+                break;
+            }
+            let mut pos = 0;
+            let mut row = Vec::with_capacity(ncol);
+            for _ in 0..ncol {
+                if p.get(pos) == Some(&0xFB) {
+                    pos += 1;
+                    row.push(None);
+                } else {
+                    row.push(lenenc_bytes(p, &mut pos).map(|b| b.to_vec()));
+                }
+            }
+            out.push(row);
+        }
+        Ok(out)
+    }
+
+    /// Prepare `sql`; the backend's statement id.
+    pub async fn prepare(&mut self, sql: &[u8]) -> Result<u32> {
+        let mut p = Vec::with_capacity(sql.len() + 1);
+        p.push(protocol::com::STMT_PREPARE);
+        p.extend_from_slice(sql);
+        let c = self.command(&p).await?;
+        let head = c
+            .packets
+            .first()
+            .and_then(|p| p.get(1..5))
+            .ok_or_else(|| Error::protocol("short PREPARE_OK"))?;
+        Ok(u32::from_le_bytes([head[0], head[1], head[2], head[3]]))
+    }
+
+    /// Say goodbye; errors do not matter any more.
+    pub async fn quit(mut self) {
+        let _ = self.wire.write_packet(0, &[protocol::com::QUIT]).await;
+        let _ = tokio::io::AsyncWriteExt::shutdown(&mut self.wire.stream).await;
+    }
+}

@@ -1,0 +1,664 @@
+//! dbshift-proxy: a MySQL-protocol proxy in front of a cluster's writer that holds clients
+//! through a switch, so that they see added latency and nothing else.
+//!
+//! The proxy terminates every client connection (its own handshake, mysql_native_password
+//! checked against the stored hash) and opens its own backend connection per client session.
+//! It forwards one command at a time and follows each response to its end, so it always knows
+//! where the command boundaries are, whether the session is inside a transaction (status
+//! flags) and what session state it carries (the server's `session_track_*` reports, prepared
+//! statements, and a glance at statement text for what the server does not report).
+//!
+//! [`ProxyHandle::pause`], [`ProxyHandle::switch`] and [`ProxyHandle::resume`] are the
+//! switchover's hooks; [`serve_admin`] exposes them over loopback HTTP with a token. The proxy
+//! must never answer a held command with an error, never drop a session it could move, and
+//! never log a password, a password hash or the SHA1 of a password. See docs/proxy.md.
+
+pub mod admin;
+pub mod auth;
+pub mod backend;
+pub mod error;
+mod metrics;
+pub mod protocol;
+pub mod response;
+mod session;
+pub mod sql;
+mod wire;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Notify};
+
+pub use admin::serve_admin;
+pub use auth::AuthSource;
+pub use backend::Backend;
+pub use error::{Error, Result};
+
+use backend::Target;
+use metrics::Metrics;
+
+/// TLS towards clients: the proxy's certificate chain and key (PEM files).
+#[derive(Debug, Clone)]
+pub struct ClientTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Everything the proxy needs. Field by field in docs/proxy.md.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    /// Where clients connect (port 0: any free port, see [`ProxyHandle::local_addr`]).
+    pub listen: SocketAddr,
+    /// The writer the proxy forwards to at start.
+    pub backend: Backend,
+    /// CA bundle (PEM) the backend's certificate must verify against, host name included.
+    /// `None`: plain TCP to the backend.
+    pub backend_tls: Option<PathBuf>,
+    /// TLS offered to clients. `None`: clients connect in plain TCP.
+    pub client_tls: Option<ClientTls>,
+    /// Where the stored password hashes come from.
+    pub auth: AuthSource,
+    /// How long a switch waits for sessions with state that cannot move (and, when no bound
+    /// is given, how long a pause lets open transactions finish).
+    pub drain_bound: Duration,
+    /// The longest the proxy stays paused: past it, it resumes by itself on the backend it
+    /// has, so that a switchover that died cannot hold clients forever.
+    pub hold_bound: Duration,
+    /// TCP connect and greeting timeout towards backends.
+    pub connect_timeout: Duration,
+}
+
+impl ProxyConfig {
+    /// A configuration with the usual bounds (drain 5 s, hold 30 s, connect 5 s).
+    pub fn new(listen: SocketAddr, backend: Backend, auth: AuthSource) -> ProxyConfig {
+        ProxyConfig {
+            listen,
+            backend,
+            backend_tls: None,
+            client_tls: None,
+            auth,
+            drain_bound: Duration::from_secs(5),
+            hold_bound: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// What every session follows. Sessions act on a change at their next command boundary
+/// (at once when idle).
+#[derive(Clone)]
+pub(crate) struct Control {
+    pub paused: bool,
+    /// The pause's bound has passed: sessions with state that cannot move are held too.
+    pub drain_over: bool,
+    pub generation: u64,
+    pub target: Arc<Target>,
+    /// Raised to end every session that is still in a transaction (or busy) or that holds
+    /// state that cannot move.
+    pub end_pinned: u64,
+    pub shutdown: bool,
+}
+
+/// Why a session cannot be moved right now (bits of [`SessionInfo::unmovable`]).
+pub(crate) mod pin {
+    pub const TEMP_TABLES: u32 = 1;
+    pub const USER_LOCKS: u32 = 1 << 1;
+    pub const CURSORS: u32 = 1 << 2;
+    pub const LOCK_TABLES: u32 = 1 << 3;
+    pub const LONG_DATA: u32 = 1 << 4;
+
+    pub fn describe(bits: u32) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        for (b, name) in [
+            (TEMP_TABLES, "temporary tables"),
+            (USER_LOCKS, "GET_LOCK locks"),
+            (CURSORS, "open cursors"),
+            (LOCK_TABLES, "LOCK TABLES"),
+            (LONG_DATA, "unsent long data"),
+        ] {
+            if bits & b != 0 {
+                v.push(name);
+            }
+        }
+        v
+    }
+}
+
+/// What the control sees of one session; the session task owns everything else.
+pub(crate) struct SessionInfo {
+    pub id: u32,
+    pub user: String,
+    pub client: SocketAddr,
+    pub generation: AtomicU64,
+    pub in_trans: AtomicBool,
+    /// A command is between the client and the backend.
+    pub busy: AtomicBool,
+    pub held: AtomicBool,
+    pub unmovable: AtomicU32,
+}
+
+pub(crate) struct Shared {
+    pub cfg: ProxyConfig,
+    pub control: watch::Sender<Control>,
+    pub sessions: Mutex<HashMap<u32, Arc<SessionInfo>>>,
+    /// Notified whenever a session changes what the control waits for.
+    pub session_event: Notify,
+    pub metrics: Metrics,
+    pub server_version: Vec<u8>,
+    pub charset: u8,
+    pub admin_pool: RwLock<Option<mysql_async::Pool>>,
+    pub client_tls: Option<Arc<rustls::ServerConfig>>,
+    pub backend_tls: Option<Arc<rustls::ClientConfig>>,
+    pub next_connection_id: AtomicU32,
+    /// Connections held before their handshake.
+    pub held_connections: AtomicU64,
+    pub ops: tokio::sync::Mutex<()>,
+    pub paused_at: Mutex<Option<Instant>>,
+    pub pause_epoch: AtomicU64,
+}
+
+impl Shared {
+    pub fn control(&self) -> Control {
+        self.control.borrow().clone()
+    }
+
+    fn sessions(&self) -> Vec<Arc<SessionInfo>> {
+        self.sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    pub(crate) fn admin_pool(&self) -> Option<mysql_async::Pool> {
+        self.admin_pool
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn make_target(&self, backend: Backend) -> Target {
+        Target {
+            backend,
+            tls: self.backend_tls.clone(),
+            connect_timeout: self.cfg.connect_timeout,
+        }
+    }
+
+    fn admin_pool_for(&self, backend: &Backend) -> Option<mysql_async::Pool> {
+        let AuthSource::Admin { user, password } = &self.cfg.auth else {
+            return None;
+        };
+        let mut opts = dbshift_db::ConnectOptions::new(&backend.host, backend.port, user)
+            .password(password.clone())
+            .connect_timeout(self.cfg.connect_timeout);
+        if let Some(ca) = &self.cfg.backend_tls {
+            opts = opts.tls(dbshift_db::server::TlsOptions {
+                ca_path: ca.clone(),
+                verify_identity: true,
+            });
+        }
+        let constraints = mysql_async::PoolConstraints::new(0, 4).expect("0 <= 4");
+        let pool_opts = mysql_async::PoolOpts::default()
+            .with_constraints(constraints)
+            .with_inactive_connection_ttl(Duration::from_secs(60));
+        let o = mysql_async::OptsBuilder::from_opts(opts.to_opts()).pool_opts(pool_opts);
+        Some(mysql_async::Pool::new(o))
+    }
+}
+
+/// A running proxy. Cheap to clone; every clone controls the same proxy.
+#[derive(Clone)]
+pub struct ProxyHandle {
+    shared: Arc<Shared>,
+    local_addr: SocketAddr,
+}
+
+/// What [`ProxyHandle::pause`] did.
+#[derive(Debug, Clone, Serialize)]
+pub struct PauseReport {
+    /// Sessions open when the pause began.
+    pub sessions: usize,
+    /// Sessions in a transaction (or running a command) when the pause began.
+    pub draining_at_start: usize,
+    /// Sessions ended because their transaction was still open at the bound.
+    pub ended_in_transaction: usize,
+    /// Sessions that hold state that cannot move (temporary tables, GET_LOCK, cursors, LOCK
+    /// TABLES); a switch ends them, a resume lets them go on.
+    pub unmovable: usize,
+    /// How long the drain took.
+    pub drain_ms: u64,
+}
+
+/// What [`ProxyHandle::switch`] did.
+#[derive(Debug, Clone, Serialize)]
+pub struct SwitchReport {
+    pub from: Backend,
+    pub to: Backend,
+    /// Sessions re-attached to the new backend.
+    pub moved: usize,
+    /// Sessions ended (state that cannot move, open transaction, re-attach failure).
+    pub ended: usize,
+    pub took_ms: u64,
+}
+
+/// What [`ProxyHandle::resume`] did.
+#[derive(Debug, Clone, Serialize)]
+pub struct ResumeReport {
+    /// Sessions and connections that were held and are now released.
+    pub released: usize,
+    pub paused_ms: u64,
+}
+
+/// One session in [`Status`].
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionStatus {
+    pub id: u32,
+    pub user: String,
+    pub client: String,
+    pub in_transaction: bool,
+    pub held: bool,
+    pub unmovable: Vec<&'static str>,
+}
+
+/// The proxy's state, for `GET /status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub listen: String,
+    pub backend: Backend,
+    pub paused: bool,
+    pub paused_ms: Option<u64>,
+    pub generation: u64,
+    pub server_version: String,
+    pub sessions: Vec<SessionStatus>,
+    pub held_connections: u64,
+}
+
+/// Start the proxy: read the backend's greeting (its version string is mirrored to clients),
+/// bind `cfg.listen` and accept clients in the background.
+pub async fn start(cfg: ProxyConfig) -> Result<ProxyHandle> {
+    let backend_tls = match &cfg.backend_tls {
+        Some(ca) => Some(backend::client_tls_config(ca)?),
+        None => None,
+    };
+    let client_tls = match &cfg.client_tls {
+        Some(t) => Some(backend::server_tls_config(&t.cert, &t.key)?),
+        None => None,
+    };
+    if cfg.drain_bound.is_zero() || cfg.hold_bound.is_zero() {
+        return Err(Error::Config(
+            "drain and hold bounds must be positive".into(),
+        ));
+    }
+    let target = Target {
+        backend: cfg.backend.clone(),
+        tls: backend_tls.clone(),
+        connect_timeout: cfg.connect_timeout,
+    };
+    let greeting = target.greeting().await?;
+    let listener = TcpListener::bind(cfg.listen).await?;
+    let local_addr = listener.local_addr()?;
+    let (control, _) = watch::channel(Control {
+        paused: false,
+        drain_over: false,
+        generation: 1,
+        target: Arc::new(target),
+        end_pinned: 0,
+        shutdown: false,
+    });
+    let shared = Arc::new(Shared {
+        cfg,
+        control,
+        sessions: Mutex::new(HashMap::new()),
+        session_event: Notify::new(),
+        metrics: Metrics::default(),
+        server_version: greeting.server_version.clone(),
+        charset: greeting.charset,
+        admin_pool: RwLock::new(None),
+        client_tls,
+        backend_tls,
+        next_connection_id: AtomicU32::new(1),
+        held_connections: AtomicU64::new(0),
+        ops: tokio::sync::Mutex::new(()),
+        paused_at: Mutex::new(None),
+        pause_epoch: AtomicU64::new(0),
+    });
+    *shared.admin_pool.write().unwrap_or_else(|p| p.into_inner()) =
+        shared.admin_pool_for(&shared.cfg.backend);
+    tracing::info!(listen = %local_addr, backend = %shared.cfg.backend, "proxy started");
+    let acceptor = shared.clone();
+    tokio::spawn(async move {
+        let mut rx = acceptor.control.subscribe();
+        loop {
+            tokio::select! {
+                r = listener.accept() => match r {
+                    Ok((tcp, peer)) => {
+                        let s = acceptor.clone();
+                        tokio::spawn(session::run(s, tcp, peer));
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+                r = rx.changed() => {
+                    if r.is_err() || rx.borrow().shutdown {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    Ok(ProxyHandle { shared, local_addr })
+}
+
+impl ProxyHandle {
+    /// The address clients connect to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The backend commands go to now.
+    pub fn backend(&self) -> Backend {
+        self.shared.control().target.backend.clone()
+    }
+
+    /// Stop forwarding new commands at statement boundaries; commands that arrive are held,
+    /// not answered, and new connections are held before their handshake. Sessions inside a
+    /// transaction (or running a command) may go on until they commit or roll back, up to
+    /// `bound`; past it they are ended with a clear error. Returns when no session is in a
+    /// transaction or running a command any more.
+    pub async fn pause(&self, bound: Duration) -> Result<PauseReport> {
+        let _op = self.shared.ops.lock().await;
+        let started = Instant::now();
+        tracing::info!(bound_ms = bound.as_millis() as u64, "pausing the proxy");
+        let epoch = self.shared.pause_epoch.fetch_add(1, Relaxed) + 1;
+        {
+            let mut at = self
+                .shared
+                .paused_at
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            at.get_or_insert(started);
+        }
+        self.shared.control.send_modify(|c| {
+            c.paused = true;
+            c.drain_over = false;
+        });
+        Metrics::inc(&self.shared.metrics.pauses_total);
+        self.arm_hold_watchdog(epoch);
+        let draining = |s: &SessionInfo| s.in_trans.load(Relaxed) || s.busy.load(Relaxed);
+        let sessions = self.shared.sessions();
+        let draining_at_start = sessions.iter().filter(|s| draining(s)).count();
+        let deadline = tokio::time::Instant::now() + bound;
+        loop {
+            let notified = self.shared.session_event.notified();
+            if !self.shared.sessions().iter().any(|s| draining(s)) {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                break;
+            }
+        }
+        let still: Vec<_> = self
+            .shared
+            .sessions()
+            .into_iter()
+            .filter(|s| draining(s))
+            .collect();
+        let ended = still.len();
+        if ended > 0 {
+            tracing::warn!(
+                sessions = ended,
+                "transactions still open at the pause bound: ending those sessions"
+            );
+            self.shared.control.send_modify(|c| c.end_pinned += 1);
+            self.wait_gone(&still, Duration::from_secs(2)).await;
+        }
+        self.shared.control.send_modify(|c| c.drain_over = true);
+        let unmovable = self
+            .shared
+            .sessions()
+            .iter()
+            .filter(|s| s.unmovable.load(Relaxed) != 0)
+            .count();
+        let report = PauseReport {
+            sessions: sessions.len(),
+            draining_at_start,
+            ended_in_transaction: ended,
+            unmovable,
+            drain_ms: started.elapsed().as_millis() as u64,
+        };
+        tracing::info!(?report, "proxy paused");
+        Ok(report)
+    }
+
+    fn arm_hold_watchdog(&self, epoch: u64) {
+        let shared = self.shared.clone();
+        let hold = shared.cfg.hold_bound;
+        tokio::spawn(async move {
+            tokio::time::sleep(hold).await;
+            if shared.pause_epoch.load(Relaxed) == epoch && shared.control().paused {
+                let _op = shared.ops.lock().await;
+                if shared.pause_epoch.load(Relaxed) == epoch && shared.control().paused {
+                    tracing::warn!(
+                        hold_ms = hold.as_millis() as u64,
+                        "paused longer than the hold bound: resuming on the current backend"
+                    );
+                    resume_inner(&shared);
+                }
+            }
+        });
+    }
+
+    async fn wait_gone(&self, sessions: &[Arc<SessionInfo>], limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let notified = self.shared.session_event.notified();
+            let any = {
+                let live = self
+                    .shared
+                    .sessions
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                sessions.iter().any(|s| live.contains_key(&s.id))
+            };
+            if !any || tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Re-attach every session to `new_backend`: a new backend connection per session,
+    /// authenticated as its user, with its schema, system variables, user variables and
+    /// prepared statements replayed, then the old connection closed. Sessions with state that
+    /// cannot move are ended with a clear error (at once after a pause's drain, else after
+    /// the drain bound). Fails, changing nothing, when the new backend cannot be reached.
+    pub async fn switch(&self, new_backend: Backend) -> Result<SwitchReport> {
+        let _op = self.shared.ops.lock().await;
+        let started = Instant::now();
+        let from = self.backend();
+        tracing::info!(from = %from, to = %new_backend, "switching the proxy's backend");
+        let target = self.shared.make_target(new_backend.clone());
+        target.greeting().await?;
+        let pool = self.shared.admin_pool_for(&new_backend);
+        if let Some(p) = &pool {
+            let mut c = p.get_conn().await.map_err(|e| Error::Backend {
+                endpoint: new_backend.to_string(),
+                message: format!("admin connection: {e}"),
+            })?;
+            mysql_async::prelude::Queryable::ping(&mut c)
+                .await
+                .map_err(|e| Error::Backend {
+                    endpoint: new_backend.to_string(),
+                    message: format!("admin connection: {e}"),
+                })?;
+        }
+        let old_pool = std::mem::replace(
+            &mut *self
+                .shared
+                .admin_pool
+                .write()
+                .unwrap_or_else(|p| p.into_inner()),
+            pool,
+        );
+        if let Some(p) = old_pool {
+            tokio::spawn(async move {
+                let _ = p.disconnect().await;
+            });
+        }
+        let mut generation = 0;
+        self.shared.control.send_modify(|c| {
+            c.generation += 1;
+            c.target = Arc::new(target);
+            generation = c.generation;
+        });
+        let before = self.shared.sessions();
+        let moved_before = self.shared.metrics.sessions_moved_total.load(Relaxed);
+        let ended_before = self.shared.metrics.sessions_ended_total.load(Relaxed);
+        let deadline = tokio::time::Instant::now() + self.shared.cfg.drain_bound;
+        let pending = |shared: &Shared| {
+            shared
+                .sessions()
+                .into_iter()
+                .filter(|s| s.generation.load(Relaxed) != generation)
+                .collect::<Vec<_>>()
+        };
+        loop {
+            let notified = self.shared.session_event.notified();
+            if pending(&self.shared).is_empty() {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                break;
+            }
+        }
+        let left = pending(&self.shared);
+        if !left.is_empty() {
+            tracing::warn!(
+                sessions = left.len(),
+                "sessions could not move within the drain bound: ending them"
+            );
+            self.shared.control.send_modify(|c| c.end_pinned += 1);
+            self.wait_gone(&left, Duration::from_secs(2)).await;
+        }
+        Metrics::inc(&self.shared.metrics.switches_total);
+        let report = SwitchReport {
+            from,
+            to: new_backend,
+            moved: (self.shared.metrics.sessions_moved_total.load(Relaxed) - moved_before) as usize,
+            ended: ((self.shared.metrics.sessions_ended_total.load(Relaxed) - ended_before)
+                as usize)
+                .min(before.len()),
+            took_ms: started.elapsed().as_millis() as u64,
+        };
+        tracing::info!(?report, "proxy switched");
+        Ok(report)
+    }
+
+    /// Release everything held: commands go to the (possibly new) backend.
+    pub async fn resume(&self) -> ResumeReport {
+        let _op = self.shared.ops.lock().await;
+        resume_inner(&self.shared)
+    }
+
+    /// Sessions, backend and pause state now.
+    pub fn status(&self) -> Status {
+        let ctl = self.shared.control();
+        let paused_ms = self
+            .shared
+            .paused_at
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .map(|t| t.elapsed().as_millis() as u64);
+        let mut sessions: Vec<SessionStatus> = self
+            .shared
+            .sessions()
+            .iter()
+            .map(|s| SessionStatus {
+                id: s.id,
+                user: s.user.clone(),
+                client: s.client.to_string(),
+                in_transaction: s.in_trans.load(Relaxed),
+                held: s.held.load(Relaxed),
+                unmovable: pin::describe(s.unmovable.load(Relaxed)),
+            })
+            .collect();
+        sessions.sort_by_key(|s| s.id);
+        Status {
+            listen: self.local_addr.to_string(),
+            backend: ctl.target.backend.clone(),
+            paused: ctl.paused,
+            paused_ms,
+            generation: ctl.generation,
+            server_version: String::from_utf8_lossy(&self.shared.server_version).into_owned(),
+            sessions,
+            held_connections: self.shared.held_connections.load(Relaxed),
+        }
+    }
+
+    /// The metrics in Prometheus text format.
+    pub fn metrics_text(&self) -> String {
+        let held = self
+            .shared
+            .sessions()
+            .iter()
+            .filter(|s| s.held.load(Relaxed))
+            .count()
+            + self.shared.held_connections.load(Relaxed) as usize;
+        self.shared
+            .metrics
+            .render(self.shared.control().paused, held)
+    }
+
+    /// Stop accepting, end every session (clients see their connection closed) and close the
+    /// admin connections.
+    pub async fn shutdown(&self) {
+        tracing::info!("proxy shutting down");
+        self.shared.control.send_modify(|c| c.shutdown = true);
+        let all = self.shared.sessions();
+        self.wait_gone(&all, Duration::from_secs(2)).await;
+        let pool = self
+            .shared
+            .admin_pool
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(p) = pool {
+            let _ = p.disconnect().await;
+        }
+    }
+}
+
+fn resume_inner(shared: &Shared) -> ResumeReport {
+    let held = shared
+        .sessions()
+        .iter()
+        .filter(|s| s.held.load(Relaxed))
+        .count()
+        + shared.held_connections.load(Relaxed) as usize;
+    let paused_ms = shared
+        .paused_at
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take()
+        .map(|t| t.elapsed().as_millis() as u64)
+        .unwrap_or(0);
+    shared.control.send_modify(|c| {
+        c.paused = false;
+        c.drain_over = false;
+    });
+    let report = ResumeReport {
+        released: held,
+        paused_ms,
+    };
+    tracing::info!(?report, "proxy resumed");
+    report
+}

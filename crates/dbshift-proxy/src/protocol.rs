@@ -1,0 +1,627 @@
+//! The MySQL/MariaDB client/server wire format, as far as the proxy needs it: framing,
+//! length-encoded integers, capability and status flags, and the packets the proxy itself
+//! writes (handshake, OK, ERR) or must read (handshake response, OK/EOF status flags, session
+//! state information).
+//!
+//! Parsing here never allocates for the packets that stream through (rows, column
+//! definitions); only handshake-time packets become owned values.
+
+use crate::error::{Error, Result};
+
+/// Payload length that means "this packet continues in the next one".
+pub const MAX_PAYLOAD: usize = 0xFF_FFFF;
+
+pub mod cap {
+    pub const LONG_PASSWORD: u32 = 1; // CLIENT_MYSQL on MariaDB: no extended capabilities
+    pub const FOUND_ROWS: u32 = 1 << 1;
+    pub const LONG_FLAG: u32 = 1 << 2;
+    pub const CONNECT_WITH_DB: u32 = 1 << 3;
+    pub const NO_SCHEMA: u32 = 1 << 4;
+    pub const COMPRESS: u32 = 1 << 5;
+    pub const ODBC: u32 = 1 << 6;
+    pub const LOCAL_FILES: u32 = 1 << 7;
+    pub const IGNORE_SPACE: u32 = 1 << 8;
+    pub const PROTOCOL_41: u32 = 1 << 9;
+    pub const INTERACTIVE: u32 = 1 << 10;
+    pub const SSL: u32 = 1 << 11;
+    pub const IGNORE_SIGPIPE: u32 = 1 << 12;
+    pub const TRANSACTIONS: u32 = 1 << 13;
+    pub const RESERVED: u32 = 1 << 14;
+    pub const SECURE_CONNECTION: u32 = 1 << 15;
+    pub const MULTI_STATEMENTS: u32 = 1 << 16;
+    pub const MULTI_RESULTS: u32 = 1 << 17;
+    pub const PS_MULTI_RESULTS: u32 = 1 << 18;
+    pub const PLUGIN_AUTH: u32 = 1 << 19;
+    pub const CONNECT_ATTRS: u32 = 1 << 20;
+    pub const PLUGIN_AUTH_LENENC_CLIENT_DATA: u32 = 1 << 21;
+    pub const CAN_HANDLE_EXPIRED_PASSWORDS: u32 = 1 << 22;
+    pub const SESSION_TRACK: u32 = 1 << 23;
+    pub const DEPRECATE_EOF: u32 = 1 << 24;
+
+    /// What the proxy offers clients (SSL is added when client TLS is configured). Nothing
+    /// that changes the wire format in a way the proxy does not follow: no compression, no
+    /// LOCAL INFILE, no MariaDB extended capabilities (LONG_PASSWORD set says "MySQL-style").
+    pub const PROXY_OFFERS: u32 = LONG_PASSWORD
+        | FOUND_ROWS
+        | LONG_FLAG
+        | CONNECT_WITH_DB
+        | NO_SCHEMA
+        | ODBC
+        | IGNORE_SPACE
+        | PROTOCOL_41
+        | INTERACTIVE
+        | IGNORE_SIGPIPE
+        | TRANSACTIONS
+        | RESERVED
+        | SECURE_CONNECTION
+        | MULTI_STATEMENTS
+        | MULTI_RESULTS
+        | PS_MULTI_RESULTS
+        | PLUGIN_AUTH
+        | CONNECT_ATTRS
+        | PLUGIN_AUTH_LENENC_CLIENT_DATA
+        | SESSION_TRACK
+        | DEPRECATE_EOF;
+
+    /// Client flags that shape the backend's answers and so are passed on unchanged.
+    pub const PASSED_ON: u32 = LONG_PASSWORD
+        | FOUND_ROWS
+        | LONG_FLAG
+        | NO_SCHEMA
+        | ODBC
+        | IGNORE_SPACE
+        | INTERACTIVE
+        | IGNORE_SIGPIPE
+        | TRANSACTIONS
+        | MULTI_STATEMENTS
+        | MULTI_RESULTS
+        | PS_MULTI_RESULTS
+        | DEPRECATE_EOF;
+}
+
+pub mod status {
+    pub const IN_TRANS: u16 = 1;
+    pub const AUTOCOMMIT: u16 = 1 << 1;
+    pub const MORE_RESULTS_EXISTS: u16 = 1 << 3;
+    pub const CURSOR_EXISTS: u16 = 1 << 6;
+    pub const LAST_ROW_SENT: u16 = 1 << 7;
+    pub const IN_TRANS_READONLY: u16 = 1 << 13;
+    pub const SESSION_STATE_CHANGED: u16 = 1 << 14;
+}
+
+pub mod com {
+    pub const QUIT: u8 = 0x01;
+    pub const INIT_DB: u8 = 0x02;
+    pub const QUERY: u8 = 0x03;
+    pub const FIELD_LIST: u8 = 0x04;
+    pub const STATISTICS: u8 = 0x09;
+    pub const PROCESS_KILL: u8 = 0x0C;
+    pub const DEBUG: u8 = 0x0D;
+    pub const PING: u8 = 0x0E;
+    pub const CHANGE_USER: u8 = 0x11;
+    pub const STMT_PREPARE: u8 = 0x16;
+    pub const STMT_EXECUTE: u8 = 0x17;
+    pub const STMT_SEND_LONG_DATA: u8 = 0x18;
+    pub const STMT_CLOSE: u8 = 0x19;
+    pub const STMT_RESET: u8 = 0x1A;
+    pub const SET_OPTION: u8 = 0x1B;
+    pub const STMT_FETCH: u8 = 0x1C;
+    pub const RESET_CONNECTION: u8 = 0x1F;
+}
+
+pub const NATIVE_PASSWORD: &str = "mysql_native_password";
+
+/// Read a length-encoded integer at `*pos`, advancing it. `None` when truncated or 0xFF.
+pub fn lenenc_int(buf: &[u8], pos: &mut usize) -> Option<u64> {
+    let first = *buf.get(*pos)?;
+    let (v, n) = match first {
+        0..=0xFA => (first as u64, 1),
+        0xFC => (
+            u16::from_le_bytes(buf.get(*pos + 1..*pos + 3)?.try_into().ok()?) as u64,
+            3,
+        ),
+        0xFD => {
+            let b = buf.get(*pos + 1..*pos + 4)?;
+            (b[0] as u64 | (b[1] as u64) << 8 | (b[2] as u64) << 16, 4)
+        }
+        0xFE => (
+            u64::from_le_bytes(buf.get(*pos + 1..*pos + 9)?.try_into().ok()?),
+            9,
+        ),
+        _ => return None,
+    };
+    *pos += n;
+    Some(v)
+}
+
+/// Read a length-encoded string at `*pos`, advancing it.
+pub fn lenenc_bytes<'a>(buf: &'a [u8], pos: &mut usize) -> Option<&'a [u8]> {
+    let len = lenenc_int(buf, pos)? as usize;
+    let s = buf.get(*pos..pos.checked_add(len)?)?;
+    *pos += len;
+    Some(s)
+}
+
+pub fn put_lenenc_int(out: &mut Vec<u8>, v: u64) {
+    match v {
+        0..=0xFA => out.push(v as u8),
+        0xFB..=0xFFFF => {
+            out.push(0xFC);
+            out.extend_from_slice(&(v as u16).to_le_bytes());
+        }
+        0x1_0000..=0xFF_FFFF => {
+            out.push(0xFD);
+            out.extend_from_slice(&(v as u32).to_le_bytes()[..3]);
+        }
+        _ => {
+            out.push(0xFE);
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+}
+
+pub fn put_lenenc_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    put_lenenc_int(out, b.len() as u64);
+    out.extend_from_slice(b);
+}
+
+/// A NUL-terminated string at `*pos`, advancing past the NUL.
+pub fn nul_str<'a>(buf: &'a [u8], pos: &mut usize) -> Option<&'a [u8]> {
+    let rest = buf.get(*pos..)?;
+    let end = rest.iter().position(|&b| b == 0)?;
+    *pos += end + 1;
+    Some(&rest[..end])
+}
+
+/// Frame `payload` as one or more packets starting at sequence `seq`; returns the next seq.
+pub fn frame(out: &mut Vec<u8>, mut seq: u8, payload: &[u8]) -> u8 {
+    let mut chunks = payload.chunks(MAX_PAYLOAD).peekable();
+    if chunks.peek().is_none() {
+        out.extend_from_slice(&[0, 0, 0, seq]);
+        return seq.wrapping_add(1);
+    }
+    let mut last_len = 0;
+    for c in chunks {
+        out.extend_from_slice(&(c.len() as u32).to_le_bytes()[..3]);
+        out.push(seq);
+        out.extend_from_slice(c);
+        seq = seq.wrapping_add(1);
+        last_len = c.len();
+    }
+    if last_len == MAX_PAYLOAD {
+        out.extend_from_slice(&[0, 0, 0, seq]);
+        seq = seq.wrapping_add(1);
+    }
+    seq
+}
+
+/// An ERR packet's payload (PROTOCOL_41 layout).
+pub fn err_payload(code: u16, sql_state: &str, message: &str) -> Vec<u8> {
+    let mut p = Vec::with_capacity(9 + message.len());
+    p.push(0xFF);
+    p.extend_from_slice(&code.to_le_bytes());
+    p.push(b'#');
+    let mut state = [b'H', b'Y', b'0', b'0', b'0'];
+    for (d, s) in state.iter_mut().zip(sql_state.bytes()) {
+        *d = s;
+    }
+    p.extend_from_slice(&state);
+    p.extend_from_slice(message.as_bytes());
+    p
+}
+
+/// An OK packet's payload with no session state information.
+pub fn ok_payload(status_flags: u16, client_caps: u32) -> Vec<u8> {
+    let mut p = vec![0x00, 0, 0];
+    p.extend_from_slice(&status_flags.to_le_bytes());
+    p.extend_from_slice(&[0, 0]);
+    if client_caps & cap::SESSION_TRACK != 0 {
+        p.push(0);
+    }
+    p
+}
+
+/// A parsed ERR packet.
+#[derive(Debug, Clone)]
+pub struct ErrPacket {
+    pub code: u16,
+    pub state: String,
+    pub message: String,
+}
+
+pub fn parse_err(payload: &[u8]) -> ErrPacket {
+    let code = payload
+        .get(1..3)
+        .map(|b| u16::from_le_bytes([b[0], b[1]]))
+        .unwrap_or(0);
+    let (state, msg) = if payload.get(3) == Some(&b'#') && payload.len() >= 9 {
+        (
+            String::from_utf8_lossy(&payload[4..9]).into_owned(),
+            &payload[9..],
+        )
+    } else {
+        (String::from("HY000"), payload.get(3..).unwrap_or(&[]))
+    };
+    ErrPacket {
+        code,
+        state,
+        message: String::from_utf8_lossy(msg).into_owned(),
+    }
+}
+
+/// The fixed part of an OK packet, and where its trailing parts start.
+#[derive(Debug, Clone, Copy)]
+pub struct OkHead {
+    pub status: u16,
+    /// Offset of the info string (just after the warnings).
+    pub info_at: usize,
+}
+
+/// Parse the head of an OK packet (header 0x00 or 0xFE).
+pub fn parse_ok_head(payload: &[u8]) -> Option<OkHead> {
+    let mut pos = 1;
+    lenenc_int(payload, &mut pos)?;
+    lenenc_int(payload, &mut pos)?;
+    let st = payload.get(pos..pos + 2)?;
+    let status = u16::from_le_bytes([st[0], st[1]]);
+    Some(OkHead {
+        status,
+        info_at: pos + 4,
+    })
+}
+
+/// Status flags of a classic EOF packet (0xFE, warnings then status).
+pub fn eof_status(payload: &[u8]) -> Option<u16> {
+    let st = payload.get(3..5)?;
+    Some(u16::from_le_bytes([st[0], st[1]]))
+}
+
+/// One entry of an OK packet's session state information.
+#[derive(Debug, PartialEq, Eq)]
+pub enum StateChange<'a> {
+    SystemVariable(&'a [u8], &'a [u8]),
+    Schema(&'a [u8]),
+    StateChanged,
+    Other,
+}
+
+/// The session state changes of an OK packet sent to a SESSION_TRACK client, in order. Empty
+/// when the server reported none.
+pub fn session_changes<'a>(payload: &'a [u8], head: &OkHead) -> Vec<StateChange<'a>> {
+    let mut out = Vec::new();
+    if head.status & status::SESSION_STATE_CHANGED == 0 {
+        return out;
+    }
+    let mut pos = head.info_at;
+    if lenenc_bytes(payload, &mut pos).is_none() {
+        return out;
+    }
+    let Some(block) = lenenc_bytes(payload, &mut pos) else {
+        return out;
+    };
+    let mut p = 0;
+    while p < block.len() {
+        let kind = block[p];
+        p += 1;
+        let Some(data) = lenenc_bytes(block, &mut p) else {
+            break;
+        };
+        let mut q = 0;
+        match kind {
+            0 => {
+                if let (Some(n), Some(v)) = (lenenc_bytes(data, &mut q), lenenc_bytes(data, &mut q))
+                {
+                    out.push(StateChange::SystemVariable(n, v));
+                }
+            }
+            1 => {
+                if let Some(s) = lenenc_bytes(data, &mut q) {
+                    out.push(StateChange::Schema(s));
+                }
+            }
+            2 => out.push(StateChange::StateChanged),
+            _ => out.push(StateChange::Other),
+        }
+    }
+    out
+}
+
+/// Rewrite an OK packet for a client that did not ask for session tracking: the info string
+/// goes back to "rest of the packet" and the state information is dropped.
+pub fn ok_without_tracking(payload: &[u8], head: &OkHead) -> Vec<u8> {
+    let mut out = Vec::with_capacity(payload.len());
+    out.extend_from_slice(&payload[..head.info_at - 4]);
+    out.extend_from_slice(&(head.status & !status::SESSION_STATE_CHANGED).to_le_bytes());
+    out.extend_from_slice(&payload[head.info_at - 2..head.info_at]);
+    let mut pos = head.info_at;
+    if let Some(info) = lenenc_bytes(payload, &mut pos) {
+        out.extend_from_slice(info);
+    }
+    out
+}
+
+/// The server's initial handshake (HandshakeV10), as far as the proxy uses it.
+#[derive(Debug, Clone)]
+pub struct ServerHandshake {
+    pub server_version: Vec<u8>,
+    pub connection_id: u32,
+    pub scramble: Vec<u8>,
+    pub capabilities: u32,
+    pub charset: u8,
+    pub status: u16,
+    pub auth_plugin: String,
+}
+
+pub fn parse_server_handshake(p: &[u8]) -> Result<ServerHandshake> {
+    let bad = || Error::protocol("malformed server handshake");
+    if p.first() == Some(&0xFF) {
+        let e = parse_err(p);
+        return Err(Error::protocol(format!(
+            "server refused the connection: {} {}",
+            e.code, e.message
+        )));
+    }
+    if p.first() != Some(&10) {
+        return Err(Error::protocol(
+            "server handshake is not protocol version 10",
+        ));
+    }
+    let mut pos = 1;
+    let server_version = nul_str(p, &mut pos).ok_or_else(bad)?.to_vec();
+    let fixed = p.get(pos..pos + 31).ok_or_else(bad)?;
+    let connection_id = u32::from_le_bytes(fixed[0..4].try_into().map_err(|_| bad())?);
+    let mut scramble = fixed[4..12].to_vec();
+    let cap_low = u16::from_le_bytes([fixed[13], fixed[14]]) as u32;
+    let charset = fixed[15];
+    let status = u16::from_le_bytes([fixed[16], fixed[17]]);
+    let cap_high = u16::from_le_bytes([fixed[18], fixed[19]]) as u32;
+    let auth_len = fixed[20] as usize;
+    let capabilities = cap_low | cap_high << 16;
+    pos += 31;
+    if capabilities & cap::SECURE_CONNECTION != 0 {
+        let n = auth_len.saturating_sub(8).max(13);
+        let part2 = p.get(pos..pos + n).ok_or_else(bad)?;
+        // The second part ends with a NUL that is not part of the scramble.
+        let part2 = part2.strip_suffix(&[0]).unwrap_or(part2);
+        scramble.extend_from_slice(part2);
+        pos += n;
+    }
+    let auth_plugin = if capabilities & cap::PLUGIN_AUTH != 0 {
+        let mut q = pos;
+        nul_str(p, &mut q)
+            .or_else(|| p.get(pos..))
+            .map(|s| String::from_utf8_lossy(s).into_owned())
+            .unwrap_or_default()
+    } else {
+        NATIVE_PASSWORD.to_string()
+    };
+    Ok(ServerHandshake {
+        server_version,
+        connection_id,
+        scramble,
+        capabilities,
+        charset,
+        status,
+        auth_plugin,
+    })
+}
+
+/// The proxy's own HandshakeV10 to a client.
+pub fn server_handshake_payload(
+    version: &[u8],
+    connection_id: u32,
+    scramble: &[u8; 20],
+    caps: u32,
+    charset: u8,
+) -> Vec<u8> {
+    let mut p = Vec::with_capacity(96);
+    p.push(10);
+    p.extend_from_slice(version);
+    p.push(0);
+    p.extend_from_slice(&connection_id.to_le_bytes());
+    p.extend_from_slice(&scramble[..8]);
+    p.push(0);
+    p.extend_from_slice(&(caps as u16).to_le_bytes());
+    p.push(charset);
+    p.extend_from_slice(&status::AUTOCOMMIT.to_le_bytes());
+    p.extend_from_slice(&((caps >> 16) as u16).to_le_bytes());
+    p.push(21);
+    p.extend_from_slice(&[0u8; 10]);
+    p.extend_from_slice(&scramble[8..]);
+    p.push(0);
+    p.extend_from_slice(NATIVE_PASSWORD.as_bytes());
+    p.push(0);
+    p
+}
+
+/// A client's HandshakeResponse41.
+#[derive(Clone)]
+pub struct HandshakeResponse {
+    pub capabilities: u32,
+    pub max_packet: u32,
+    pub charset: u8,
+    pub user: String,
+    pub auth_response: Vec<u8>,
+    pub database: Option<String>,
+    pub auth_plugin: Option<String>,
+}
+
+impl std::fmt::Debug for HandshakeResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HandshakeResponse")
+            .field("capabilities", &format_args!("{:#x}", self.capabilities))
+            .field("user", &self.user)
+            .field("database", &self.database)
+            .field("auth_plugin", &self.auth_plugin)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether a handshake-time packet from the client is an SSLRequest (32 bytes, SSL flag).
+pub fn is_ssl_request(p: &[u8]) -> bool {
+    p.len() == 32 && u32::from_le_bytes([p[0], p[1], p[2], p[3]]) & cap::SSL != 0
+}
+
+pub fn parse_handshake_response(p: &[u8]) -> Result<HandshakeResponse> {
+    let bad = || Error::protocol("malformed handshake response");
+    let head = p.get(..32).ok_or_else(bad)?;
+    let capabilities = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
+    if capabilities & cap::PROTOCOL_41 == 0 {
+        return Err(Error::protocol(
+            "the client does not speak protocol 4.1 (pre-4.1 clients are not supported)",
+        ));
+    }
+    let max_packet = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
+    let charset = head[8];
+    let mut pos = 32;
+    let user = String::from_utf8_lossy(nul_str(p, &mut pos).ok_or_else(bad)?).into_owned();
+    let auth_response = if capabilities & cap::PLUGIN_AUTH_LENENC_CLIENT_DATA != 0 {
+        lenenc_bytes(p, &mut pos).ok_or_else(bad)?.to_vec()
+    } else if capabilities & cap::SECURE_CONNECTION != 0 {
+        let n = *p.get(pos).ok_or_else(bad)? as usize;
+        let v = p.get(pos + 1..pos + 1 + n).ok_or_else(bad)?.to_vec();
+        pos += 1 + n;
+        v
+    } else {
+        nul_str(p, &mut pos).ok_or_else(bad)?.to_vec()
+    };
+    let database = if capabilities & cap::CONNECT_WITH_DB != 0 && pos < p.len() {
+        let d = nul_str(p, &mut pos).unwrap_or(&p[pos..]);
+        Some(String::from_utf8_lossy(d).into_owned()).filter(|d| !d.is_empty())
+    } else {
+        None
+    };
+    let auth_plugin = if capabilities & cap::PLUGIN_AUTH != 0 && pos < p.len() {
+        let start = pos;
+        let s = nul_str(p, &mut pos).unwrap_or(&p[start..]);
+        Some(String::from_utf8_lossy(s).into_owned())
+    } else {
+        None
+    };
+    Ok(HandshakeResponse {
+        capabilities,
+        max_packet,
+        charset,
+        user,
+        auth_response,
+        database,
+        auth_plugin,
+    })
+}
+
+/// The proxy's HandshakeResponse41 to a backend.
+pub fn handshake_response_payload(
+    caps: u32,
+    max_packet: u32,
+    charset: u8,
+    user: &str,
+    auth_response: &[u8],
+    database: Option<&str>,
+) -> Vec<u8> {
+    let mut p = Vec::with_capacity(64 + user.len());
+    p.extend_from_slice(&caps.to_le_bytes());
+    p.extend_from_slice(&max_packet.to_le_bytes());
+    p.push(charset);
+    p.extend_from_slice(&[0u8; 23]);
+    p.extend_from_slice(user.as_bytes());
+    p.push(0);
+    if caps & cap::PLUGIN_AUTH_LENENC_CLIENT_DATA != 0 {
+        put_lenenc_bytes(&mut p, auth_response);
+    } else {
+        p.push(auth_response.len() as u8);
+        p.extend_from_slice(auth_response);
+    }
+    if let Some(db) = database {
+        p.extend_from_slice(db.as_bytes());
+        p.push(0);
+    }
+    p.extend_from_slice(NATIVE_PASSWORD.as_bytes());
+    p.push(0);
+    p
+}
+
+/// The SSLRequest: the first 32 bytes of a handshake response.
+pub fn ssl_request_payload(caps: u32, max_packet: u32, charset: u8) -> Vec<u8> {
+    let mut p = Vec::with_capacity(32);
+    p.extend_from_slice(&caps.to_le_bytes());
+    p.extend_from_slice(&max_packet.to_le_bytes());
+    p.push(charset);
+    p.extend_from_slice(&[0u8; 23]);
+    p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lenenc_round_trip() {
+        for v in [
+            0u64,
+            250,
+            251,
+            0xFFFF,
+            0x1_0000,
+            0xFF_FFFF,
+            0x100_0000,
+            u64::MAX,
+        ] {
+            let mut b = Vec::new();
+            put_lenenc_int(&mut b, v);
+            let mut pos = 0;
+            assert_eq!(lenenc_int(&b, &mut pos), Some(v));
+            assert_eq!(pos, b.len());
+        }
+    }
+
+    #[test]
+    fn frame_splits_at_max_payload() {
+        let payload = vec![7u8; MAX_PAYLOAD];
+        let mut out = Vec::new();
+        let next = frame(&mut out, 3, &payload);
+        assert_eq!(next, 5);
+        assert_eq!(out.len(), 4 + MAX_PAYLOAD + 4);
+        assert_eq!(&out[out.len() - 4..], &[0, 0, 0, 4]);
+    }
+
+    #[test]
+    fn session_state_changes_are_read() {
+        // OK, 0 rows, 0 id, status SESSION_STATE_CHANGED|AUTOCOMMIT, 0 warnings, empty info,
+        // state: sysvar autocommit=OFF, schema app.
+        let mut block = Vec::new();
+        let mut var = Vec::new();
+        put_lenenc_bytes(&mut var, b"autocommit");
+        put_lenenc_bytes(&mut var, b"OFF");
+        block.push(0);
+        put_lenenc_bytes(&mut block, &var);
+        let mut sch = Vec::new();
+        put_lenenc_bytes(&mut sch, b"app");
+        block.push(1);
+        put_lenenc_bytes(&mut block, &sch);
+        let mut p = vec![0, 0, 0];
+        p.extend_from_slice(&(status::SESSION_STATE_CHANGED | status::AUTOCOMMIT).to_le_bytes());
+        p.extend_from_slice(&[0, 0]);
+        put_lenenc_bytes(&mut p, b"");
+        put_lenenc_bytes(&mut p, &block);
+        let head = parse_ok_head(&p).expect("valid OK");
+        assert_eq!(
+            session_changes(&p, &head),
+            vec![
+                StateChange::SystemVariable(b"autocommit", b"OFF"),
+                StateChange::Schema(b"app")
+            ]
+        );
+        let plain = ok_without_tracking(&p, &head);
+        assert_eq!(plain, vec![0, 0, 0, 2, 0, 0, 0]);
+    }
+
+    #[test]
+    fn err_packet_round_trip() {
+        let p = err_payload(1927, "HY000", "ended");
+        let e = parse_err(&p);
+        assert_eq!(
+            (e.code, e.state.as_str(), e.message.as_str()),
+            (1927, "HY000", "ended")
+        );
+    }
+}

@@ -1,0 +1,1072 @@
+//! One client session: the proxy's handshake, authentication, then a loop of one command at a
+//! time forwarded to the session's backend connection and its response relayed to the end.
+//!
+//! Between two commands the session is at a boundary, the only place where it obeys the
+//! control: it holds while paused, re-attaches to a new backend, or ends itself with a clear
+//! error when told to. It must never answer a held command with an error, and never log the
+//! session's secret.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+use crate::auth::{self, SessionSecret, Verdict};
+use crate::backend::{BackendConn, LoginSpec, Target, TRACKING_SQL};
+use crate::error::{Error, Result};
+use crate::metrics::Metrics;
+use crate::protocol::{
+    self, cap, com, err_payload, ok_payload, parse_handshake_response, server_handshake_payload,
+    status, StateChange, NATIVE_PASSWORD,
+};
+use crate::response::{Expect, Kind, Response};
+use crate::sql::{self, Effects};
+use crate::wire::{Stream, Wire};
+use crate::{pin, Control, SessionInfo, Shared};
+
+/// Variables the tracker reports that no session may set; never replayed.
+const READ_ONLY_TRACKED: &[&str] = &[
+    "last_gtid",
+    "in_transaction",
+    "warning_count",
+    "error_count",
+];
+
+/// ER_CONNECTION_KILLED: what a client sees when the proxy ends its session.
+const ENDED_CODE: u16 = 1927;
+const MSG_TRANSACTION: &str = "dbshift proxy: the writer is being switched; your open \
+     transaction was ended: retry it";
+const MSG_UNMOVABLE: &str = "dbshift proxy: the writer was switched and this session held \
+     state that cannot move to the new writer";
+const MSG_REATTACH: &str =
+    "dbshift proxy: the writer was switched and this session could not be re-attached";
+
+pub(crate) async fn run(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
+    Metrics::inc(&shared.metrics.connections_total);
+    shared.metrics.connections_current.fetch_add(1, Relaxed);
+    let _ = tcp.set_nodelay(true);
+    let id = shared.next_connection_id.fetch_add(1, Relaxed);
+    match Session::open(&shared, tcp, peer, id).await {
+        Ok(Some(mut s)) => {
+            let info = s.info.clone();
+            shared
+                .sessions
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(id, info);
+            shared.session_event.notify_waiters();
+            if let Err(e) = s.serve().await {
+                tracing::debug!(session = id, error = %e, "session ended");
+            }
+            s.close().await;
+            shared
+                .sessions
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&id);
+            shared.session_event.notify_waiters();
+        }
+        Ok(None) => {}
+        Err(e) => tracing::debug!(session = id, client = %peer, error = %e, "login failed"),
+    }
+    shared.metrics.connections_current.fetch_sub(1, Relaxed);
+}
+
+/// A prepared statement of the session.
+struct Stmt {
+    sql: Vec<u8>,
+    backend_id: u32,
+    params: u16,
+    /// Parameter types last sent (2 bytes per parameter).
+    types: Option<Vec<u8>>,
+    /// Re-prepared on a new backend, which has not seen the types yet.
+    needs_types: bool,
+    cursor_open: bool,
+    long_data: bool,
+    effects: Effects,
+}
+
+#[derive(Default)]
+struct State {
+    in_trans: bool,
+    schema: Option<String>,
+    /// System variables the server reported as changed, by name.
+    vars: BTreeMap<String, Vec<u8>>,
+    user_variables: bool,
+    temp_tables: u32,
+    user_locks: u32,
+    lock_tables: bool,
+    stmts: HashMap<u32, Stmt>,
+    next_stmt_id: u32,
+}
+
+impl State {
+    fn unmovable(&self) -> u32 {
+        let mut bits = 0;
+        if self.temp_tables > 0 {
+            bits |= pin::TEMP_TABLES;
+        }
+        if self.user_locks > 0 {
+            bits |= pin::USER_LOCKS;
+        }
+        if self.lock_tables {
+            bits |= pin::LOCK_TABLES;
+        }
+        for s in self.stmts.values() {
+            if s.cursor_open {
+                bits |= pin::CURSORS;
+            }
+            if s.long_data {
+                bits |= pin::LONG_DATA;
+            }
+        }
+        bits
+    }
+
+    fn apply(&mut self, e: &Effects) {
+        self.temp_tables =
+            (self.temp_tables + e.temp_tables_created).saturating_sub(e.temp_tables_dropped);
+        if e.all_locks_released {
+            self.user_locks = 0;
+        }
+        self.user_locks = (self.user_locks + e.locks_taken).saturating_sub(e.locks_released);
+        if e.lock_tables {
+            self.lock_tables = true;
+        }
+        if e.unlock_tables {
+            self.lock_tables = false;
+        }
+        if e.user_variables {
+            self.user_variables = true;
+        }
+    }
+}
+
+struct Session {
+    shared: Arc<Shared>,
+    info: Arc<SessionInfo>,
+    client: Wire,
+    backend: BackendConn,
+    login: LoginSpec,
+    secret: SessionSecret,
+    state: State,
+    ctl: watch::Receiver<Control>,
+    generation: u64,
+    end_seen: u64,
+}
+
+/// How a boundary ends.
+enum Flow {
+    Go,
+    End(&'static str),
+}
+
+fn scramble() -> [u8; 20] {
+    let mut rng = rand::rng();
+    let mut s = [0u8; 20];
+    for b in s.iter_mut() {
+        // Printable and never NUL: some clients treat the scramble as a C string.
+        *b = rng.random_range(33u8..127);
+    }
+    s
+}
+
+async fn send_err(shared: &Shared, wire: &mut Wire, seq: u8, code: u16, state: &str, msg: &str) {
+    Metrics::inc(&shared.metrics.errors_sent_total);
+    let _ = wire.write_packet(seq, &err_payload(code, state, msg)).await;
+}
+
+impl Session {
+    /// Handshake and authentication. `Ok(None)`: the client was refused (and told why).
+    async fn open(
+        shared: &Arc<Shared>,
+        tcp: TcpStream,
+        peer: SocketAddr,
+        id: u32,
+    ) -> Result<Option<Session>> {
+        let mut ctl = shared.control.subscribe();
+        // New connections wait before their greeting while paused.
+        if ctl.borrow_and_update().paused {
+            let held_at = Instant::now();
+            shared.held_connections.fetch_add(1, Relaxed);
+            while ctl.borrow_and_update().paused && !ctl.borrow().shutdown {
+                if ctl.changed().await.is_err() {
+                    break;
+                }
+            }
+            shared.held_connections.fetch_sub(1, Relaxed);
+            shared.metrics.held(held_at.elapsed());
+        }
+        if ctl.borrow().shutdown {
+            return Ok(None);
+        }
+        let mut client = Wire::new(Stream::Plain(tcp));
+        let scramble = scramble();
+        let mut offer = cap::PROXY_OFFERS;
+        if shared.client_tls.is_some() {
+            offer |= cap::SSL;
+        }
+        let greeting =
+            server_handshake_payload(&shared.server_version, id, &scramble, offer, shared.charset);
+        client.write_packet(0, &greeting).await?;
+        let handshake_timeout = Duration::from_secs(10);
+        let (mut seq, mut payload) =
+            tokio::time::timeout(handshake_timeout, client.read_packet_exact())
+                .await
+                .map_err(|_| Error::protocol("no handshake response in time"))??;
+        if protocol::is_ssl_request(&payload) {
+            let Some(tls) = &shared.client_tls else {
+                return Err(Error::protocol(
+                    "client asked for TLS, which is not configured",
+                ));
+            };
+            if !client.is_drained() {
+                return Err(Error::protocol("data after the SSL request"));
+            }
+            let Stream::Plain(tcp) = std::mem::replace(&mut client.stream, Stream::Empty) else {
+                return Err(Error::protocol("stream already upgraded"));
+            };
+            let tls = tokio::time::timeout(
+                handshake_timeout,
+                tokio_rustls::TlsAcceptor::from(tls.clone()).accept(tcp),
+            )
+            .await
+            .map_err(|_| Error::protocol("TLS handshake timed out"))??;
+            client.stream = Stream::ServerTls(Box::new(tls));
+            (seq, payload) = tokio::time::timeout(handshake_timeout, client.read_packet())
+                .await
+                .map_err(|_| Error::protocol("no handshake response in time"))??;
+        }
+        let mut resp = match parse_handshake_response(&payload) {
+            Ok(r) => r,
+            Err(e) => {
+                send_err(
+                    shared,
+                    &mut client,
+                    seq.wrapping_add(1),
+                    1043,
+                    "08S01",
+                    "Bad handshake",
+                )
+                .await;
+                return Err(e);
+            }
+        };
+        let host = peer.ip().to_string();
+        if resp
+            .auth_plugin
+            .as_deref()
+            .is_some_and(|p| p != NATIVE_PASSWORD)
+        {
+            // Ask the client to answer our scramble with mysql_native_password.
+            let mut sw = vec![0xFE];
+            sw.extend_from_slice(NATIVE_PASSWORD.as_bytes());
+            sw.push(0);
+            sw.extend_from_slice(&scramble);
+            sw.push(0);
+            client.write_packet(seq.wrapping_add(1), &sw).await?;
+            let (s, p) = tokio::time::timeout(handshake_timeout, client.read_packet())
+                .await
+                .map_err(|_| Error::protocol("no auth switch response in time"))??;
+            seq = s;
+            resp.auth_response = p;
+        }
+        let next = seq.wrapping_add(1);
+        let pool = shared.admin_pool();
+        let stored = match auth::lookup(&shared.cfg.auth, pool.as_ref(), &resp.user).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(user = %resp.user, error = %e, "cannot read the user's password hash");
+                send_err(
+                    shared,
+                    &mut client,
+                    next,
+                    1045,
+                    "28000",
+                    &format!(
+                        "dbshift proxy: cannot check the password of '{}': {e}",
+                        resp.user
+                    ),
+                )
+                .await;
+                return Ok(None);
+            }
+        };
+        let using = if resp.auth_response.is_empty() {
+            "NO"
+        } else {
+            "YES"
+        };
+        let secret = match auth::verify(&scramble, &resp.auth_response, &stored) {
+            Verdict::Accepted(s) => s,
+            Verdict::Denied => {
+                Metrics::inc(&shared.metrics.auth_failures_total);
+                send_err(
+                    shared,
+                    &mut client,
+                    next,
+                    1045,
+                    "28000",
+                    &format!(
+                        "Access denied for user '{}'@'{host}' (using password: {using})",
+                        resp.user
+                    ),
+                )
+                .await;
+                return Ok(None);
+            }
+            Verdict::UnsupportedPlugin(p) => {
+                Metrics::inc(&shared.metrics.auth_failures_total);
+                send_err(
+                    shared,
+                    &mut client,
+                    next,
+                    1251,
+                    "08004",
+                    &format!(
+                        "dbshift proxy: user '{}' authenticates with plugin '{p}', which the \
+                         proxy cannot re-authenticate; only mysql_native_password is supported \
+                         (connect to the server directly, or give the user a \
+                         mysql_native_password)",
+                        resp.user
+                    ),
+                )
+                .await;
+                return Ok(None);
+            }
+        };
+        let login = LoginSpec {
+            user: resp.user.clone(),
+            client_caps: resp.capabilities & offer,
+            max_packet: resp.max_packet,
+            charset: resp.charset,
+        };
+        let ctl_now = ctl.borrow_and_update().clone();
+        let backend = match ctl_now
+            .target
+            .connect(&login, &secret, resp.database.as_deref())
+            .await
+        {
+            Ok(b) => b,
+            Err(Error::BackendRefused {
+                code,
+                state,
+                message,
+                ..
+            }) => {
+                send_err(shared, &mut client, next, code, &state, &message).await;
+                return Ok(None);
+            }
+            Err(e) => {
+                Metrics::inc(&shared.metrics.backend_connect_failures_total);
+                tracing::warn!(error = %e, "cannot open a backend connection for a client");
+                send_err(
+                    shared,
+                    &mut client,
+                    next,
+                    2013,
+                    "HY000",
+                    &format!("dbshift proxy: the backend is not reachable: {e}"),
+                )
+                .await;
+                return Ok(None);
+            }
+        };
+        client
+            .write_packet(next, &ok_payload(status::AUTOCOMMIT, login.client_caps))
+            .await?;
+        let info = Arc::new(SessionInfo {
+            id,
+            user: resp.user.clone(),
+            client: peer,
+            generation: std::sync::atomic::AtomicU64::new(ctl_now.generation),
+            in_trans: Default::default(),
+            busy: Default::default(),
+            held: Default::default(),
+            unmovable: Default::default(),
+        });
+        let state = State {
+            schema: resp.database.clone(),
+            next_stmt_id: 1,
+            ..Default::default()
+        };
+        tracing::debug!(session = id, user = %resp.user, client = %peer, "session open");
+        Ok(Some(Session {
+            shared: shared.clone(),
+            info,
+            client,
+            backend,
+            login,
+            secret,
+            state,
+            generation: ctl_now.generation,
+            end_seen: ctl_now.end_pinned,
+            ctl,
+        }))
+    }
+
+    fn in_trans(&self) -> bool {
+        self.state.in_trans
+    }
+
+    fn publish(&self) {
+        self.info.in_trans.store(self.state.in_trans, Relaxed);
+        self.info.unmovable.store(self.state.unmovable(), Relaxed);
+    }
+
+    async fn close(&mut self) {
+        let backend = std::mem::replace(&mut self.backend.wire.stream, crate::wire::Stream::Empty);
+        let mut w = Wire::new(backend);
+        let _ = w.write_packet(0, &[com::QUIT]).await;
+        let _ = tokio::io::AsyncWriteExt::shutdown(&mut self.client.stream).await;
+    }
+
+    async fn end_with(&mut self, msg: &str) {
+        tracing::warn!(session = self.info.id, user = %self.info.user, reason = msg, "ending a client session");
+        Metrics::inc(&self.shared.metrics.sessions_ended_total);
+        // Outside a command the client expects nothing: an ERR with sequence 1 is what a
+        // server that kills the connection sends (clients read it with their next command).
+        send_err(&self.shared, &mut self.client, 1, ENDED_CODE, "70100", msg).await;
+    }
+
+    /// Obey the control at a boundary.
+    async fn at_boundary(&mut self) -> Flow {
+        let ctl = self.ctl.borrow_and_update().clone();
+        if ctl.shutdown {
+            return Flow::End("");
+        }
+        let unmovable = self.state.unmovable();
+        if ctl.end_pinned != self.end_seen {
+            self.end_seen = ctl.end_pinned;
+            if self.in_trans() {
+                return Flow::End(MSG_TRANSACTION);
+            }
+            if ctl.generation != self.generation && unmovable != 0 {
+                return Flow::End(MSG_UNMOVABLE);
+            }
+        }
+        if ctl.generation != self.generation && !self.in_trans() {
+            if unmovable != 0 {
+                if ctl.paused && ctl.drain_over {
+                    return Flow::End(MSG_UNMOVABLE);
+                }
+                return Flow::Go;
+            }
+            match self.reattach(&ctl.target).await {
+                Ok(()) => {
+                    self.generation = ctl.generation;
+                    self.info.generation.store(ctl.generation, Relaxed);
+                    Metrics::inc(&self.shared.metrics.sessions_moved_total);
+                    self.shared.session_event.notify_waiters();
+                }
+                Err(e) => {
+                    tracing::warn!(session = self.info.id, error = %e, "re-attach failed");
+                    return Flow::End(MSG_REATTACH);
+                }
+            }
+        }
+        Flow::Go
+    }
+
+    /// May a command go to the backend now?
+    fn may_forward(&self, ctl: &Control) -> bool {
+        if !ctl.paused {
+            return true;
+        }
+        if self.in_trans() {
+            return true;
+        }
+        // Sessions with state that cannot move may release it while the pause drains.
+        self.state.unmovable() != 0 && !ctl.drain_over && ctl.generation == self.generation
+    }
+
+    async fn serve(&mut self) -> Result<()> {
+        loop {
+            if let Flow::End(msg) = self.at_boundary().await {
+                if !msg.is_empty() {
+                    self.end_with(msg).await;
+                }
+                return Ok(());
+            }
+            // Wait for a whole command, or a control change.
+            let end = match self.client.logical_at_start() {
+                Some((_, end)) => end,
+                None => {
+                    tokio::select! {
+                        r = self.client.fill() => {
+                            if r? == 0 {
+                                return Ok(());
+                            }
+                        }
+                        r = self.ctl.changed() => {
+                            if r.is_err() {
+                                return Ok(());
+                            }
+                        }
+                    }
+                    continue;
+                }
+            };
+            // Hold while paused.
+            let ctl = self.ctl.borrow().clone();
+            if !self.may_forward(&ctl) {
+                let held_at = Instant::now();
+                self.info.held.store(true, Relaxed);
+                let mut ended = None;
+                loop {
+                    if self.ctl.changed().await.is_err() {
+                        ended = Some("");
+                        break;
+                    }
+                    if let Flow::End(msg) = self.at_boundary().await {
+                        ended = Some(msg);
+                        break;
+                    }
+                    let ctl = self.ctl.borrow().clone();
+                    if self.may_forward(&ctl) {
+                        break;
+                    }
+                }
+                self.info.held.store(false, Relaxed);
+                self.shared.metrics.held(held_at.elapsed());
+                if let Some(msg) = ended {
+                    if !msg.is_empty() {
+                        self.end_with(msg).await;
+                    }
+                    return Ok(());
+                }
+            }
+            self.info.busy.store(true, Relaxed);
+            let r = self.command(end).await;
+            self.info.busy.store(false, Relaxed);
+            self.publish();
+            self.shared.session_event.notify_waiters();
+            match r? {
+                Flow::Go => {}
+                Flow::End(msg) => {
+                    if !msg.is_empty() {
+                        self.end_with(msg).await;
+                    }
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Forward the command in `client.buf[start..end]` and relay its response.
+    async fn command(&mut self, end: usize) -> Result<Flow> {
+        Metrics::inc(&self.shared.metrics.commands_total);
+        let at = self.client.start;
+        let payload_at = at + 4;
+        let cmd = self.client.buf.get(payload_at).copied().unwrap_or(0);
+        let single = self.client.frame_at(at).is_some_and(|f| f.end() == end);
+        let mut current_stmt = None;
+        let mut replaced: Option<Vec<u8>> = None;
+        match cmd {
+            com::QUIT => return Ok(Flow::End("")),
+            com::QUERY => {
+                let e = sql::effects(&self.client.buf[payload_at + 1..end]);
+                if !e.is_none() {
+                    self.state.apply(&e);
+                }
+            }
+            com::STMT_PREPARE => {}
+            com::STMT_EXECUTE
+            | com::STMT_FETCH
+            | com::STMT_RESET
+            | com::STMT_CLOSE
+            | com::STMT_SEND_LONG_DATA => {
+                let idb = self
+                    .client
+                    .buf
+                    .get(payload_at + 1..payload_at + 5)
+                    .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .unwrap_or(0);
+                current_stmt = Some(idb);
+                let backend_id = match self.state.stmts.get_mut(&idb) {
+                    Some(s) => {
+                        match cmd {
+                            com::STMT_EXECUTE => {
+                                s.cursor_open = false;
+                                s.long_data = false;
+                                replaced =
+                                    execute_types(&self.client.buf[payload_at..end], s, single);
+                            }
+                            com::STMT_RESET => {
+                                s.cursor_open = false;
+                                s.long_data = false;
+                            }
+                            com::STMT_SEND_LONG_DATA => s.long_data = true,
+                            _ => {}
+                        }
+                        s.backend_id
+                    }
+                    None => u32::MAX,
+                };
+                if cmd == com::STMT_EXECUTE {
+                    if let Some(e) = self.state.stmts.get(&idb).map(|s| s.effects) {
+                        self.state.apply(&e);
+                    }
+                }
+                if cmd == com::STMT_CLOSE {
+                    self.state.stmts.remove(&idb);
+                }
+                match &mut replaced {
+                    Some(p) => p[1..5].copy_from_slice(&backend_id.to_le_bytes()),
+                    None => self.client.buf[payload_at + 1..payload_at + 5]
+                        .copy_from_slice(&backend_id.to_le_bytes()),
+                }
+            }
+            com::CHANGE_USER => {
+                self.client.start = end;
+                send_err(
+                    &self.shared,
+                    &mut self.client,
+                    1,
+                    1235,
+                    "42000",
+                    "dbshift proxy: COM_CHANGE_USER is not supported through the proxy; open a \
+                     new connection as the other user",
+                )
+                .await;
+                return Ok(Flow::Go);
+            }
+            com::INIT_DB
+            | com::FIELD_LIST
+            | com::STATISTICS
+            | com::PROCESS_KILL
+            | com::DEBUG
+            | com::PING
+            | com::SET_OPTION
+            | com::RESET_CONNECTION => {}
+            other => {
+                self.client.start = end;
+                send_err(
+                    &self.shared,
+                    &mut self.client,
+                    1,
+                    1047,
+                    "08S01",
+                    &format!(
+                        "dbshift proxy: command {other:#04x} is not supported through the proxy"
+                    ),
+                )
+                .await;
+                return Ok(Flow::Go);
+            }
+        }
+        let prepare_sql =
+            (cmd == com::STMT_PREPARE).then(|| self.client.buf[payload_at + 1..end].to_vec());
+        match replaced {
+            Some(p) => {
+                let seq = self.client.buf[at + 3];
+                self.backend.wire.write_packet(seq, &p).await?;
+            }
+            None => {
+                self.backend
+                    .wire
+                    .write_raw(&self.client.buf[at..end])
+                    .await?;
+                self.backend.wire.flush().await?;
+            }
+        }
+        self.client.start = end;
+        if cmd == com::RESET_CONNECTION {
+            return self.reset_connection().await;
+        }
+        self.relay(Expect::of(cmd), current_stmt, prepare_sql).await
+    }
+
+    async fn reset_connection(&mut self) -> Result<Flow> {
+        let (seq, p) = self.backend.wire.read_packet().await?;
+        if p.first() == Some(&0x00) {
+            // The server dropped everything, session tracking included.
+            self.state = State {
+                schema: self.state.schema.take(),
+                next_stmt_id: self.state.next_stmt_id,
+                ..Default::default()
+            };
+            self.backend.simple(TRACKING_SQL).await?;
+            let st = protocol::parse_ok_head(&p)
+                .map(|h| h.status)
+                .unwrap_or(status::AUTOCOMMIT);
+            self.client
+                .write_packet(
+                    seq,
+                    &ok_payload(st & !status::SESSION_STATE_CHANGED, self.login.client_caps),
+                )
+                .await?;
+        } else {
+            self.client.write_packet(seq, &p).await?;
+        }
+        Ok(Flow::Go)
+    }
+
+    /// Relay the backend's response to the client, packet boundaries followed, bytes written
+    /// from the buffer they were read into.
+    async fn relay(
+        &mut self,
+        expect: Expect,
+        current_stmt: Option<u32>,
+        prepare_sql: Option<Vec<u8>>,
+    ) -> Result<Flow> {
+        let mut r = Response::new(expect, self.backend.deprecate_eof());
+        let client_tracks = self.login.client_caps & cap::SESSION_TRACK != 0;
+        let mut scan = self.backend.wire.start;
+        let mut prepare_sql = prepare_sql;
+        while !r.done() {
+            while !r.done() {
+                let Some(f) = self.backend.wire.frame_at(scan) else {
+                    break;
+                };
+                let payload = &mut self.backend.wire.buf[f.payload()];
+                let kind = r.feed(payload, f.len);
+                scan = f.end();
+                match kind {
+                    Kind::Data => {}
+                    Kind::Ok(st) => {
+                        self.state.in_trans = st & status::IN_TRANS != 0;
+                        if st & status::SESSION_STATE_CHANGED != 0 || !client_tracks {
+                            let head = protocol::parse_ok_head(payload);
+                            if let Some(head) = head {
+                                track_changes(&mut self.state, payload, &head);
+                                if !client_tracks {
+                                    let plain = protocol::ok_without_tracking(payload, &head);
+                                    let seq = self.backend.wire.buf[f.at + 3];
+                                    let start = self.backend.wire.start;
+                                    self.client
+                                        .write_raw(&self.backend.wire.buf[start..f.at])
+                                        .await?;
+                                    let mut out = Vec::with_capacity(plain.len() + 4);
+                                    protocol::frame(&mut out, seq, &plain);
+                                    self.client.write_raw(&out).await?;
+                                    self.backend.wire.start = scan;
+                                }
+                            }
+                        }
+                    }
+                    Kind::Eof(st) => {
+                        self.state.in_trans = st & status::IN_TRANS != 0;
+                        if let Some(id) = current_stmt {
+                            if let Some(s) = self.state.stmts.get_mut(&id) {
+                                if st & status::CURSOR_EXISTS != 0 && expect == Expect::Execute {
+                                    s.cursor_open = true;
+                                }
+                                if st & status::LAST_ROW_SENT != 0 {
+                                    s.cursor_open = false;
+                                }
+                            }
+                        }
+                    }
+                    Kind::Err => {
+                        let code = u16::from_le_bytes([
+                            payload.get(1).copied().unwrap_or(0),
+                            payload.get(2).copied().unwrap_or(0),
+                        ]);
+                        // A deadlock rolls the whole transaction back.
+                        if code == 1213 {
+                            self.state.in_trans = false;
+                        }
+                    }
+                    Kind::PrepareOk { params, .. } => {
+                        let backend_id =
+                            u32::from_le_bytes([payload[1], payload[2], payload[3], payload[4]]);
+                        let client_id = self.state.next_stmt_id;
+                        self.state.next_stmt_id = self.state.next_stmt_id.wrapping_add(1).max(1);
+                        payload[1..5].copy_from_slice(&client_id.to_le_bytes());
+                        let sql = prepare_sql.take().unwrap_or_default();
+                        let effects = sql::effects(&sql);
+                        self.state.stmts.insert(
+                            client_id,
+                            Stmt {
+                                sql,
+                                backend_id,
+                                params,
+                                types: None,
+                                needs_types: false,
+                                cursor_open: false,
+                                long_data: false,
+                                effects,
+                            },
+                        );
+                    }
+                    Kind::LocalInfile => {
+                        return Err(Error::protocol(
+                            "the backend asked for LOCAL INFILE, which the proxy never offers",
+                        ));
+                    }
+                }
+            }
+            let start = self.backend.wire.start;
+            if scan > start {
+                self.client
+                    .write_raw(&self.backend.wire.buf[start..scan])
+                    .await?;
+                self.backend.wire.start = scan;
+            }
+            if r.done() {
+                break;
+            }
+            self.client.flush().await?;
+            tokio::select! {
+                n = self.backend.wire.fill() => {
+                    if n? == 0 {
+                        return Err(Error::protocol("the backend closed the connection"));
+                    }
+                }
+                c = self.ctl.changed() => {
+                    if c.is_err() {
+                        return Ok(Flow::End(""));
+                    }
+                    let ctl = self.ctl.borrow().clone();
+                    if ctl.shutdown {
+                        return Ok(Flow::End(""));
+                    }
+                    if ctl.end_pinned != self.end_seen && (self.in_trans() || ctl.paused) {
+                        // A statement still running at the pause bound.
+                        self.end_seen = ctl.end_pinned;
+                        return Ok(Flow::End(MSG_TRANSACTION));
+                    }
+                }
+            }
+            scan = self.backend.wire.start;
+        }
+        self.client.flush().await?;
+        Ok(Flow::Go)
+    }
+
+    /// Move this session to `target`: new connection, state replayed, old one closed.
+    async fn reattach(&mut self, target: &Target) -> Result<()> {
+        let started = Instant::now();
+        let user_vars = if self.state.user_variables {
+            match self
+                .backend
+                .rows(
+                    "SELECT VARIABLE_NAME, VARIABLE_VALUE, VARIABLE_TYPE, CHARACTER_SET_NAME \
+                       FROM information_schema.USER_VARIABLES",
+                )
+                .await
+            {
+                Ok(rows) => rows,
+                Err(e) => {
+                    Metrics::inc(&self.shared.metrics.user_variables_lost_total);
+                    tracing::warn!(session = self.info.id, error = %e,
+                        "cannot read the session's user variables (is the user_variables plugin installed?): they do not move");
+                    Vec::new()
+                }
+            }
+        } else {
+            Vec::new()
+        };
+        let deadline = started + self.shared.cfg.drain_bound;
+        let mut nb = loop {
+            match target
+                .connect(&self.login, &self.secret, self.state.schema.as_deref())
+                .await
+            {
+                Ok(b) => break b,
+                Err(e @ Error::BackendRefused { .. }) => return Err(e),
+                Err(e) => {
+                    Metrics::inc(&self.shared.metrics.backend_connect_failures_total);
+                    if Instant::now() > deadline {
+                        return Err(e);
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        };
+        let vars: Vec<(&String, &Vec<u8>)> = self
+            .state
+            .vars
+            .iter()
+            .filter(|(k, _)| {
+                !k.starts_with("session_track") && !READ_ONLY_TRACKED.contains(&k.as_str())
+            })
+            .collect();
+        if !vars.is_empty() {
+            let assignments: Vec<String> = vars
+                .iter()
+                .map(|(k, v)| format!("{k}={}", sysvar_literal(v)))
+                .collect();
+            let sql = format!("SET SESSION {}", assignments.join(", "));
+            if nb.simple(&sql).await.is_err() {
+                // One at a time: a variable the server reports but nobody may set (read-only,
+                // global-only) is skipped; any other failure means the state did not move.
+                for a in &assignments {
+                    match nb.simple(&format!("SET SESSION {a}")).await {
+                        Ok(_) => {}
+                        Err(Error::BackendRefused {
+                            code: 1238 | 1228, ..
+                        }) => {}
+                        Err(e) => {
+                            return Err(Error::Backend {
+                                endpoint: target.backend.to_string(),
+                                message: format!("replaying session variables: {e}"),
+                            })
+                        }
+                    }
+                }
+            }
+        }
+        if !user_vars.is_empty() {
+            let assignments: Vec<String> = user_vars
+                .iter()
+                .filter_map(|row| user_var_assignment(row))
+                .collect();
+            if !assignments.is_empty() {
+                nb.simple(&format!("SET {}", assignments.join(", ")))
+                    .await
+                    .map_err(|e| Error::Backend {
+                        endpoint: target.backend.to_string(),
+                        message: format!("replaying user variables: {e}"),
+                    })?;
+            }
+        }
+        for s in self.state.stmts.values_mut() {
+            s.backend_id = nb.prepare(&s.sql).await.map_err(|e| Error::Backend {
+                endpoint: target.backend.to_string(),
+                message: format!("re-preparing a statement: {e}"),
+            })?;
+            s.needs_types = s.types.is_some();
+        }
+        let old = std::mem::replace(&mut self.backend, nb);
+        tokio::spawn(old.quit());
+        tracing::debug!(session = self.info.id, to = %target.backend,
+            took_ms = started.elapsed().as_millis() as u64, "session re-attached");
+        Ok(())
+    }
+}
+
+/// Record the parameter types of an EXECUTE, or put the last ones back in when the statement
+/// was re-prepared on a backend that never saw them. Returns a rewritten payload if needed.
+fn execute_types(payload: &[u8], s: &mut Stmt, single: bool) -> Option<Vec<u8>> {
+    if s.params == 0 || !single {
+        return None;
+    }
+    let n = s.params as usize;
+    let flag_at = 10 + n.div_ceil(8);
+    let flag = *payload.get(flag_at)?;
+    if flag == 1 {
+        s.types = payload
+            .get(flag_at + 1..flag_at + 1 + 2 * n)
+            .map(|t| t.to_vec());
+        s.needs_types = false;
+        return None;
+    }
+    if s.needs_types {
+        let types = s.types.as_ref()?;
+        let mut p = Vec::with_capacity(payload.len() + types.len());
+        p.extend_from_slice(&payload[..flag_at]);
+        p.push(1);
+        p.extend_from_slice(types);
+        p.extend_from_slice(&payload[flag_at + 1..]);
+        s.needs_types = false;
+        return Some(p);
+    }
+    None
+}
+
+fn track_changes(state: &mut State, payload: &[u8], head: &protocol::OkHead) {
+    for c in protocol::session_changes(payload, head) {
+        match c {
+            StateChange::SystemVariable(name, value) => {
+                state
+                    .vars
+                    .insert(String::from_utf8_lossy(name).into_owned(), value.to_vec());
+            }
+            StateChange::Schema(s) => {
+                state.schema =
+                    Some(String::from_utf8_lossy(s).into_owned()).filter(|s| !s.is_empty());
+            }
+            StateChange::StateChanged | StateChange::Other => {}
+        }
+    }
+}
+
+/// A system variable's reported value as a literal `SET SESSION` accepts.
+fn sysvar_literal(v: &[u8]) -> String {
+    let s = String::from_utf8_lossy(v);
+    let numeric = !s.is_empty()
+        && s.strip_prefix('-').unwrap_or(&s).split_once('.').map_or(
+            s.strip_prefix('-')
+                .unwrap_or(&s)
+                .bytes()
+                .all(|c| c.is_ascii_digit()),
+            |(a, b)| {
+                !a.is_empty()
+                    && a.bytes().all(|c| c.is_ascii_digit())
+                    && b.bytes().all(|c| c.is_ascii_digit())
+            },
+        );
+    if numeric || s == "NULL" {
+        s.into_owned()
+    } else {
+        dbshift_db::quote_literal(&s)
+    }
+}
+
+/// `@name = value` from a row of information_schema.USER_VARIABLES.
+fn user_var_assignment(row: &[Option<Vec<u8>>]) -> Option<String> {
+    let name = String::from_utf8_lossy(row.first()?.as_ref()?).into_owned();
+    let name = format!("@`{}`", name.replace('`', "``"));
+    let value = match row.get(1).and_then(|v| v.as_ref()) {
+        None => return Some(format!("{name}=NULL")),
+        Some(v) => v,
+    };
+    let kind = row
+        .get(2)
+        .and_then(|v| v.as_ref())
+        .map(|v| String::from_utf8_lossy(v).to_ascii_uppercase())
+        .unwrap_or_default();
+    let hex: String = value.iter().map(|b| format!("{b:02X}")).collect();
+    let literal = match kind.as_str() {
+        "INT" | "DECIMAL" | "DOUBLE" | "REAL" => String::from_utf8_lossy(value).into_owned(),
+        _ => match row.get(3).and_then(|v| v.as_ref()) {
+            Some(cs) if !cs.is_empty() && cs.as_slice() != b"binary" => {
+                format!("_{} X'{hex}'", String::from_utf8_lossy(cs))
+            }
+            _ => format!("X'{hex}'"),
+        },
+    };
+    Some(format!("{name}={literal}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sysvar_literals() {
+        assert_eq!(sysvar_literal(b"100"), "100");
+        assert_eq!(sysvar_literal(b"-1.5"), "-1.5");
+        assert_eq!(sysvar_literal(b"OFF"), "'OFF'");
+        assert_eq!(sysvar_literal(b"it's"), "'it''s'");
+        assert_eq!(sysvar_literal(b""), "''");
+    }
+
+    #[test]
+    fn user_variable_literals() {
+        let row = vec![
+            Some(b"x".to_vec()),
+            Some(b"hi".to_vec()),
+            Some(b"VARCHAR".to_vec()),
+            Some(b"utf8mb4".to_vec()),
+        ];
+        assert_eq!(
+            user_var_assignment(&row).as_deref(),
+            Some("@`x`=_utf8mb4 X'6869'")
+        );
+        let row = vec![
+            Some(b"n".to_vec()),
+            Some(b"5".to_vec()),
+            Some(b"INT".to_vec()),
+            None,
+        ];
+        assert_eq!(user_var_assignment(&row).as_deref(), Some("@`n`=5"));
+    }
+}

@@ -1,0 +1,447 @@
+//! The proxy against real servers: forwarding (queries, transactions, large results, prepared
+//! statements, errors, multi-statements, TLS both ways), authentication (wrong password,
+//! unsupported plugin), a transaction left open past a pause's bound, and the admin API.
+//!
+//! Run with `cargo test -p dbshift-proxy --test forwarding` (needs `mariadbd`; `make test`
+//! installs it). One lab (a writer and a replica) serves every test of this binary; each test
+//! starts its own proxy in front of the writer and uses its own tables.
+
+use std::time::Duration;
+
+use dbshift_db::server::TlsOptions;
+use dbshift_db::ConnectOptions;
+use dbshift_provider::local::Lab;
+use dbshift_proxy::{AuthSource, Backend, ClientTls, ProxyConfig, ProxyHandle};
+use dbshift_testkit::TestLab;
+use mysql_async::prelude::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::OnceCell;
+
+async fn lab() -> &'static Lab {
+    static LAB: OnceCell<TestLab> = OnceCell::const_new();
+    LAB.get_or_init(|| TestLab::start(1, 1)).await.lab()
+}
+
+fn writer_port(lab: &Lab) -> u16 {
+    let w = &lab.state().clusters[0].writer;
+    lab.state().instance(w).expect("the writer exists").port
+}
+
+/// A server certificate for the proxy, signed by the lab's CA (clients verify it).
+fn proxy_cert(lab: &Lab) -> ClientTls {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = lab.dir().join(format!("proxy-tls-{n}"));
+    let ca = lab
+        .state()
+        .ca(&lab.state().current_ca)
+        .expect("the lab has its current CA");
+    dbshift_provider::local::tls::issue_server_cert(lab.dir(), ca, "dbshift-proxy", &dir)
+        .expect("a certificate can be issued");
+    ClientTls {
+        cert: dir.join("server.pem"),
+        key: dir.join("server.key"),
+    }
+}
+
+async fn start_proxy(lab: &Lab) -> ProxyHandle {
+    let admin = &lab.state().users.admin;
+    let mut cfg = ProxyConfig::new(
+        "127.0.0.1:0".parse().expect("an address"),
+        Backend::new("127.0.0.1", writer_port(lab)),
+        AuthSource::Admin {
+            user: admin.user.clone(),
+            password: admin.password.clone(),
+        },
+    );
+    cfg.backend_tls = Some(lab.ca_bundle());
+    cfg.client_tls = Some(proxy_cert(lab));
+    cfg.drain_bound = Duration::from_secs(3);
+    dbshift_proxy::start(cfg).await.expect("the proxy starts")
+}
+
+fn app_opts(lab: &Lab, proxy: &ProxyHandle, tls: bool) -> mysql_async::Opts {
+    let app = &lab.state().users.app;
+    let mut o = ConnectOptions::new("127.0.0.1", proxy.local_addr().port(), app.user.clone())
+        .password(app.password.clone())
+        .database("app");
+    if tls {
+        o = o.tls(TlsOptions {
+            ca_path: lab.ca_bundle(),
+            verify_identity: true,
+        });
+    }
+    o.to_opts()
+}
+
+async fn writer_server_id(lab: &Lab) -> u32 {
+    let w = lab.state().clusters[0].writer.clone();
+    lab.state().instance(&w).expect("the writer").server_id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_transactions_results_statements_errors() {
+    let lab = lab().await;
+    let proxy = start_proxy(lab).await;
+    for tls in [true, false] {
+        let mut c = mysql_async::Conn::new(app_opts(lab, &proxy, tls))
+            .await
+            .expect("a client connects through the proxy");
+        let sid: u32 = c.query_first("SELECT @@server_id").await.unwrap().unwrap();
+        assert_eq!(sid, writer_server_id(lab).await);
+        let table = if tls { "fwd_tls" } else { "fwd_plain" };
+        c.query_drop(format!(
+            "CREATE OR REPLACE TABLE {table} (id INT PRIMARY KEY, v VARCHAR(64))"
+        ))
+        .await
+        .unwrap();
+
+        // A committed and a rolled-back transaction.
+        c.query_drop("START TRANSACTION").await.unwrap();
+        c.exec_drop(format!("INSERT INTO {table} VALUES (?, ?)"), (1, "one"))
+            .await
+            .unwrap();
+        c.query_drop("COMMIT").await.unwrap();
+        c.query_drop("BEGIN").await.unwrap();
+        c.query_drop(format!("INSERT INTO {table} VALUES (2, 'two')"))
+            .await
+            .unwrap();
+        c.query_drop("ROLLBACK").await.unwrap();
+        let n: u64 = c
+            .query_first(format!("SELECT COUNT(*) FROM {table}"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(n, 1);
+
+        // Many rows, and one large row.
+        let rows: Vec<u64> = c.query("SELECT seq FROM seq_1_to_20000").await.unwrap();
+        assert_eq!(rows.len(), 20000);
+        assert_eq!(rows.iter().sum::<u64>(), 20000 * 20001 / 2);
+        let big: String = c
+            .query_first("SELECT REPEAT('x', 5000000)")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(big.len(), 5_000_000);
+
+        // A prepared statement with parameters, executed several times.
+        let st = c
+            .prep(format!("SELECT v, ? + id FROM {table} WHERE id = ?"))
+            .await
+            .unwrap();
+        for k in 0..5i64 {
+            let r: Option<(String, i64)> = c.exec_first(&st, (k, 1)).await.unwrap();
+            assert_eq!(r, Some(("one".to_string(), k + 1)));
+        }
+        let many: Vec<(u64, String)> = c
+            .exec(
+                "SELECT seq, CONCAT('r', seq) FROM seq_1_to_3000 WHERE seq > ?",
+                (0,),
+            )
+            .await
+            .unwrap();
+        assert_eq!(many.len(), 3000);
+        c.close(st).await.unwrap();
+
+        // Errors come through and the session goes on.
+        let e = c
+            .query_drop("SELECT * FROM no_such_table")
+            .await
+            .expect_err("an unknown table is an error");
+        match e {
+            mysql_async::Error::Server(se) => assert_eq!(se.code, 1146),
+            other => panic!("expected a server error, got {other}"),
+        }
+        let e = c.exec_drop("SELECT nope FROM dual WHERE ? = 1", (1,)).await;
+        assert!(e.is_err());
+
+        // Multi-statements: every result set arrives.
+        let mut r = c.query_iter("SELECT 1; SELECT 2, 3; DO 1").await.unwrap();
+        let first: Vec<u8> = r.collect().await.unwrap();
+        let second: Vec<(u8, u8)> = r.collect().await.unwrap();
+        drop(r);
+        assert_eq!((first, second), (vec![1], vec![(2, 3)]));
+
+        // COM_INIT_DB, COM_PING and session variables.
+        c.query_drop("USE dbshift").await.unwrap();
+        let db: String = c.query_first("SELECT DATABASE()").await.unwrap().unwrap();
+        assert_eq!(db, "dbshift");
+        c.ping().await.unwrap();
+        c.disconnect().await.unwrap();
+    }
+
+    // A pool returns connections with COM_RESET_CONNECTION.
+    let pool = mysql_async::Pool::new(app_opts(lab, &proxy, true));
+    for _ in 0..3 {
+        let mut c = pool.get_conn().await.unwrap();
+        let one: u8 = c.query_first("SELECT 1").await.unwrap().unwrap();
+        assert_eq!(one, 1);
+        c.query_drop("SET @x = 1").await.unwrap();
+    }
+    pool.disconnect().await.unwrap();
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_password_and_unsupported_plugin_are_refused() {
+    let lab = lab().await;
+    let proxy = start_proxy(lab).await;
+    let app = &lab.state().users.app;
+    let bad = ConnectOptions::new("127.0.0.1", proxy.local_addr().port(), app.user.clone())
+        .password("not-the-password")
+        .to_opts();
+    match mysql_async::Conn::new(bad).await {
+        Err(mysql_async::Error::Server(e)) => {
+            assert_eq!(e.code, 1045);
+            assert!(
+                e.message.starts_with(&format!(
+                    "Access denied for user '{}'@'127.0.0.1'",
+                    app.user
+                )),
+                "{}",
+                e.message
+            );
+        }
+        Err(e) => panic!("expected Access denied, got {e}"),
+        Ok(_) => panic!("a wrong password was accepted"),
+    }
+    let unknown = ConnectOptions::new("127.0.0.1", proxy.local_addr().port(), "nobody")
+        .password("x")
+        .to_opts();
+    match mysql_async::Conn::new(unknown).await {
+        Err(mysql_async::Error::Server(e)) => assert_eq!(e.code, 1045),
+        other => panic!("an unknown user must be denied: {:?}", other.map(|_| ())),
+    }
+
+    // A user with another authentication plugin.
+    let mut admin = lab
+        .connect_admin(&lab.state().clusters[0].writer)
+        .await
+        .unwrap();
+    let plugin = if admin
+        .exec_sql("INSTALL SONAME 'auth_ed25519'")
+        .await
+        .is_ok()
+        || admin
+            .query_scalar(
+                "SELECT PLUGIN_STATUS FROM information_schema.PLUGINS WHERE PLUGIN_NAME='ed25519'",
+            )
+            .await
+            .ok()
+            .flatten()
+            .is_some()
+    {
+        admin
+            .exec_sql("CREATE OR REPLACE USER 'edu'@'127.0.0.1' IDENTIFIED VIA ed25519 USING PASSWORD('pw')")
+            .await
+            .unwrap();
+        "ed25519"
+    } else {
+        admin
+            .exec_sql("CREATE OR REPLACE USER 'edu'@'127.0.0.1' IDENTIFIED VIA unix_socket")
+            .await
+            .unwrap();
+        "unix_socket"
+    };
+    let ed = ConnectOptions::new("127.0.0.1", proxy.local_addr().port(), "edu")
+        .password("pw")
+        .to_opts();
+    match mysql_async::Conn::new(ed).await {
+        Err(mysql_async::Error::Server(e)) => {
+            assert!(e.message.contains(plugin), "{}", e.message);
+            assert!(e.message.contains("dbshift proxy"), "{}", e.message);
+        }
+        other => panic!(
+            "expected a refusal naming {plugin}: {:?}",
+            other.map(|_| ())
+        ),
+    }
+    // Garbage instead of a handshake response ends that connection only.
+    let mut raw = tokio::net::TcpStream::connect(proxy.local_addr())
+        .await
+        .unwrap();
+    let mut greeting = [0u8; 256];
+    let _ = raw.read(&mut greeting).await.unwrap();
+    raw.write_all(b"\x05\x00\x00\x01garbage-garbage")
+        .await
+        .unwrap();
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), raw.read_to_end(&mut rest)).await;
+    let mut ok = mysql_async::Conn::new(app_opts(lab, &proxy, true))
+        .await
+        .unwrap();
+    ok.ping().await.unwrap();
+    ok.disconnect().await.unwrap();
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_transaction_past_the_bound_is_ended_clearly_and_idle_ones_are_held() {
+    let lab = lab().await;
+    let proxy = start_proxy(lab).await;
+    let mut open = mysql_async::Conn::new(app_opts(lab, &proxy, true))
+        .await
+        .unwrap();
+    let mut idle = mysql_async::Conn::new(app_opts(lab, &proxy, true))
+        .await
+        .unwrap();
+    open.query_drop("CREATE OR REPLACE TABLE txn_bound (id INT PRIMARY KEY)")
+        .await
+        .unwrap();
+    open.query_drop("BEGIN").await.unwrap();
+    open.query_drop("INSERT INTO txn_bound VALUES (1)")
+        .await
+        .unwrap();
+
+    let report = proxy.pause(Duration::from_millis(300)).await.unwrap();
+    assert_eq!(report.ended_in_transaction, 1, "{report:?}");
+
+    // While paused, the idle session's next command is held, not answered.
+    let held = tokio::spawn(async move {
+        let v: u8 = idle.query_first("SELECT 7").await.unwrap().unwrap();
+        (v, idle)
+    });
+    let status = dbshift_testkit::eventually!(Duration::from_secs(5), "the command to be held", {
+        let s = proxy.status();
+        s.sessions.iter().any(|x| x.held).then_some(s)
+    });
+    assert!(status.paused);
+    assert!(!held.is_finished());
+
+    let e = open
+        .query_drop("INSERT INTO txn_bound VALUES (2)")
+        .await
+        .expect_err("the ended session reports an error");
+    assert!(
+        e.to_string().contains("your open transaction was ended"),
+        "unclear error: {e}"
+    );
+    let released = proxy.resume().await;
+    assert!(released.released >= 1);
+    let (v, idle) = held.await.unwrap();
+    assert_eq!(v, 7);
+    // The open transaction was rolled back by the server when its connection closed.
+    let mut idle = idle;
+    let n: u64 = dbshift_testkit::eventually!(Duration::from_secs(5), "the rollback", {
+        let n: u64 = idle
+            .query_first("SELECT COUNT(*) FROM txn_bound")
+            .await
+            .unwrap()
+            .unwrap();
+        (n == 0).then_some(n)
+    });
+    assert_eq!(n, 0);
+    idle.disconnect().await.unwrap();
+    proxy.shutdown().await;
+}
+
+async fn http(addr: std::net::SocketAddr, req: String) -> (u16, String) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    let code = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|x| x.1)
+        .unwrap_or("")
+        .to_string();
+    (code, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_api_requires_the_token_and_drives_the_proxy() {
+    let lab = lab().await;
+    let proxy = start_proxy(lab).await;
+    let token = "0123456789abcdef-token".to_string();
+    assert!(
+        dbshift_proxy::serve_admin(proxy.clone(), "0.0.0.0:0".parse().unwrap(), token.clone())
+            .await
+            .is_err(),
+        "a non-loopback admin address is refused"
+    );
+    let admin =
+        dbshift_proxy::serve_admin(proxy.clone(), "127.0.0.1:0".parse().unwrap(), token.clone())
+            .await
+            .unwrap();
+    let a = admin.local_addr();
+    let (code, _) = http(a, "GET /status HTTP/1.1\r\nHost: x\r\n\r\n".into()).await;
+    assert_eq!(code, 401);
+    let (code, _) = http(
+        a,
+        "POST /pause HTTP/1.1\r\nAuthorization: Bearer wrong-token-0000000\r\n\r\n".into(),
+    )
+    .await;
+    assert_eq!(code, 401);
+    assert!(
+        !proxy.status().paused,
+        "an unauthorized pause changed nothing"
+    );
+
+    let mut c = mysql_async::Conn::new(app_opts(lab, &proxy, true))
+        .await
+        .unwrap();
+    c.query_drop("SET SESSION sql_mode = 'ANSI_QUOTES'")
+        .await
+        .unwrap();
+    let auth = format!("Authorization: Bearer {token}\r\n");
+    let (code, body) = http(a, format!("GET /status HTTP/1.1\r\n{auth}\r\n")).await;
+    assert_eq!(code, 200);
+    let st: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(st["sessions"].as_array().map(|s| s.len()), Some(1));
+
+    let (code, body) = http(
+        a,
+        format!("POST /pause?bound_ms=500 HTTP/1.1\r\n{auth}\r\n"),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = http(
+        a,
+        format!("POST /switch HTTP/1.1\r\n{auth}Content-Length: 9\r\n\r\nnot json!"),
+    )
+    .await;
+    assert_eq!(code, 400, "{body}");
+    let target = serde_json::json!({"host": "127.0.0.1", "port": writer_port(lab)}).to_string();
+    let (code, body) = http(
+        a,
+        format!(
+            "POST /switch HTTP/1.1\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{target}",
+            target.len()
+        ),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    let sw: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(sw["moved"], 1, "{body}");
+    let (code, _) = http(a, format!("POST /resume HTTP/1.1\r\n{auth}\r\n")).await;
+    assert_eq!(code, 200);
+
+    // The session moved with its variables.
+    let mode: String = c
+        .query_first("SELECT @@SESSION.sql_mode")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(mode, "ANSI_QUOTES");
+
+    let (code, metrics) = http(a, format!("GET /metrics HTTP/1.1\r\n{auth}\r\n")).await;
+    assert_eq!(code, 200);
+    for name in [
+        "dbshift_proxy_connections_current 1",
+        "dbshift_proxy_commands_total",
+        "dbshift_proxy_held_seconds_count",
+        "dbshift_proxy_errors_sent_total",
+        "dbshift_proxy_switches_total 1",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from:\n{metrics}");
+    }
+    c.disconnect().await.unwrap();
+    admin.stop();
+    proxy.shutdown().await;
+}
