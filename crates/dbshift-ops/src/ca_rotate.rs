@@ -332,6 +332,12 @@ pub async fn presents_chain(
 #[async_trait::async_trait]
 impl Change for CaChange {
     async fn in_effect(&self, instance: &Instance) -> Result<bool, String> {
+        // The platform's record must agree with the server: dbshift killed after the server
+        // took the new certificate but before the provider recorded it leaves them apart, and
+        // the change (idempotent) is then applied again so that both say the target CA.
+        if instance.ca != self.ca {
+            return Ok(false);
+        }
         presents_chain(instance, &self.admin, self.ca_file.path()).await
     }
 

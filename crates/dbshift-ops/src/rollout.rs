@@ -545,8 +545,8 @@ pub fn build_plan(
 /// The change a rollout applies, instance by instance.
 #[async_trait::async_trait]
 pub trait Change: Send + Sync {
-    /// Whether the change is in effect on the instance, as its server shows it (not as the
-    /// provider or the journal say). Called on running instances only.
+    /// Whether the change is in effect on the instance, as its server shows it and the
+    /// provider records it (never as the journal says). Called on running instances only.
     async fn in_effect(&self, instance: &Instance) -> Result<bool, String>;
     /// Apply the change and put it in effect (`restart`: by restarting the server).
     async fn apply(&self, instance: &Instance, restart: bool) -> Result<(), String>;

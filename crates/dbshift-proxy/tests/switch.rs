@@ -1,11 +1,13 @@
-//! A writer switch through the proxy with 50 persistent client connections: idle ones, ones
-//! looping over transactions, ones with session variables, user variables and prepared
-//! statements. Zero client errors, zero dropped connections, session state still in effect,
-//! and every statement after the switch lands on the new writer.
+//! A blue/green switchover and its rollback through the proxy, with 50 persistent client
+//! connections: idle ones, ones looping over transactions, ones with session variables, user
+//! variables and prepared statements. The switches are the switchover core's
+//! (`dbshift_ops::bluegreen::switch`), which pauses the proxy at the fence, switches it at the
+//! redirect and resumes it after the promotion through its admin API. Zero client errors, zero
+//! dropped connections, session state still in effect, every statement after each switch on
+//! the serving writer, every acknowledged write there.
 //!
-//! Run with `cargo test -p dbshift-proxy --test switch` (needs `mariadbd`). The lab (a writer
-//! and a replica) is this binary's own: the test makes the replica the writer the simplest
-//! way (read_only on the old writer, wait for the replica, reset its replication, writable).
+//! Run with `cargo test -p dbshift-proxy --test switch` (needs `mariadbd`). The lab (blue: a
+//! writer and a replica; green: a writer) is this binary's own.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -13,8 +15,13 @@ use std::time::Duration;
 
 use dbshift_db::server::TlsOptions;
 use dbshift_db::ConnectOptions;
+use dbshift_ops::bluegreen::{self, SwitchOptions};
+use dbshift_ops::journal::Journal;
+use dbshift_ops::switchover::{LogObserver, Outcome};
+use dbshift_provider::local::Lab;
+use dbshift_provider::{Endpoint, GreenSpec, ProxyEndpoint, Side};
 use dbshift_proxy::{AuthSource, Backend, ProxyConfig};
-use dbshift_testkit::TestLab;
+use dbshift_testkit::{ProxiedLab, TestLab};
 use mysql_async::prelude::*;
 
 const IDLE: usize = 15;
@@ -22,22 +29,26 @@ const LOOPERS: usize = 20;
 const STATEFUL: usize = 15;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fifty_sessions_survive_a_switch_with_their_state() {
+async fn fifty_sessions_survive_a_bluegreen_switchover_and_rollback_with_their_state() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
     let tl = TestLab::start(1, 1).await;
-    let lab = tl.lab();
+    let spec = GreenSpec {
+        source: "lab-1".into(),
+        name: "green".into(),
+        replicas: 0,
+        encrypt: false,
+        engine_binary: None,
+    };
+    let d = bluegreen::create(tl.lab(), &spec).await.unwrap();
+    let mut lab = Lab::open(tl.dir()).unwrap();
+    lab.set_die_with_parent(true);
+    let lab = &lab;
     let st = lab.state();
-    let old_id = st.clusters[0].writer.clone();
-    let new_id = st
-        .instances
-        .iter()
-        .find(|i| i.id != old_id)
-        .expect("a replica")
-        .id
-        .clone();
+    let old_id = d.blue_writer.clone();
+    let new_id = d.green_writer.clone();
     let old = st.instance(&old_id).unwrap().clone();
     let new = st.instance(&new_id).unwrap().clone();
 
@@ -59,6 +70,29 @@ async fn fifty_sessions_survive_a_switch_with_their_state() {
         key: tls_dir.join("server.key"),
     });
     let proxy = dbshift_proxy::start(cfg).await.unwrap();
+    let token = "a-test-token-of-the-admin-api".to_string();
+    let admin =
+        dbshift_proxy::serve_admin(proxy.clone(), "127.0.0.1:0".parse().unwrap(), token.clone())
+            .await
+            .unwrap();
+    let provider = ProxiedLab {
+        lab: lab.clone(),
+        proxy: ProxyEndpoint {
+            cluster: "lab-1".into(),
+            listen: Endpoint {
+                host: "127.0.0.1".into(),
+                port: proxy.local_addr().port(),
+            },
+            admin: Endpoint {
+                host: "127.0.0.1".into(),
+                port: admin.local_addr().port(),
+            },
+            token,
+        },
+    };
+    let journal = Journal::open(&tl.dir().join("journal.sqlite"))
+        .await
+        .unwrap();
     let opts = ConnectOptions::new(
         "127.0.0.1",
         proxy.local_addr().port(),
@@ -146,31 +180,54 @@ async fn fifty_sessions_survive_a_switch_with_their_state() {
         (acked.load(Relaxed) > 100).then_some(())
     });
 
-    // The switch, the simplest way.
-    let report = proxy.pause(Duration::from_secs(3)).await.unwrap();
-    assert_eq!(report.ended_in_transaction, 0, "{report:?}");
-    let mut old_admin = lab.connect_admin(&old_id).await.unwrap();
-    old_admin.set_read_only().await.unwrap();
-    let pos = old_admin.gtid_binlog_pos().await.unwrap();
-    let mut new_admin = lab.connect_admin(&new_id).await.unwrap();
-    new_admin
-        .wait_for_gtid(&pos, Duration::from_secs(20))
-        .await
-        .unwrap();
-    new_admin.reset_replication().await.unwrap();
-    new_admin.set_writable().await.unwrap();
-    let sw = proxy
-        .switch(Backend::new("127.0.0.1", new.port))
-        .await
-        .unwrap();
-    assert_eq!(sw.ended, 0, "{sw:?}");
-    assert_eq!(sw.moved, IDLE + LOOPERS + STATEFUL, "{sw:?}");
-    proxy.resume().await;
+    // Blue -> green through the switchover core, which holds the clients at the proxy.
+    let switch = |to: Side| {
+        let (provider, journal) = (&provider, &journal);
+        async move {
+            let d = bluegreen::find(provider, Some("green")).await.unwrap();
+            // Twenty clients write as fast as they can on a busy 2-core machine: the standby
+            // may be a few hundred transactions behind; the wait step closes the gap.
+            let opts = SwitchOptions {
+                max_lag_transactions: 10_000,
+                max_lag_seconds: 30,
+                timeout: Duration::from_secs(30),
+                ..Default::default()
+            };
+            let params = bluegreen::switch_params(provider, &d, to, &opts)
+                .await
+                .unwrap();
+            let (_, outcome) = bluegreen::switch(provider, journal, params, to, &LogObserver)
+                .await
+                .unwrap();
+            assert!(matches!(outcome, Outcome::Done(_)), "{outcome:?}");
+        }
+    };
+    switch(Side::Green).await;
+    assert_eq!(
+        proxy.backend().port,
+        new.port,
+        "the proxy follows the switch"
+    );
+    let wait_commits = |what: &'static str| {
+        let acked = acked.clone();
+        async move {
+            let at = acked.load(Relaxed);
+            dbshift_testkit::eventually!(Duration::from_secs(10), what, {
+                (acked.load(Relaxed) > at + 100).then_some(())
+            });
+        }
+    };
+    wait_commits("commits after the switchover").await;
+    let mut uv_moved = check_sessions(&mut idle, &mut stateful, new.server_id).await;
 
-    let at_switch = acked.load(Relaxed);
-    dbshift_testkit::eventually!(Duration::from_secs(10), "commits after the switch", {
-        (acked.load(Relaxed) > at_switch + 100).then_some(())
-    });
+    // And back: green -> blue over the reverse replication, the same core.
+    switch(Side::Blue).await;
+    assert_eq!(
+        proxy.backend().port,
+        old.port,
+        "the proxy follows the rollback"
+    );
+    wait_commits("commits after the rollback").await;
     stop.store(true, Relaxed);
     let mut looper_conns = Vec::new();
     for l in loopers {
@@ -178,16 +235,67 @@ async fn fifty_sessions_survive_a_switch_with_their_state() {
     }
     let errs = errors.lock().unwrap().clone();
     assert!(errs.is_empty(), "client errors: {errs:#?}");
+    uv_moved &= check_sessions(&mut looper_conns, &mut stateful, old.server_id).await;
+    uv_moved &= check_sessions(&mut idle, &mut [], old.server_id).await;
 
-    // Every connection is alive and on the new writer.
-    for c in idle.iter_mut().chain(looper_conns.iter_mut()) {
+    let mut blue_admin = lab.connect_admin(&old_id).await.unwrap();
+    let uv_plugin = blue_admin
+        .query_scalar(
+            "SELECT PLUGIN_STATUS FROM information_schema.PLUGINS WHERE PLUGIN_NAME = 'user_variables'",
+        )
+        .await
+        .unwrap();
+    if uv_plugin.as_deref() == Some("ACTIVE") {
+        assert!(
+            uv_moved,
+            "user variables were lost although the plugin is active"
+        );
+    }
+    eprintln!("user_variables plugin: {uv_plugin:?}, user variables moved: {uv_moved}");
+
+    // Every acknowledged write is on the serving writer.
+    let rows: u64 = blue_admin
+        .query_scalar("SELECT COUNT(*) FROM app.sw")
+        .await
+        .unwrap()
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    assert_eq!(rows, acked.load(Relaxed));
+
+    let metrics = proxy.metrics_text();
+    assert!(
+        metrics.contains("dbshift_proxy_switches_total 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!(
+            "dbshift_proxy_connections_current {}",
+            IDLE + LOOPERS + STATEFUL
+        )),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("dbshift_proxy_errors_sent_total 0"),
+        "{metrics}"
+    );
+    proxy.shutdown().await;
+}
+
+/// Every connection alive and on `server_id`; the stateful ones with their session variables,
+/// schema and prepared statement in effect. Gives whether their user variables moved too.
+async fn check_sessions(
+    plain: &mut [mysql_async::Conn],
+    stateful: &mut [(mysql_async::Conn, mysql_async::Statement)],
+    server_id: u32,
+) -> bool {
+    for c in plain.iter_mut() {
         let sid: u32 = c.query_first("SELECT @@server_id").await.unwrap().unwrap();
-        assert_eq!(sid, new.server_id);
+        assert_eq!(sid, server_id);
     }
     let mut user_variables_moved = true;
     for (i, (c, stmt)) in stateful.iter_mut().enumerate() {
         let r: Option<(i64, u32, u64)> = c.exec_first(&*stmt, (i as i64,)).await.unwrap();
-        assert_eq!(r, Some((i as i64 + 1, new.server_id, 1000 + i as u64)));
+        assert_eq!(r, Some((i as i64 + 1, server_id, 1000 + i as u64)));
         let (mode, tz, db): (String, String, String) = c
             .query_first("SELECT @@SESSION.sql_mode, @@SESSION.time_zone, DATABASE()")
             .await
@@ -204,44 +312,5 @@ async fn fifty_sessions_survive_a_switch_with_their_state() {
             assert_eq!((mine, n), (Some(format!("session-{i}")), Some(i as i64)));
         }
     }
-    let uv_plugin = new_admin
-        .query_scalar(
-            "SELECT PLUGIN_STATUS FROM information_schema.PLUGINS WHERE PLUGIN_NAME = 'user_variables'",
-        )
-        .await
-        .unwrap();
-    if uv_plugin.as_deref() == Some("ACTIVE") {
-        assert!(
-            user_variables_moved,
-            "user variables were lost although the plugin is active"
-        );
-    }
-    eprintln!("user_variables plugin: {uv_plugin:?}, user variables moved: {user_variables_moved}");
-
-    // Every acknowledged write is on the new writer.
-    let rows: u64 = new_admin
-        .query_scalar("SELECT COUNT(*) FROM app.sw")
-        .await
-        .unwrap()
-        .and_then(|v| v.parse().ok())
-        .unwrap();
-    assert_eq!(rows, acked.load(Relaxed));
-
-    let metrics = proxy.metrics_text();
-    assert!(
-        metrics.contains("dbshift_proxy_switches_total 1"),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains(&format!(
-            "dbshift_proxy_connections_current {}",
-            IDLE + LOOPERS + STATEFUL
-        )),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains("dbshift_proxy_errors_sent_total 0"),
-        "{metrics}"
-    );
-    proxy.shutdown().await;
+    user_variables_moved
 }

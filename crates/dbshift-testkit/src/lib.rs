@@ -8,6 +8,7 @@
 //! missing); they need `mariadbd` and `mariadb-install-db`, and fail loudly without them.
 
 pub mod invariants;
+pub mod proxied;
 pub mod relay;
 pub mod writer;
 
@@ -21,6 +22,7 @@ pub use invariants::{
     check_gtid_history, check_lab_gtid_history, lab_targets, lab_writers, InvariantChecker,
     InvariantReport,
 };
+pub use proxied::ProxiedLab;
 pub use relay::{Relay, RelayControl};
 pub use writer::{admin_at, AckedWriter};
 

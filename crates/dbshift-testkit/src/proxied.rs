@@ -1,0 +1,53 @@
+//! A lab whose cluster has a dbshift proxy that runs inside the test process: the provider
+//! names it (`proxy_of`), so the switchover core holds clients there, as it does with the
+//! lab's proxy processes (`dbshift lab proxy up`).
+
+use std::time::Duration;
+
+use dbshift_provider::local::Lab;
+use dbshift_provider::{
+    Cluster, Credentials, Deployment, Endpoint, Instance, Provider, ProxyEndpoint, Result,
+};
+
+/// [`Lab`] with `proxy` in front of `proxy.cluster`; everything else is the lab's.
+pub struct ProxiedLab {
+    pub lab: Lab,
+    pub proxy: ProxyEndpoint,
+}
+
+#[async_trait::async_trait]
+impl Provider for ProxiedLab {
+    fn name(&self) -> &'static str {
+        "local"
+    }
+    async fn list_clusters(&self) -> Result<Vec<Cluster>> {
+        self.lab.list_clusters().await
+    }
+    async fn list_instances(&self) -> Result<Vec<Instance>> {
+        self.lab.list_instances().await
+    }
+    async fn describe_instance(&self, id: &str) -> Result<Instance> {
+        self.lab.describe_instance(id).await
+    }
+    async fn resolve(&self, name: &str) -> Result<Endpoint> {
+        Provider::resolve(&self.lab, name).await
+    }
+    async fn set_writer(&self, cluster: &str, instance: &str) -> Result<()> {
+        Provider::set_writer(&self.lab, cluster, instance).await
+    }
+    async fn reboot(&self, id: &str, timeout: Duration) -> Result<()> {
+        self.lab.reboot(id, timeout).await
+    }
+    async fn set_read_only(&self, instance: &str, on: bool) -> Result<()> {
+        Provider::set_read_only(&self.lab, instance, on).await
+    }
+    fn credentials(&self) -> Result<Credentials> {
+        self.lab.credentials()
+    }
+    async fn proxy_of(&self, cluster: &str) -> Result<Option<ProxyEndpoint>> {
+        Ok((cluster == self.proxy.cluster).then(|| self.proxy.clone()))
+    }
+    async fn deployments(&self) -> Result<Vec<Deployment>> {
+        self.lab.deployments().await
+    }
+}
