@@ -278,7 +278,19 @@ impl Session {
         }
         let next = seq.wrapping_add(1);
         let pool = shared.admin_pool();
-        let stored = match auth::lookup(&shared.cfg.auth, pool.as_ref(), &resp.user).await {
+        // A hung writer must give the client an error, not a hang.
+        let lookup_bound = shared.cfg.connect_timeout * 2;
+        let looked_up = tokio::time::timeout(
+            lookup_bound,
+            auth::lookup(&shared.cfg.auth, pool.as_ref(), &resp.user),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(Error::AuthSource(format!(
+                "the writer did not answer within {lookup_bound:?}; retry later"
+            )))
+        });
+        let stored = match looked_up {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(user = %resp.user, error = %e, "cannot read the user's password hash");

@@ -445,3 +445,64 @@ async fn admin_api_requires_the_token_and_drives_the_proxy() {
     admin.stop();
     proxy.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_that_is_down_or_hung_gives_a_clear_error_not_a_hang() {
+    let lab = lab().await;
+    let admin = &lab.state().users.admin;
+    let auth = AuthSource::Admin {
+        user: admin.user.clone(),
+        password: admin.password.clone(),
+    };
+    // Down at start: a port nobody listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let mut cfg = ProxyConfig::new(
+        "127.0.0.1:0".parse().unwrap(),
+        Backend::new("127.0.0.1", port),
+        auth.clone(),
+    );
+    cfg.backend_tls = Some(lab.ca_bundle());
+    cfg.connect_timeout = Duration::from_secs(1);
+    let started = std::time::Instant::now();
+    let err = dbshift_proxy::start(cfg)
+        .await
+        .err()
+        .expect("no backend, no proxy");
+    assert!(started.elapsed() < Duration::from_secs(5), "{err}");
+    assert!(err.to_string().contains(&port.to_string()), "{err}");
+
+    // Hung after start: the replica (no other test uses it) stopped with SIGSTOP.
+    let replica = lab
+        .state()
+        .instances
+        .iter()
+        .find(|i| i.id != lab.state().clusters[0].writer)
+        .unwrap()
+        .clone();
+    let mut cfg = ProxyConfig::new(
+        "127.0.0.1:0".parse().unwrap(),
+        Backend::new("127.0.0.1", replica.port),
+        auth,
+    );
+    cfg.backend_tls = Some(lab.ca_bundle());
+    cfg.connect_timeout = Duration::from_secs(1);
+    let proxy = dbshift_proxy::start(cfg).await.unwrap();
+    let pid = lab.pid(&replica.id).unwrap().unwrap() as i32;
+    // SAFETY: kill(2) on the replica's server, which this test resumes below.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let started = std::time::Instant::now();
+    let r = tokio::time::timeout(
+        Duration::from_secs(20),
+        mysql_async::Conn::new(app_opts(lab, &proxy, false)),
+    )
+    .await;
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    let r = r.expect("the client got an answer, not a hang");
+    let err = r.err().expect("a hung writer cannot let anyone in");
+    assert!(started.elapsed() < Duration::from_secs(10), "{err}");
+    assert!(err.to_string().contains("did not answer"), "{err}");
+    proxy.shutdown().await;
+}
