@@ -349,7 +349,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .context("reading the inventory")?;
             match output.output {
                 Format::Json => print_json(&rows)?,
-                Format::Table => output::print_inventory(&rows),
+                Format::Table => {
+                    output::print_inventory(&rows);
+                    // The clusters' stable client endpoints (`lab proxy up`).
+                    for c in lab.status().clusters {
+                        if let Some(p) = c.proxy {
+                            println!("proxy of {}: {p} (dbshift proxy)", c.name);
+                        }
+                    }
+                }
             }
         }
         Command::Reboot { instance, timeout } => {
