@@ -71,6 +71,10 @@ pub struct CaRotateArgs {
     #[arg(long, conflicts_with = "plan")]
     pub plan_file: Option<PathBuf>,
     /// Do not ask for confirmation.
+    /// After a finished rotation, trust the new CA alone everywhere (kept as it was if an
+    /// instance still uses another CA; the report names them).
+    #[arg(long)]
+    pub drop_old_trust: bool,
     #[arg(long, short = 'y')]
     pub yes: bool,
     #[command(flatten)]
@@ -533,6 +537,7 @@ pub async fn rotate(args: CaRotateArgs, dir: &Path) -> anyhow::Result<()> {
         req.probe,
         args.gate_timeout,
         args.output.output,
+        args.drop_old_trust,
     )
     .await
 }
@@ -568,6 +573,7 @@ pub async fn resume(run: &str, dir: &Path, yes: bool, format: Format) -> anyhow:
         probe,
         Duration::from_secs(120),
         format,
+        false,
     )
     .await
 }
@@ -582,6 +588,7 @@ async fn run_plan(
     probe: bool,
     gate_timeout: Duration,
     format: Format,
+    drop_old_trust: bool,
 ) -> anyhow::Result<()> {
     let control = Control::new();
     let ctrl_c = {
@@ -624,7 +631,7 @@ async fn run_plan(
         gate_timeout,
         resume,
     };
-    let result = ca_rotate::execute(p, journal, plan, opts).await;
+    let result = ca_rotate::execute(p.clone(), journal, plan, opts).await;
     if let Some(b) = &bars {
         b.overall.finish_and_clear();
         let _ = b.multi.clear();
@@ -644,9 +651,34 @@ async fn run_plan(
         )
         .into(),
     })?;
+    let mut report = report;
+    if drop_old_trust && report.rollout.outcome == RunOutcome::Done {
+        report.trust_final = Some(
+            ca_rotate::finalize_trust(&*p, &plan.ca.id)
+                .await
+                .map_err(rollout_err)
+                .context("trusting the new CA alone")?,
+        );
+    }
     match format {
         Format::Json => print_json(&report)?,
-        Format::Table => print_report(&report),
+        Format::Table => {
+            print_report(&report);
+            if let Some(t) = &report.trust_final {
+                if t.still_on_other_cas.is_empty() {
+                    println!(
+                        "trust: every trust point now trusts {} alone",
+                        t.trusted.join(", ")
+                    );
+                } else {
+                    println!(
+                        "trust: kept {} (instances still on another CA: {})",
+                        t.trusted.join(" + "),
+                        t.still_on_other_cas.join(", ")
+                    );
+                }
+            }
+        }
     }
     let ro = &report.rollout;
     match ro.outcome {

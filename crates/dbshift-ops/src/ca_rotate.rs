@@ -96,6 +96,43 @@ pub struct CaRotateReport {
     pub trust_deployed: Option<Vec<String>>,
     pub clients_not_trusting: Vec<PathBuf>,
     pub resumed: bool,
+    /// `--drop-old-trust`: the trust after the rotation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trust_final: Option<TrustFinal>,
+}
+
+/// The trust points after `--drop-old-trust`.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrustFinal {
+    /// The CAs every trust point trusts now.
+    pub trusted: Vec<String>,
+    /// Instances still on another CA: the old CAs were kept for them (nothing changed).
+    pub still_on_other_cas: Vec<String>,
+}
+
+/// After a finished rotation: every trust point trusts the target CA alone, unless an
+/// instance still has a certificate from another CA (one outside the filter, or skipped):
+/// then nothing changes and those instances are named.
+pub async fn finalize_trust(provider: &dyn Provider, ca: &str) -> Result<TrustFinal, RolloutError> {
+    let others: Vec<String> = provider
+        .list_instances()
+        .await?
+        .into_iter()
+        .filter(|i| i.ca != ca)
+        .map(|i| i.id)
+        .collect();
+    if !others.is_empty() {
+        let trusted = provider.trusted_cas().await?;
+        return Ok(TrustFinal {
+            trusted,
+            still_on_other_cas: others,
+        });
+    }
+    provider.deploy_trust(&[ca.to_string()]).await?;
+    Ok(TrustFinal {
+        trusted: vec![ca.to_string()],
+        still_on_other_cas: Vec::new(),
+    })
 }
 
 fn bad(msg: impl Into<String>) -> RolloutError {
@@ -446,6 +483,7 @@ pub async fn execute(
             .map(|c| c.file.clone())
             .collect(),
         resumed,
+        trust_final: None,
     })
 }
 

@@ -388,6 +388,11 @@ async fn an_instance_that_fails_its_gate_stops_its_cluster_and_nothing_new_start
         r.clusters[1]
     );
 
+    // The old CA cannot be dropped while instances still use it: nothing changes.
+    let kept = ca_rotate::finalize_trust(&*p, NEW).await.unwrap();
+    assert!(!kept.still_on_other_cas.is_empty(), "{kept:?}");
+    assert_eq!(p.trusted_cas().await.unwrap().len(), 2);
+
     // Fixed, the same request finishes the job without redoing the broken reader's change.
     s.exec_sql("START SLAVE SQL_THREAD").await.unwrap();
     s.close().await;
@@ -402,8 +407,30 @@ async fn an_instance_that_fails_its_gate_stops_its_cluster_and_nothing_new_start
         report.rollout
     );
     assert_presents(t, NEW).await;
+    // Now the old CA can go: every trust point trusts the new one alone, replication holds.
+    let fin = ca_rotate::finalize_trust(&*p, NEW).await.unwrap();
+    assert!(fin.still_on_other_cas.is_empty(), "{fin:?}");
+    assert_eq!(p.trusted_cas().await.unwrap(), vec![NEW.to_string()]);
+    assert_replication_healthy(t.lab()).await;
     // Leave the lab as the other tests expect it: every instance on the old CA.
+    p.deploy_trust(&[OLD.to_string(), NEW.to_string()])
+        .await
+        .unwrap();
     for i in p.list_instances().await.unwrap() {
         p.modify_ca(&i.id, OLD, CaApply::NoRestart).await.unwrap();
+    }
+}
+
+/// Every replica's threads run (after a trust change, replication reconnects verifying the
+/// source's certificate against the new bundle).
+async fn assert_replication_healthy(lab: &Lab) {
+    let lab = Lab::open(lab.dir()).unwrap();
+    for rec in &lab.state().instances {
+        let mut s = lab.connect_admin(&rec.id).await.unwrap();
+        let st = s.replication_status().await.unwrap();
+        s.close().await;
+        if st.configured {
+            assert!(st.healthy(), "{}: {st:?}", rec.id);
+        }
     }
 }
