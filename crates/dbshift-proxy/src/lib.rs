@@ -161,7 +161,14 @@ pub(crate) struct Shared {
     pub ops: tokio::sync::Mutex<()>,
     pub paused_at: Mutex<Option<Instant>>,
     pub pause_epoch: AtomicU64,
+    /// Stored password hashes by user, with when they were read: a storm of reconnections
+    /// (after a switch) costs the backend one lookup per user, not one per login. A hash is
+    /// not a login secret (the server stores it); a refused password re-reads it once.
+    pub hash_cache: Mutex<HashMap<String, (Instant, Vec<auth::StoredCredential>)>>,
 }
+
+/// How long a stored hash read from the backend is reused.
+pub(crate) const HASH_CACHE_TTL: Duration = Duration::from_secs(60);
 
 impl Shared {
     pub fn control(&self) -> Control {
@@ -175,6 +182,39 @@ impl Shared {
             .values()
             .cloned()
             .collect()
+    }
+
+    /// The user's stored credentials, from the cache while fresh (`fresh_only`: never the
+    /// cache), else read from the backend within twice the connect timeout (a hung writer
+    /// gives an error, not a hang).
+    pub(crate) async fn stored_credentials(
+        &self,
+        user: &str,
+        fresh_only: bool,
+    ) -> Result<(Vec<auth::StoredCredential>, bool)> {
+        if !fresh_only {
+            let cache = self.hash_cache.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((at, creds)) = cache.get(user) {
+                if at.elapsed() < HASH_CACHE_TTL {
+                    return Ok((creds.clone(), true));
+                }
+            }
+        }
+        let bound = self.cfg.connect_timeout * 2;
+        let pool = self.admin_pool();
+        Metrics::inc(&self.metrics.auth_lookups_total);
+        let creds = tokio::time::timeout(bound, auth::lookup(&self.cfg.auth, pool.as_ref(), user))
+            .await
+            .unwrap_or_else(|_| {
+                Err(Error::AuthSource(format!(
+                    "the writer did not answer within {bound:?}; retry later"
+                )))
+            })?;
+        self.hash_cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(user.to_string(), (Instant::now(), creds.clone()));
+        Ok((creds, false))
     }
 
     pub(crate) fn admin_pool(&self) -> Option<mysql_async::Pool> {
@@ -329,6 +369,7 @@ pub async fn start(cfg: ProxyConfig) -> Result<ProxyHandle> {
         ops: tokio::sync::Mutex::new(()),
         paused_at: Mutex::new(None),
         pause_epoch: AtomicU64::new(0),
+        hash_cache: Mutex::new(HashMap::new()),
     });
     *shared.admin_pool.write().unwrap_or_else(|p| p.into_inner()) =
         shared.admin_pool_for(&shared.cfg.backend);

@@ -16,6 +16,7 @@ pub struct Metrics {
     pub commands_total: AtomicU64,
     pub errors_sent_total: AtomicU64,
     pub auth_failures_total: AtomicU64,
+    pub auth_lookups_total: AtomicU64,
     pub backend_connect_failures_total: AtomicU64,
     pub sessions_ended_total: AtomicU64,
     pub sessions_moved_total: AtomicU64,
@@ -79,6 +80,12 @@ impl Metrics {
             "Client logins refused (wrong password, unknown user, unsupported plugin).",
             "counter",
             self.auth_failures_total.load(Relaxed),
+        );
+        counter(
+            "auth_lookups_total",
+            "Stored password hashes read from the backend (logins within the cache's life reuse them).",
+            "counter",
+            self.auth_lookups_total.load(Relaxed),
         );
         counter(
             "backend_connect_failures_total",

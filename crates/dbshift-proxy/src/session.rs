@@ -277,20 +277,8 @@ impl Session {
             resp.auth_response = p;
         }
         let next = seq.wrapping_add(1);
-        let pool = shared.admin_pool();
-        // A hung writer must give the client an error, not a hang.
-        let lookup_bound = shared.cfg.connect_timeout * 2;
-        let looked_up = tokio::time::timeout(
-            lookup_bound,
-            auth::lookup(&shared.cfg.auth, pool.as_ref(), &resp.user),
-        )
-        .await
-        .unwrap_or_else(|_| {
-            Err(Error::AuthSource(format!(
-                "the writer did not answer within {lookup_bound:?}; retry later"
-            )))
-        });
-        let stored = match looked_up {
+        let looked_up = shared.stored_credentials(&resp.user, false).await;
+        let (mut stored, cached) = match looked_up {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(user = %resp.user, error = %e, "cannot read the user's password hash");
@@ -309,6 +297,17 @@ impl Session {
                 return Ok(None);
             }
         };
+        // A password changed since the hash was cached: read it again, once.
+        if cached
+            && !matches!(
+                auth::verify(&scramble, &resp.auth_response, &stored),
+                Verdict::Accepted(_)
+            )
+        {
+            if let Ok((fresh, _)) = shared.stored_credentials(&resp.user, true).await {
+                stored = fresh;
+            }
+        }
         let using = if resp.auth_response.is_empty() {
             "NO"
         } else {

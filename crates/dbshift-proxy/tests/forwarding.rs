@@ -508,3 +508,53 @@ async fn a_backend_that_is_down_or_hung_gives_a_clear_error_not_a_hang() {
     assert!(err.to_string().contains("did not answer"), "{err}");
     proxy.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_hashes_are_cached_and_a_changed_password_is_read_again() {
+    let lab = lab().await;
+    let proxy = start_proxy(lab).await;
+    let w = lab.state().clusters[0].writer.clone();
+    let mut admin = lab.connect_admin(&w).await.unwrap();
+    admin
+        .exec_sql(
+            "CREATE USER IF NOT EXISTS 'cachet'@'127.0.0.1' IDENTIFIED BY 'first-pass'; \
+             GRANT SELECT ON app.* TO 'cachet'@'127.0.0.1'",
+        )
+        .await
+        .unwrap();
+    let lookups = |p: &ProxyHandle| -> u64 {
+        p.metrics_text()
+            .lines()
+            .find_map(|l| l.strip_prefix("dbshift_proxy_auth_lookups_total "))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("the lookups counter")
+    };
+    let login = |password: &str| {
+        let o = ConnectOptions::new("127.0.0.1", proxy.local_addr().port(), "cachet")
+            .password(password)
+            .to_opts();
+        async move {
+            let c = mysql_async::Conn::new(o).await?;
+            c.disconnect().await
+        }
+    };
+    login("first-pass").await.unwrap();
+    login("first-pass").await.unwrap();
+    login("first-pass").await.unwrap();
+    assert_eq!(lookups(&proxy), 1, "three logins, one lookup");
+
+    admin
+        .exec_sql("ALTER USER 'cachet'@'127.0.0.1' IDENTIFIED BY 'second-pass'")
+        .await
+        .unwrap();
+    login("second-pass").await.unwrap();
+    assert_eq!(lookups(&proxy), 2, "the cached hash refused it: read again");
+    let err = login("first-pass").await.unwrap_err();
+    assert!(err.to_string().contains("Access denied"), "{err}");
+    admin
+        .exec_sql("DROP USER 'cachet'@'127.0.0.1'")
+        .await
+        .unwrap();
+    admin.close().await;
+    proxy.shutdown().await;
+}
