@@ -5,6 +5,7 @@
 
 mod bluegreen_cmd;
 mod ca_cmd;
+mod config;
 mod demo_cmd;
 mod output;
 mod probe_cmd;
@@ -36,6 +37,10 @@ struct Cli {
     /// The local lab's directory.
     #[arg(long, global = true, env = "DBSHIFT_LAB_DIR", default_value = dbshift_provider::local::DEFAULT_DIR)]
     dir: PathBuf,
+    /// A configuration file (keys: dir, output, log); flags and DBSHIFT_* variables win over
+    /// it. Default: ./dbshift.toml, then ~/.config/dbshift/config.toml, when they exist.
+    #[arg(long, global = true, env = "DBSHIFT_CONFIG")]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -167,7 +172,7 @@ enum LabCommand {
 #[derive(Args, Debug, Clone, Copy)]
 pub(crate) struct OutputArgs {
     /// Output format.
-    #[arg(long, short = 'o', value_enum, default_value_t = Format::Table)]
+    #[arg(long, short = 'o', value_enum, env = "DBSHIFT_OUTPUT", default_value_t = Format::Table)]
     pub(crate) output: Format,
 }
 
@@ -252,8 +257,24 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    // The configuration file fills the DBSHIFT_* variables that are not set, before the flags
+    // are parsed: flags, then the environment, then the file.
+    let args: Vec<String> = std::env::args().collect();
+    let config_file = config::locate(&args);
+    if let Some(path) = &config_file {
+        match config::read(path) {
+            Ok(vars) => config::apply(&vars),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
     let cli = Cli::parse();
     init_logging(cli.verbose, cli.quiet);
+    if let Some(path) = cli.config.as_ref().or(config_file.as_ref()) {
+        tracing::info!(file = %path.display(), "configuration file read");
+    }
     // One crypto provider for rustls across the tree: ring.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
