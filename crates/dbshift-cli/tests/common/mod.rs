@@ -15,6 +15,8 @@ pub fn dbshift_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
         .arg(dir)
         .args(args)
         .env_remove("DBSHIFT_LAB_DIR")
+        .env_remove("DBSHIFT_OUTPUT")
+        .env_remove("DBSHIFT_CONFIG")
         .env_remove("DBSHIFT_PROBE_PASSWORD")
         .env_remove("DBSHIFT_CRASH_AT");
     for (k, v) in env {
