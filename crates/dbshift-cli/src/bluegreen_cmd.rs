@@ -13,8 +13,8 @@ use dbshift_provider::{Deployment, GreenSpec, Side};
 
 use crate::output::{print_json, Table};
 use crate::switchover_cmd::{
-    confirm, journal, observer_for, print_guards, report_outcome, start_probe, stop_probe,
-    stopped_part_way, MaxLag,
+    confirm, journal, observer_for, print_guards, print_plan, report_outcome, start_probe,
+    stop_probe, stopped_part_way, MaxLag,
 };
 use crate::{Exit, Format, OutputArgs};
 
@@ -369,20 +369,11 @@ async fn switch(a: SwitchArgs, dir: &Path, to: Side) -> anyhow::Result<()> {
         Side::Blue => "rollback",
     };
     if a.plan {
-        let plan = switchover::plan(&params);
-        match a.output.output {
-            Format::Json => print_json(&plan)?,
-            Format::Table => {
-                println!(
-                    "bluegreen {verb} of {}: {} -> {} ({} resolves to {} afterwards)",
-                    d.name, params.from, params.to, d.blue, params.to
-                );
-                for (i, s) in plan.steps.iter().enumerate() {
-                    println!("{:>2}. {s}", i + 1);
-                }
-            }
-        }
-        return Ok(());
+        let header = format!(
+            "bluegreen {verb} of {}: {} -> {} ({} resolves to {} afterwards)",
+            d.name, params.from, params.to, d.blue, params.to
+        );
+        return print_plan(&switchover::plan(&params), &header, a.output.output);
     }
     if to == Side::Blue && d.engine_binary.is_some() {
         tracing::warn!(
@@ -398,22 +389,16 @@ async fn switch(a: SwitchArgs, dir: &Path, to: Side) -> anyhow::Result<()> {
         a.yes,
     )?;
     let journal = journal(dir).await?;
-    let probe = if a.probe {
-        let label = format!("bluegreen-{verb}-{}", d.name);
-        Some(
-            start_probe(
-                &lab,
-                dir,
-                &d.blue,
-                &label,
-                a.probe_rate,
-                a.report_dir.clone(),
-            )
-            .await?,
-        )
-    } else {
-        None
-    };
+    let probe = start_probe(
+        a.probe,
+        &lab,
+        dir,
+        &d.blue,
+        &format!("bluegreen-{verb}-{}", d.name),
+        a.probe_rate,
+        a.report_dir.clone(),
+    )
+    .await?;
     let observer = observer_for(probe.as_ref());
     let result = bluegreen::switch(&lab, &journal, params, to, observer.as_ref()).await;
     let summary = stop_probe(probe).await?;

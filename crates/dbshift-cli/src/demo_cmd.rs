@@ -565,6 +565,7 @@ impl Demo {
         let (from, new) = (params.from.clone(), params.to.clone());
         let report_dir = self.report.reports_dir.join(name);
         let probe = start_probe(
+            true,
             lab,
             &self.dir,
             &d.blue,
@@ -572,7 +573,8 @@ impl Demo {
             rate,
             Some(report_dir),
         )
-        .await?;
+        .await?
+        .expect("asked for");
         let observer = observer_for(Some(&probe));
         let journal = self
             .journal

@@ -115,17 +115,40 @@ pub struct ResumeArgs {
     pub output: OutputArgs,
 }
 
-/// Start the downtime probe on `target` (a cluster name, followed through redirects), its
-/// report in `report_dir` or `<lab dir>/reports/<label>-<time>`; half a second of baseline
-/// is taken before it returns, so the chart shows normal latency first.
+/// The `--plan` of a switch: its steps under `header`, or the plan as JSON.
+pub(crate) fn print_plan(
+    plan: &switchover::Plan,
+    header: &str,
+    format: Format,
+) -> anyhow::Result<()> {
+    match format {
+        Format::Json => print_json(plan)?,
+        Format::Table => {
+            println!("{header}");
+            for (i, s) in plan.steps.iter().enumerate() {
+                println!("{:>2}. {s}", i + 1);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// With `enabled` (`--probe`), start the downtime probe on `target` (a cluster name, followed
+/// through redirects), its report in `report_dir` or `<lab dir>/reports/<label>-<time>`; half
+/// a second of baseline is taken before it returns, so the chart shows normal latency first.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn start_probe(
+    enabled: bool,
     lab: &Lab,
     dir: &Path,
     target: &str,
     label: &str,
     rate: f64,
     report_dir: Option<std::path::PathBuf>,
-) -> anyhow::Result<dbshift_probe::ProbeHandle> {
+) -> anyhow::Result<Option<dbshift_probe::ProbeHandle>> {
+    if !enabled {
+        return Ok(None);
+    }
     let report_dir = report_dir.unwrap_or_else(|| {
         dir.join("reports").join(format!(
             "{label}-{}",
@@ -146,7 +169,7 @@ pub(crate) async fn start_probe(
         .await
         .context("starting the probe")?;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    Ok(handle)
+    Ok(Some(handle))
 }
 
 /// The observer of a run: the probe's chart marks when there is a probe, the log otherwise.
@@ -389,19 +412,11 @@ pub async fn switchover(args: SwitchoverArgs, dir: &Path) -> anyhow::Result<()> 
     let params = switchover::prepare(&lab, &req).await.map_err(bad_input)?;
     let plan = switchover::plan(&params);
     if args.plan {
-        match args.output.output {
-            Format::Json => print_json(&plan)?,
-            Format::Table => {
-                println!(
-                    "switchover of {}: {} -> {}",
-                    params.cluster, params.from, params.to
-                );
-                for (i, s) in plan.steps.iter().enumerate() {
-                    println!("{:>2}. {s}", i + 1);
-                }
-            }
-        }
-        return Ok(());
+        let header = format!(
+            "switchover of {}: {} -> {}",
+            params.cluster, params.from, params.to
+        );
+        return print_plan(&plan, &header, args.output.output);
     }
     confirm(
         &format!(
@@ -411,22 +426,16 @@ pub async fn switchover(args: SwitchoverArgs, dir: &Path) -> anyhow::Result<()> 
         args.yes,
     )?;
     let journal = journal(dir).await?;
-    let probe = if args.probe {
-        let label = format!("switchover-{}", params.cluster);
-        Some(
-            start_probe(
-                &lab,
-                dir,
-                &params.cluster,
-                &label,
-                args.probe_rate,
-                args.report_dir.clone(),
-            )
-            .await?,
-        )
-    } else {
-        None
-    };
+    let probe = start_probe(
+        args.probe,
+        &lab,
+        dir,
+        &params.cluster,
+        &format!("switchover-{}", params.cluster),
+        args.probe_rate,
+        args.report_dir.clone(),
+    )
+    .await?;
     let observer = observer_for(probe.as_ref());
     let result = switchover::run(&lab, &journal, params, observer.as_ref()).await;
     let summary = stop_probe(probe).await?;

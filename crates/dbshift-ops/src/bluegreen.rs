@@ -150,7 +150,7 @@ pub async fn switch_params(
         siblings: Vec::new(),
         max_lag_transactions: opts.max_lag_transactions,
         max_lag_seconds: opts.max_lag_seconds,
-        timeout_ms: opts.timeout.as_millis() as u64,
+        timeout_ms: crate::ms(opts.timeout),
         fence_lock_wait_ms: 1000,
         fence_attempts: 3,
         hooks: opts.hooks.clone(),

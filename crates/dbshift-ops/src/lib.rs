@@ -28,3 +28,21 @@ pub fn connect_options(creds: &Credentials, who: &Credential, ep: &Endpoint) -> 
     }
     opts
 }
+
+/// Fault injection for the crash tests: when `DBSHIFT_CRASH_AT` equals `point`, the process
+/// kills itself with SIGKILL at once, exactly as a `kill -9` would. Unset in normal use. The
+/// points: the switchover's `<step>:<begin|run|end>` and the rollout's `rollout:after:<N>`.
+pub(crate) fn crash_if(point: &str) {
+    if std::env::var("DBSHIFT_CRASH_AT").is_ok_and(|at| at == point) {
+        tracing::warn!("DBSHIFT_CRASH_AT={point}: killing this process");
+        // SAFETY: kill(2) on our own PID; SIGKILL ends the process at once, as kill -9.
+        unsafe {
+            libc::kill(libc::getpid(), libc::SIGKILL);
+        }
+    }
+}
+
+/// Whole milliseconds of a duration, as reports and journals keep them.
+pub(crate) fn ms(d: std::time::Duration) -> u64 {
+    d.as_millis() as u64
+}

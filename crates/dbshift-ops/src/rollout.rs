@@ -32,6 +32,7 @@ use dbshift_provider::{Cluster, Credentials, Instance, InstanceStatus, Provider,
 use serde::{Deserialize, Serialize};
 
 use crate::journal::{Journal, JournalError, RunStatus};
+use crate::ms;
 use crate::switchover::{self, Outcome as SwitchoverOutcome, SwitchoverRequest};
 
 /// Errors that stop a rollout before it starts, or the journal under it.
@@ -736,23 +737,10 @@ pub struct Rollout {
     pub gate_timeout: Duration,
 }
 
-/// Fault injection for the crash tests: with `DBSHIFT_CRASH_AT=rollout:after:<N>` the process
-/// kills itself with SIGKILL right after its N-th instance action is journaled as ended,
-/// exactly as a `kill -9` would. Unset in normal use.
+/// Fault injection for the crash tests (`DBSHIFT_CRASH_AT=rollout:after:<N>`): killed right
+/// after the N-th instance action is journaled as ended.
 fn crash_after(n: usize) {
-    if let Ok(at) = std::env::var("DBSHIFT_CRASH_AT") {
-        if at == format!("rollout:after:{n}") {
-            tracing::warn!("DBSHIFT_CRASH_AT={at}: killing this process");
-            // SAFETY: kill(2) on our own PID; SIGKILL ends the process at once, as kill -9.
-            unsafe {
-                libc::kill(libc::getpid(), libc::SIGKILL);
-            }
-        }
-    }
-}
-
-fn ms(d: Duration) -> u64 {
-    d.as_millis() as u64
+    crate::crash_if(&format!("rollout:after:{n}"));
 }
 
 /// Shared by the cluster tasks of one run.

@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::guards::{run_guards, GuardLimits, GuardReport};
 use crate::journal::{Journal, JournalError, RunRecord, RunStatus};
+use crate::ms;
 use crate::proxy_admin::ProxyAdmin;
 
 /// How long a proxy in front of the cluster lets open transactions finish at the fence.
@@ -157,24 +158,11 @@ pub struct Plan {
     pub steps: Vec<String>,
 }
 
-/// Fault injection for the crash tests: with `DBSHIFT_CRASH_AT=<step>:<begin|run|end>` the
-/// process kills itself with SIGKILL at that point (`begin`: journaled as begun, nothing done;
-/// `run`: done on the servers, not journaled as ended; `end`: journaled as ended), exactly as
-/// a `kill -9` would. Unset in normal use.
+/// Fault injection for the crash tests (`DBSHIFT_CRASH_AT=<step>:<begin|run|end>`; `begin`:
+/// journaled as begun, nothing done; `run`: done on the servers, not journaled as ended;
+/// `end`: journaled as ended).
 fn crash_point(step: &str, phase: &str) {
-    if let Ok(at) = std::env::var("DBSHIFT_CRASH_AT") {
-        if at == format!("{step}:{phase}") {
-            tracing::warn!("DBSHIFT_CRASH_AT={at}: killing this process");
-            // SAFETY: kill(2) on our own PID; SIGKILL ends the process at once, as kill -9.
-            unsafe {
-                libc::kill(libc::getpid(), libc::SIGKILL);
-            }
-        }
-    }
-}
-
-fn ms(d: Duration) -> u64 {
-    d.as_millis() as u64
+    crate::crash_if(&format!("{step}:{phase}"));
 }
 
 /// Resolve names and check the request; changes nothing.
