@@ -112,13 +112,24 @@ pub async fn run(args: ProxyArgs, dir: &Path) -> anyhow::Result<()> {
                 .map(|(cert, key)| ClientTls { cert, key }),
         ),
     };
-    let lab =
-        Lab::open(&lab_dir).with_context(|| format!("opening the lab in {}", lab_dir.display()))?;
-    let backend = lab.resolve(&cluster).await?;
+    // Bad input is refused before anything starts.
+    if let Some(a) = admin.filter(|a| !a.ip().is_loopback()) {
+        return Err(Exit::new(
+            2,
+            format!("--admin {a}: the admin API listens on loopback only"),
+        )
+        .into());
+    }
     let token = match admin {
         Some(_) => Some(read_token(token_file.as_deref())?),
         None => None,
     };
+    if token.as_ref().is_some_and(|t| t.len() < 16) {
+        return Err(Exit::new(2, "the admin token must be at least 16 characters").into());
+    }
+    let lab =
+        Lab::open(&lab_dir).with_context(|| format!("opening the lab in {}", lab_dir.display()))?;
+    let backend = lab.resolve(&cluster).await?;
     let admin_user = lab.state().users.admin.clone();
     let mut cfg = ProxyConfig::new(
         listen,
