@@ -7,6 +7,7 @@ mod bluegreen_cmd;
 mod ca_cmd;
 mod config;
 mod demo_cmd;
+mod failover_cmd;
 mod output;
 mod probe_cmd;
 mod proxy_cmd;
@@ -75,6 +76,16 @@ enum Command {
     /// Move a cluster's writer to one of its replicas: guards, fence, exact GTID wait, point of
     /// no return, promotion, redirect; automatic rollback before the point of no return.
     Switchover(switchover_cmd::SwitchoverArgs),
+    /// Give a cluster a new writer: the switchover when its writer answers; when it is dead,
+    /// fence it first (stopped by the provider, proxy paused), promote the most advanced
+    /// replica (Gtid_IO_Pos, then gtid_slave_pos), re-point the others by GTID.
+    Failover(failover_cmd::FailoverArgs),
+    /// Watch a cluster: a dead writer (unreachable, and the replicas' IO threads agree),
+    /// semi-sync falling back to async, broken replicas; --auto-failover fails over. Ctrl-C stops.
+    Watch(failover_cmd::WatchArgs),
+    /// Make a former writer a replica of its cluster's new writer, unless it holds errant
+    /// transactions (then reported, and it is left read-only).
+    Rejoin(failover_cmd::RejoinArgs),
     /// The journal's runs (switchovers), newest first.
     Runs(OutputArgs),
     /// Continue a run that was cut short (dbshift killed); the servers are re-checked.
@@ -405,6 +416,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Probe(args) => probe_cmd::run(args, &cli.dir).await?,
         Command::Check(args) => switchover_cmd::check(args, &cli.dir).await?,
         Command::Switchover(args) => switchover_cmd::switchover(args, &cli.dir).await?,
+        Command::Failover(args) => failover_cmd::failover(args, &cli.dir).await?,
+        Command::Watch(args) => failover_cmd::watch(args, &cli.dir).await?,
+        Command::Rejoin(args) => failover_cmd::rejoin(args, &cli.dir).await?,
         Command::Runs(output) => switchover_cmd::runs(output, &cli.dir).await?,
         Command::Resume(args) => switchover_cmd::resume(args, &cli.dir).await?,
         Command::Bluegreen(cmd) => bluegreen_cmd::run(cmd, &cli.dir).await?,

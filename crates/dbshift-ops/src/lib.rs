@@ -4,13 +4,16 @@
 
 pub mod bluegreen;
 pub mod ca_rotate;
+pub mod failover;
 pub mod guards;
 pub mod inventory;
 pub mod journal;
 pub mod proxy_admin;
+pub mod rejoin;
 pub mod rollout;
 pub mod switchover;
 pub mod verify;
+pub mod watch;
 
 use dbshift_db::server::{ConnectOptions, TlsOptions};
 use dbshift_provider::{Credential, Credentials, Endpoint};

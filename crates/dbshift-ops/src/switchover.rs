@@ -882,11 +882,7 @@ impl<'a> Engine<'a> {
         let mut new = self.connect(&self.p.to).await?;
         // Events replicated from the old writer arrived SLAVESIDE_DISABLED; their definers
         // are kept (a plain ALTER EVENT would make dbshift's user their definer).
-        let mut enabled = Vec::new();
-        for e in db(new.events_with_status("SLAVESIDE_DISABLED").await)? {
-            db(new.exec_sql(&alter_event(&e, "ENABLE")).await)?;
-            enabled.push(format!("{}.{}", e.schema, e.name));
-        }
+        let enabled = db(enable_replicated_events(&mut new).await)?;
         let scheduler_was_on = self
             .fence
             .as_ref()
@@ -996,12 +992,7 @@ impl<'a> Engine<'a> {
                 events.len()
             ));
         } else if !events.is_empty() {
-            db(old.exec_sql("SET SESSION sql_log_bin=0").await)?;
-            for e in events {
-                db(old.exec_sql(&alter_event(&e, "DISABLE ON SLAVE")).await)?;
-                disabled.push(format!("{}.{}", e.schema, e.name));
-            }
-            db(old.exec_sql("SET SESSION sql_log_bin=1").await)?;
+            disabled = db(disable_events_as_replica(&mut old).await)?;
         }
         // Leftover client sessions: ended, so that pools reconnect and follow the name.
         let sessions = db(old
@@ -1116,6 +1107,41 @@ impl<'a> Engine<'a> {
         }
         Ok(serde_json::json!({ "caught_up_to": target.to_string(), "replicas_checked": checked }))
     }
+}
+
+/// Enable the events that arrived from a writer as `SLAVESIDE_DISABLED` (a promotion); their
+/// definers are kept (a plain ALTER EVENT would make dbshift's user their definer). Gives
+/// `schema.name` of each.
+pub(crate) async fn enable_replicated_events(
+    server: &mut Server,
+) -> dbshift_db::Result<Vec<String>> {
+    let mut enabled = Vec::new();
+    for e in server.events_with_status("SLAVESIDE_DISABLED").await? {
+        server.exec_sql(&alter_event(&e, "ENABLE")).await?;
+        enabled.push(format!("{}.{}", e.schema, e.name));
+    }
+    Ok(enabled)
+}
+
+/// Disable a former writer's enabled events (`DISABLE ON SLAVE`) without binlogging the change,
+/// where it would be an errant transaction. Needs SUPER (`sql_log_bin`). Gives `schema.name`.
+pub(crate) async fn disable_events_as_replica(
+    server: &mut Server,
+) -> dbshift_db::Result<Vec<String>> {
+    let events = server.events_with_status("ENABLED").await?;
+    let mut disabled = Vec::new();
+    if events.is_empty() {
+        return Ok(disabled);
+    }
+    server.exec_sql("SET SESSION sql_log_bin=0").await?;
+    for e in events {
+        server
+            .exec_sql(&alter_event(&e, "DISABLE ON SLAVE"))
+            .await?;
+        disabled.push(format!("{}.{}", e.schema, e.name));
+    }
+    server.exec_sql("SET SESSION sql_log_bin=1").await?;
+    Ok(disabled)
 }
 
 /// Run only the guards (the `check` command).

@@ -236,7 +236,7 @@ pub fn render_cnf(c: &ServerConfig) -> String {
          innodb_flush_log_at_trx_commit=1\n\
          report_host=127.0.0.1\n\
          report_port={port}\n\
-         slave_net_timeout=10\n\
+         slave_net_timeout=4\n\
          read_only={ro}\n\
          ssl_ca={ca}\n\
          ssl_cert={cert}\n\
@@ -370,6 +370,15 @@ pub fn pid_alive(pid: u32) -> bool {
     }
 }
 
+/// Whether `pid` is stopped by a signal (state `T`, e.g. SIGSTOP).
+pub fn pid_stopped(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit(')')
+            .next()
+            .is_some_and(|s| s.trim_start().starts_with('T'))
+    })
+}
+
 /// Whether `pid` is alive and its command line names `cnf`.
 pub fn pid_runs_cnf(pid: u32, cnf: &Path) -> bool {
     let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
@@ -402,7 +411,14 @@ pub fn stop_pid(pid: u32, cnf: &Path, grace: Duration) -> bool {
     if !pid_runs_cnf(pid, cnf) {
         return false;
     }
-    signal(pid, libc::SIGTERM);
+    // A stopped (SIGSTOP, hung) server cannot shut down cleanly, and SIGCONT would let it
+    // acknowledge in-flight commits before it did: it is killed where it stands.
+    let sig = if pid_stopped(pid) {
+        libc::SIGKILL
+    } else {
+        libc::SIGTERM
+    };
+    signal(pid, sig);
     let started = Instant::now();
     // Alive by /proc/PID/stat, not by the command line: an exiting process loses its command
     // line before it closes its sockets, and the port must be free when this returns.

@@ -1,0 +1,368 @@
+//! Watch: look at a cluster every interval, say what changed, and fail over when its writer is
+//! dead.
+//!
+//! Dead means both: dbshift cannot reach the writer, *and* every replica that answers says its
+//! IO thread lost it (not connected, or a connect error). dbshift alone could be the one cut
+//! off; the replicas alone could be behind a broken link. After a failover no other one starts
+//! for the block period (anti-flapping). Semi-synchronous replication is watched too:
+//! `Rpl_semi_sync_master_status` falls back to asynchronous silently after its timeout, and
+//! the watcher says so. Everything seen and done is printed (through the sink) and journaled.
+//! This module decides *when*; the failover itself is `failover.rs`.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::failover::{self, FailoverOutcome, FailoverRequest};
+use crate::journal::{Journal, RunStatus};
+use crate::switchover::{LogObserver, Observer};
+use dbshift_provider::Provider;
+
+/// The journal kind of a watch.
+pub const RUN_KIND: &str = "watch";
+
+#[derive(Debug, Clone)]
+pub struct WatchOptions {
+    pub cluster: String,
+    /// Time between two looks; also the writer's connect bound.
+    pub interval: Duration,
+    /// After a failover, no other one for this long.
+    pub block: Duration,
+    /// Fail over when the writer is dead (otherwise only report it).
+    pub auto_failover: bool,
+    /// Looks in a row that must find the writer dead before a failover.
+    pub confirmations: u32,
+    /// The failover's parameters (`to` is ignored: the most advanced replica is chosen).
+    pub failover_timeout: Duration,
+}
+
+impl WatchOptions {
+    pub fn new(cluster: &str) -> WatchOptions {
+        WatchOptions {
+            cluster: cluster.to_string(),
+            interval: Duration::from_millis(500),
+            block: Duration::from_secs(300),
+            auto_failover: false,
+            confirmations: 2,
+            failover_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Something the watcher saw or did.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum WatchEvent {
+    Started {
+        cluster: String,
+        writer: String,
+    },
+    /// dbshift cannot reach the writer.
+    WriterUnreachable {
+        writer: String,
+        error: String,
+        replicas_agree: bool,
+    },
+    /// The writer answers again (before any failover).
+    WriterBack {
+        writer: String,
+    },
+    /// Semi-sync is enabled on the writer but it is running asynchronously.
+    SemiSyncFellBack {
+        writer: String,
+    },
+    SemiSyncBack {
+        writer: String,
+    },
+    /// A replica's replication broke (while the writer answers).
+    ReplicaBroken {
+        replica: String,
+        error: String,
+    },
+    FailoverStarted {
+        writer: String,
+        detection_ms: u64,
+    },
+    FailoverDone {
+        outcome: Box<FailoverOutcome>,
+    },
+    FailoverFailed {
+        error: String,
+    },
+    /// Dead, but a failover was done less than the block period ago.
+    Blocked {
+        writer: String,
+        remaining_ms: u64,
+    },
+    Stopped,
+}
+
+/// Where events go (printed by the CLI, collected by tests).
+pub trait WatchSink: Send + Sync {
+    fn saw(&self, event: &WatchEvent);
+}
+
+/// What the writer's semi-sync says: `(enabled, active)`.
+async fn semi_sync(
+    provider: &dyn Provider,
+    writer: &str,
+    timeout: Duration,
+) -> Option<(bool, bool)> {
+    let creds = provider.credentials().ok()?;
+    let ep = provider.describe_instance(writer).await.ok()?.endpoint;
+    let opts = crate::connect_options(&creds, &creds.admin, &ep).connect_timeout(timeout);
+    let mut s = tokio::time::timeout(timeout, dbshift_db::Server::connect(&opts))
+        .await
+        .ok()?
+        .ok()?;
+    let enabled = s
+        .variable_bool("rpl_semi_sync_master_enabled")
+        .await
+        .unwrap_or(false);
+    let active = s
+        .query_rows("SHOW GLOBAL STATUS LIKE 'Rpl_semi_sync_master_status'")
+        .await
+        .ok()
+        .and_then(|rows| {
+            rows.first()
+                .and_then(|r| r.get(1))
+                .and_then(|c| c.1.clone())
+        })
+        .is_some_and(|v| v.eq_ignore_ascii_case("ON"));
+    s.close().await;
+    Some((enabled, active))
+}
+
+/// Watch `opts.cluster` until `stop` turns true; gives the failovers done.
+pub async fn watch(
+    provider: &dyn Provider,
+    journal: &Journal,
+    opts: &WatchOptions,
+    sink: &dyn WatchSink,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<Vec<FailoverOutcome>, failover::FailoverError> {
+    let run = journal
+        .create_run(
+            RUN_KIND,
+            &opts.cluster,
+            &serde_json::json!({
+                "interval_ms": crate::ms(opts.interval),
+                "block_ms": crate::ms(opts.block),
+                "auto_failover": opts.auto_failover,
+                "confirmations": opts.confirmations,
+            }),
+        )
+        .await?;
+    let mut seq = 0u32;
+    let first = failover::assess(provider, &opts.cluster, opts.interval).await?;
+    record(
+        journal,
+        &run,
+        sink,
+        &mut seq,
+        WatchEvent::Started {
+            cluster: opts.cluster.clone(),
+            writer: first.writer.clone(),
+        },
+    )
+    .await?;
+    let mut done = Vec::new();
+    let mut last_failover: Option<Instant> = None;
+    let mut dead_since: Option<Instant> = None;
+    let mut dead_looks = 0u32;
+    let mut unreachable_reported = false;
+    let mut semi_sync_active: Option<bool> = None;
+    let mut broken: std::collections::BTreeSet<String> = Default::default();
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        let look_started = Instant::now();
+        let a = failover::assess(provider, &opts.cluster, opts.interval).await?;
+        if a.writer_reachable {
+            if unreachable_reported {
+                record(
+                    journal,
+                    &run,
+                    sink,
+                    &mut seq,
+                    WatchEvent::WriterBack {
+                        writer: a.writer.clone(),
+                    },
+                )
+                .await?;
+            }
+            unreachable_reported = false;
+            dead_since = None;
+            dead_looks = 0;
+            if let Some((true, active)) = semi_sync(provider, &a.writer, opts.interval).await {
+                if semi_sync_active != Some(active) {
+                    let ev = if active {
+                        WatchEvent::SemiSyncBack {
+                            writer: a.writer.clone(),
+                        }
+                    } else {
+                        WatchEvent::SemiSyncFellBack {
+                            writer: a.writer.clone(),
+                        }
+                    };
+                    // The first look reports only a fallback, not the normal state.
+                    if semi_sync_active.is_some() || !active {
+                        record(journal, &run, sink, &mut seq, ev).await?;
+                    }
+                    semi_sync_active = Some(active);
+                }
+            }
+            for c in &a.replicas {
+                let err = c.sql_error.clone().or_else(|| c.io_error.clone());
+                match err {
+                    Some(e) if c.reachable && broken.insert(c.id.clone()) => {
+                        record(
+                            journal,
+                            &run,
+                            sink,
+                            &mut seq,
+                            WatchEvent::ReplicaBroken {
+                                replica: c.id.clone(),
+                                error: e,
+                            },
+                        )
+                        .await?;
+                    }
+                    None => {
+                        broken.remove(&c.id);
+                    }
+                    _ => {}
+                }
+            }
+        } else {
+            let since = *dead_since.get_or_insert(look_started);
+            let agree = a.writer_dead();
+            if !unreachable_reported {
+                record(
+                    journal,
+                    &run,
+                    sink,
+                    &mut seq,
+                    WatchEvent::WriterUnreachable {
+                        writer: a.writer.clone(),
+                        error: a.writer_error.clone().unwrap_or_default(),
+                        replicas_agree: agree,
+                    },
+                )
+                .await?;
+                unreachable_reported = true;
+            }
+            dead_looks = if agree { dead_looks + 1 } else { 0 };
+            if agree && dead_looks >= opts.confirmations.max(1) && opts.auto_failover {
+                let blocked = last_failover
+                    .map(|t| t.elapsed())
+                    .filter(|e| *e < opts.block);
+                if let Some(elapsed) = blocked {
+                    record(
+                        journal,
+                        &run,
+                        sink,
+                        &mut seq,
+                        WatchEvent::Blocked {
+                            writer: a.writer.clone(),
+                            remaining_ms: crate::ms(opts.block - elapsed),
+                        },
+                    )
+                    .await?;
+                } else {
+                    let detection = since.elapsed();
+                    record(
+                        journal,
+                        &run,
+                        sink,
+                        &mut seq,
+                        WatchEvent::FailoverStarted {
+                            writer: a.writer.clone(),
+                            detection_ms: crate::ms(detection),
+                        },
+                    )
+                    .await?;
+                    let mut req = FailoverRequest::new(&opts.cluster);
+                    req.writer_timeout = opts.interval;
+                    req.timeout = opts.failover_timeout;
+                    req.detection = detection;
+                    last_failover = Some(Instant::now());
+                    let observer: &dyn Observer = &LogObserver;
+                    match failover::run(provider, journal, &req, observer).await {
+                        Ok(outcome) => {
+                            record(
+                                journal,
+                                &run,
+                                sink,
+                                &mut seq,
+                                WatchEvent::FailoverDone {
+                                    outcome: Box::new(outcome.clone()),
+                                },
+                            )
+                            .await?;
+                            done.push(outcome);
+                        }
+                        Err(e) => {
+                            record(
+                                journal,
+                                &run,
+                                sink,
+                                &mut seq,
+                                WatchEvent::FailoverFailed {
+                                    error: e.to_string(),
+                                },
+                            )
+                            .await?;
+                        }
+                    }
+                    unreachable_reported = false;
+                    dead_since = None;
+                    dead_looks = 0;
+                    semi_sync_active = None;
+                }
+            }
+        }
+        let rest = opts.interval.saturating_sub(look_started.elapsed());
+        tokio::select! {
+            _ = tokio::time::sleep(rest) => {}
+            _ = stop.changed() => {}
+        }
+    }
+    record(journal, &run, sink, &mut seq, WatchEvent::Stopped).await?;
+    journal
+        .set_status(&run, RunStatus::Done, Some("stopped"))
+        .await?;
+    Ok(done)
+}
+
+async fn record(
+    journal: &Journal,
+    run: &str,
+    sink: &dyn WatchSink,
+    seq: &mut u32,
+    ev: WatchEvent,
+) -> Result<(), crate::journal::JournalError> {
+    sink.saw(&ev);
+    *seq += 1;
+    let step = format!("{:05}:{}", seq, event_name(&ev));
+    let detail = serde_json::to_value(&ev).unwrap_or_default();
+    journal.begin(run, &step).await?;
+    journal.end(run, &step, detail).await
+}
+
+fn event_name(ev: &WatchEvent) -> &'static str {
+    match ev {
+        WatchEvent::Started { .. } => "started",
+        WatchEvent::WriterUnreachable { .. } => "writer_unreachable",
+        WatchEvent::WriterBack { .. } => "writer_back",
+        WatchEvent::SemiSyncFellBack { .. } => "semi_sync_fell_back",
+        WatchEvent::SemiSyncBack { .. } => "semi_sync_back",
+        WatchEvent::ReplicaBroken { .. } => "replica_broken",
+        WatchEvent::FailoverStarted { .. } => "failover_started",
+        WatchEvent::FailoverDone { .. } => "failover_done",
+        WatchEvent::FailoverFailed { .. } => "failover_failed",
+        WatchEvent::Blocked { .. } => "blocked",
+        WatchEvent::Stopped => "stopped",
+    }
+}
