@@ -162,6 +162,11 @@ enum LabCommand {
         /// InnoDB buffer pool per server, in MiB (default 16: small; a load test wants 128).
         #[arg(long)]
         buffer_pool_mb: Option<u32>,
+        /// Semi-synchronous replication (AFTER_SYNC, every server a semi-sync source and
+        /// replica, 5 s fallback to async): an unplanned failover loses no acknowledged write.
+        /// Only when the lab is built.
+        #[arg(long)]
+        semi_sync: bool,
         #[command(flatten)]
         output: OutputArgs,
     },
@@ -321,6 +326,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             base_port,
             rds_mode,
             buffer_pool_mb,
+            semi_sync,
             output,
         }) => {
             let opts = UpOptions {
@@ -331,6 +337,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 die_with_parent: false,
                 rds_mode,
                 buffer_pool_mb,
+                semi_sync_timeout: semi_sync.then_some(dbshift_provider::local::SEMI_SYNC_TIMEOUT),
             };
             let (lab, report) = Lab::up(&cli.dir, &opts)
                 .await

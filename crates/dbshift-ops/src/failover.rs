@@ -699,16 +699,21 @@ impl Unplanned<'_> {
         }
     }
 
-    /// Run one journaled step; its error ends the failover as "needs a human".
-    async fn step<T: Serialize>(
-        &mut self,
-        name: &str,
-        r: impl std::future::Future<Output = Step<T>>,
-    ) -> Result<Step<T>, FailoverError> {
+    /// Journal a step as begun, before it runs.
+    async fn begin(&mut self, name: &str) -> Result<Instant, FailoverError> {
         self.observer.event(&format!("{name}: start"));
         self.journal.begin(&self.run, name).await?;
-        let started = Instant::now();
-        match r.await {
+        Ok(Instant::now())
+    }
+
+    /// Journal a step's result; its error ends the failover as "needs a human".
+    async fn end<T: Serialize>(
+        &mut self,
+        name: &str,
+        started: Instant,
+        r: Step<T>,
+    ) -> Result<Step<T>, FailoverError> {
+        match r {
             Ok(v) => {
                 let detail = serde_json::to_value(&v).unwrap_or_default();
                 self.journal.end(&self.run, name, detail).await?;
@@ -738,11 +743,9 @@ impl Unplanned<'_> {
                     .push(format!("the proxy's admin address {}: {e}", p.admin)),
             }
         }
+        let t = self.begin("detect").await?;
         let detected = serde_json::to_value(&first).unwrap_or_default();
-        if let Err(e) = self
-            .step("detect", async { Ok::<_, String>(detected) })
-            .await?
-        {
+        if let Err(e) = self.end("detect", t, Ok::<_, String>(detected)).await? {
             return Ok(Err(e));
         }
         let mut phases = Phases {
@@ -752,8 +755,9 @@ impl Unplanned<'_> {
 
         let fence_started = Instant::now();
         let old = self.old.clone();
+        let t = self.begin("fence").await?;
         let fenced = self.fence().await;
-        if let Err(e) = self.step("fence", async { fenced }).await? {
+        if let Err(e) = self.end("fence", t, fenced).await? {
             return Ok(Err(format!(
                 "{e}. Nothing was promoted: {old} may still accept writes, so no replica was made \
                  writable. Make sure {old} is down, then run `dbshift failover {}` again",
@@ -764,6 +768,7 @@ impl Unplanned<'_> {
 
         let promotion_started = Instant::now();
         // Positions are final now that the writer is stopped: choose again on them.
+        let t = self.begin("choose").await?;
         let looked = assess(self.provider, &self.req.cluster, self.req.writer_timeout).await?;
         let rechosen = choose(&looked.writer, &looked.replicas, self.req.to.as_deref());
         let candidates = looked.replicas.clone();
@@ -779,11 +784,12 @@ impl Unplanned<'_> {
         }
         let detail =
             choice.map(|id| serde_json::json!({ "new_writer": id, "candidates": candidates }));
-        if let Err(e) = self.step("choose", async { detail }).await? {
+        if let Err(e) = self.end("choose", t, detail).await? {
             return Ok(Err(e));
         }
+        let t = self.begin("apply_relay_log").await?;
         let applied = self.apply_relay_log().await;
-        let promoted_at = match self.step("apply_relay_log", async { applied }).await? {
+        let promoted_at = match self.end("apply_relay_log", t, applied).await? {
             Ok(p) => p,
             Err(e) => {
                 return Ok(Err(format!(
@@ -792,12 +798,14 @@ impl Unplanned<'_> {
                 )))
             }
         };
+        let t = self.begin("redirect").await?;
         let redirected = self.redirect().await;
-        if let Err(e) = self.step("redirect", async { redirected }).await? {
+        if let Err(e) = self.end("redirect", t, redirected).await? {
             return Ok(Err(e));
         }
+        let t = self.begin("promote").await?;
         let promoted = self.promote().await;
-        if let Err(e) = self.step("promote", async { promoted }).await? {
+        if let Err(e) = self.end("promote", t, promoted).await? {
             return Ok(Err(e));
         }
         phases.promotion_ms = ms(promotion_started.elapsed());
@@ -810,14 +818,16 @@ impl Unplanned<'_> {
             .filter(|c| c.id != self.new)
             .map(|c| c.id.clone())
             .collect();
+        let t = self.begin("repoint").await?;
         let repointed = self.repoint(&others).await;
-        let repointed = match self.step("repoint", async { repointed }).await? {
+        let repointed = match self.end("repoint", t, repointed).await? {
             Ok(r) => r,
             Err(e) => return Ok(Err(e)),
         };
         phases.repointing_ms = ms(repoint_started.elapsed());
+        let t = self.begin("verify").await?;
         let verified = self.verify(&repointed).await;
-        if let Err(e) = self.step("verify", async { verified }).await? {
+        if let Err(e) = self.end("verify", t, verified).await? {
             return Ok(Err(e));
         }
         Ok(Ok(FailoverReport {
@@ -909,6 +919,7 @@ impl Unplanned<'_> {
                 self.new, self.old
             ));
         }
+        let semi_sync = db(switchover::semi_sync_follow_role(&mut s, true).await)?;
         if s.flavor().needs_rds_procedures() {
             self.provider
                 .set_read_only(&self.new, false)
@@ -930,7 +941,7 @@ impl Unplanned<'_> {
                 .map_err(|e| format!("resuming the proxy: {e}"))?;
             self.observer.event("proxy resumed");
         }
-        Ok(serde_json::json!({ "events_enabled": enabled }))
+        Ok(serde_json::json!({ "events_enabled": enabled, "semi_sync_source": semi_sync }))
     }
 
     async fn repoint(&mut self, others: &[String]) -> Step<Vec<String>> {

@@ -168,6 +168,7 @@ async fn rejoin_steps(
         );
         s.set_read_only().await?;
     }
+    switchover::semi_sync_follow_role(&mut s, false).await?;
     journal.begin(run, "compare").await?;
     let mine = s.gtid_binlog_state().await?;
     let theirs = w.gtid_binlog_state().await?;

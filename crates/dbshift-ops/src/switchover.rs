@@ -895,6 +895,7 @@ impl<'a> Engine<'a> {
                 self.p.from, self.p.to
             ));
         }
+        db(semi_sync_follow_role(&mut new, true).await)?;
         self.set_writable(&mut new, &self.p.to, true).await?;
         new.close().await;
         if let Some(proxy) = &self.proxy {
@@ -963,6 +964,7 @@ impl<'a> Engine<'a> {
                 return Ok(serde_json::json!({ "demoted": false }));
             }
         };
+        db(semi_sync_follow_role(&mut old, false).await)?;
         let st = db(old.replication_status().await)?;
         let already = Self::replicates_from(&st, new_id, &new_ep);
         let rds = old.flavor().needs_rds_procedures();
@@ -1121,6 +1123,32 @@ pub(crate) async fn enable_replicated_events(
         enabled.push(format!("{}.{}", e.schema, e.name));
     }
     Ok(enabled)
+}
+
+/// Where semi-synchronous replication is set up (the server is a semi-sync replica,
+/// `rpl_semi_sync_slave_enabled=ON`), make it a semi-sync source exactly when it is the
+/// writer: a replica that is a source too would hold each applied transaction for an
+/// acknowledgement no one sends, until the timeout. Gives whether semi-sync is set up.
+pub(crate) async fn semi_sync_follow_role(
+    server: &mut Server,
+    writer: bool,
+) -> dbshift_db::Result<bool> {
+    if !server.flavor().is_mariadb() || server.flavor().needs_rds_procedures() {
+        return Ok(false);
+    }
+    let configured = matches!(
+        server.variable("rpl_semi_sync_slave_enabled").await?,
+        Some(v) if v.eq_ignore_ascii_case("ON") || v == "1"
+    );
+    if configured {
+        server
+            .exec_sql(&format!(
+                "SET GLOBAL rpl_semi_sync_master_enabled={}",
+                if writer { "ON" } else { "OFF" }
+            ))
+            .await?;
+    }
+    Ok(configured)
 }
 
 /// Disable a former writer's enabled events (`DISABLE ON SLAVE`) without binlogging the change,

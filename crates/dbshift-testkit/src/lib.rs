@@ -104,7 +104,16 @@ impl TestLab {
         TestLab::start_in_mode(clusters, replicas, true).await
     }
 
+    /// Build a lab with semi-synchronous replication (`lab up --semi-sync`).
+    pub async fn start_semi_sync(clusters: u32, replicas: u32) -> TestLab {
+        TestLab::start_with(clusters, replicas, false, true).await
+    }
+
     async fn start_in_mode(clusters: u32, replicas: u32, rds_mode: bool) -> TestLab {
+        TestLab::start_with(clusters, replicas, rds_mode, false).await
+    }
+
+    async fn start_with(clusters: u32, replicas: u32, rds_mode: bool, semi_sync: bool) -> TestLab {
         init();
         let dir = tempfile::Builder::new()
             .prefix("dbshift-test-")
@@ -117,6 +126,7 @@ impl TestLab {
             replicas: Some(replicas),
             die_with_parent: true,
             rds_mode,
+            semi_sync_timeout: semi_sync.then_some(dbshift_provider::local::SEMI_SYNC_TIMEOUT),
             ..Default::default()
         };
         let (lab, _) = Lab::up(&dir, &opts).await.unwrap_or_else(|e| {

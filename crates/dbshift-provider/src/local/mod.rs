@@ -69,7 +69,13 @@ pub struct UpOptions {
     pub rds_mode: bool,
     /// InnoDB buffer pool per server in MiB (default 16; a load test wants 128 or more).
     pub buffer_pool_mb: Option<u32>,
+    /// Semi-synchronous replication (`AFTER_SYNC`) with this fallback timeout; only when the
+    /// lab is built (an existing lab keeps how it was built).
+    pub semi_sync_timeout: Option<Duration>,
 }
+
+/// The semi-sync fallback timeout `lab up --semi-sync` uses.
+pub const SEMI_SYNC_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What `lab up` did.
 #[derive(Debug, Clone, Serialize)]
@@ -382,6 +388,13 @@ impl Lab {
                 self.dir.display()
             )));
         }
+        if opts.semi_sync_timeout.is_some() && self.state.semi_sync_timeout_ms.is_none() {
+            return Err(Error::BadInput(format!(
+                "the lab in {} was built with asynchronous replication; `dbshift lab down \
+                 --purge` first to build it with --semi-sync",
+                self.dir.display()
+            )));
+        }
         if clusters_differ || replicas_differ {
             return Err(Error::BadInput(format!(
                 "the lab in {} already has {have_clusters} cluster(s) with {have_replicas} \
@@ -448,6 +461,9 @@ impl Lab {
         let mut state = LabState::new_empty(engine_version, mariadbd.clone(), replicas, users);
         if let Some(mb) = opts.buffer_pool_mb {
             state.buffer_pool_mb = mb;
+        }
+        if let Some(t) = opts.semi_sync_timeout {
+            state.semi_sync_timeout_ms = Some(t.as_millis().clamp(1, u32::MAX as u128) as u32);
         }
         if opts.rds_mode {
             state.rds_mode = true;
@@ -566,6 +582,21 @@ impl Lab {
             ssl_ca: &self.ca_bundle(),
             buffer_pool_mb: self.state.buffer_pool_mb,
         });
+        if let Some(timeout) = self.state.semi_sync_timeout_ms {
+            // Every server can be a semi-sync source (after a promotion) and replica. A commit
+            // waits, after its binlog write and before the engine commit (AFTER_SYNC), for a
+            // replica to have it; without one within the timeout it goes on asynchronously
+            // (Rpl_semi_sync_master_status=OFF), which `dbshift watch` reports.
+            // The source side is switched on for the writer only (when it is made writable,
+            // and by a promotion): a replica that is a semi-sync source too would hold each
+            // applied transaction for an acknowledgement no one sends, until the timeout.
+            cnf.push_str(&format!(
+                "rpl_semi_sync_master_enabled=OFF\n\
+                 rpl_semi_sync_slave_enabled=ON\n\
+                 rpl_semi_sync_master_wait_point=AFTER_SYNC\n\
+                 rpl_semi_sync_master_timeout={timeout}\n"
+            ));
+        }
         cnf.push_str(extra);
         tls::write_atomic(&paths.cnf(), cnf.as_bytes(), 0o644)
     }
@@ -592,7 +623,15 @@ impl Lab {
                 });
             }
             tracing::info!(instance = %id, port = rec.port, "starting mariadbd");
-            let pid = process::spawn_server(&rec.engine_binary, &paths, self.die_with_parent)?;
+            // With semi-sync, a server that is not the writer starts in the replica role: its
+            // crash recovery then truncates binlogged transactions no replica acknowledged (a
+            // former writer killed mid-commit), instead of committing them as errant ones.
+            let mut args = Vec::new();
+            if self.state.semi_sync_timeout_ms.is_some() && !self.fresh()?.serves_writes(id) {
+                args.push("--init-rpl-role=SLAVE");
+            }
+            let pid =
+                process::spawn_server(&rec.engine_binary, &paths, self.die_with_parent, &args)?;
             spawned.push((id.clone(), pid));
         }
         let waits = spawned
@@ -863,8 +902,16 @@ impl Lab {
         self.apply_read_only_at_start(id).await
     }
 
-    /// `read_only=OFF` on an instance the state names as a writer.
+    /// `read_only=OFF` on an instance the state names as a writer (and, with semi-sync, it
+    /// becomes the semi-sync source).
     async fn make_writable(&self, id: &str) -> Result<()> {
+        if self.state.semi_sync_timeout_ms.is_some() {
+            let mut server = self.connect_platform(id).await?;
+            server
+                .exec_sql("SET GLOBAL rpl_semi_sync_master_enabled=ON")
+                .await?;
+            server.close().await;
+        }
         self.apply_read_only(id, false).await
     }
 

@@ -264,10 +264,16 @@ pub fn render_cnf(c: &ServerConfig) -> String {
 /// Start `mariadbd` on an instance's option file, detached (own process group, so a Ctrl-C
 /// of dbshift does not reach it), and return its PID. The exit status is collected by a
 /// thread so that a dead server never lingers as a zombie.
-pub fn spawn_server(mariadbd: &Path, paths: &InstancePaths, die_with_parent: bool) -> Result<u32> {
+pub fn spawn_server(
+    mariadbd: &Path,
+    paths: &InstancePaths,
+    die_with_parent: bool,
+    extra_args: &[&str],
+) -> Result<u32> {
     let _ = std::fs::remove_file(paths.pid_file());
     let mut cmd = Command::new(mariadbd);
     cmd.arg(format!("--defaults-file={}", paths.cnf().display()));
+    cmd.args(extra_args);
     if is_root() {
         cmd.arg("--user=root");
     }

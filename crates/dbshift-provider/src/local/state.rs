@@ -107,6 +107,11 @@ pub struct LabState {
     /// workflows (`Provider::credentials` leaves it out).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platform: Option<Credential>,
+    /// Semi-synchronous replication (`lab up --semi-sync`): `AFTER_SYNC`, every server both a
+    /// semi-sync source and replica, falling back to asynchronous after this many ms without
+    /// an acknowledgement. `None`: asynchronous replication.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub semi_sync_timeout_ms: Option<u32>,
     /// dbshift proxies in front of clusters (`dbshift lab proxy up`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub proxies: Vec<super::proxy::ProxyRecord>,
@@ -137,6 +142,7 @@ impl LabState {
             instances: Vec::new(),
             rds_mode: false,
             platform: None,
+            semi_sync_timeout_ms: None,
             deployments: Vec::new(),
             proxies: Vec::new(),
         }

@@ -1,0 +1,391 @@
+//! Unplanned failover on real servers: `kill -9` of the writer of a 1+2 lab under the probe's
+//! load with `watch --auto-failover` running (in process), with semi-sync (nothing acknowledged
+//! lost, the old writer rejoins) and without (the gap and exactly the lost writes reported);
+//! an errant transaction on the old writer reported and not rejoined; refusals. Every scenario
+//! is sampled by the invariant checker: never two writable servers.
+//!
+//! Run with `make test` or `cargo test -p dbshift-ops --test failover`; needs MariaDB. Each
+//! test builds its own lab; they run one at a time to keep the machine's load low.
+
+use std::sync::{Arc, Mutex as StdMutex};
+use std::time::Duration;
+
+use dbshift_db::Server;
+use dbshift_ops::failover::{self, FailoverError, FailoverOutcome, FailoverRequest};
+use dbshift_ops::journal::Journal;
+use dbshift_ops::rejoin::{self, RejoinOutcome};
+use dbshift_ops::switchover::{LogObserver, Outcome};
+use dbshift_ops::watch::{self, WatchEvent, WatchOptions, WatchSink};
+use dbshift_probe::{Probe, ProbeConfig, ProbeHandle, TargetResolver};
+use dbshift_provider::local::Lab;
+use dbshift_provider::Provider;
+use dbshift_testkit::{check_lab_gtid_history, eventually, tied, InvariantChecker, TestLab};
+use tokio::sync::Mutex;
+
+static SERIAL: Mutex<()> = Mutex::const_new(());
+
+async fn journal(t: &TestLab) -> Journal {
+    Journal::open(&t.dir().join("journal.sqlite"))
+        .await
+        .unwrap()
+}
+
+async fn admin(lab: &Lab, id: &str) -> Server {
+    lab.connect_admin(id).await.unwrap()
+}
+
+fn kill_9(lab: &Lab, id: &str) {
+    let pid = lab.pid(id).unwrap().expect("the writer runs");
+    // SAFETY: kill(2) on the PID of a server this test started.
+    unsafe {
+        libc::kill(pid as i32, libc::SIGKILL);
+    }
+}
+
+async fn start_probe(lab: &Lab, dir: &std::path::Path) -> ProbeHandle {
+    let provider: Arc<dyn Provider> = Arc::new(lab.clone());
+    let config = ProbeConfig {
+        rate: 100.0,
+        report_dir: Some(dir.to_path_buf()),
+        ..ProbeConfig::default()
+    };
+    let probe = Probe::start(config, TargetResolver::provider(provider, "lab-1"))
+        .await
+        .unwrap();
+    let target = probe.progress().writes_ok + 50;
+    eventually!(
+        Duration::from_secs(20),
+        "50 acknowledged probe writes",
+        (probe.progress().writes_ok >= target).then_some(())
+    );
+    probe
+}
+
+/// Collects what the watcher saw.
+#[derive(Default, Clone)]
+struct Collect(Arc<StdMutex<Vec<WatchEvent>>>);
+
+impl WatchSink for Collect {
+    fn saw(&self, event: &WatchEvent) {
+        eprintln!("watch: {}", serde_json::to_string(event).unwrap());
+        self.0.lock().unwrap().push(event.clone());
+    }
+}
+
+impl Collect {
+    fn events(&self) -> Vec<WatchEvent> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+/// The source server_id a replica's IO thread names, once connected.
+async fn source_of(lab: &Lab, id: &str) -> Option<u32> {
+    let mut s = admin(lab, id).await;
+    let st = s.replication_status().await.unwrap();
+    s.close().await;
+    st.healthy().then_some(st.source_server_id).flatten()
+}
+
+/// Kill -9 the writer under the probe with the watcher failing over; gives the failover's
+/// report, the probe's summary, and the lab's tied handle.
+async fn kill_writer_under_watch(
+    t: &TestLab,
+) -> (failover::FailoverReport, dbshift_probe::Summary, Lab) {
+    let lab = tied(t.lab());
+    let j = journal(t).await;
+    let invariants = InvariantChecker::start_lab(&lab).await.unwrap();
+    let probe_dir = t.dir().join("probe");
+    let probe = start_probe(&lab, &probe_dir).await;
+
+    let mut opts = WatchOptions::new("lab-1");
+    opts.interval = Duration::from_millis(200);
+    opts.auto_failover = true;
+    opts.block = Duration::from_secs(600);
+    let sink = Collect::default();
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    // The watcher runs in this task (the switchover core's future is not Send), next to the
+    // scenario that kills the writer and then stops it.
+    let watcher = watch::watch(&lab, &j, &opts, &sink, rx);
+    let scenario = async {
+        eventually!(
+            Duration::from_secs(10),
+            "the watcher started",
+            sink.events()
+                .iter()
+                .any(|e| matches!(e, WatchEvent::Started { .. }))
+                .then_some(())
+        );
+        kill_9(&lab, "lab-1-1");
+        eventually!(
+            Duration::from_secs(30),
+            "the watcher failed over",
+            sink.events()
+                .iter()
+                .any(|e| matches!(
+                    e,
+                    WatchEvent::FailoverDone { .. } | WatchEvent::FailoverFailed { .. }
+                ))
+                .then_some(())
+        );
+        // More dead looks at the same (stopped) old writer must not fail over again.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        stop.send(true).unwrap();
+    };
+    let (done, ()) = tokio::join!(watcher, scenario);
+    let done = done.unwrap();
+    assert_eq!(done.len(), 1, "exactly one failover: {:?}", sink.events());
+    let FailoverOutcome::Unplanned(report) = done[0].clone() else {
+        panic!("not an unplanned failover: {:?}", done[0]);
+    };
+    let more = probe.progress().writes_ok + 50;
+    eventually!(
+        Duration::from_secs(20),
+        "probe writes on the new writer",
+        (probe.progress().writes_ok >= more).then_some(())
+    );
+    let summary = probe.stop().await.unwrap();
+    let inv = invariants.stop().await;
+    inv.assert_never_two_writers();
+    (report, summary, lab)
+}
+
+#[tokio::test]
+async fn kill_9_with_semi_sync_loses_nothing_and_the_old_writer_rejoins() {
+    let _serial = SERIAL.lock().await;
+    let t = TestLab::start_semi_sync(1, 2).await;
+    let mut w = admin(t.lab(), "lab-1-1").await;
+    let status = w
+        .query_rows("SHOW GLOBAL STATUS LIKE 'Rpl_semi_sync_master_status'")
+        .await
+        .unwrap();
+    assert_eq!(
+        status[0][1].1.as_deref(),
+        Some("ON"),
+        "semi-sync is not active"
+    );
+    w.close().await;
+    let (report, summary, lab) = kill_writer_under_watch(&t).await;
+    eprintln!("{}", serde_json::to_string_pretty(&report).unwrap());
+    eprintln!(
+        "probe: longest write gap {:.0} ms, lost {:?}",
+        summary.max_write_gap_ms, summary.lost_writes
+    );
+    assert_eq!(report.old_writer, "lab-1-1");
+    assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+    let new = report.new_writer.clone();
+    let other = if new == "lab-1-2" {
+        "lab-1-3"
+    } else {
+        "lab-1-2"
+    };
+    assert_eq!(report.repointed, vec![other.to_string()]);
+    assert_eq!(lab.fresh().unwrap().clusters[0].writer, new);
+    let new_id = lab.state().instance(&new).unwrap().server_id;
+    assert_eq!(source_of(&lab, other).await, Some(new_id));
+    assert!(summary.max_write_gap_ms > 0.0);
+    assert!(
+        summary.lost_writes.is_empty(),
+        "semi-sync lost acknowledged writes: {:?}",
+        summary.lost_writes
+    );
+
+    // The old writer comes back (crash recovery in the replica role) and rejoins.
+    let j = journal(&t).await;
+    let out = rejoin::rejoin(&lab, &j, "lab-1-1", Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert!(
+        matches!(&out, RejoinOutcome::Rejoined { started: true, .. }),
+        "{out:?}"
+    );
+    assert_eq!(source_of(&lab, "lab-1-1").await, Some(new_id));
+    let mut old = admin(&lab, "lab-1-1").await;
+    assert!(old.read_only().await.unwrap());
+    old.close().await;
+    let domain = lab.state().clusters[0].gtid_domain_id;
+    let ids = vec![101, lab.state().instance(&new).unwrap().server_id];
+    check_lab_gtid_history(&lab, &[(domain, ids)])
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn kill_9_without_semi_sync_reports_the_gap_and_exactly_the_lost_writes() {
+    let _serial = SERIAL.lock().await;
+    let t = TestLab::start(1, 2).await;
+    let (report, summary, lab) = kill_writer_under_watch(&t).await;
+    eprintln!(
+        "phases {:?}; probe: longest write gap {:.0} ms, lost {:?}",
+        report.phases, summary.max_write_gap_ms, summary.lost_writes
+    );
+    assert!(report.phases.write_gap_ms > 0);
+    assert!(summary.max_write_gap_ms > 0.0);
+    // What the probe calls lost is exactly what the new writer lacks and the old one has:
+    // read the old writer's copy back after it rejoins or is refused.
+    let j = journal(&t).await;
+    let out = rejoin::rejoin(&lab, &j, "lab-1-1", Duration::from_secs(60))
+        .await
+        .unwrap();
+    let mut old = admin(&lab, "lab-1-1").await;
+    assert!(
+        old.read_only().await.unwrap(),
+        "the old writer came back writable"
+    );
+    if !summary.lost_writes.is_empty() {
+        let RejoinOutcome::Errant { errant, .. } = &out else {
+            panic!("writes were lost but the old writer rejoined: {out:?}");
+        };
+        assert!(!errant.is_empty());
+        let st = old.replication_status().await.unwrap();
+        assert!(
+            !st.configured || !st.healthy(),
+            "an errant old writer replicates"
+        );
+    }
+    old.close().await;
+}
+
+#[tokio::test]
+async fn an_errant_transaction_on_the_old_writer_is_reported_and_not_rejoined() {
+    let _serial = SERIAL.lock().await;
+    let t = TestLab::start(1, 2).await;
+    let lab = tied(t.lab());
+    let j = journal(&t).await;
+    let invariants = InvariantChecker::start_lab(&lab).await.unwrap();
+    let mut w = admin(&lab, "lab-1-1").await;
+    w.exec_sql("CREATE TABLE app.errant (id INT PRIMARY KEY)")
+        .await
+        .unwrap();
+    let pos = w.gtid_binlog_pos().await.unwrap();
+    for r in ["lab-1-2", "lab-1-3"] {
+        let mut s = admin(&lab, r).await;
+        s.wait_for_gtid(&pos, Duration::from_secs(10))
+            .await
+            .unwrap();
+        s.stop_replication().await.unwrap();
+        s.close().await;
+    }
+    // Acknowledged by the writer, received by no replica.
+    w.exec_sql("INSERT INTO app.errant VALUES (1)")
+        .await
+        .unwrap();
+    let errant_pos = w.gtid_binlog_pos().await.unwrap();
+    w.close().await;
+    kill_9(&lab, "lab-1-1");
+    for r in ["lab-1-2", "lab-1-3"] {
+        let mut s = admin(&lab, r).await;
+        s.start_replication().await.unwrap();
+        s.close().await;
+    }
+    let mut req = FailoverRequest::new("lab-1");
+    req.to = Some("lab-1-3".into());
+    let out = failover::run(&lab, &j, &req, &LogObserver).await.unwrap();
+    let FailoverOutcome::Unplanned(report) = out else {
+        panic!("{out:?}");
+    };
+    assert_eq!(
+        report.new_writer, "lab-1-3",
+        "equal replicas: --to wins the tie"
+    );
+    let out = rejoin::rejoin(&lab, &j, "lab-1-1", Duration::from_secs(60))
+        .await
+        .unwrap();
+    let RejoinOutcome::Errant { errant, .. } = &out else {
+        panic!("rejoined despite an errant transaction: {out:?}");
+    };
+    let gtid = errant_pos.iter().next().unwrap().to_string();
+    assert_eq!(errant, &vec![gtid]);
+    assert_eq!(out.exit_code(), 3);
+    let mut old = admin(&lab, "lab-1-1").await;
+    assert!(old.read_only().await.unwrap());
+    assert!(!old.replication_status().await.unwrap().configured);
+    // The transaction is still there for a human to see.
+    let n = old
+        .query_scalar("SELECT COUNT(*) FROM app.errant")
+        .await
+        .unwrap();
+    assert_eq!(n.as_deref(), Some("1"));
+    old.close().await;
+    invariants.stop().await.assert_never_two_writers();
+}
+
+#[tokio::test]
+async fn refusals_change_nothing_and_a_healthy_writer_gets_the_switchover() {
+    let _serial = SERIAL.lock().await;
+    let t = TestLab::start(1, 2).await;
+    let lab = tied(t.lab());
+    let j = journal(&t).await;
+
+    // Healthy writer: the switchover core, to the most advanced replica.
+    let out = failover::run(&lab, &j, &FailoverRequest::new("lab-1"), &LogObserver)
+        .await
+        .unwrap();
+    let FailoverOutcome::Planned { outcome, .. } = &out else {
+        panic!("{out:?}");
+    };
+    assert!(matches!(outcome, Outcome::Done(_)), "{outcome:?}");
+    let writer = lab.fresh().unwrap().clusters[0].writer.clone();
+    assert_ne!(writer, "lab-1-1");
+    let others: Vec<String> = ["lab-1-1", "lab-1-2", "lab-1-3"]
+        .iter()
+        .filter(|i| **i != writer)
+        .map(|i| i.to_string())
+        .collect();
+
+    // One replica lags: its replication is stopped while the writer takes writes.
+    let (lagging, ahead) = (&others[0], &others[1]);
+    let mut s = admin(&lab, lagging).await;
+    s.stop_replication().await.unwrap();
+    s.close().await;
+    let mut w = admin(&lab, &writer).await;
+    w.exec_sql("CREATE TABLE app.lag (id INT PRIMARY KEY)")
+        .await
+        .unwrap();
+    w.exec_sql("INSERT INTO app.lag VALUES (1),(2)")
+        .await
+        .unwrap();
+    let pos = w.gtid_binlog_pos().await.unwrap();
+    w.close().await;
+    let mut s = admin(&lab, ahead).await;
+    s.wait_for_gtid(&pos, Duration::from_secs(10))
+        .await
+        .unwrap();
+    s.close().await;
+    kill_9(&lab, &writer);
+    let mut s = admin(&lab, lagging).await;
+    s.start_replication().await.unwrap();
+    s.close().await;
+
+    let refused = |r: Result<FailoverOutcome, FailoverError>| match r {
+        Err(e) => e,
+        Ok(o) => panic!("not refused: {o:?}"),
+    };
+    let mut req = FailoverRequest::new("lab-1");
+    req.to = Some(lagging.clone());
+    let e = refused(failover::run(&lab, &j, &req, &LogObserver).await);
+    assert!(
+        matches!(&e, FailoverError::BadInput(m) if m.contains("behind") && m.contains(ahead.as_str())),
+        "{e}"
+    );
+    req.to = Some("lab-9-9".into());
+    let e = refused(failover::run(&lab, &j, &req, &LogObserver).await);
+    assert!(matches!(&e, FailoverError::BadInput(_)), "{e}");
+    // Nothing changed: the name still points at the dead writer, no replica is writable.
+    assert_eq!(lab.fresh().unwrap().clusters[0].writer, writer);
+    for r in &others {
+        let mut s = admin(&lab, r).await;
+        assert!(s.read_only().await.unwrap(), "{r} became writable");
+        s.close().await;
+    }
+
+    // No healthy replica: both stopped.
+    for r in &others {
+        lab.stop_instance(r).unwrap();
+    }
+    let e = refused(failover::run(&lab, &j, &FailoverRequest::new("lab-1"), &LogObserver).await);
+    assert!(
+        matches!(&e, FailoverError::Refused(m) if m.contains("no healthy replica")),
+        "{e}"
+    );
+    assert_eq!(lab.fresh().unwrap().clusters[0].writer, writer);
+}
