@@ -463,3 +463,74 @@ pub async fn rejoin(args: RejoinArgs, dir: &Path) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[derive(clap::Subcommand, Debug)]
+pub enum ReplicaCommand {
+    /// Add replicas to a cluster from a hot snapshot of one of its healthy replicas (or its
+    /// writer), each replicating from the writer from exactly the snapshot's position.
+    Add {
+        /// Cluster name, e.g. lab-1.
+        cluster: String,
+        /// How many replicas to add.
+        #[arg(long, default_value_t = 1)]
+        count: u32,
+        /// Print what would happen and change nothing.
+        #[arg(long)]
+        plan: bool,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+}
+
+pub async fn replica(cmd: ReplicaCommand, dir: &Path) -> anyhow::Result<()> {
+    let ReplicaCommand::Add {
+        cluster,
+        count,
+        plan,
+        yes,
+        output,
+    } = cmd;
+    let lab = open(dir)?;
+    let writer = lab
+        .fresh()?
+        .cluster(&cluster)
+        .map(|c| c.writer.clone())
+        .ok_or_else(|| {
+            Exit::new(
+                2,
+                format!(
+                    "unknown cluster {cluster:?}; known: {}",
+                    lab.state().known_names()
+                ),
+            )
+        })?;
+    if plan {
+        println!(
+            "add {count} replica(s) to {cluster}: hot snapshot (mariadb-backup --slave-info) of a \
+             healthy replica (else {writer}), copied to new instances with fresh server_ids and \
+             ports, each replicating from {writer} by GTID from the snapshot's exact position"
+        );
+        return Ok(());
+    }
+    confirm(&format!("Add {count} replica(s) to {cluster}?"), yes)?;
+    let started = std::time::Instant::now();
+    let added = lab
+        .add_replicas(&cluster, count)
+        .await
+        .with_context(|| format!("adding replicas to {cluster}"))?;
+    match output.output {
+        Format::Json => print_json(&added)?,
+        Format::Table => println!(
+            "{} added to {} in {:.1} s: snapshot of {}, replicating from {writer} from {}",
+            added.instances.join(", "),
+            added.cluster,
+            started.elapsed().as_secs_f64(),
+            added.snapshot_of,
+            added.position
+        ),
+    }
+    Ok(())
+}

@@ -86,6 +86,9 @@ enum Command {
     /// Make a former writer a replica of its cluster's new writer, unless it holds errant
     /// transactions (then reported, and it is left read-only).
     Rejoin(failover_cmd::RejoinArgs),
+    /// Replicas of a cluster: `replica add` builds new ones from a hot snapshot.
+    #[command(subcommand)]
+    Replica(failover_cmd::ReplicaCommand),
     /// The journal's runs (switchovers), newest first.
     Runs(OutputArgs),
     /// Continue a run that was cut short (dbshift killed); the servers are re-checked.
@@ -426,6 +429,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Failover(args) => failover_cmd::failover(args, &cli.dir).await?,
         Command::Watch(args) => failover_cmd::watch(args, &cli.dir).await?,
         Command::Rejoin(args) => failover_cmd::rejoin(args, &cli.dir).await?,
+        Command::Replica(cmd) => failover_cmd::replica(cmd, &cli.dir).await?,
         Command::Runs(output) => switchover_cmd::runs(output, &cli.dir).await?,
         Command::Resume(args) => switchover_cmd::resume(args, &cli.dir).await?,
         Command::Bluegreen(cmd) => bluegreen_cmd::run(cmd, &cli.dir).await?,

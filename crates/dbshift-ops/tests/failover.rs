@@ -389,3 +389,51 @@ async fn refusals_change_nothing_and_a_healthy_writer_gets_the_switchover() {
     );
     assert_eq!(lab.fresh().unwrap().clusters[0].writer, writer);
 }
+
+#[tokio::test]
+async fn replica_add_under_writes_starts_at_the_exact_position() {
+    let _serial = SERIAL.lock().await;
+    let t = TestLab::start(1, 1).await;
+    let mut lab = tied(t.lab());
+    let writer = dbshift_testkit::AckedWriter::start(&lab, "lab-1", "grow").await;
+    eventually!(
+        Duration::from_secs(20),
+        "acknowledged writes",
+        (writer.acked() >= 50).then_some(())
+    );
+    let added = lab.add_replicas("lab-1", 1).await.unwrap();
+    assert_eq!(added.instances, vec!["lab-1-3".to_string()]);
+    assert_eq!(added.snapshot_of, "lab-1-2", "taken on the healthy replica");
+    lab.reload().unwrap();
+    let acked = writer.stop_and_audit(&lab).await;
+    assert!(acked >= 50);
+    // Every row of the writer, none twice, and replication healthy: an off-by-one start
+    // would have failed on a duplicate key or left a row out.
+    let mut w = admin(&lab, "lab-1-1").await;
+    let pos = w.gtid_binlog_pos().await.unwrap();
+    let want = w
+        .query_rows("SELECT COUNT(*), SUM(id) FROM app.grow")
+        .await
+        .unwrap();
+    w.close().await;
+    let mut r = admin(&lab, "lab-1-3").await;
+    r.wait_for_gtid(&pos, Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert!(r.replication_status().await.unwrap().healthy());
+    assert!(r.read_only().await.unwrap());
+    let rows = r
+        .query_rows("SELECT COUNT(*), SUM(id) FROM app.grow")
+        .await
+        .unwrap();
+    assert_eq!(rows, want);
+    let server_ids: std::collections::BTreeSet<u32> = lab
+        .fresh()
+        .unwrap()
+        .instances
+        .iter()
+        .map(|i| i.server_id)
+        .collect();
+    assert_eq!(server_ids.len(), 3, "fresh server_ids");
+    r.close().await;
+}

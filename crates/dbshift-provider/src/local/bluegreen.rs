@@ -70,7 +70,7 @@ impl Lab {
 
     /// Blue's instance to back up: a running replica that replicates without error (the
     /// backup then costs the writer nothing), else the writer.
-    async fn snapshot_source(&self, st: &LabState, blue: &str) -> Result<String> {
+    pub(super) async fn snapshot_source(&self, st: &LabState, blue: &str) -> Result<String> {
         let writer = st
             .cluster(blue)
             .map(|c| c.writer.clone())

@@ -12,6 +12,7 @@ pub mod ca;
 mod process;
 pub mod proxy;
 pub mod rds;
+mod replica;
 pub mod snapshot;
 pub mod state;
 pub mod tls;
@@ -27,6 +28,7 @@ use serde::Serialize;
 
 pub use process::{find_mariadbd, find_program, InstancePaths};
 use process::{ServerConfig, INSTALL_HINT};
+pub use replica::AddedReplicas;
 pub use snapshot::{RestoreOptions, SlaveInfo, Snapshot};
 pub use state::{InstanceRecord, LabState, LabUsers};
 
