@@ -341,6 +341,7 @@ impl WatchSink for PrintSink {
                         FailoverOutcome::Planned { run_id, outcome } => format!("switchover {run_id}: {:?}", outcome.exit_code()),
                     },
                     WatchEvent::FailoverFailed { error } => format!("failover refused or failed: {error}"),
+                    WatchEvent::LookFailed { error } => format!("could not look at the cluster: {error}"),
                     WatchEvent::Blocked { writer, remaining_ms } => format!(
                         "writer {writer} dead, but a failover ran recently: blocked for {remaining_ms} ms more"
                     ),

@@ -62,6 +62,9 @@ pub struct FailoverRequest {
     pub max_lag_seconds: u64,
     /// Time already spent detecting the failure (the watcher's), for the report.
     pub detection: Duration,
+    /// Refuse instead of running the planned switchover when the writer answers (the
+    /// watcher: a writer that came back needs no failover).
+    pub unplanned_only: bool,
 }
 
 impl FailoverRequest {
@@ -74,6 +77,7 @@ impl FailoverRequest {
             max_lag_transactions: 100,
             max_lag_seconds: 5,
             detection: Duration::ZERO,
+            unplanned_only: false,
         }
     }
 }
@@ -342,10 +346,13 @@ pub async fn assess(
     for id in c.instances.iter().filter(|i| **i != c.writer) {
         replica_eps.push((id.clone(), provider.describe_instance(id).await?.endpoint));
     }
+    // The writer's bound is the caller's (detection speed); a replica gets at least a second,
+    // so that a busy one is not taken for a broken one.
+    let replica_timeout = timeout.max(Duration::from_secs(1));
     let replicas = futures::future::join_all(
         replica_eps
             .iter()
-            .map(|(id, ep)| describe_candidate(&creds, id, ep, timeout)),
+            .map(|(id, ep)| describe_candidate(&creds, id, ep, replica_timeout)),
     );
     let (writer, replicas) = futures::future::join(writer_check, replicas).await;
     Ok(Assessment {
@@ -597,6 +604,12 @@ pub async fn run(
     let looked = Instant::now();
     let a = assess(provider, &req.cluster, req.writer_timeout).await?;
     let chosen = choose(&a.writer, &a.replicas, req.to.as_deref()).map_err(refusal_error)?;
+    if a.writer_reachable && req.unplanned_only {
+        return Err(FailoverError::Refused(format!(
+            "{} answers again: no failover",
+            a.writer
+        )));
+    }
     if a.writer_reachable {
         tracing::info!(cluster = %req.cluster, to = %chosen, "the writer answers: planned switchover");
         let params = switchover::prepare(provider, &switchover_request(req, &chosen)).await?;

@@ -89,6 +89,10 @@ pub enum WatchEvent {
     FailoverFailed {
         error: String,
     },
+    /// The look itself failed (the control plane did not answer); the next one follows.
+    LookFailed {
+        error: String,
+    },
     /// Dead, but a failover was done less than the block period ago.
     Blocked {
         writer: String,
@@ -178,7 +182,27 @@ pub async fn watch(
             break;
         }
         let look_started = Instant::now();
-        let a = failover::assess(provider, &opts.cluster, opts.interval).await?;
+        let a = match failover::assess(provider, &opts.cluster, opts.interval).await {
+            Ok(a) => a,
+            Err(e) => {
+                record(
+                    journal,
+                    &run,
+                    sink,
+                    &mut seq,
+                    WatchEvent::LookFailed {
+                        error: e.to_string(),
+                    },
+                )
+                .await?;
+                let rest = opts.interval.saturating_sub(look_started.elapsed());
+                tokio::select! {
+                    _ = tokio::time::sleep(rest) => {}
+                    _ = stop.changed() => {}
+                }
+                continue;
+            }
+        };
         if a.writer_reachable {
             if unreachable_reported {
                 record(
@@ -287,10 +311,13 @@ pub async fn watch(
                     req.writer_timeout = opts.interval;
                     req.timeout = opts.failover_timeout;
                     req.detection = detection;
-                    last_failover = Some(Instant::now());
+                    req.unplanned_only = true;
                     let observer: &dyn Observer = &LogObserver;
                     match failover::run(provider, journal, &req, observer).await {
                         Ok(outcome) => {
+                            // Blocked from now on: something changed. A refusal changed
+                            // nothing and leaves the next look free to try again.
+                            last_failover = Some(Instant::now());
                             record(
                                 journal,
                                 &run,
@@ -362,6 +389,7 @@ fn event_name(ev: &WatchEvent) -> &'static str {
         WatchEvent::FailoverStarted { .. } => "failover_started",
         WatchEvent::FailoverDone { .. } => "failover_done",
         WatchEvent::FailoverFailed { .. } => "failover_failed",
+        WatchEvent::LookFailed { .. } => "look_failed",
         WatchEvent::Blocked { .. } => "blocked",
         WatchEvent::Stopped => "stopped",
     }

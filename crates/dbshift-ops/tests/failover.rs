@@ -437,3 +437,51 @@ async fn replica_add_under_writes_starts_at_the_exact_position() {
     assert_eq!(server_ids.len(), 3, "fresh server_ids");
     r.close().await;
 }
+
+#[tokio::test]
+async fn a_second_dead_writer_within_the_block_is_reported_not_failed_over() {
+    let _serial = SERIAL.lock().await;
+    let t = TestLab::start(1, 2).await;
+    let lab = tied(t.lab());
+    let j = journal(&t).await;
+    let invariants = InvariantChecker::start_lab(&lab).await.unwrap();
+    let mut opts = WatchOptions::new("lab-1");
+    opts.interval = Duration::from_millis(200);
+    opts.auto_failover = true;
+    opts.block = Duration::from_secs(600);
+    let sink = Collect::default();
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let watcher = watch::watch(&lab, &j, &opts, &sink, rx);
+    let has = |f: fn(&WatchEvent) -> bool| sink.events().iter().any(f);
+    let scenario = async {
+        eventually!(
+            Duration::from_secs(10),
+            "the watcher started",
+            has(|e| matches!(e, WatchEvent::Started { .. })).then_some(())
+        );
+        kill_9(&lab, "lab-1-1");
+        eventually!(
+            Duration::from_secs(30),
+            "the first failover",
+            has(|e| matches!(e, WatchEvent::FailoverDone { .. })).then_some(())
+        );
+        let second = lab.fresh().unwrap().clusters[0].writer.clone();
+        kill_9(&lab, &second);
+        eventually!(
+            Duration::from_secs(30),
+            "the second dead writer blocked",
+            has(|e| matches!(e, WatchEvent::Blocked { .. })).then_some(())
+        );
+        stop.send(true).unwrap();
+        second
+    };
+    let (done, second) = tokio::join!(watcher, scenario);
+    let done = done.unwrap();
+    assert_eq!(done.len(), 1, "{:?}", sink.events());
+    assert_eq!(
+        lab.fresh().unwrap().clusters[0].writer,
+        second,
+        "no second failover"
+    );
+    invariants.stop().await.assert_never_two_writers();
+}
