@@ -485,3 +485,64 @@ async fn a_second_dead_writer_within_the_block_is_reported_not_failed_over() {
     );
     invariants.stop().await.assert_never_two_writers();
 }
+
+#[tokio::test]
+async fn watch_reports_semi_sync_falling_back_to_async_and_back() {
+    let _serial = SERIAL.lock().await;
+    let t = TestLab::start_semi_sync(1, 2).await;
+    let lab = tied(t.lab());
+    let j = journal(&t).await;
+    let mut opts = WatchOptions::new("lab-1");
+    opts.interval = Duration::from_millis(200);
+    let sink = Collect::default();
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let watcher = watch::watch(&lab, &j, &opts, &sink, rx);
+    let has = |f: fn(&WatchEvent) -> bool| sink.events().iter().any(f);
+    let scenario = async {
+        eventually!(
+            Duration::from_secs(10),
+            "the watcher started",
+            has(|e| matches!(e, WatchEvent::Started { .. })).then_some(())
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(
+            !has(|e| matches!(e, WatchEvent::SemiSyncFellBack { .. })),
+            "semi-sync is active at first"
+        );
+        for r in ["lab-1-2", "lab-1-3"] {
+            let mut s = admin(&lab, r).await;
+            s.exec_sql("STOP SLAVE IO_THREAD").await.unwrap();
+            s.close().await;
+        }
+        // No replica to acknowledge: the commit waits for the timeout, then goes on
+        // asynchronously, silently.
+        let mut w = admin(&lab, "lab-1-1").await;
+        w.exec_sql("CREATE TABLE app.nobody_acks (id INT PRIMARY KEY)")
+            .await
+            .unwrap();
+        w.close().await;
+        eventually!(
+            Duration::from_secs(10),
+            "the fallback reported",
+            has(|e| matches!(e, WatchEvent::SemiSyncFellBack { .. })).then_some(())
+        );
+        for r in ["lab-1-2", "lab-1-3"] {
+            let mut s = admin(&lab, r).await;
+            s.start_replication().await.unwrap();
+            s.close().await;
+        }
+        let mut w = admin(&lab, "lab-1-1").await;
+        w.exec_sql("INSERT INTO app.nobody_acks VALUES (1)")
+            .await
+            .unwrap();
+        w.close().await;
+        eventually!(
+            Duration::from_secs(20),
+            "semi-sync back",
+            has(|e| matches!(e, WatchEvent::SemiSyncBack { .. })).then_some(())
+        );
+        stop.send(true).unwrap();
+    };
+    let (done, ()) = tokio::join!(watcher, scenario);
+    assert!(done.unwrap().is_empty(), "no failover");
+}
