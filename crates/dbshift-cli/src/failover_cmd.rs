@@ -31,7 +31,9 @@ pub struct FailoverArgs {
     /// Bound of the new writer's relay log apply (and of the planned switchover's wait).
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub timeout: Duration,
-    /// Run the downtime probe through the cluster name during the failover.
+    /// Run the downtime probe through the cluster name during the failover. Only when the
+    /// writer answers (the probe's preflight writes to it): for a dead writer, start
+    /// `dbshift probe --target <cluster>` before the failure to measure what clients saw.
     #[arg(long)]
     pub probe: bool,
     /// Probe attempts per second.
@@ -186,8 +188,15 @@ pub async fn failover(args: FailoverArgs, dir: &Path) -> anyhow::Result<()> {
         args.yes,
     )?;
     let journal = journal(dir).await?;
+    if args.probe && !plan.assessment.writer_reachable {
+        eprintln!(
+            "note: no probe: its preflight needs a writer that answers; start `dbshift probe \
+             --target {}` before a failure to measure it",
+            args.cluster
+        );
+    }
     let probe = start_probe(
-        args.probe,
+        args.probe && plan.assessment.writer_reachable,
         &lab,
         dir,
         &args.cluster,
