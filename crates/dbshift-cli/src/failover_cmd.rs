@@ -65,6 +65,10 @@ pub struct WatchArgs {
     /// Looks in a row that must find the writer dead before a failover.
     #[arg(long, default_value_t = 2)]
     pub confirmations: u32,
+    /// Make a former writer that comes back a replica of the writer (`dbshift rejoin`),
+    /// unless it holds errant transactions (then reported once, left read-only).
+    #[arg(long)]
+    pub auto_rejoin: bool,
     /// Output: table prints one line per event, json one JSON object per line.
     #[command(flatten)]
     pub output: OutputArgs,
@@ -350,6 +354,8 @@ impl WatchSink for PrintSink {
                         FailoverOutcome::Planned { run_id, outcome } => format!("switchover {run_id}: {:?}", outcome.exit_code()),
                     },
                     WatchEvent::FailoverFailed { error } => format!("failover refused or failed: {error}"),
+                    WatchEvent::Rejoined { instance, writer } => format!("{instance} came back: now a replica of {writer}"),
+                    WatchEvent::RejoinRefused { instance, reason } => format!("{instance} came back and was not rejoined: {reason}"),
                     WatchEvent::LookFailed { error } => format!("could not look at the cluster: {error}"),
                     WatchEvent::Blocked { writer, remaining_ms } => format!(
                         "writer {writer} dead, but a failover ran recently: blocked for {remaining_ms} ms more"
@@ -370,6 +376,7 @@ pub async fn watch(args: WatchArgs, dir: &Path) -> anyhow::Result<()> {
     opts.block = args.block;
     opts.auto_failover = args.auto_failover;
     opts.confirmations = args.confirmations;
+    opts.auto_rejoin = args.auto_rejoin;
     let (tx, rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {

@@ -100,6 +100,8 @@ pub struct Candidate {
     pub relay_backlog: u64,
     pub seconds_behind: Option<u64>,
     pub read_only: Option<bool>,
+    /// It has a replication source configured (a former writer that came back has none).
+    pub configured: bool,
     /// Why it cannot be promoted, if it cannot.
     pub unfit: Option<String>,
 }
@@ -265,6 +267,7 @@ async fn describe_candidate(
         relay_backlog: 0,
         seconds_behind: None,
         read_only: None,
+        configured: false,
         unfit: None,
     };
     let mut s = match connect_within(creds, ep, timeout).await {
@@ -292,6 +295,7 @@ async fn describe_candidate(
             c.relay_backlog = slave_pos.behind(&st.gtid_io_pos.clone().unwrap_or_default());
             c.gtid_slave_pos = Some(slave_pos);
             c.read_only = Some(ro);
+            c.configured = st.configured;
             c.unfit = if !st.configured {
                 Some("not a replica (no replication source)".into())
             } else if let Some(e) = &c.sql_error {
@@ -1030,6 +1034,7 @@ mod tests {
             gtid_slave_pos: Some(applied),
             seconds_behind: None,
             read_only: Some(true),
+            configured: true,
             unfit: None,
         }
     }

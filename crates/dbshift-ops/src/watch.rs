@@ -6,7 +6,9 @@
 //! off; the replicas alone could be behind a broken link. After a failover no other one starts
 //! for the block period (anti-flapping). Semi-synchronous replication is watched too:
 //! `Rpl_semi_sync_master_status` falls back to asynchronous silently after its timeout, and
-//! the watcher says so. Everything seen and done is printed (through the sink) and journaled.
+//! the watcher says so. With auto-rejoin, a former writer that comes back is made a replica
+//! (`rejoin.rs`) unless it holds errant transactions. Everything seen and done is printed
+//! (through the sink) and journaled.
 //! This module decides *when*; the failover itself is `failover.rs`.
 
 use std::time::{Duration, Instant};
@@ -15,6 +17,7 @@ use serde::Serialize;
 
 use crate::failover::{self, FailoverOutcome, FailoverRequest};
 use crate::journal::{Journal, RunStatus};
+use crate::rejoin::{self, RejoinOutcome};
 use crate::switchover::{LogObserver, Observer};
 use dbshift_provider::Provider;
 
@@ -30,6 +33,9 @@ pub struct WatchOptions {
     pub block: Duration,
     /// Fail over when the writer is dead (otherwise only report it).
     pub auto_failover: bool,
+    /// Make an instance of the cluster that answers but replicates from nowhere (a former
+    /// writer that came back) a replica of the writer, when it has no errant transaction.
+    pub auto_rejoin: bool,
     /// Looks in a row that must find the writer dead before a failover.
     pub confirmations: u32,
     /// The failover's parameters (`to` is ignored: the most advanced replica is chosen).
@@ -44,6 +50,7 @@ impl WatchOptions {
             block: Duration::from_secs(300),
             auto_failover: false,
             confirmations: 2,
+            auto_rejoin: false,
             failover_timeout: Duration::from_secs(30),
         }
     }
@@ -92,6 +99,16 @@ pub enum WatchEvent {
     /// The look itself failed (the control plane did not answer); the next one follows.
     LookFailed {
         error: String,
+    },
+    /// A former writer that came back was made a replica of the writer.
+    Rejoined {
+        instance: String,
+        writer: String,
+    },
+    /// A former writer that came back was left alone: errant transactions, or a failure.
+    RejoinRefused {
+        instance: String,
+        reason: String,
     },
     /// Dead, but a failover was done less than the block period ago.
     Blocked {
@@ -177,6 +194,9 @@ pub async fn watch(
     let mut unreachable_reported = false;
     let mut semi_sync_active: Option<bool> = None;
     let mut broken: std::collections::BTreeSet<String> = Default::default();
+    // Reported once each; `dbshift rejoin` by hand after a fix.
+    let mut refused_rejoin: std::collections::BTreeSet<String> = Default::default();
+    let mut unconfigured: std::collections::BTreeMap<String, u32> = Default::default();
     loop {
         if *stop.borrow() {
             break;
@@ -237,7 +257,50 @@ pub async fn watch(
                     semi_sync_active = Some(active);
                 }
             }
-            for c in &a.replicas {
+            // Seen without a source twice in a row: not the instant between a switchover's
+            // promotion and its demotion of the old writer.
+            unconfigured.retain(|id, _| {
+                a.replicas
+                    .iter()
+                    .any(|c| &c.id == id && c.reachable && !c.configured)
+            });
+            for c in a.replicas.iter().filter(|c| c.configured) {
+                refused_rejoin.remove(&c.id);
+            }
+            for c in a.replicas.iter().filter(|c| c.reachable && !c.configured) {
+                let looks = unconfigured.entry(c.id.clone()).or_insert(0);
+                *looks += 1;
+                if !opts.auto_rejoin || *looks < 2 || refused_rejoin.contains(&c.id) {
+                    continue;
+                }
+                let ev = match rejoin::rejoin(provider, journal, &c.id, opts.failover_timeout).await
+                {
+                    Ok(RejoinOutcome::Rejoined {
+                        instance, writer, ..
+                    }) => WatchEvent::Rejoined { instance, writer },
+                    Ok(RejoinOutcome::Errant {
+                        instance, errant, ..
+                    }) => {
+                        refused_rejoin.insert(instance.clone());
+                        WatchEvent::RejoinRefused {
+                            instance,
+                            reason: format!(
+                                "errant transactions {}: left read-only, not replicating",
+                                errant.join(",")
+                            ),
+                        }
+                    }
+                    Err(e) => {
+                        refused_rejoin.insert(c.id.clone());
+                        WatchEvent::RejoinRefused {
+                            instance: c.id.clone(),
+                            reason: e.to_string(),
+                        }
+                    }
+                };
+                record(journal, &run, sink, &mut seq, ev).await?;
+            }
+            for c in a.replicas.iter().filter(|c| c.configured) {
                 let err = c.sql_error.clone().or_else(|| c.io_error.clone());
                 match err {
                     Some(e) if c.reachable && broken.insert(c.id.clone()) => {
@@ -391,6 +454,8 @@ fn event_name(ev: &WatchEvent) -> &'static str {
         WatchEvent::FailoverFailed { .. } => "failover_failed",
         WatchEvent::LookFailed { .. } => "look_failed",
         WatchEvent::Blocked { .. } => "blocked",
+        WatchEvent::Rejoined { .. } => "rejoined",
+        WatchEvent::RejoinRefused { .. } => "rejoin_refused",
         WatchEvent::Stopped => "stopped",
     }
 }

@@ -546,3 +546,60 @@ async fn watch_reports_semi_sync_falling_back_to_async_and_back() {
     let (done, ()) = tokio::join!(watcher, scenario);
     assert!(done.unwrap().is_empty(), "no failover");
 }
+
+#[tokio::test]
+async fn watch_rejoins_an_old_writer_that_comes_back() {
+    let _serial = SERIAL.lock().await;
+    let t = TestLab::start(1, 2).await;
+    let lab = tied(t.lab());
+    let j = journal(&t).await;
+    let invariants = InvariantChecker::start_lab(&lab).await.unwrap();
+    let mut opts = WatchOptions::new("lab-1");
+    opts.interval = Duration::from_millis(200);
+    opts.auto_failover = true;
+    opts.auto_rejoin = true;
+    let sink = Collect::default();
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let watcher = watch::watch(&lab, &j, &opts, &sink, rx);
+    let has = |f: fn(&WatchEvent) -> bool| sink.events().iter().any(f);
+    let scenario = async {
+        eventually!(
+            Duration::from_secs(10),
+            "the watcher started",
+            has(|e| matches!(e, WatchEvent::Started { .. })).then_some(())
+        );
+        kill_9(&lab, "lab-1-1");
+        eventually!(
+            Duration::from_secs(30),
+            "the failover",
+            has(|e| matches!(e, WatchEvent::FailoverDone { .. })).then_some(())
+        );
+        // The old writer comes back (the lab starts a non-writer read-only).
+        lab.start_instance("lab-1-1", Duration::from_secs(60))
+            .await
+            .unwrap();
+        eventually!(
+            Duration::from_secs(30),
+            "the old writer rejoined",
+            has(|e| matches!(
+                e,
+                WatchEvent::Rejoined { .. } | WatchEvent::RejoinRefused { .. }
+            ))
+            .then_some(())
+        );
+        stop.send(true).unwrap();
+    };
+    let (done, ()) = tokio::join!(watcher, scenario);
+    assert_eq!(done.unwrap().len(), 1);
+    assert!(
+        has(|e| matches!(e, WatchEvent::Rejoined { instance, .. } if instance == "lab-1-1")),
+        "{:?}",
+        sink.events()
+    );
+    let new_id = {
+        let w = lab.fresh().unwrap().clusters[0].writer.clone();
+        lab.state().instance(&w).unwrap().server_id
+    };
+    assert_eq!(source_of(&lab, "lab-1-1").await, Some(new_id));
+    invariants.stop().await.assert_never_two_writers();
+}
