@@ -47,6 +47,8 @@ async fn start_probe(lab: &Lab, dir: &std::path::Path) -> ProbeHandle {
     let config = ProbeConfig {
         rate: 100.0,
         report_dir: Some(dir.to_path_buf()),
+        // The rows stay, so a test can compare the old writer's with the new one's.
+        keep_rows: true,
         ..ProbeConfig::default()
     };
     let probe = Probe::start(config, TargetResolver::provider(provider, "lab-1"))
@@ -87,9 +89,12 @@ async fn source_of(lab: &Lab, id: &str) -> Option<u32> {
 }
 
 /// Kill -9 the writer under the probe with the watcher failing over; gives the failover's
-/// report, the probe's summary, and the lab's tied handle.
+/// report, the probe's summary, and the lab's tied handle. With `cut_replication_first`, the
+/// replicas' IO threads are stopped a moment before the kill, so that acknowledged writes
+/// reach no replica (asynchronous replication loses them).
 async fn kill_writer_under_watch(
     t: &TestLab,
+    cut_replication_first: bool,
 ) -> (failover::FailoverReport, dbshift_probe::Summary, Lab) {
     let lab = tied(t.lab());
     let j = journal(t).await;
@@ -115,6 +120,19 @@ async fn kill_writer_under_watch(
                 .any(|e| matches!(e, WatchEvent::Started { .. }))
                 .then_some(())
         );
+        if cut_replication_first {
+            for r in ["lab-1-2", "lab-1-3"] {
+                let mut s = admin(&lab, r).await;
+                s.exec_sql("STOP SLAVE IO_THREAD").await.unwrap();
+                s.close().await;
+            }
+            let more = probe.progress().writes_ok + 30;
+            eventually!(
+                Duration::from_secs(20),
+                "writes no replica receives",
+                (probe.progress().writes_ok >= more).then_some(())
+            );
+        }
         kill_9(&lab, "lab-1-1");
         eventually!(
             Duration::from_secs(30),
@@ -164,7 +182,7 @@ async fn kill_9_with_semi_sync_loses_nothing_and_the_old_writer_rejoins() {
         "semi-sync is not active"
     );
     w.close().await;
-    let (report, summary, lab) = kill_writer_under_watch(&t).await;
+    let (report, summary, lab) = kill_writer_under_watch(&t, false).await;
     eprintln!("{}", serde_json::to_string_pretty(&report).unwrap());
     eprintln!(
         "probe: longest write gap {:.0} ms, lost {:?}",
@@ -213,36 +231,58 @@ async fn kill_9_with_semi_sync_loses_nothing_and_the_old_writer_rejoins() {
 async fn kill_9_without_semi_sync_reports_the_gap_and_exactly_the_lost_writes() {
     let _serial = SERIAL.lock().await;
     let t = TestLab::start(1, 2).await;
-    let (report, summary, lab) = kill_writer_under_watch(&t).await;
+    let (report, summary, lab) = kill_writer_under_watch(&t, true).await;
     eprintln!(
         "phases {:?}; probe: longest write gap {:.0} ms, lost {:?}",
         report.phases, summary.max_write_gap_ms, summary.lost_writes
     );
     assert!(report.phases.write_gap_ms > 0);
     assert!(summary.max_write_gap_ms > 0.0);
-    // What the probe calls lost is exactly what the new writer lacks and the old one has:
-    // read the old writer's copy back after it rejoins or is refused.
+    assert!(
+        !summary.lost_writes.is_empty(),
+        "writes acknowledged while no replica received them must be reported lost"
+    );
+    // The old writer comes back: its extra transactions are errant, it is not rejoined.
     let j = journal(&t).await;
     let out = rejoin::rejoin(&lab, &j, "lab-1-1", Duration::from_secs(60))
         .await
         .unwrap();
+    let RejoinOutcome::Errant { errant, .. } = &out else {
+        panic!("writes were lost but the old writer rejoined: {out:?}");
+    };
+    assert!(!errant.is_empty());
+    // Exactly: every write the probe calls lost is on the old writer and not on the new one.
+    let seqs = |rows: Vec<Vec<(String, Option<String>)>>| -> std::collections::BTreeSet<u64> {
+        rows.iter()
+            .filter_map(|r| r[0].1.as_deref().and_then(|v| v.parse().ok()))
+            .collect()
+    };
+    let sql = format!(
+        "SELECT seq FROM {} WHERE run_id='{}'",
+        dbshift_probe::PROBE_TABLE,
+        summary.run_id
+    );
     let mut old = admin(&lab, "lab-1-1").await;
     assert!(
         old.read_only().await.unwrap(),
         "the old writer came back writable"
     );
-    if !summary.lost_writes.is_empty() {
-        let RejoinOutcome::Errant { errant, .. } = &out else {
-            panic!("writes were lost but the old writer rejoined: {out:?}");
-        };
-        assert!(!errant.is_empty());
-        let st = old.replication_status().await.unwrap();
+    assert!(!old.replication_status().await.unwrap().configured);
+    let on_old = seqs(old.query_rows(&sql).await.unwrap());
+    old.close().await;
+    let mut new = admin(&lab, &report.new_writer).await;
+    let on_new = seqs(new.query_rows(&sql).await.unwrap());
+    new.close().await;
+    for seq in &summary.lost_writes {
         assert!(
-            !st.configured || !st.healthy(),
-            "an errant old writer replicates"
+            on_old.contains(seq),
+            "lost write {seq} is not on the old writer"
+        );
+        assert!(
+            !on_new.contains(seq),
+            "lost write {seq} is on the new writer"
         );
     }
-    old.close().await;
 }
 
 #[tokio::test]
