@@ -22,7 +22,8 @@ use dbshift_ops::switchover::{Observer, Outcome};
 use dbshift_provider::local::Lab;
 use dbshift_provider::{Deployment, GreenSpec, Provider, Side};
 use dbshift_testkit::{
-    allowed_writers, assert_caught_up_and_equal, eventually, tied, Scenario, TestLab,
+    allowed_writers, assert_caught_up_and_equal, eventually, tied, Relay, RelayedProvider,
+    Scenario, TestLab,
 };
 use tokio::sync::Mutex as AsyncMutex;
 
@@ -392,7 +393,68 @@ async fn bluegreen_survives_server_and_replication_faults() {
     tables.extend(["app.f_dup".into(), "app.f_dupkey".into()]);
     assert_all_equal(&lab, &tables).await;
 
-    // 6. The serving writer's binlog purged before the standby read it: the standby's IO
+    // 6. dbshift loses its connection to the serving writer right after the fence, through
+    // the fault relay between dbshift and that server: connections cut and new ones refused,
+    // then a black hole (connections hang). Putting the writer back cannot be done: needs a
+    // human, no writer at all meanwhile; the network heals and `resume` finishes the switch.
+    for fault in ["cut", "black hole"] {
+        let (serving, standby, _) = sides(&lab).await;
+        let sc =
+            Scenario::start(&lab, "lab-1", &format!("f_net_{}", fault.replace(' ', "_"))).await;
+        let port = lab.state().instance(&serving).unwrap().port;
+        let relay = Relay::start(([127, 0, 0, 1], port).into()).await.unwrap();
+        let control = relay.control();
+        let provider = RelayedProvider::new(&lab, &serving, relay.addr());
+        let d = deployment(&lab).await;
+        let to = d.serving.other();
+        let opts = SwitchOptions {
+            timeout: Duration::from_secs(5),
+            ..SwitchOptions::default()
+        };
+        let params = bluegreen::switch_params(&lab, &d, to, &opts).await.unwrap();
+        let c = control.clone();
+        let black_hole = fault == "black hole";
+        let obs = on("fence: done", move || {
+            if black_hole {
+                c.set_drop(true);
+            } else {
+                c.refuse_new(true);
+                c.cut_all();
+            }
+        });
+        let (run, out) = tokio::time::timeout(
+            Duration::from_secs(120),
+            bluegreen::switch(&provider, &j, params, to, &obs),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{fault}: the switch did not end within 120 s"))
+        .unwrap();
+        let Outcome::NeedsHuman { reason } = &out else {
+            panic!("{fault}: {out:?}")
+        };
+        assert!(reason.contains("nothing was promoted"), "{fault}: {reason}");
+        assert_eq!(out.exit_code(), 3);
+        assert_eq!(status_of(&j, &run).await, RunStatus::NeedsHuman);
+        assert!(
+            writable(&lab).await.is_empty(),
+            "{fault}: fenced, nothing promoted"
+        );
+        control.pass();
+        let out = dbshift_ops::switchover::resume(&provider, &j, &run, &on("-", || {}))
+            .await
+            .unwrap();
+        assert!(matches!(out, Outcome::Done(_)), "{fault}: {out:?}");
+        assert_eq!(status_of(&j, &run).await, RunStatus::Done);
+        assert_eq!(writable(&lab).await, vec![standby.clone()]);
+        sc.wait_for_writes(10, Duration::from_secs(30)).await;
+        sc.finish(&lab, &allowed).await;
+        tables.push(format!("app.f_net_{}", fault.replace(' ', "_")));
+        assert_all_equal(&lab, &tables).await;
+        relay.stop();
+    }
+    let (serving, standby, _) = sides(&lab).await;
+
+    // 7. The serving writer's binlog purged before the standby read it: the standby's IO
     // thread stops with error 1236; the guards refuse and verify fails, nothing changes and
     // no acknowledged write is lost on the serving side. (Green must then be rebuilt.)
     let sc = Scenario::start(&lab, "lab-1", "f_purged").await;

@@ -16,7 +16,12 @@
 use std::path::Path;
 use std::time::Duration;
 
+use std::net::SocketAddr;
+
 use dbshift_provider::local::Lab;
+use dbshift_provider::{
+    Cluster, Credentials, Deployment, Endpoint, Instance, Provider, ProxyEndpoint,
+};
 
 use crate::invariants::{check_lab_gtid_history, InvariantChecker, InvariantReport};
 use crate::writer::AckedWriter;
@@ -220,6 +225,78 @@ pub fn assert_no_secret_in_dir(secrets: &[String], dir: &Path) -> usize {
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// The lab as a provider, except that one instance is reached through a fault relay: what
+/// dbshift does over its connections to that instance can be delayed, cut or black-holed
+/// (see [`crate::Relay`]) while everyone else (the application, replication, the checker)
+/// reaches it directly.
+pub struct RelayedProvider {
+    lab: Lab,
+    instance: String,
+    relay: SocketAddr,
+}
+
+impl RelayedProvider {
+    /// `lab`, with `instance` reached at `relay` (a [`crate::Relay`] in front of its port).
+    pub fn new(lab: &Lab, instance: &str, relay: SocketAddr) -> RelayedProvider {
+        RelayedProvider {
+            lab: lab.clone(),
+            instance: instance.to_string(),
+            relay,
+        }
+    }
+
+    fn patch(&self, mut i: Instance) -> Instance {
+        if i.id == self.instance {
+            i.endpoint.host = self.relay.ip().to_string();
+            i.endpoint.port = self.relay.port();
+        }
+        i
+    }
+}
+
+#[async_trait::async_trait]
+impl Provider for RelayedProvider {
+    fn name(&self) -> &'static str {
+        "local-relayed"
+    }
+    async fn list_clusters(&self) -> dbshift_provider::Result<Vec<Cluster>> {
+        self.lab.list_clusters().await
+    }
+    async fn list_instances(&self) -> dbshift_provider::Result<Vec<Instance>> {
+        Ok(self
+            .lab
+            .list_instances()
+            .await?
+            .into_iter()
+            .map(|i| self.patch(i))
+            .collect())
+    }
+    async fn describe_instance(&self, id: &str) -> dbshift_provider::Result<Instance> {
+        Ok(self.patch(self.lab.describe_instance(id).await?))
+    }
+    async fn resolve(&self, name: &str) -> dbshift_provider::Result<Endpoint> {
+        self.lab.resolve(name).await
+    }
+    async fn set_writer(&self, cluster: &str, instance: &str) -> dbshift_provider::Result<()> {
+        Provider::set_writer(&self.lab, cluster, instance).await
+    }
+    async fn reboot(&self, id: &str, timeout: Duration) -> dbshift_provider::Result<()> {
+        self.lab.reboot(id, timeout).await
+    }
+    async fn set_read_only(&self, instance: &str, on: bool) -> dbshift_provider::Result<()> {
+        Provider::set_read_only(&self.lab, instance, on).await
+    }
+    fn credentials(&self) -> dbshift_provider::Result<Credentials> {
+        self.lab.credentials()
+    }
+    async fn proxy_of(&self, cluster: &str) -> dbshift_provider::Result<Option<ProxyEndpoint>> {
+        Provider::proxy_of(&self.lab, cluster).await
+    }
+    async fn deployments(&self) -> dbshift_provider::Result<Vec<Deployment>> {
+        Provider::deployments(&self.lab).await
+    }
 }
 
 #[cfg(test)]

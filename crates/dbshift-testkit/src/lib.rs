@@ -21,7 +21,7 @@ use tokio::sync::OnceCell;
 
 pub use faults::{
     allowed_writers, assert_caught_up_and_equal, assert_no_secret, assert_no_secret_in_dir,
-    lab_secrets, Scenario, ScenarioReport,
+    lab_secrets, RelayedProvider, Scenario, ScenarioReport,
 };
 pub use invariants::{
     check_gtid_history, check_lab_gtid_history, lab_targets, lab_writers, InvariantChecker,
