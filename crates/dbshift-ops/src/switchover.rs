@@ -82,6 +82,11 @@ pub const STEPS: &[&str] = &[
     "verify",
 ];
 
+/// Steps run again on resume even when journaled as ended: each re-checks the servers and
+/// does only what is missing, and an ended one may have skipped a server that was unreachable
+/// then (the old writer not demoted, a sibling not re-pointed: "`dbshift resume` makes it one").
+const RECHECKED_ON_RESUME: &[&str] = &["demote_old_writer", "repoint_siblings", "verify"];
+
 /// Errors that stop a switchover before it starts (bad input, unreachable control plane).
 #[derive(Debug, thiserror::Error)]
 pub enum SwitchoverError {
@@ -854,7 +859,7 @@ impl<'a> Engine<'a> {
     ) -> Result<StepResult<()>, SwitchoverError> {
         macro_rules! step {
             ($name:expr, $call:expr) => {{
-                if !done($name) || $name == "verify" {
+                if !done($name) || RECHECKED_ON_RESUME.contains(&$name) {
                     let started = self.begin($name).await?;
                     match $call {
                         Ok(detail) => self.end($name, started, detail).await?,
