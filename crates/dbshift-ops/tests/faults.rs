@@ -1,9 +1,11 @@
 //! The fault matrix on real servers, for the faults that need a hand inside the run (an
 //! observer that breaks something at an exact step): blue/green with green's writer hung by
 //! SIGSTOP or killed during the wait, green's SQL thread stopped before the guards and during
-//! the wait, blue's writer killed right after the fence, a duplicate-key error on the standby,
-//! the serving writer's binlog purged before the standby read it; and a CA rotation with a
-//! replica that never comes back from its restart.
+//! the wait, blue's writer killed right after the fence, the old writer killed right after the
+//! promotion, a duplicate-key error on the standby, dbshift's connection to the serving writer
+//! cut or black-holed right after the fence (the testkit's fault relay), the serving writer's
+//! binlog purged before the standby read it; and a CA rotation with a replica that never comes
+//! back from its restart.
 //!
 //! Every scenario runs under [`Scenario`]: `read_only` of every instance sampled every 10 ms
 //! (zero two-writer intervals), an application writer through `lab-1` whose every acknowledged
@@ -452,9 +454,50 @@ async fn bluegreen_survives_server_and_replication_faults() {
         assert_all_equal(&lab, &tables).await;
         relay.stop();
     }
+
+    // 7. The old writer killed right after the new one was promoted (past the point of no
+    // return): the switch goes on, the old writer cannot be demoted: needs a human (exit 3)
+    // with one writer, the new one. Restarted, the old writer comes back read-only (its side
+    // no longer serves); `resume` makes it a replica of the new writer.
+    let (serving, standby, _) = sides(&lab).await;
+    let sc = Scenario::start(&lab, "lab-1", "f_old_killed").await;
+    let p = pid(&lab, &serving);
+    let (run, out) = switch(
+        &lab,
+        &j,
+        Duration::from_secs(5),
+        &on("promote: done", move || signal(p, libc::SIGKILL)),
+    )
+    .await;
+    let Outcome::NeedsHuman { reason } = &out else {
+        panic!("{out:?}")
+    };
+    assert!(
+        reason.contains(&serving) && reason.contains("dbshift resume"),
+        "{reason}"
+    );
+    assert_eq!(out.exit_code(), 3);
+    assert_eq!(status_of(&j, &run).await, RunStatus::NeedsHuman);
+    assert_eq!(writable(&lab).await, vec![standby.clone()]);
+    sc.wait_for_writes(10, Duration::from_secs(30)).await;
+    lab.start_instance(&serving, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(writable(&lab).await, vec![standby.clone()]);
+    let out = dbshift_ops::switchover::resume(&lab, &j, &run, &on("-", || {}))
+        .await
+        .unwrap();
+    assert!(matches!(out, Outcome::Done(_)), "{out:?}");
+    assert_eq!(status_of(&j, &run).await, RunStatus::Done);
+    lab.wait_replicating(&serving, Duration::from_secs(30))
+        .await
+        .unwrap();
+    sc.finish(&lab, &allowed).await;
+    tables.push("app.f_old_killed".into());
+    assert_all_equal(&lab, &tables).await;
     let (serving, standby, _) = sides(&lab).await;
 
-    // 7. The serving writer's binlog purged before the standby read it: the standby's IO
+    // 8. The serving writer's binlog purged before the standby read it: the standby's IO
     // thread stops with error 1236; the guards refuse and verify fails, nothing changes and
     // no acknowledged write is lost on the serving side. (Green must then be rebuilt.)
     let sc = Scenario::start(&lab, "lab-1", "f_purged").await;
@@ -469,9 +512,14 @@ async fn bluegreen_survives_server_and_replication_faults() {
         .first()
         .and_then(|r| r[0].1.clone())
         .unwrap();
-    w.exec_sql(&format!("PURGE BINARY LOGS TO '{file}'"))
-        .await
-        .unwrap();
+    // A log another replica's dump thread still reads is kept by PURGE: again until gone.
+    eventually!(Duration::from_secs(30), "the older binlogs purged", {
+        w.exec_sql(&format!("PURGE BINARY LOGS TO '{file}'"))
+            .await
+            .unwrap();
+        let logs = w.query_rows("SHOW BINARY LOGS").await.unwrap();
+        (logs.len() == 1).then_some(())
+    });
     w.close().await;
     sql(&lab, &standby, "START SLAVE IO_THREAD").await;
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
