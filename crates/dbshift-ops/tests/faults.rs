@@ -424,13 +424,15 @@ async fn bluegreen_survives_server_and_replication_faults() {
                 c.cut_all();
             }
         });
-        let (run, out) = tokio::time::timeout(
+        let Ok(ended) = tokio::time::timeout(
             Duration::from_secs(120),
             bluegreen::switch(&provider, &j, params, to, &obs),
         )
         .await
-        .unwrap_or_else(|_| panic!("{fault}: the switch did not end within 120 s"))
-        .unwrap();
+        else {
+            panic!("{fault}: the switch did not end within 120 s")
+        };
+        let (run, out) = ended.unwrap();
         let Outcome::NeedsHuman { reason } = &out else {
             panic!("{fault}: {out:?}")
         };
