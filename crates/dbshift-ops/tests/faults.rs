@@ -382,6 +382,9 @@ async fn bluegreen_survives_server_and_replication_faults() {
         .await
         .unwrap();
     sby.exec_sql("SET SESSION sql_log_bin=1").await.unwrap();
+    // As an operator would after the fix; both threads restarted: verify on this broken
+    // standby left its IO thread stopped although it ran (a known limit, docs/faults.md).
+    sby.exec_sql("STOP SLAVE").await.unwrap();
     sby.exec_sql("START SLAVE").await.unwrap();
     if let Err(e) = lab
         .wait_replicating(&standby, Duration::from_secs(30))
