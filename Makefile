@@ -4,7 +4,7 @@
 CARGO ?= cargo
 DIR ?= .dbshift/lab
 
-.PHONY: deps build demo lab lab-down test lint unit bench clean
+.PHONY: deps build demo lab lab-down test test-faults lint unit bench clean
 
 deps:
 	@bash scripts/deps.sh
@@ -37,6 +37,11 @@ lint:
 ## Everything CI runs: formatting, lints, unit tests and the tests on real servers.
 test: deps lint
 	$(CARGO) test --workspace
+
+## The fault and crash matrix alone (docs/faults.md); `make test` runs it too.
+test-faults: deps
+	$(CARGO) test -p dbshift-ops --test faults
+	$(CARGO) test -p dbshift-cli --test faults_crash --test faults_ca
 
 unit:
 	$(CARGO) test --workspace --lib --bins

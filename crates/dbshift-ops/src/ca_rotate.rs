@@ -439,10 +439,12 @@ pub async fn execute(
         let mut deploy = trusted_now.clone();
         deploy.push(plan.ca.id.clone());
         journal.begin(&run_id, "trust").await?;
+        crate::crash_if("ca-rotate:trust:begin");
         tracing::info!(cas = ?deploy, "deploying the trust bundle to every trust point");
         match provider.deploy_trust(&deploy).await {
             Ok(bundle) => {
                 tracing::info!(bundle = ?bundle, "trust bundle deployed");
+                crate::crash_if("ca-rotate:trust:run");
                 journal
                     .end(
                         &run_id,

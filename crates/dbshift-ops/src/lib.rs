@@ -34,7 +34,9 @@ pub fn connect_options(creds: &Credentials, who: &Credential, ep: &Endpoint) -> 
 
 /// Fault injection for the crash tests: when `DBSHIFT_CRASH_AT` equals `point`, the process
 /// kills itself with SIGKILL at once, exactly as a `kill -9` would. Unset in normal use. The
-/// points: the switchover's `<step>:<begin|run|end>` and the rollout's `rollout:after:<N>`.
+/// points: the switchover's `<step>:<begin|run|end>`, the rollout's `rollout:after:<N>`,
+/// `rollout:begin:<instance>` and `rollout:gate:<instance>`, and the CA rotation's
+/// `ca-rotate:trust:<begin|run>`.
 pub(crate) fn crash_if(point: &str) {
     if std::env::var("DBSHIFT_CRASH_AT").is_ok_and(|at| at == point) {
         tracing::warn!("DBSHIFT_CRASH_AT={point}: killing this process");

@@ -743,6 +743,13 @@ fn crash_after(n: usize) {
     crate::crash_if(&format!("rollout:after:{n}"));
 }
 
+/// Fault injection inside one instance's action: `rollout:begin:<instance>` (journaled as
+/// begun, nothing done) and `rollout:gate:<instance>` (the change applied, its health gate
+/// not yet passed).
+fn crash_at(point: &str, instance: &str) {
+    crate::crash_if(&format!("rollout:{point}:{instance}"));
+}
+
 /// Shared by the cluster tasks of one run.
 struct RunState {
     run_id: String,
@@ -1008,6 +1015,7 @@ impl Rollout {
         }
         let name = step.step_name();
         self.journal.begin(&state.run_id, &name).await?;
+        crash_at("begin", &step.instance);
         let result = match &step.action {
             Action::Switchover { to } => self
                 .switchover(cluster, &step.instance, to, marker)
@@ -1018,8 +1026,16 @@ impl Rollout {
                 }),
             Action::NoRestart | Action::Restart => {
                 let restart = step.action == Action::Restart;
-                self.change_instance(cluster, &step.instance, restart, false, cooldown)
+                match self
+                    .finish_switchover_away_from(cluster, &step.instance, marker)
                     .await
+                {
+                    Ok(()) => {
+                        self.change_instance(cluster, &step.instance, restart, false, cooldown)
+                            .await
+                    }
+                    Err(e) => Err(e),
+                }
             }
             Action::StartChangeStop { restart } => {
                 self.change_instance(cluster, &step.instance, *restart, true, cooldown)
@@ -1066,31 +1082,12 @@ impl Rollout {
         to: &str,
         marker: Option<&dbshift_probe::Marker>,
     ) -> Result<(StepOutcome, Option<u64>), StepFailure> {
-        let runs = self.journal.runs().await.map_err(fail)?;
-        let unfinished = runs
-            .iter()
-            .find(|r| {
-                r.kind == "switchover"
-                    && r.target == cluster
-                    && matches!(r.status, RunStatus::Running | RunStatus::NeedsHuman)
-                    && r.params.get("from").and_then(|v| v.as_str()) == Some(from)
-            })
-            .map(|r| r.id.clone());
+        if let Some(run) = self.unfinished_switchover(cluster, from).await? {
+            return self.resume_switchover(cluster, run, marker).await;
+        }
         let provider = self.provider.clone();
         let journal = self.journal.clone();
         let observer = MarkObserver(marker.cloned());
-        if let Some(run) = unfinished {
-            tracing::warn!(%run, "resuming the unfinished switchover of {cluster}");
-            // The core's future is not Send: it runs on a thread of its own.
-            let outcome = on_own_thread(move || async move {
-                switchover::resume(&*provider, &journal, &run, &observer)
-                    .await
-                    .map_err(|e| e.to_string())
-            })
-            .await
-            .map_err(StepFailure::NeedsHuman)?;
-            return switchover_outcome(outcome);
-        }
         let clusters = self.provider.list_clusters().await.map_err(fail)?;
         let writer = clusters
             .iter()
@@ -1124,6 +1121,62 @@ impl Rollout {
             switchover::run(&*provider, &journal, params, &observer)
                 .await
                 .map(|(_, o)| o)
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(StepFailure::NeedsHuman)?;
+        switchover_outcome(outcome)
+    }
+
+    /// The switchover of `cluster` away from `from` that a killed dbshift left unfinished, if
+    /// any (its run is still running or needs a human).
+    async fn unfinished_switchover(
+        &self,
+        cluster: &str,
+        from: &str,
+    ) -> Result<Option<String>, StepFailure> {
+        let runs = self.journal.runs().await.map_err(fail)?;
+        Ok(runs
+            .iter()
+            .find(|r| {
+                r.kind == "switchover"
+                    && r.target == cluster
+                    && matches!(r.status, RunStatus::Running | RunStatus::NeedsHuman)
+                    && r.params.get("from").and_then(|v| v.as_str()) == Some(from)
+            })
+            .map(|r| r.id.clone()))
+    }
+
+    /// A run killed after its switchover's redirect is planned again with the old writer as
+    /// a reader (the provider names the new one): that switchover, whose demotion of the old
+    /// writer is still to do, is finished before the old writer is changed.
+    async fn finish_switchover_away_from(
+        &self,
+        cluster: &str,
+        instance: &str,
+        marker: Option<&dbshift_probe::Marker>,
+    ) -> Result<(), StepFailure> {
+        if let Some(run) = self.unfinished_switchover(cluster, instance).await? {
+            self.resume_switchover(cluster, run, marker).await?;
+        }
+        Ok(())
+    }
+
+    /// Finish a switchover cut short, through the core's resume.
+    async fn resume_switchover(
+        &self,
+        cluster: &str,
+        run: String,
+        marker: Option<&dbshift_probe::Marker>,
+    ) -> Result<(StepOutcome, Option<u64>), StepFailure> {
+        tracing::warn!(%run, "resuming the unfinished switchover of {cluster}");
+        let provider = self.provider.clone();
+        let journal = self.journal.clone();
+        let observer = MarkObserver(marker.cloned());
+        // The core's future is not Send: it runs on a thread of its own.
+        let outcome = on_own_thread(move || async move {
+            switchover::resume(&*provider, &journal, &run, &observer)
+                .await
                 .map_err(|e| e.to_string())
         })
         .await
@@ -1171,6 +1224,7 @@ impl Rollout {
                 .map_err(StepFailure::Failed)?;
             tracing::info!(instance = id, "change applied; health gate");
         }
+        crash_at("gate", id);
         let gate = self.gate(cluster, id).await;
         if gate.is_ok() {
             let elapsed = started.elapsed();

@@ -33,6 +33,41 @@ use crate::proxy_admin::ProxyAdmin;
 /// How long a proxy in front of the cluster lets open transactions finish at the fence.
 const PROXY_DRAIN_MS: u64 = 2000;
 
+/// Bound of one statement on the fenced old writer over a kept connection (the lease): a
+/// network that black-holes the connection must end the run (rolled back or "needs a human"),
+/// never hang it. Connecting anew is bounded by the connect timeout.
+const OLD_WRITER_STATEMENT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `f` bounded by [`OLD_WRITER_STATEMENT_TIMEOUT`]; `what` names it in the error.
+async fn bounded<T>(
+    what: &str,
+    f: impl std::future::Future<Output = dbshift_db::Result<T>>,
+) -> StepResult<T> {
+    match tokio::time::timeout(OLD_WRITER_STATEMENT_TIMEOUT, f).await {
+        Ok(r) => db(r),
+        Err(_) => Err(format!(
+            "{what}: no answer within {} s (the network or the server hangs)",
+            OLD_WRITER_STATEMENT_TIMEOUT.as_secs()
+        )),
+    }
+}
+
+/// End the BACKUP STAGE lease and close its connection, within a bound: on a hung connection
+/// the lease ends with the session when the connection is dropped.
+async fn release_lease(mut lease: Server) {
+    let ended = tokio::time::timeout(OLD_WRITER_STATEMENT_TIMEOUT, async {
+        let _ = lease.exec_sql("BACKUP STAGE END").await;
+        lease
+    })
+    .await;
+    match ended {
+        Ok(lease) => {
+            let _ = tokio::time::timeout(OLD_WRITER_STATEMENT_TIMEOUT, lease.close()).await;
+        }
+        Err(_) => tracing::warn!("the lease's connection did not answer; dropped"),
+    }
+}
+
 /// Steps, in order; the names are the journal's.
 pub const STEPS: &[&str] = &[
     "guards",
@@ -46,6 +81,11 @@ pub const STEPS: &[&str] = &[
     "repoint_siblings",
     "verify",
 ];
+
+/// Steps run again on resume even when journaled as ended: each re-checks the servers and
+/// does only what is missing, and an ended one may have skipped a server that was unreachable
+/// then (the old writer not demoted, a sibling not re-pointed: "`dbshift resume` makes it one").
+const RECHECKED_ON_RESUME: &[&str] = &["demote_old_writer", "repoint_siblings", "verify"];
 
 /// Errors that stop a switchover before it starts (bad input, unreachable control plane).
 #[derive(Debug, thiserror::Error)]
@@ -717,10 +757,24 @@ impl<'a> Engine<'a> {
             Some(s) => s,
             None => fresh.insert(self.connect(&self.p.from).await?),
         };
-        let final_pos: GtidPos = db(old.gtid_binlog_pos().await)?;
-        let old_state: BinlogState = db(old.gtid_binlog_state().await)?;
+        let what = format!("reading {}'s final GTID position", self.p.from);
+        let read = async {
+            let pos = bounded(&what, old.gtid_binlog_pos()).await?;
+            let state = bounded(&what, old.gtid_binlog_state()).await?;
+            Ok::<_, String>((pos, state))
+        }
+        .await;
+        let (final_pos, old_state): (GtidPos, BinlogState) = match read {
+            Ok(r) => r,
+            Err(e) => {
+                // A connection that did not answer is of no further use; dropping it ends
+                // its session (and the lease) once the server sees the close.
+                self.lease = None;
+                return Err(e);
+            }
+        };
         if let Some(s) = fresh {
-            s.close().await;
+            let _ = tokio::time::timeout(OLD_WRITER_STATEMENT_TIMEOUT, s.close()).await;
         }
         let mut new = self.connect(&self.p.to).await?;
         let deadline = Duration::from_millis(self.p.timeout_ms);
@@ -750,9 +804,8 @@ impl<'a> Engine<'a> {
     async fn roll_back(&mut self, reason: String) -> Result<Outcome, SwitchoverError> {
         tracing::warn!(run = %self.run, "rolling back: {reason}");
         self.observer.event("rollback: start");
-        if let Some(mut lease) = self.lease.take() {
-            let _ = lease.exec_sql("BACKUP STAGE END").await;
-            lease.close().await;
+        if let Some(lease) = self.lease.take() {
+            release_lease(lease).await;
         }
         let unfenced = match &self.fence {
             None => Ok(()),
@@ -806,7 +859,7 @@ impl<'a> Engine<'a> {
     ) -> Result<StepResult<()>, SwitchoverError> {
         macro_rules! step {
             ($name:expr, $call:expr) => {{
-                if !done($name) || $name == "verify" {
+                if !done($name) || RECHECKED_ON_RESUME.contains(&$name) {
                     let started = self.begin($name).await?;
                     match $call {
                         Ok(detail) => self.end($name, started, detail).await?,
@@ -947,9 +1000,8 @@ impl<'a> Engine<'a> {
     }
 
     async fn demote_old(&mut self) -> StepResult<serde_json::Value> {
-        if let Some(mut lease) = self.lease.take() {
-            let _ = lease.exec_sql("BACKUP STAGE END").await;
-            lease.close().await;
+        if let Some(lease) = self.lease.take() {
+            release_lease(lease).await;
         }
         let new_ep = self.endpoint(&self.p.to).await?;
         let new_id = self.server_id_of(&self.p.to).await?;

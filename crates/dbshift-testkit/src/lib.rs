@@ -7,6 +7,7 @@
 //! deleted when the binary exits. Run the tests with `make test` (it installs MariaDB when
 //! missing); they need `mariadbd` and `mariadb-install-db`, and fail loudly without them.
 
+pub mod faults;
 pub mod invariants;
 pub mod proxied;
 pub mod relay;
@@ -18,6 +19,10 @@ use std::sync::Mutex;
 use dbshift_provider::local::{Lab, UpOptions};
 use tokio::sync::OnceCell;
 
+pub use faults::{
+    allowed_writers, assert_caught_up_and_equal, assert_no_secret, assert_no_secret_in_dir,
+    lab_secrets, RelayedProvider, Scenario, ScenarioReport,
+};
 pub use invariants::{
     check_gtid_history, check_lab_gtid_history, lab_targets, lab_writers, InvariantChecker,
     InvariantReport,
