@@ -5,6 +5,7 @@
 //! default: a lab of real `mariadbd` processes. This crate must never know about workflows:
 //! it acts on one instance or cluster at a time, when told.
 
+pub mod aws;
 pub mod error;
 pub mod local;
 mod model;

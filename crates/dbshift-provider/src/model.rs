@@ -44,6 +44,9 @@ impl std::fmt::Display for Role {
 pub enum InstanceStatus {
     Available,
     Stopped,
+    /// The platform is changing it (AWS: creating, modifying, rebooting, a change pending,
+    /// ...): running or not, it is not ready for the next step.
+    Busy,
 }
 
 impl std::fmt::Display for InstanceStatus {
@@ -51,6 +54,7 @@ impl std::fmt::Display for InstanceStatus {
         f.write_str(match self {
             InstanceStatus::Available => "available",
             InstanceStatus::Stopped => "stopped",
+            InstanceStatus::Busy => "busy",
         })
     }
 }
@@ -271,6 +275,21 @@ pub trait Provider: Send + Sync {
 
     /// The credentials dbshift uses on this fleet.
     fn credentials(&self) -> Result<Credentials>;
+
+    /// Whether dbshift can talk SQL to the servers (it has their credentials). False on AWS
+    /// when no database credentials are configured: health gates then rely on the control
+    /// plane alone (instance available, the change recorded, nothing pending) and say so.
+    fn sql_access(&self) -> bool {
+        true
+    }
+
+    /// Move `cluster`'s writer to `to` by the platform's own failover (Aurora:
+    /// FailoverDBCluster) and wait until `to` is the writer. `Ok(false)`: the platform has no
+    /// such failover for this cluster; the caller uses the switchover core instead.
+    async fn failover_cluster(&self, cluster: &str, to: &str, timeout: Duration) -> Result<bool> {
+        let _ = (cluster, to, timeout);
+        Ok(false)
+    }
 
     /// The dbshift proxy in front of `cluster`, if one runs: a switchover then holds clients
     /// there instead of letting them see errors.

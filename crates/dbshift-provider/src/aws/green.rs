@@ -1,0 +1,552 @@
+//! Blue/green on AWS, the dbshift way: snapshot of blue, a copy encrypted with a KMS key,
+//! a restore with blue's settings (engine version, parameter group, subnet group, security
+//! groups, class), then the SQL half: green's writer replicates from blue's writer through the
+//! `mysql.rds_*` procedures from the exact position the restore recovered to.
+//!
+//! A finished restore is never thrown away: when the SQL half cannot run (no database
+//! credentials, servers unreachable from here), the build stops with
+//! [`Error::NeedsHuman`] naming what exists and how to continue or clean up. The deployment is
+//! recorded as tags on the resources, nowhere else.
+
+use std::time::SystemTime;
+
+use aws_sdk_rds::types::{DbInstance, Tag};
+use dbshift_db::dialect::{SourceSpec, SourceStart};
+use dbshift_db::server::ConnectOptions;
+use dbshift_db::{BinlogPosition, Server};
+
+use super::errors::platform;
+use super::{AwsProvider, TAG_BLUE, TAG_DEPLOYMENT, TAG_SIDE, TAG_SOURCE_POSITION};
+use crate::model::{Deployment, Endpoint, GreenSpec, Provider, Side};
+use crate::{Error, Result};
+
+/// What the control-plane half built.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct GreenBuilt {
+    /// The snapshot of blue (instance or cluster snapshot).
+    pub snapshot: String,
+    /// The encrypted copy, when asked.
+    pub encrypted_copy: Option<String>,
+    /// Green's Aurora cluster, when blue is one.
+    pub cluster: Option<String>,
+    /// Green's writer instance.
+    pub writer: String,
+}
+
+/// MySQL's recovery event on a restored instance: "Binlog position from crash recovery is
+/// mysql-bin-changelog.000003 4278".
+pub fn parse_recovery_position(message: &str) -> Option<BinlogPosition> {
+    let rest = message
+        .split("Binlog position from crash recovery is")
+        .nth(1)?;
+    let mut words = rest.split_whitespace();
+    let file = words.next()?.to_string();
+    let pos = words.next()?.trim_end_matches('.').parse().ok()?;
+    Some(BinlogPosition { file, pos })
+}
+
+fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+fn unix() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+async fn wait_snapshot(p: &AwsProvider, id: &str, cluster: bool) -> Result<()> {
+    p.wait_for(&format!("snapshot {id} to be available"), || async {
+        let status = if cluster {
+            p.client
+                .describe_db_cluster_snapshots()
+                .db_cluster_snapshot_identifier(id)
+                .send()
+                .await
+                .map_err(|e| platform("DescribeDBClusterSnapshots", id, e))?
+                .db_cluster_snapshots()
+                .first()
+                .and_then(|s| s.status().map(str::to_string))
+        } else {
+            p.client
+                .describe_db_snapshots()
+                .db_snapshot_identifier(id)
+                .send()
+                .await
+                .map_err(|e| platform("DescribeDBSnapshots", id, e))?
+                .db_snapshots()
+                .first()
+                .and_then(|s| s.status().map(str::to_string))
+        };
+        match status.as_deref() {
+            Some("available") => Ok(Some(())),
+            Some("failed") | Some("error") => Err(Error::Platform {
+                operation: "snapshot".into(),
+                target: id.into(),
+                code: "SnapshotFailed".into(),
+                message: "RDS reports the snapshot failed; delete it and run again".into(),
+            }),
+            _ => Ok(None),
+        }
+    })
+    .await
+}
+
+fn deployment_tags(name: &str, blue: &str, side: Side) -> Vec<Tag> {
+    vec![
+        Tag::builder().key(TAG_DEPLOYMENT).value(name).build(),
+        Tag::builder().key(TAG_BLUE).value(blue).build(),
+        Tag::builder().key(TAG_SIDE).value(side.to_string()).build(),
+    ]
+}
+
+/// Snapshot -> encrypted copy -> restore of a standalone instance, settings from the source.
+async fn build_instance(p: &AwsProvider, spec: &GreenSpec, src: &DbInstance) -> Result<GreenBuilt> {
+    let blue = spec.source.as_str();
+    let snap = format!("{}-snap-{}", spec.name, unix());
+    tracing::info!(source = blue, snapshot = %snap, "CreateDBSnapshot");
+    p.client
+        .create_db_snapshot()
+        .db_instance_identifier(blue)
+        .db_snapshot_identifier(&snap)
+        .send()
+        .await
+        .map_err(|e| platform("CreateDBSnapshot", blue, e))?;
+    wait_snapshot(p, &snap, false).await?;
+    let mut restore_from = snap.clone();
+    let mut encrypted_copy = None;
+    if spec.encrypt {
+        let copy = format!("{snap}-enc");
+        tracing::info!(snapshot = %snap, copy = %copy, kms_key = %p.opts.kms_key, "CopyDBSnapshot with a KMS key");
+        p.client
+            .copy_db_snapshot()
+            .source_db_snapshot_identifier(&snap)
+            .target_db_snapshot_identifier(&copy)
+            .kms_key_id(&p.opts.kms_key)
+            .copy_tags(true)
+            .send()
+            .await
+            .map_err(|e| platform("CopyDBSnapshot", &snap, e))?;
+        wait_snapshot(p, &copy, false).await?;
+        restore_from = copy.clone();
+        encrypted_copy = Some(copy);
+    }
+    let mut req = p
+        .client
+        .restore_db_instance_from_db_snapshot()
+        .db_instance_identifier(&spec.name)
+        .db_snapshot_identifier(&restore_from)
+        .set_db_instance_class(src.db_instance_class().map(str::to_string))
+        .set_multi_az(src.multi_az())
+        .set_publicly_accessible(src.publicly_accessible())
+        .set_db_subnet_group_name(
+            src.db_subnet_group()
+                .and_then(|g| g.db_subnet_group_name())
+                .map(str::to_string),
+        )
+        .set_db_parameter_group_name(
+            src.db_parameter_groups()
+                .first()
+                .and_then(|g| g.db_parameter_group_name())
+                .map(str::to_string),
+        )
+        .set_option_group_name(
+            src.option_group_memberships()
+                .first()
+                .and_then(|g| g.option_group_name())
+                .map(str::to_string),
+        );
+    for sg in src.vpc_security_groups() {
+        if let Some(id) = sg.vpc_security_group_id() {
+            req = req.vpc_security_group_ids(id);
+        }
+    }
+    for t in deployment_tags(&spec.name, blue, Side::Green) {
+        req = req.tags(t);
+    }
+    tracing::info!(green = %spec.name, from = %restore_from, "RestoreDBInstanceFromDBSnapshot");
+    req.send()
+        .await
+        .map_err(|e| platform("RestoreDBInstanceFromDBSnapshot", &spec.name, e))?;
+    p.wait_instance(&spec.name, "available", |_| true).await?;
+    Ok(GreenBuilt {
+        snapshot: snap,
+        encrypted_copy,
+        cluster: None,
+        writer: spec.name.clone(),
+    })
+}
+
+/// The same for an Aurora cluster: cluster snapshot, encrypted copy, cluster restore, then a
+/// writer instance in blue's writer's class.
+async fn build_cluster(p: &AwsProvider, spec: &GreenSpec) -> Result<GreenBuilt> {
+    let blue = spec.source.as_str();
+    let src = p
+        .describe_db_cluster(blue)
+        .await?
+        .ok_or_else(|| Error::Unknown {
+            kind: "cluster",
+            name: blue.to_string(),
+            known: "see `dbshift --provider aws inventory`".into(),
+        })?;
+    let snap = format!("{}-snap-{}", spec.name, unix());
+    tracing::info!(source = blue, snapshot = %snap, "CreateDBClusterSnapshot");
+    p.client
+        .create_db_cluster_snapshot()
+        .db_cluster_identifier(blue)
+        .db_cluster_snapshot_identifier(&snap)
+        .send()
+        .await
+        .map_err(|e| platform("CreateDBClusterSnapshot", blue, e))?;
+    wait_snapshot(p, &snap, true).await?;
+    let mut restore_from = snap.clone();
+    let mut encrypted_copy = None;
+    if spec.encrypt {
+        let copy = format!("{snap}-enc");
+        tracing::info!(snapshot = %snap, copy = %copy, "CopyDBClusterSnapshot with a KMS key");
+        p.client
+            .copy_db_cluster_snapshot()
+            .source_db_cluster_snapshot_identifier(&snap)
+            .target_db_cluster_snapshot_identifier(&copy)
+            .kms_key_id(&p.opts.kms_key)
+            .copy_tags(true)
+            .send()
+            .await
+            .map_err(|e| platform("CopyDBClusterSnapshot", &snap, e))?;
+        wait_snapshot(p, &copy, true).await?;
+        restore_from = copy.clone();
+        encrypted_copy = Some(copy);
+    }
+    let mut req = p
+        .client
+        .restore_db_cluster_from_snapshot()
+        .db_cluster_identifier(&spec.name)
+        .snapshot_identifier(&restore_from)
+        .engine(src.engine().unwrap_or("aurora-mysql"))
+        .set_engine_version(src.engine_version().map(str::to_string))
+        .set_db_cluster_parameter_group_name(src.db_cluster_parameter_group().map(str::to_string))
+        .set_db_subnet_group_name(src.db_subnet_group().map(str::to_string));
+    for sg in src.vpc_security_groups() {
+        if let Some(id) = sg.vpc_security_group_id() {
+            req = req.vpc_security_group_ids(id);
+        }
+    }
+    for t in deployment_tags(&spec.name, blue, Side::Green) {
+        req = req.tags(t);
+    }
+    tracing::info!(green = %spec.name, from = %restore_from, "RestoreDBClusterFromSnapshot");
+    req.send()
+        .await
+        .map_err(|e| platform("RestoreDBClusterFromSnapshot", &spec.name, e))?;
+    let name = spec.name.clone();
+    p.wait_for(&format!("cluster {name} to be available"), || async {
+        Ok(p.describe_db_cluster(&name)
+            .await?
+            .filter(|c| c.status() == Some("available"))
+            .map(|_| ()))
+    })
+    .await?;
+    let blue_writer = src
+        .db_cluster_members()
+        .iter()
+        .find(|m| m.is_cluster_writer() == Some(true))
+        .and_then(|m| m.db_instance_identifier())
+        .unwrap_or_default()
+        .to_string();
+    let class = p
+        .describe_db_instance(&blue_writer)
+        .await?
+        .db_instance_class()
+        .unwrap_or("db.r6g.large")
+        .to_string();
+    let writer = format!("{}-1", spec.name);
+    tracing::info!(cluster = %spec.name, writer = %writer, "CreateDBInstance (green's writer)");
+    let mut req = p
+        .client
+        .create_db_instance()
+        .db_instance_identifier(&writer)
+        .db_cluster_identifier(&spec.name)
+        .engine(src.engine().unwrap_or("aurora-mysql"))
+        .db_instance_class(class);
+    for t in deployment_tags(&spec.name, blue, Side::Green) {
+        req = req.tags(t);
+    }
+    req.send()
+        .await
+        .map_err(|e| platform("CreateDBInstance", &writer, e))?;
+    p.wait_instance(&writer, "available", |_| true).await?;
+    Ok(GreenBuilt {
+        snapshot: snap,
+        encrypted_copy,
+        cluster: Some(spec.name.clone()),
+        writer,
+    })
+}
+
+/// The restored instance's recovery position from its events, if RDS reported one.
+async fn recovery_event(p: &AwsProvider, id: &str) -> Result<Option<BinlogPosition>> {
+    let events = p
+        .client
+        .describe_events()
+        .source_identifier(id)
+        .source_type(aws_sdk_rds::types::SourceType::DbInstance)
+        .duration(24 * 60)
+        .send()
+        .await
+        .map_err(|e| platform("DescribeEvents", id, e))?;
+    Ok(events
+        .events()
+        .iter()
+        .rev()
+        .filter_map(|e| e.message().and_then(parse_recovery_position))
+        .next())
+}
+
+/// Where green starts replicating from blue: MariaDB green's own GTID position (the restore
+/// holds exactly what it recovered), MySQL the recovery event or green's binlog coordinates
+/// (`SHOW BINARY LOG STATUS` on 8.4, `SHOW MASTER STATUS` before).
+pub async fn resume_position(
+    green: &mut Server,
+    recovery: Option<BinlogPosition>,
+) -> Result<SourceStart> {
+    if green.flavor().is_mariadb() {
+        return Ok(SourceStart::GtidAt(green.gtid_binlog_pos().await?));
+    }
+    if let Some(pos) = recovery {
+        return Ok(SourceStart::File(pos));
+    }
+    match green.binlog_position().await? {
+        Some(pos) => Ok(SourceStart::File(pos)),
+        None => Err(Error::NeedsHuman(
+            "green has no binary log position (binary logging off: set a backup retention \
+             period on it) and RDS reported no recovery event"
+                .into(),
+        )),
+    }
+}
+
+/// The SQL half of a green on RDS, given endpoints: binlog retention on blue, green's resume
+/// position, `mysql.rds_set_external_master(_gtid)` (or `_source`) on green, then
+/// `mysql.rds_start_replication`. Gives the position green started from.
+pub async fn start_green_replication(
+    creds: &crate::Credentials,
+    blue: &Endpoint,
+    green: &Endpoint,
+    recovery: Option<BinlogPosition>,
+    retention_hours: u32,
+) -> Result<String> {
+    let connect = |ep: &Endpoint| {
+        let mut o = ConnectOptions::new(ep.host.clone(), ep.port, creds.admin.user.clone())
+            .password(creds.admin.password.clone())
+            .connect_timeout(std::time::Duration::from_secs(10));
+        if let Some(ca) = &creds.ca_bundle {
+            o = o.tls(dbshift_db::server::TlsOptions {
+                ca_path: ca.clone(),
+                verify_identity: true,
+            });
+        }
+        o
+    };
+    let mut b = Server::connect(&connect(blue)).await?;
+    tracing::info!(blue = %blue, hours = retention_hours, "mysql.rds_set_configuration binlog retention hours");
+    b.exec_sql(&format!(
+        "CALL mysql.rds_set_configuration('binlog retention hours', {retention_hours})"
+    ))
+    .await?;
+    b.close().await;
+    let mut g = Server::connect(&connect(green)).await?;
+    let start = resume_position(&mut g, recovery).await?;
+    let shown = match &start {
+        SourceStart::GtidAt(p) => p.to_string(),
+        SourceStart::File(p) => p.to_string(),
+        other => format!("{other:?}"),
+    };
+    let spec = SourceSpec {
+        host: blue.host.clone(),
+        port: blue.port,
+        user: creds.replication.user.clone(),
+        password: creds.replication.password.clone(),
+        start,
+        ssl: None,
+        connect_retry_s: None,
+    };
+    tracing::info!(green = %green, from = %shown, "pointing green at blue (mysql.rds_set_external_*)");
+    g.point_replica_at(&spec).await?;
+    g.start_replication().await?;
+    g.close().await;
+    Ok(shown)
+}
+
+/// Build green on AWS (see the module doc).
+pub async fn create_green(p: &AwsProvider, spec: &GreenSpec) -> Result<Deployment> {
+    if spec.engine_binary.is_some() {
+        return Err(Error::BadInput(
+            "--engine-binary is for the local lab; on AWS upgrade green after it is built \
+             (ModifyDBInstance EngineVersion) before the switchover"
+                .into(),
+        ));
+    }
+    let aurora = p.describe_db_cluster(&spec.source).await?;
+    let (built, blue_writer) = match &aurora {
+        Some(c) => {
+            let w = c
+                .db_cluster_members()
+                .iter()
+                .find(|m| m.is_cluster_writer() == Some(true))
+                .and_then(|m| m.db_instance_identifier())
+                .unwrap_or_default()
+                .to_string();
+            (build_cluster(p, spec).await?, w)
+        }
+        None => {
+            let src = p.describe_db_instance(&spec.source).await?;
+            (build_instance(p, spec, &src).await?, spec.source.clone())
+        }
+    };
+    let blue_arn = match &aurora {
+        Some(c) => c.db_cluster_arn().map(str::to_string),
+        None => p
+            .describe_db_instance(&spec.source)
+            .await?
+            .db_instance_arn()
+            .map(str::to_string),
+    };
+    if let Some(arn) = &blue_arn {
+        p.tag(
+            arn,
+            &[
+                (TAG_DEPLOYMENT, spec.name.as_str()),
+                (TAG_BLUE, spec.source.as_str()),
+                (TAG_SIDE, "blue"),
+            ],
+        )
+        .await?;
+    }
+    let what = format!(
+        "built: snapshot {}{}, green {} (writer {}), tagged {TAG_DEPLOYMENT}={}",
+        built.snapshot,
+        built
+            .encrypted_copy
+            .as_ref()
+            .map(|c| format!(", encrypted copy {c} (KMS key {})", p.opts.kms_key))
+            .unwrap_or_default(),
+        built.cluster.as_deref().unwrap_or(&built.writer),
+        built.writer,
+        spec.name,
+    );
+    let cleanup = match &built.cluster {
+        Some(c) => format!(
+            "aws rds delete-db-instance --db-instance-identifier {} --skip-final-snapshot; aws rds \
+             delete-db-cluster --db-cluster-identifier {c} --skip-final-snapshot",
+            built.writer
+        ),
+        None => format!(
+            "aws rds delete-db-instance --db-instance-identifier {} --skip-final-snapshot",
+            built.writer
+        ),
+    };
+    let creds = match p.db_credentials() {
+        Ok(c) => c,
+        Err(_) => {
+            return Err(Error::NeedsHuman(format!(
+                "{what}. Green does not replicate yet: no database credentials are configured \
+                 (DBSHIFT_DB_USER / DBSHIFT_DB_PASSWORD). To continue, set them (and \
+                 DBSHIFT_AWS_ENDPOINTS if the servers are reached through a tunnel) and run the \
+                 SQL half; to clean up: {cleanup}"
+            )))
+        }
+    };
+    let blue_ep = p.resolve(&blue_writer).await?;
+    let green_ep = p.resolve(&built.writer).await?;
+    let recovery = recovery_event(p, &built.writer).await?;
+    let position = match start_green_replication(&creds, &blue_ep, &green_ep, recovery, 24).await {
+        Ok(pos) => pos,
+        Err(e) => {
+            return Err(Error::NeedsHuman(format!(
+                "{what}. Green does not replicate: the SQL half failed ({e}; blue {blue_ep}, green \
+                 {green_ep}). Fix the access (DBSHIFT_AWS_ENDPOINTS for tunnels, security groups) \
+                 and run again, or clean up: {cleanup}"
+            )))
+        }
+    };
+    let green_arn = p
+        .describe_db_instance(&built.writer)
+        .await?
+        .db_instance_arn()
+        .map(str::to_string);
+    if let Some(arn) = green_arn {
+        p.tag(&arn, &[(TAG_SOURCE_POSITION, position.as_str())])
+            .await?;
+    }
+    Ok(Deployment {
+        name: spec.name.clone(),
+        blue: spec.source.clone(),
+        green: built
+            .cluster
+            .clone()
+            .unwrap_or_else(|| built.writer.clone()),
+        blue_writer,
+        green_writer: built.writer.clone(),
+        serving: Side::Blue,
+        source_position: position,
+        snapshot_taken_on: spec.source.clone(),
+        encrypted: spec.encrypt,
+        engine_binary: None,
+        created_at: now_rfc3339(),
+    })
+}
+
+/// The deployments recorded in tags: a green-side instance names its deployment and blue.
+pub async fn deployments(p: &AwsProvider) -> Result<Vec<Deployment>> {
+    let instances = p.list_instances().await?;
+    let mut out = Vec::new();
+    for g in instances
+        .iter()
+        .filter(|i| i.tags.get(TAG_SIDE).map(String::as_str) == Some("green"))
+    {
+        let (Some(name), Some(blue)) = (g.tags.get(TAG_DEPLOYMENT), g.tags.get(TAG_BLUE)) else {
+            continue;
+        };
+        let blue_writer = p
+            .list_clusters()
+            .await?
+            .into_iter()
+            .find(|c| &c.name == blue)
+            .map(|c| c.writer)
+            .unwrap_or_else(|| blue.clone());
+        out.push(Deployment {
+            name: name.clone(),
+            blue: blue.clone(),
+            green: g.cluster.clone(),
+            blue_writer,
+            green_writer: g.id.clone(),
+            serving: Side::Blue,
+            source_position: g.tags.get(TAG_SOURCE_POSITION).cloned().unwrap_or_default(),
+            snapshot_taken_on: blue.clone(),
+            encrypted: g.encrypted,
+            engine_binary: None,
+            created_at: String::new(),
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recovery_event_is_parsed() {
+        let p = parse_recovery_position(
+            "Binlog position from crash recovery is mysql-bin-changelog.000003 4278",
+        )
+        .unwrap();
+        assert_eq!(p.file, "mysql-bin-changelog.000003");
+        assert_eq!(p.pos, 4278);
+        assert!(parse_recovery_position("DB instance restarted").is_none());
+        assert!(parse_recovery_position("Binlog position from crash recovery is x").is_none());
+    }
+}

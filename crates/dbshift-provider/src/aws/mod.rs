@@ -1,0 +1,933 @@
+//! The `aws` provider: RDS and Aurora MySQL (and RDS MariaDB) through `aws-sdk-rds`.
+//!
+//! Clusters are Aurora DB clusters (members from `DescribeDBClusters`, the writer flagged by
+//! RDS) and standalone instances with their read replicas (the source is the writer, the
+//! cluster carries its name). HTTPS goes through rustls with ring; credentials come from the
+//! default chain (environment, profile, SSO, instance role). Calls are retried on throttling by
+//! the SDK (standard mode: exponential backoff with jitter), and the waiters poll at a
+//! configurable interval with jitter and back off again when a describe is throttled.
+//!
+//! The SQL side needs database credentials, from `DBSHIFT_DB_USER` / `DBSHIFT_DB_PASSWORD`
+//! (replication: `DBSHIFT_REPL_USER` / `DBSHIFT_REPL_PASSWORD`, default the same); without
+//! them [`Provider::sql_access`] is false and workflows gate on the control plane alone.
+//! This module must never print, log or journal a password.
+
+pub mod certs;
+pub mod errors;
+mod green;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use aws_config::retry::RetryConfig;
+use aws_config::{BehaviorVersion, Region};
+use aws_sdk_rds::types::{DbCluster, DbInstance, Tag};
+use aws_sdk_rds::Client;
+use rand::Rng;
+
+use crate::model::{
+    CaApply, CertificateAuthority, Cluster, Credential, Credentials, Deployment, Endpoint,
+    GreenSpec, Instance, InstanceStatus, Provider, Role,
+};
+use crate::{Error, Result};
+use certs::{ApiCertificates, CertificateSource, StaticCertificates};
+use errors::{code_of, is_throttling, platform};
+
+pub use green::{parse_recovery_position, GreenBuilt};
+
+/// Tag keys the provider writes on what it builds.
+pub const TAG_DEPLOYMENT: &str = "dbshift:deployment";
+pub const TAG_SIDE: &str = "dbshift:side";
+pub const TAG_BLUE: &str = "dbshift:blue";
+pub const TAG_SOURCE_POSITION: &str = "dbshift:source-position";
+
+/// How the provider reaches AWS and waits on it.
+#[derive(Clone)]
+pub struct AwsOptions {
+    pub region: Option<String>,
+    pub profile: Option<String>,
+    /// Another RDS endpoint (moto, a VPC endpoint).
+    pub endpoint_url: Option<String>,
+    /// Between two describes of a waiter (jittered by up to a quarter).
+    pub poll_interval: Duration,
+    /// Longest a waiter waits (snapshots and restores take minutes to hours).
+    pub wait_timeout: Duration,
+    /// Attempts per API call, throttles included (SDK standard retry mode).
+    pub max_attempts: u32,
+    /// The KMS key an encrypted copy is made with.
+    pub kms_key: String,
+    /// The servers' credentials for the SQL side, if configured.
+    pub db: Option<Credentials>,
+    /// Instance or cluster id -> where to connect instead of the AWS endpoint (SSH tunnels,
+    /// bastions): `DBSHIFT_AWS_ENDPOINTS=id=host:port,id2=host:port`.
+    pub endpoints: BTreeMap<String, Endpoint>,
+    /// A CA list instead of `DescribeCertificates` (`DBSHIFT_AWS_CERTIFICATES`).
+    pub certificates_file: Option<PathBuf>,
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+fn env_number(name: &str) -> Result<Option<u64>> {
+    env(name)
+        .map(|v| {
+            v.parse::<u64>()
+                .map_err(|_| Error::BadInput(format!("{name}={v:?} is not a whole number")))
+        })
+        .transpose()
+}
+
+/// `id=host:port,id2=host:port`.
+pub fn parse_endpoint_map(text: &str) -> Result<BTreeMap<String, Endpoint>> {
+    let mut out = BTreeMap::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let bad = || {
+            Error::BadInput(format!(
+                "DBSHIFT_AWS_ENDPOINTS: {part:?} is not ID=HOST:PORT"
+            ))
+        };
+        let (id, addr) = part.split_once('=').ok_or_else(bad)?;
+        let (host, port) = addr.rsplit_once(':').ok_or_else(bad)?;
+        let port: u16 = port.parse().map_err(|_| bad())?;
+        if id.is_empty() || host.is_empty() {
+            return Err(bad());
+        }
+        out.insert(
+            id.to_string(),
+            Endpoint {
+                host: host.to_string(),
+                port,
+            },
+        );
+    }
+    Ok(out)
+}
+
+impl AwsOptions {
+    /// Defaults, then the `DBSHIFT_*` variables: `DBSHIFT_DB_USER`, `DBSHIFT_DB_PASSWORD`,
+    /// `DBSHIFT_REPL_USER`, `DBSHIFT_REPL_PASSWORD`, `DBSHIFT_DB_CA_BUNDLE`,
+    /// `DBSHIFT_AWS_ENDPOINTS`, `DBSHIFT_AWS_POLL_MS`, `DBSHIFT_AWS_WAIT_TIMEOUT_S`,
+    /// `DBSHIFT_AWS_MAX_ATTEMPTS`, `DBSHIFT_AWS_KMS_KEY`, `DBSHIFT_AWS_CERTIFICATES`.
+    pub fn from_env() -> Result<AwsOptions> {
+        let db = match (env("DBSHIFT_DB_USER"), env("DBSHIFT_DB_PASSWORD")) {
+            (Some(user), Some(password)) => {
+                let admin = Credential { user, password };
+                let replication = match (env("DBSHIFT_REPL_USER"), env("DBSHIFT_REPL_PASSWORD")) {
+                    (Some(user), Some(password)) => Credential { user, password },
+                    _ => admin.clone(),
+                };
+                Some(Credentials {
+                    app: admin.clone(),
+                    admin,
+                    replication,
+                    ca_bundle: env("DBSHIFT_DB_CA_BUNDLE").map(PathBuf::from),
+                })
+            }
+            (Some(_), None) | (None, Some(_)) => {
+                return Err(Error::BadInput(
+                    "set both DBSHIFT_DB_USER and DBSHIFT_DB_PASSWORD (or neither: then only the \
+                     control plane is used)"
+                        .into(),
+                ))
+            }
+            (None, None) => None,
+        };
+        Ok(AwsOptions {
+            region: None,
+            profile: None,
+            endpoint_url: None,
+            poll_interval: Duration::from_millis(
+                env_number("DBSHIFT_AWS_POLL_MS")?.unwrap_or(15_000),
+            ),
+            wait_timeout: Duration::from_secs(
+                env_number("DBSHIFT_AWS_WAIT_TIMEOUT_S")?.unwrap_or(4 * 3600),
+            ),
+            max_attempts: env_number("DBSHIFT_AWS_MAX_ATTEMPTS")?.unwrap_or(8) as u32,
+            kms_key: env("DBSHIFT_AWS_KMS_KEY").unwrap_or_else(|| "alias/aws/rds".into()),
+            db,
+            endpoints: env("DBSHIFT_AWS_ENDPOINTS")
+                .map(|t| parse_endpoint_map(&t))
+                .transpose()?
+                .unwrap_or_default(),
+            certificates_file: env("DBSHIFT_AWS_CERTIFICATES").map(PathBuf::from),
+        })
+    }
+}
+
+/// The AWS provider.
+pub struct AwsProvider {
+    client: Client,
+    opts: AwsOptions,
+    certs: Box<dyn CertificateSource>,
+}
+
+/// An HTTPS client on rustls with ring (plain HTTP too, for a local endpoint).
+fn http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    use aws_smithy_http_client::tls;
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https()
+}
+
+impl AwsProvider {
+    /// Connect with the default credential chain. Makes no API call.
+    pub async fn connect(opts: AwsOptions) -> Result<AwsProvider> {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .http_client(http_client())
+            .retry_config(
+                RetryConfig::standard()
+                    .with_max_attempts(opts.max_attempts.max(1))
+                    .with_initial_backoff(Duration::from_millis(200))
+                    .with_max_backoff(Duration::from_secs(20)),
+            );
+        if let Some(r) = &opts.region {
+            loader = loader.region(Region::new(r.clone()));
+        }
+        if let Some(p) = &opts.profile {
+            loader = loader.profile_name(p);
+        }
+        if let Some(u) = &opts.endpoint_url {
+            loader = loader.endpoint_url(u);
+        }
+        let config = loader.load().await;
+        if config.region().is_none() {
+            return Err(Error::BadInput(
+                "no AWS region: pass --region, or set AWS_REGION or a region in the profile".into(),
+            ));
+        }
+        let client = Client::new(&config);
+        let certs: Box<dyn CertificateSource> = match &opts.certificates_file {
+            Some(f) => Box::new(StaticCertificates::from_file(f)?),
+            None => Box::new(ApiCertificates {
+                client: client.clone(),
+            }),
+        };
+        Ok(AwsProvider {
+            client,
+            opts,
+            certs,
+        })
+    }
+
+    /// Replace where the CAs come from (tests; endpoints without `DescribeCertificates`).
+    pub fn with_certificates(mut self, certs: Box<dyn CertificateSource>) -> AwsProvider {
+        self.certs = certs;
+        self
+    }
+
+    /// The SDK client, for what the trait does not cover.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn options(&self) -> &AwsOptions {
+        &self.opts
+    }
+
+    /// Poll `check` until it gives a value, at the poll interval (jittered); a throttled
+    /// describe backs off (doubling, jittered) and polls again; other errors end the wait.
+    pub async fn wait_for<T, F, Fut>(&self, what: &str, mut check: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<Option<T>>>,
+    {
+        self.wait_for_within(what, self.opts.wait_timeout, &mut check)
+            .await
+    }
+
+    async fn wait_for_within<T, F, Fut>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        check: &mut F,
+    ) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<Option<T>>>,
+    {
+        let started = Instant::now();
+        let mut throttle_pause = self.opts.poll_interval.max(Duration::from_millis(100));
+        loop {
+            let pause = match check().await {
+                Ok(Some(v)) => return Ok(v),
+                Ok(None) => self.opts.poll_interval,
+                Err(e) if code_of(&e).is_some_and(is_throttling) => {
+                    tracing::warn!(what, "describe throttled; backing off");
+                    throttle_pause = (throttle_pause * 2).min(Duration::from_secs(60));
+                    throttle_pause
+                }
+                Err(e) => return Err(e),
+            };
+            if started.elapsed() >= timeout {
+                return Err(Error::Timeout {
+                    what: what.to_string(),
+                    after: timeout,
+                });
+            }
+            let jitter = rand::rng().random_range(0.0..=0.25);
+            let pause = pause.mul_f64(1.0 + jitter);
+            let left = timeout.saturating_sub(started.elapsed());
+            tokio::time::sleep(pause.min(left).max(Duration::from_millis(1))).await;
+        }
+    }
+
+    async fn describe_db_instance(&self, id: &str) -> Result<DbInstance> {
+        let out = self
+            .client
+            .describe_db_instances()
+            .db_instance_identifier(id)
+            .send()
+            .await
+            .map_err(|e| {
+                let err = platform("DescribeDBInstances", id, e);
+                if code_of(&err).is_some_and(|c| c.starts_with("DBInstanceNotFound")) {
+                    Error::Unknown {
+                        kind: "instance",
+                        name: id.to_string(),
+                        known: "see `dbshift --provider aws inventory` (this region and account)"
+                            .into(),
+                    }
+                } else {
+                    err
+                }
+            })?;
+        out.db_instances()
+            .first()
+            .cloned()
+            .ok_or_else(|| Error::Unknown {
+                kind: "instance",
+                name: id.to_string(),
+                known: "see `dbshift --provider aws inventory`".into(),
+            })
+    }
+
+    async fn describe_db_cluster(&self, id: &str) -> Result<Option<DbCluster>> {
+        match self
+            .client
+            .describe_db_clusters()
+            .db_cluster_identifier(id)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(out.db_clusters().first().cloned()),
+            Err(e) => {
+                let err = platform("DescribeDBClusters", id, e);
+                if code_of(&err).is_some_and(|c| c.starts_with("DBClusterNotFound")) {
+                    Ok(None)
+                } else {
+                    Err(err)
+                }
+            }
+        }
+    }
+
+    /// Every instance and every cluster, all pages.
+    async fn fleet(&self) -> Result<(Vec<DbInstance>, Vec<DbCluster>)> {
+        let instances = self
+            .client
+            .describe_db_instances()
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| platform("DescribeDBInstances", "", e))?;
+        let clusters = self
+            .client
+            .describe_db_clusters()
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| platform("DescribeDBClusters", "", e))?;
+        Ok((instances, clusters))
+    }
+
+    fn endpoint_of(&self, id: &str, ep: Option<(&str, i32)>) -> Endpoint {
+        if let Some(e) = self.opts.endpoints.get(id) {
+            return e.clone();
+        }
+        let (host, port) = ep.unwrap_or(("", 3306));
+        Endpoint {
+            host: host.to_string(),
+            port: u16::try_from(port).unwrap_or(3306),
+        }
+    }
+
+    fn to_instance(&self, d: &DbInstance, clusters: &[DbCluster]) -> Instance {
+        let id = d.db_instance_identifier().unwrap_or_default().to_string();
+        let (cluster, role) = match d.db_cluster_identifier() {
+            Some(c) => {
+                let writer = clusters
+                    .iter()
+                    .find(|x| x.db_cluster_identifier() == Some(c))
+                    .and_then(|x| {
+                        x.db_cluster_members()
+                            .iter()
+                            .find(|m| m.db_instance_identifier() == Some(&id))
+                    })
+                    .and_then(|m| m.is_cluster_writer())
+                    .unwrap_or(false);
+                (
+                    c.to_string(),
+                    if writer { Role::Writer } else { Role::Reader },
+                )
+            }
+            None => match d.read_replica_source_db_instance_identifier() {
+                // A cross-region source is an ARN: its replica is a cluster of its own here.
+                Some(src) if !src.starts_with("arn:") => (src.to_string(), Role::Reader),
+                _ => (id.clone(), Role::Writer),
+            },
+        };
+        let status = instance_status(d);
+        let ca = d
+            .certificate_details()
+            .and_then(|c| c.ca_identifier())
+            .or(d.ca_certificate_identifier())
+            .unwrap_or("?")
+            .to_string();
+        Instance {
+            endpoint: self.endpoint_of(
+                &id,
+                d.endpoint()
+                    .map(|e| (e.address().unwrap_or_default(), e.port().unwrap_or(3306))),
+            ),
+            id,
+            cluster,
+            role,
+            engine: d.engine().unwrap_or("?").to_string(),
+            engine_version: d.engine_version().unwrap_or("?").to_string(),
+            status,
+            ca,
+            encrypted: d.storage_encrypted().unwrap_or(false),
+            tags: tags(d.tag_list()),
+        }
+    }
+
+    fn clusters_of(instances: &[Instance], clusters: &[DbCluster]) -> Vec<Cluster> {
+        let mut out = Vec::new();
+        for c in clusters {
+            let name = c.db_cluster_identifier().unwrap_or_default().to_string();
+            let members: Vec<String> = c
+                .db_cluster_members()
+                .iter()
+                .filter_map(|m| m.db_instance_identifier().map(str::to_string))
+                .collect();
+            let writer = c
+                .db_cluster_members()
+                .iter()
+                .find(|m| m.is_cluster_writer() == Some(true))
+                .and_then(|m| m.db_instance_identifier())
+                .unwrap_or_default()
+                .to_string();
+            out.push(Cluster {
+                name,
+                writer,
+                instances: members,
+                gtid_domain_id: None,
+            });
+        }
+        for w in instances.iter().filter(|i| {
+            i.role == Role::Writer
+                && !clusters
+                    .iter()
+                    .any(|c| c.db_cluster_identifier() == Some(&i.cluster))
+        }) {
+            let mut members = vec![w.id.clone()];
+            members.extend(
+                instances
+                    .iter()
+                    .filter(|i| i.role == Role::Reader && i.cluster == w.id)
+                    .map(|i| i.id.clone()),
+            );
+            out.push(Cluster {
+                name: w.id.clone(),
+                writer: w.id.clone(),
+                instances: members,
+                gtid_domain_id: None,
+            });
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    /// Wait until the instance is available with nothing pending, and `extra` holds.
+    pub async fn wait_instance<F>(&self, id: &str, what: &str, extra: F) -> Result<DbInstance>
+    where
+        F: Fn(&DbInstance) -> bool,
+    {
+        self.wait_for(&format!("{id} to be {what}"), || async {
+            let d = self.describe_db_instance(id).await?;
+            Ok((instance_status(&d) == InstanceStatus::Available && extra(&d)).then_some(d))
+        })
+        .await
+    }
+
+    /// Modify the CA of one instance, then wait until RDS shows it applied.
+    async fn apply_ca(&self, id: &str, ca: &CertificateAuthority, apply: CaApply) -> Result<()> {
+        let mut req = self
+            .client
+            .modify_db_instance()
+            .db_instance_identifier(id)
+            .ca_certificate_identifier(&ca.id)
+            .apply_immediately(true);
+        // Only where RDS says the CA allows it; otherwise RDS restarts the instance.
+        if apply == CaApply::NoRestart {
+            req = req.certificate_rotation_restart(false);
+        }
+        tracing::info!(instance = id, ca = %ca.id, ?apply, "ModifyDBInstance CACertificateIdentifier");
+        req.send()
+            .await
+            .map_err(|e| platform("ModifyDBInstance", id, e))?;
+        let target = ca.id.clone();
+        self.wait_instance(id, &format!("on {target}"), |d| {
+            d.certificate_details()
+                .and_then(|c| c.ca_identifier())
+                .or(d.ca_certificate_identifier())
+                == Some(target.as_str())
+        })
+        .await?;
+        tracing::info!(instance = id, ca = %ca.id, "CA applied");
+        Ok(())
+    }
+
+    /// Add tags to an instance or cluster (by ARN).
+    pub async fn tag(&self, arn: &str, tags: &[(&str, &str)]) -> Result<()> {
+        let mut req = self.client.add_tags_to_resource().resource_name(arn);
+        for (k, v) in tags {
+            req = req.tags(Tag::builder().key(*k).value(*v).build());
+        }
+        req.send()
+            .await
+            .map_err(|e| platform("AddTagsToResource", arn, e))?;
+        Ok(())
+    }
+
+    /// Rename an instance (`ModifyDBInstance NewDBInstanceIdentifier`, applied now) and wait
+    /// until the new name answers describes as available.
+    pub async fn rename_instance(&self, from: &str, to: &str) -> Result<()> {
+        tracing::info!(from, to, "renaming instance");
+        self.client
+            .modify_db_instance()
+            .db_instance_identifier(from)
+            .new_db_instance_identifier(to)
+            .apply_immediately(true)
+            .send()
+            .await
+            .map_err(|e| platform("ModifyDBInstance NewDBInstanceIdentifier", from, e))?;
+        self.wait_for(&format!("{from} renamed to {to}"), || async {
+            match self.describe_db_instance(to).await {
+                Ok(d) => Ok((instance_status(&d) == InstanceStatus::Available).then_some(())),
+                Err(Error::Unknown { .. }) => Ok(None),
+                Err(e) => Err(e),
+            }
+        })
+        .await?;
+        tracing::info!(from, to, "renamed");
+        Ok(())
+    }
+
+    /// Delete an instance without a final snapshot (what dbshift built itself).
+    pub async fn delete_instance(&self, id: &str) -> Result<()> {
+        tracing::info!(instance = id, "DeleteDBInstance");
+        self.client
+            .delete_db_instance()
+            .db_instance_identifier(id)
+            .skip_final_snapshot(true)
+            .send()
+            .await
+            .map_err(|e| platform("DeleteDBInstance", id, e))?;
+        self.wait_for(&format!("{id} to be deleted"), || async {
+            match self.describe_db_instance(id).await {
+                Err(Error::Unknown { .. }) => Ok(Some(())),
+                Ok(_) => Ok(None),
+                Err(e) => Err(e),
+            }
+        })
+        .await
+    }
+
+    /// Delete an Aurora cluster (its instances first) without a final snapshot.
+    pub async fn delete_cluster(&self, id: &str) -> Result<()> {
+        if let Some(c) = self.describe_db_cluster(id).await? {
+            for m in c.db_cluster_members() {
+                if let Some(i) = m.db_instance_identifier() {
+                    self.delete_instance(i).await?;
+                }
+            }
+        }
+        tracing::info!(cluster = id, "DeleteDBCluster");
+        self.client
+            .delete_db_cluster()
+            .db_cluster_identifier(id)
+            .skip_final_snapshot(true)
+            .send()
+            .await
+            .map_err(|e| platform("DeleteDBCluster", id, e))?;
+        Ok(())
+    }
+
+    /// A read replica of a standalone instance, in the source's class, waited for.
+    pub async fn create_read_replica(&self, source: &str, id: &str) -> Result<()> {
+        tracing::info!(source, replica = id, "CreateDBInstanceReadReplica");
+        self.client
+            .create_db_instance_read_replica()
+            .db_instance_identifier(id)
+            .source_db_instance_identifier(source)
+            .send()
+            .await
+            .map_err(|e| platform("CreateDBInstanceReadReplica", id, e))?;
+        self.wait_instance(id, "available", |_| true).await?;
+        Ok(())
+    }
+
+    fn db_credentials(&self) -> Result<Credentials> {
+        self.opts.db.clone().ok_or_else(|| {
+            Error::Missing(
+                "no database credentials for the SQL side: set DBSHIFT_DB_USER and \
+                 DBSHIFT_DB_PASSWORD (the RDS master user or one with its privileges)"
+                    .into(),
+            )
+        })
+    }
+}
+
+fn tags(list: &[Tag]) -> BTreeMap<String, String> {
+    list.iter()
+        .filter_map(|t| {
+            Some((
+                t.key()?.to_string(),
+                t.value().unwrap_or_default().to_string(),
+            ))
+        })
+        .collect()
+}
+
+/// `available` with no change pending is [`InstanceStatus::Available`]; `stopped` is stopped;
+/// everything else (creating, modifying, rebooting, a pending CA) is busy.
+fn instance_status(d: &DbInstance) -> InstanceStatus {
+    match d.db_instance_status().unwrap_or_default() {
+        "available" => {
+            let pending = d.pending_modified_values().is_some_and(|p| {
+                p.ca_certificate_identifier().is_some()
+                    || p.db_instance_class().is_some()
+                    || p.engine_version().is_some()
+                    || p.db_instance_identifier().is_some()
+                    || p.multi_az().is_some()
+            });
+            if pending {
+                InstanceStatus::Busy
+            } else {
+                InstanceStatus::Available
+            }
+        }
+        "stopped" | "stopping" => InstanceStatus::Stopped,
+        _ => InstanceStatus::Busy,
+    }
+}
+
+#[async_trait::async_trait]
+impl Provider for AwsProvider {
+    fn name(&self) -> &'static str {
+        "aws"
+    }
+
+    async fn list_clusters(&self) -> Result<Vec<Cluster>> {
+        let (raw, clusters) = self.fleet().await?;
+        let instances: Vec<Instance> = raw.iter().map(|d| self.to_instance(d, &clusters)).collect();
+        Ok(Self::clusters_of(&instances, &clusters))
+    }
+
+    async fn list_instances(&self) -> Result<Vec<Instance>> {
+        let (raw, clusters) = self.fleet().await?;
+        let mut out: Vec<Instance> = raw.iter().map(|d| self.to_instance(d, &clusters)).collect();
+        out.sort_by(|a, b| (&a.cluster, &a.id).cmp(&(&b.cluster, &b.id)));
+        Ok(out)
+    }
+
+    async fn describe_instance(&self, id: &str) -> Result<Instance> {
+        let d = self.describe_db_instance(id).await?;
+        let clusters = match d.db_cluster_identifier() {
+            Some(c) => self.describe_db_cluster(c).await?.into_iter().collect(),
+            None => Vec::new(),
+        };
+        Ok(self.to_instance(&d, &clusters))
+    }
+
+    async fn resolve(&self, name: &str) -> Result<Endpoint> {
+        if let Some(e) = self.opts.endpoints.get(name) {
+            return Ok(e.clone());
+        }
+        if let Some(c) = self.describe_db_cluster(name).await? {
+            return Ok(self.endpoint_of(name, c.endpoint().map(|h| (h, c.port().unwrap_or(3306)))));
+        }
+        Ok(self.describe_instance(name).await?.endpoint)
+    }
+
+    /// Redirect by identifier swap, as AWS's own blue/green does: the instance that holds
+    /// the name now is renamed away (`<name>-old-<unix time>`), then `instance` takes the
+    /// name, so clients of the name's DNS reach it once their caches expire. Renames take
+    /// minutes; DNS caches add their TTL.
+    async fn set_writer(&self, cluster: &str, instance: &str) -> Result<()> {
+        if cluster == instance {
+            return Ok(());
+        }
+        if self.describe_db_cluster(cluster).await?.is_some() {
+            return Err(Error::Unsupported(format!(
+                "{cluster} is an Aurora cluster: its writer moves by failover (FailoverDBCluster), \
+                 not by renaming {instance}; across clusters use the dbshift proxy"
+            )));
+        }
+        let away = format!(
+            "{cluster}-old-{}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0)
+        );
+        match self.describe_db_instance(cluster).await {
+            Ok(_) => self.rename_instance(cluster, &away).await?,
+            Err(Error::Unknown { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        self.rename_instance(instance, cluster).await
+    }
+
+    async fn reboot(&self, id: &str, timeout: Duration) -> Result<()> {
+        let d = self.describe_db_instance(id).await?;
+        let failover = d.multi_az().unwrap_or(false);
+        tracing::info!(instance = id, force_failover = failover, "RebootDBInstance");
+        let mut req = self.client.reboot_db_instance().db_instance_identifier(id);
+        if failover {
+            req = req.force_failover(true);
+        }
+        req.send()
+            .await
+            .map_err(|e| platform("RebootDBInstance", id, e))?;
+        self.wait_for_within(
+            &format!("{id} to be available after its reboot"),
+            timeout,
+            &mut || async {
+                let d = self.describe_db_instance(id).await?;
+                Ok((instance_status(&d) == InstanceStatus::Available).then_some(()))
+            },
+        )
+        .await
+    }
+
+    /// The parameter group's `read_only` (ModifyDBParameterGroup, applied immediately): it
+    /// applies to every instance sharing the group, and a default group cannot be changed.
+    async fn set_read_only(&self, instance: &str, on: bool) -> Result<()> {
+        let d = self.describe_db_instance(instance).await?;
+        let group = d
+            .db_parameter_groups()
+            .first()
+            .and_then(|g| g.db_parameter_group_name())
+            .unwrap_or_default()
+            .to_string();
+        if group.is_empty() || group.starts_with("default.") {
+            return Err(Error::Unsupported(format!(
+                "{instance} uses the default parameter group {group:?}, which RDS does not let \
+                 anyone change: give it a custom parameter group (shared by nothing else) to \
+                 fence it by read_only, or put the dbshift proxy in front"
+            )));
+        }
+        let sharing: Vec<String> = self
+            .fleet()
+            .await?
+            .0
+            .iter()
+            .filter(|o| {
+                o.db_parameter_groups()
+                    .iter()
+                    .any(|g| g.db_parameter_group_name() == Some(group.as_str()))
+            })
+            .filter_map(|o| o.db_instance_identifier().map(str::to_string))
+            .collect();
+        tracing::warn!(instance, group = %group, sharing = ?sharing, on, "read_only through the parameter group: it applies to every instance sharing it");
+        self.client
+            .modify_db_parameter_group()
+            .db_parameter_group_name(&group)
+            .parameters(
+                aws_sdk_rds::types::Parameter::builder()
+                    .parameter_name("read_only")
+                    .parameter_value(if on { "1" } else { "0" })
+                    .apply_method(aws_sdk_rds::types::ApplyMethod::Immediate)
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| platform("ModifyDBParameterGroup", &group, e))?;
+        Ok(())
+    }
+
+    fn credentials(&self) -> Result<Credentials> {
+        self.db_credentials()
+    }
+
+    fn sql_access(&self) -> bool {
+        self.opts.db.is_some()
+    }
+
+    async fn failover_cluster(&self, cluster: &str, to: &str, timeout: Duration) -> Result<bool> {
+        if self.describe_db_cluster(cluster).await?.is_none() {
+            return Ok(false);
+        }
+        tracing::info!(cluster, to, "FailoverDBCluster");
+        self.client
+            .failover_db_cluster()
+            .db_cluster_identifier(cluster)
+            .target_db_instance_identifier(to)
+            .send()
+            .await
+            .map_err(|e| platform("FailoverDBCluster", cluster, e))?;
+        self.wait_for_within(
+            &format!("{to} to be the writer of {cluster}"),
+            timeout,
+            &mut || async {
+                let Some(c) = self.describe_db_cluster(cluster).await? else {
+                    return Err(Error::Unknown {
+                        kind: "cluster",
+                        name: cluster.to_string(),
+                        known: "it disappeared during the failover".into(),
+                    });
+                };
+                let writer = c
+                    .db_cluster_members()
+                    .iter()
+                    .find(|m| m.is_cluster_writer() == Some(true))
+                    .and_then(|m| m.db_instance_identifier());
+                let ready = writer == Some(to) && c.status() == Some("available");
+                if !ready {
+                    return Ok(None);
+                }
+                let d = self.describe_db_instance(to).await?;
+                Ok((instance_status(&d) == InstanceStatus::Available).then_some(()))
+            },
+        )
+        .await?;
+        tracing::info!(cluster, to, "failover done");
+        Ok(true)
+    }
+
+    /// The CAs; `rotation_without_restart` is true when every engine version of the fleet
+    /// supports it (RDS's `SupportsCertificateRotationWithoutRestart`).
+    async fn list_cas(&self) -> Result<Vec<CertificateAuthority>> {
+        let mut cas = self.certs.certificates().await?;
+        let mut versions: Vec<(String, String)> = self
+            .list_instances()
+            .await?
+            .into_iter()
+            .map(|i| (i.engine, i.engine_version))
+            .collect();
+        versions.sort();
+        versions.dedup();
+        let mut all = !versions.is_empty();
+        for (engine, version) in &versions {
+            if !self.certs.rotation_without_restart(engine, version).await? {
+                all = false;
+                break;
+            }
+        }
+        for c in &mut cas {
+            c.rotation_without_restart = all;
+        }
+        Ok(cas)
+    }
+
+    /// Trust is the clients' on AWS: RDS's published bundle (global-bundle.pem) holds every
+    /// RDS CA, and the servers' own trust is not dbshift's to change. Check client bundles
+    /// with `ca-rotate --client-ca`.
+    async fn trusted_cas(&self) -> Result<Vec<String>> {
+        Ok(self
+            .certs
+            .certificates()
+            .await?
+            .into_iter()
+            .map(|c| c.id)
+            .collect())
+    }
+
+    async fn modify_ca(&self, instance: &str, ca: &str, apply: CaApply) -> Result<()> {
+        let cas = self.certs.certificates().await?;
+        let target = cas
+            .iter()
+            .find(|c| c.id == ca)
+            .ok_or_else(|| Error::Unknown {
+                kind: "CA",
+                name: ca.to_string(),
+                known: cas
+                    .iter()
+                    .map(|c| c.id.clone())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })?;
+        if apply == CaApply::NoRestart {
+            let d = self.describe_db_instance(instance).await?;
+            let (engine, version) = (d.engine().unwrap_or("?"), d.engine_version().unwrap_or("?"));
+            if !self.certs.rotation_without_restart(engine, version).await? {
+                return Err(Error::BadInput(format!(
+                    "RDS says {engine} {version} ({instance}) cannot rotate its certificate \
+                     without a restart (SupportsCertificateRotationWithoutRestart=false): use \
+                     --mode failover-first or restart"
+                )));
+            }
+        }
+        self.apply_ca(instance, target, apply).await
+    }
+
+    async fn start_instance(&self, instance: &str, timeout: Duration) -> Result<()> {
+        tracing::info!(instance, "StartDBInstance");
+        self.client
+            .start_db_instance()
+            .db_instance_identifier(instance)
+            .send()
+            .await
+            .map_err(|e| platform("StartDBInstance", instance, e))?;
+        self.wait_for_within(&format!("{instance} to start"), timeout, &mut || async {
+            let d = self.describe_db_instance(instance).await?;
+            Ok((instance_status(&d) == InstanceStatus::Available).then_some(()))
+        })
+        .await
+    }
+
+    async fn stop_instance(&self, instance: &str) -> Result<()> {
+        tracing::info!(instance, "StopDBInstance");
+        self.client
+            .stop_db_instance()
+            .db_instance_identifier(instance)
+            .send()
+            .await
+            .map_err(|e| platform("StopDBInstance", instance, e))?;
+        Ok(())
+    }
+
+    async fn deployments(&self) -> Result<Vec<Deployment>> {
+        green::deployments(self).await
+    }
+
+    async fn create_green(&self, spec: &GreenSpec) -> Result<Deployment> {
+        green::create_green(self, spec).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_map() {
+        let m = parse_endpoint_map("db-1=127.0.0.1:3307, db-2=bastion:13306").unwrap();
+        assert_eq!(m["db-1"].port, 3307);
+        assert_eq!(m["db-2"].host, "bastion");
+        assert!(parse_endpoint_map("db-1=127.0.0.1").is_err());
+        assert!(parse_endpoint_map("=h:1").is_err());
+        assert!(parse_endpoint_map("").unwrap().is_empty());
+    }
+}
