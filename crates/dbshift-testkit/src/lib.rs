@@ -8,6 +8,7 @@
 //! missing); they need `mariadbd` and `mariadb-install-db`, and fail loudly without them.
 
 pub mod invariants;
+pub mod moto;
 pub mod proxied;
 pub mod relay;
 pub mod writer;

@@ -153,10 +153,12 @@ async fn build_instance(p: &AwsProvider, spec: &GreenSpec, src: &DbInstance) -> 
                 .and_then(|g| g.db_parameter_group_name())
                 .map(str::to_string),
         )
+        // A default option group is what the restore gets anyway (and naming one fails).
         .set_option_group_name(
             src.option_group_memberships()
                 .first()
                 .and_then(|g| g.option_group_name())
+                .filter(|g| !g.starts_with("default:"))
                 .map(str::to_string),
         );
     for sg in src.vpc_security_groups() {
