@@ -46,7 +46,8 @@ pub struct CreateArgs {
     #[arg(long)]
     pub name: Option<String>,
     /// Data-at-rest encryption on green (a key file of its own; tables, redo, binlog, Aria,
-    /// temporary files).
+    /// temporary files). On AWS: blue's snapshot is copied with the KMS key
+    /// DBSHIFT_AWS_KMS_KEY (default alias/aws/rds) and green restored from the copy.
     #[arg(long)]
     pub encrypt: bool,
     /// Another mariadbd binary for green (mariadb-upgrade is run on it).
@@ -126,6 +127,7 @@ pub struct CleanupArgs {
 }
 
 fn open(dir: &Path) -> anyhow::Result<Lab> {
+    crate::provider_cmd::require_local("bluegreen status|verify|switchover|rollback|cleanup")?;
     Lab::open(dir).with_context(|| format!("opening the lab in {}", dir.display()))
 }
 
@@ -154,7 +156,7 @@ pub async fn run(cmd: BlueGreenCommand, dir: &Path) -> anyhow::Result<()> {
 }
 
 async fn create(a: CreateArgs, dir: &Path) -> anyhow::Result<()> {
-    let lab = open(dir)?;
+    let lab = crate::provider_cmd::open_provider(dir).await?;
     let spec = GreenSpec {
         name: a
             .name
@@ -166,7 +168,7 @@ async fn create(a: CreateArgs, dir: &Path) -> anyhow::Result<()> {
         engine_binary: a.engine_binary.clone(),
     };
     let started = Instant::now();
-    let d = bluegreen::create(&lab, &spec)
+    let d = bluegreen::create(&*lab, &spec)
         .await
         .map_err(bg_err)
         .with_context(|| format!("building green {} from {}", spec.name, spec.source))?;

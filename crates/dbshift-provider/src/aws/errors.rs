@@ -2,6 +2,7 @@
 //! API refused; the hint says what to do next. Nothing here may print a credential.
 
 use aws_sdk_rds::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 
 use crate::Error;
 
@@ -69,14 +70,18 @@ pub fn hint(code: &str) -> &'static str {
 }
 
 /// An SDK error as the provider's [`Error::Platform`], with a hint when one applies.
-pub fn platform<E, R>(operation: &str, target: &str, err: SdkError<E, R>) -> Error
+pub fn platform<E>(operation: &str, target: &str, err: SdkError<E, HttpResponse>) -> Error
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug,
 {
     let code = err.code().unwrap_or_default().to_string();
     let message = match (&err, err.message()) {
         (SdkError::ServiceError(_), Some(m)) => m.to_string(),
+        (SdkError::ServiceError(e), None) if code.is_empty() => format!(
+            "the endpoint answered HTTP {} without an RDS error (an endpoint that does not \
+             implement {operation}?)",
+            e.raw().status().as_u16()
+        ),
         (SdkError::DispatchFailure(_) | SdkError::TimeoutError(_), _) => format!(
             "cannot reach the RDS API ({}): check --endpoint-url, --region and the network",
             DisplayErrorContext(&err)
