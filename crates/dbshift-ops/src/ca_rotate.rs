@@ -357,10 +357,12 @@ impl CaChange {
                     .map_err(|e| bad(format!("writing the target CA: {e}")))?;
                 Some((ca_file, provider.credentials()?.admin))
             }
-            (None, true) if provider.name() == "local" => return Err(bad(format!(
+            (None, true) if provider.name() == "local" => {
+                return Err(bad(format!(
                 "the provider gives no certificate for {}: the health gate cannot check the chain",
                 ca.id
-            ))),
+            )))
+            }
             _ => None,
         };
         Ok(CaChange {

@@ -366,13 +366,18 @@ pub async fn start_green_replication(
         SourceStart::File(p) => p.to_string(),
         other => format!("{other:?}"),
     };
+    // Encrypted; the procedures cannot verify the source's certificate (RDS needs
+    // mysql.rds_import_binlog_ssl_material for that).
     let spec = SourceSpec {
         host: blue.host.clone(),
         port: blue.port,
         user: creds.replication.user.clone(),
         password: creds.replication.password.clone(),
         start,
-        ssl: None,
+        ssl: Some(dbshift_db::dialect::SslSpec {
+            ca_path: None,
+            verify_server_cert: false,
+        }),
         connect_retry_s: None,
     };
     tracing::info!(green = %green, from = %shown, "pointing green at blue (mysql.rds_set_external_*)");

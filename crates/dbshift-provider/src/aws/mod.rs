@@ -35,7 +35,7 @@ use crate::{Error, Result};
 use certs::{ApiCertificates, CertificateSource, StaticCertificates};
 use errors::{code_of, is_throttling, platform};
 
-pub use green::{parse_recovery_position, GreenBuilt};
+pub use green::{parse_recovery_position, resume_position, start_green_replication, GreenBuilt};
 
 /// Tag keys the provider writes on what it builds.
 pub const TAG_DEPLOYMENT: &str = "dbshift:deployment";
