@@ -269,7 +269,11 @@ pub async fn prepare(
         start_stopped: req.start_stopped,
         max_failures: req.max_failures,
         filters,
-        costs: Costs::default(),
+        costs: if provider.name() == "aws" {
+            Costs::aws()
+        } else {
+            Costs::default()
+        },
     };
     let target = ca.id.clone();
     let plan = rollout::build_plan(opts, &clusters, &instances, &|i: &Instance| i.ca == target)?;

@@ -136,6 +136,6 @@ impl CertificateSource for StaticCertificates {
 
     async fn rotation_without_restart(&self, engine: &str, version: &str) -> Result<bool> {
         let key = format!("{engine} {version}");
-        Ok(self.rotation_without_restart.iter().any(|k| *k == key))
+        Ok(self.rotation_without_restart.contains(&key))
     }
 }
