@@ -259,6 +259,35 @@ async fn encrypted_green_is_snapshot_copy_restore_and_the_rename_swap_redirects(
         .await
         .storage_encrypted()
         .unwrap_or(false));
+    // The same request again reuses green (no second snapshot) and stops at the same place.
+    let err = p.create_green(&spec).await.unwrap_err();
+    assert!(matches!(err, Error::NeedsHuman(_)), "{err}");
+    assert!(err.to_string().contains("earlier run"), "{err}");
+    let n = client
+        .describe_db_snapshots()
+        .db_instance_identifier("mysql-05")
+        .send()
+        .await
+        .unwrap()
+        .db_snapshots()
+        .iter()
+        .filter(|s| {
+            s.db_snapshot_identifier()
+                .unwrap()
+                .starts_with("mysql-05-green-snap-")
+        })
+        .count();
+    assert_eq!(n, 2);
+    // Another deployment's name on an existing instance is refused.
+    let other = GreenSpec {
+        source: "mysql-06".into(),
+        name: "mysql-05-green".into(),
+        ..spec.clone()
+    };
+    assert!(matches!(
+        p.create_green(&other).await.unwrap_err(),
+        Error::BadInput(_)
+    ));
     let deps = p.deployments().await.unwrap();
     assert_eq!(deps.len(), 1);
     assert_eq!(deps[0].blue, "mysql-05");

@@ -397,20 +397,53 @@ pub async fn create_green(p: &AwsProvider, spec: &GreenSpec) -> Result<Deploymen
         ));
     }
     let aurora = p.describe_db_cluster(&spec.source).await?;
-    let (built, blue_writer) = match &aurora {
-        Some(c) => {
-            let w = c
-                .db_cluster_members()
-                .iter()
-                .find(|m| m.is_cluster_writer() == Some(true))
-                .and_then(|m| m.db_instance_identifier())
-                .unwrap_or_default()
-                .to_string();
-            (build_cluster(p, spec).await?, w)
+    let green_writer = match &aurora {
+        Some(_) => format!("{}-1", spec.name),
+        None => spec.name.clone(),
+    };
+    // Run again after a stop for a human: green built before is reused, not rebuilt.
+    let existing = match p.describe_db_instance(&green_writer).await {
+        Ok(d) => {
+            let t = super::tags(d.tag_list());
+            if t.get(TAG_DEPLOYMENT) != Some(&spec.name)
+                || t.get(TAG_BLUE) != Some(&spec.source)
+                || t.get(TAG_SIDE).map(String::as_str) != Some("green")
+            {
+                return Err(Error::BadInput(format!(
+                    "{green_writer} exists and is not green of deployment {} from {}: pick \
+                     another --name",
+                    spec.name, spec.source
+                )));
+            }
+            tracing::info!(green = %green_writer, "green exists already (built by an earlier run): reusing it");
+            p.wait_instance(&green_writer, "available", |_| true)
+                .await?;
+            Some(GreenBuilt {
+                snapshot: "(taken by an earlier run)".into(),
+                encrypted_copy: None,
+                cluster: aurora.as_ref().map(|_| spec.name.clone()),
+                writer: green_writer.clone(),
+            })
         }
-        None => {
+        Err(Error::Unknown { .. }) => None,
+        Err(e) => return Err(e),
+    };
+    let blue_writer = match &aurora {
+        Some(c) => c
+            .db_cluster_members()
+            .iter()
+            .find(|m| m.is_cluster_writer() == Some(true))
+            .and_then(|m| m.db_instance_identifier())
+            .unwrap_or_default()
+            .to_string(),
+        None => spec.source.clone(),
+    };
+    let built = match (existing, &aurora) {
+        (Some(b), _) => b,
+        (None, Some(_)) => build_cluster(p, spec).await?,
+        (None, None) => {
             let src = p.describe_db_instance(&spec.source).await?;
-            (build_instance(p, spec, &src).await?, spec.source.clone())
+            build_instance(p, spec, &src).await?
         }
     };
     let blue_arn = match &aurora {
@@ -462,7 +495,7 @@ pub async fn create_green(p: &AwsProvider, spec: &GreenSpec) -> Result<Deploymen
                 "{what}. Green does not replicate yet: no database credentials are configured \
                  (DBSHIFT_DB_USER / DBSHIFT_DB_PASSWORD). To continue, set them (and \
                  DBSHIFT_AWS_ENDPOINTS if the servers are reached through a tunnel) and run the \
-                 SQL half; to clean up: {cleanup}"
+                 same command again: it reuses green and runs the SQL half; to clean up: {cleanup}"
             )))
         }
     };
@@ -475,7 +508,7 @@ pub async fn create_green(p: &AwsProvider, spec: &GreenSpec) -> Result<Deploymen
             return Err(Error::NeedsHuman(format!(
                 "{what}. Green does not replicate: the SQL half failed ({e}; blue {blue_ep}, green \
                  {green_ep}). Fix the access (DBSHIFT_AWS_ENDPOINTS for tunnels, security groups) \
-                 and run again, or clean up: {cleanup}"
+                 and run the same command again (it reuses green), or clean up: {cleanup}"
             )))
         }
     };
