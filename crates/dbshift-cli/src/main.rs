@@ -37,8 +37,9 @@ struct Cli {
     /// The local lab's directory.
     #[arg(long, global = true, env = "DBSHIFT_LAB_DIR", default_value = dbshift_provider::local::DEFAULT_DIR)]
     dir: PathBuf,
-    /// A configuration file (keys: dir, output, log); flags and DBSHIFT_* variables win over
-    /// it. Default: ./dbshift.toml, then ~/.config/dbshift/config.toml, when they exist.
+    /// A configuration file (keys: dir, output, log, provider, region, profile); flags and
+    /// DBSHIFT_* variables win over it. Default: ./dbshift.toml, then
+    /// ~/.config/dbshift/config.toml, when they exist.
     #[arg(long, global = true, env = "DBSHIFT_CONFIG")]
     config: Option<PathBuf>,
     #[command(flatten)]
