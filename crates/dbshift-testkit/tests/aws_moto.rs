@@ -340,3 +340,39 @@ async fn aurora_green_is_a_restored_encrypted_cluster_with_a_writer() {
         .unwrap();
     assert_eq!(g.writer, "aurora-04-green-1");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiter_gives_up_at_its_timeout_naming_what_it_waited_for() {
+    let m = Moto::start(moto::default_shim()).await;
+    Fleet::seed(&m.moto_url()).await;
+    // An instance that stays `modifying` far longer than the waiter's bound, each describe
+    // slowed down too.
+    m.configure(|c| {
+        c.busy_describes = 10_000;
+        c.delay
+            .insert("DescribeDBInstances".into(), Duration::from_millis(20));
+    });
+    moto::set_test_credentials();
+    let opts = dbshift_provider::aws::AwsOptions {
+        endpoint_url: Some(m.url()),
+        wait_timeout: Duration::from_secs(1),
+        ..moto::test_options()
+    };
+    let p = dbshift_provider::aws::AwsProvider::connect(opts)
+        .await
+        .unwrap();
+    let err = p
+        .modify_ca("mysql-02", "rds-ca-rsa2048-g1", CaApply::NoRestart)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Timeout { .. }), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("mysql-02 to be on rds-ca-rsa2048-g1"),
+        "{text}"
+    );
+    assert_eq!(
+        p.describe_instance("mysql-02").await.unwrap().status,
+        InstanceStatus::Busy
+    );
+}
