@@ -376,3 +376,47 @@ async fn a_waiter_gives_up_at_its_timeout_naming_what_it_waited_for() {
         InstanceStatus::Busy
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_fence_goes_through_a_custom_parameter_group_only() {
+    let (m, p) = fleet().await;
+    // A default group cannot be changed: refused, with the way out.
+    let err = p.set_read_only("mysql-02", true).await.unwrap_err();
+    assert!(matches!(err, Error::Unsupported(_)), "{err}");
+    assert!(err.to_string().contains("custom parameter group"), "{err}");
+
+    let client = moto::sdk_client(&m.moto_url()).await;
+    client
+        .create_db_parameter_group()
+        .db_parameter_group_name("orders-mysql80")
+        .db_parameter_group_family("mysql8.0")
+        .description("orders")
+        .send()
+        .await
+        .unwrap();
+    client
+        .modify_db_instance()
+        .db_instance_identifier("mysql-02")
+        .db_parameter_group_name("orders-mysql80")
+        .apply_immediately(true)
+        .send()
+        .await
+        .unwrap();
+    p.set_read_only("mysql-02", true).await.unwrap();
+    let read_only = || async {
+        client
+            .describe_db_parameters()
+            .db_parameter_group_name("orders-mysql80")
+            .source("user")
+            .send()
+            .await
+            .unwrap()
+            .parameters()
+            .iter()
+            .find(|x| x.parameter_name() == Some("read_only"))
+            .and_then(|x| x.parameter_value().map(str::to_string))
+    };
+    assert_eq!(read_only().await.as_deref(), Some("1"));
+    p.set_read_only("mysql-02", false).await.unwrap();
+    assert_eq!(read_only().await.as_deref(), Some("0"));
+}
