@@ -314,7 +314,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Probe(_) => provider_cmd::require_local("probe")?,
         Command::Check(_) => provider_cmd::require_local("check")?,
         Command::Switchover(_) => provider_cmd::require_local("switchover")?,
-        Command::Resume(_) => provider_cmd::require_local("resume")?,
         _ => {}
     }
     match cli.command {

@@ -17,7 +17,7 @@ use serde::Serialize;
 use crate::guards::GuardReport;
 use crate::inventory::{self, InventoryRow};
 use crate::journal::Journal;
-use crate::switchover::{self, Observer, Outcome, SwitchoverError, SwitchoverParams};
+use crate::switchover::{self, Observer, Outcome, Redirect, SwitchoverError, SwitchoverParams};
 
 /// Errors of the blue/green workflow before any switch starts.
 #[derive(Debug, thiserror::Error)]
@@ -97,6 +97,9 @@ pub struct SwitchOptions {
     pub max_lag_seconds: u64,
     pub timeout: Duration,
     pub hooks: Vec<String>,
+    /// How clients move; `None`: the proxy if one is in front of blue's name, else the name
+    /// (AWS: the rename swap).
+    pub redirect: Option<Redirect>,
 }
 
 impl Default for SwitchOptions {
@@ -106,6 +109,7 @@ impl Default for SwitchOptions {
             max_lag_seconds: 5,
             timeout: Duration::from_secs(10),
             hooks: Vec::new(),
+            redirect: None,
         }
     }
 }
@@ -134,6 +138,18 @@ pub async fn switch_params(
             "--timeout must be more than zero".into(),
         ));
     }
+    let proxy = provider.proxy_of(&d.blue).await?.is_some();
+    let redirect = match opts.redirect {
+        Some(Redirect::Proxy) if !proxy => {
+            return Err(BlueGreenError::BadInput(format!(
+                "--redirect proxy: no dbshift proxy is in front of {}; use --redirect name",
+                d.blue
+            )))
+        }
+        Some(r) => r,
+        None if proxy => Redirect::Proxy,
+        None => Redirect::Name,
+    };
     let from = d.writer(d.serving).to_string();
     let new = d.writer(to).to_string();
     let followers = provider
@@ -155,6 +171,7 @@ pub async fn switch_params(
         fence_attempts: 3,
         hooks: opts.hooks.clone(),
         followers,
+        redirect,
     })
 }
 

@@ -13,5 +13,5 @@ mod model;
 pub use error::{Error, Result};
 pub use model::{
     CaApply, CertificateAuthority, Cluster, Credential, Credentials, Deployment, Endpoint,
-    GreenSpec, Instance, InstanceStatus, Provider, ProxyEndpoint, Role, Side,
+    GreenSpec, Instance, InstanceStatus, Provider, ProxyEndpoint, Rename, Role, Side,
 };

@@ -229,6 +229,17 @@ impl Deployment {
     }
 }
 
+/// One rename of a redirect by identifier swap (AWS): the switchover core journals each one
+/// before and after, so that a resumed run finishes a half-done swap from the plan it made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rename {
+    /// The instance's stable id (what dbshift calls it before and after the rename).
+    pub instance: String,
+    /// The platform's identifier now, and after.
+    pub from: String,
+    pub to: String,
+}
+
 /// What `create_green` builds.
 #[derive(Debug, Clone)]
 pub struct GreenSpec {
@@ -263,6 +274,24 @@ pub trait Provider: Send + Sync {
     /// Make a cluster's name resolve to `instance` from now on (a switchover's redirect).
     /// Changes no server.
     async fn set_writer(&self, cluster: &str, instance: &str) -> Result<()>;
+
+    /// The renames [`Provider::set_writer`] would do to make `cluster` resolve to `instance`,
+    /// in order (AWS: the holder of the name renamed away, then `instance` to the name). Empty
+    /// where the redirect is one atomic change (the lab). The core journals each one, applies
+    /// it with [`Provider::rename`], then calls `set_writer`, which finds nothing left to do.
+    async fn redirect_plan(&self, cluster: &str, instance: &str) -> Result<Vec<Rename>> {
+        let _ = (cluster, instance);
+        Ok(Vec::new())
+    }
+
+    /// Apply one rename of a [`Provider::redirect_plan`] and wait until it is done; done
+    /// already (a resumed run) is success.
+    async fn rename(&self, rename: &Rename) -> Result<()> {
+        Err(crate::Error::Unsupported(format!(
+            "the {} provider renames nothing ({rename:?})",
+            self.name()
+        )))
+    }
 
     /// Restart the instance's server and wait until it accepts connections again.
     async fn reboot(&self, id: &str, timeout: Duration) -> Result<()>;

@@ -16,7 +16,7 @@ use dbshift_db::server::ConnectOptions;
 use dbshift_db::{BinlogPosition, Server};
 
 use super::errors::platform;
-use super::{AwsProvider, TAG_BLUE, TAG_DEPLOYMENT, TAG_SIDE, TAG_SOURCE_POSITION};
+use super::{AwsProvider, TAG_BLUE, TAG_DEPLOYMENT, TAG_ID, TAG_SIDE, TAG_SOURCE_POSITION};
 use crate::model::{Deployment, Endpoint, GreenSpec, Provider, Side};
 use crate::{Error, Result};
 
@@ -95,12 +95,57 @@ async fn wait_snapshot(p: &AwsProvider, id: &str, cluster: bool) -> Result<()> {
     .await
 }
 
-fn deployment_tags(name: &str, blue: &str, side: Side) -> Vec<Tag> {
+/// The deployment's tags on an instance whose identifier (and stable id) is `id`.
+fn deployment_tags(name: &str, blue: &str, side: Side, id: &str) -> Vec<Tag> {
     vec![
+        Tag::builder().key(TAG_ID).value(id).build(),
         Tag::builder().key(TAG_DEPLOYMENT).value(name).build(),
         Tag::builder().key(TAG_BLUE).value(blue).build(),
         Tag::builder().key(TAG_SIDE).value(side.to_string()).build(),
     ]
+}
+
+/// Green's parameter group: a copy of blue's custom group of its own (`<name>-params`), so
+/// that a fence by the group's `read_only` on one side never reaches the other; blue's
+/// default group as it is (RDS lets no one change those: such a pair is fenced by the proxy).
+async fn green_parameter_group(
+    p: &AwsProvider,
+    spec: &GreenSpec,
+    src: &DbInstance,
+) -> Result<Option<String>> {
+    let Some(blue_group) = src
+        .db_parameter_groups()
+        .first()
+        .and_then(|g| g.db_parameter_group_name())
+    else {
+        return Ok(None);
+    };
+    if blue_group.starts_with("default.") {
+        return Ok(Some(blue_group.to_string()));
+    }
+    let own = format!("{}-params", spec.name);
+    let exists = p
+        .client
+        .describe_db_parameter_groups()
+        .db_parameter_group_name(&own)
+        .send()
+        .await
+        .is_ok_and(|o| !o.db_parameter_groups().is_empty());
+    if !exists {
+        tracing::info!(from = blue_group, to = %own, "CopyDBParameterGroup (green's own group)");
+        p.client
+            .copy_db_parameter_group()
+            .source_db_parameter_group_identifier(blue_group)
+            .target_db_parameter_group_identifier(&own)
+            .target_db_parameter_group_description(format!(
+                "dbshift: green {} of {}, copied from {blue_group}",
+                spec.name, spec.source
+            ))
+            .send()
+            .await
+            .map_err(|e| platform("CopyDBParameterGroup", blue_group, e))?;
+    }
+    Ok(Some(own))
 }
 
 /// Snapshot -> encrypted copy -> restore of a standalone instance, settings from the source.
@@ -147,12 +192,7 @@ async fn build_instance(p: &AwsProvider, spec: &GreenSpec, src: &DbInstance) -> 
                 .and_then(|g| g.db_subnet_group_name())
                 .map(str::to_string),
         )
-        .set_db_parameter_group_name(
-            src.db_parameter_groups()
-                .first()
-                .and_then(|g| g.db_parameter_group_name())
-                .map(str::to_string),
-        )
+        .set_db_parameter_group_name(green_parameter_group(p, spec, src).await?)
         // A default option group is what the restore gets anyway (and naming one fails).
         .set_option_group_name(
             src.option_group_memberships()
@@ -166,7 +206,7 @@ async fn build_instance(p: &AwsProvider, spec: &GreenSpec, src: &DbInstance) -> 
             req = req.vpc_security_group_ids(id);
         }
     }
-    for t in deployment_tags(&spec.name, blue, Side::Green) {
+    for t in deployment_tags(&spec.name, blue, Side::Green, &spec.name) {
         req = req.tags(t);
     }
     tracing::info!(green = %spec.name, from = %restore_from, "RestoreDBInstanceFromDBSnapshot");
@@ -236,7 +276,7 @@ async fn build_cluster(p: &AwsProvider, spec: &GreenSpec) -> Result<GreenBuilt> 
             req = req.vpc_security_group_ids(id);
         }
     }
-    for t in deployment_tags(&spec.name, blue, Side::Green) {
+    for t in deployment_tags(&spec.name, blue, Side::Green, &spec.name) {
         req = req.tags(t);
     }
     tracing::info!(green = %spec.name, from = %restore_from, "RestoreDBClusterFromSnapshot");
@@ -273,7 +313,7 @@ async fn build_cluster(p: &AwsProvider, spec: &GreenSpec) -> Result<GreenBuilt> 
         .db_cluster_identifier(&spec.name)
         .engine(src.engine().unwrap_or("aurora-mysql"))
         .db_instance_class(class);
-    for t in deployment_tags(&spec.name, blue, Side::Green) {
+    for t in deployment_tags(&spec.name, blue, Side::Green, &writer) {
         req = req.tags(t);
     }
     req.send()
@@ -454,6 +494,10 @@ pub async fn create_green(p: &AwsProvider, spec: &GreenSpec) -> Result<Deploymen
             .db_instance_arn()
             .map(str::to_string),
     };
+    if aurora.is_none() {
+        let d = p.describe_db_instance(&spec.source).await?;
+        p.ensure_stable_id(&d).await?;
+    }
     if let Some(arn) = &blue_arn {
         p.tag(
             arn,
@@ -539,9 +583,12 @@ pub async fn create_green(p: &AwsProvider, spec: &GreenSpec) -> Result<Deploymen
     })
 }
 
-/// The deployments recorded in tags: a green-side instance names its deployment and blue.
+/// The deployments recorded in tags: a green-side instance names its deployment and blue;
+/// blue's writer is the instance tagged blue of the same deployment. Green serves once it
+/// holds blue's name (a rename swap moved it there; ids are the stable ones, [`TAG_ID`]).
 pub async fn deployments(p: &AwsProvider) -> Result<Vec<Deployment>> {
     let instances = p.list_instances().await?;
+    let clusters = p.list_clusters().await?;
     let mut out = Vec::new();
     for g in instances
         .iter()
@@ -550,20 +597,34 @@ pub async fn deployments(p: &AwsProvider) -> Result<Vec<Deployment>> {
         let (Some(name), Some(blue)) = (g.tags.get(TAG_DEPLOYMENT), g.tags.get(TAG_BLUE)) else {
             continue;
         };
-        let blue_writer = p
-            .list_clusters()
-            .await?
-            .into_iter()
-            .find(|c| &c.name == blue)
-            .map(|c| c.writer)
+        // Aurora green: cluster NAME, writer NAME-1; a standalone green is NAME itself.
+        let aurora = &g.id != name;
+        let blue_writer = instances
+            .iter()
+            .find(|i| {
+                i.tags.get(TAG_DEPLOYMENT) == Some(name)
+                    && i.tags.get(TAG_SIDE).map(String::as_str) == Some("blue")
+            })
+            .map(|i| i.id.clone())
+            .or_else(|| {
+                clusters
+                    .iter()
+                    .find(|c| &c.name == blue)
+                    .map(|c| c.writer.clone())
+            })
             .unwrap_or_else(|| blue.clone());
+        let serving = if !aurora && &g.cluster == blue {
+            Side::Green
+        } else {
+            Side::Blue
+        };
         out.push(Deployment {
             name: name.clone(),
             blue: blue.clone(),
-            green: g.cluster.clone(),
+            green: name.clone(),
             blue_writer,
             green_writer: g.id.clone(),
-            serving: Side::Blue,
+            serving,
             source_position: g.tags.get(TAG_SOURCE_POSITION).cloned().unwrap_or_default(),
             snapshot_taken_on: blue.clone(),
             encrypted: g.encrypted,

@@ -29,7 +29,7 @@ use rand::Rng;
 
 use crate::model::{
     CaApply, CertificateAuthority, Cluster, Credential, Credentials, Deployment, Endpoint,
-    GreenSpec, Instance, InstanceStatus, Provider, Role,
+    GreenSpec, Instance, InstanceStatus, Provider, Rename, Role,
 };
 use crate::{Error, Result};
 use certs::{ApiCertificates, CertificateSource, StaticCertificates};
@@ -42,6 +42,25 @@ pub const TAG_DEPLOYMENT: &str = "dbshift:deployment";
 pub const TAG_SIDE: &str = "dbshift:side";
 pub const TAG_BLUE: &str = "dbshift:blue";
 pub const TAG_SOURCE_POSITION: &str = "dbshift:source-position";
+/// An instance's stable id: its identifier when dbshift first tagged it. A rename swap changes
+/// identifiers; dbshift keeps calling each instance by this tag, so a switchover's "old
+/// writer" and "new writer" name the same servers before, during and after the swap, also
+/// in a resumed run.
+pub const TAG_ID: &str = "dbshift:id";
+
+/// What dbshift calls an instance: its `dbshift:id` tag, else its identifier.
+pub fn stable_id(d: &DbInstance) -> String {
+    tag_value(d, TAG_ID)
+        .unwrap_or_else(|| d.db_instance_identifier().unwrap_or_default())
+        .to_string()
+}
+
+fn tag_value<'a>(d: &'a DbInstance, key: &str) -> Option<&'a str> {
+    d.tag_list()
+        .iter()
+        .find(|t| t.key() == Some(key))
+        .and_then(|t| t.value())
+}
 
 /// How the provider reaches AWS and waits on it.
 #[derive(Clone)]
@@ -276,7 +295,50 @@ impl AwsProvider {
         }
     }
 
+    /// One instance by dbshift's id (see [`TAG_ID`]): the instance tagged with it wherever a
+    /// swap renamed it, else the one with that identifier.
     async fn describe_db_instance(&self, id: &str) -> Result<DbInstance> {
+        let named = match self.describe_raw(id).await {
+            Ok(d) if tag_value(&d, TAG_ID).is_none_or(|t| t == id) => return Ok(d),
+            Ok(d) => Some(d),
+            Err(Error::Unknown { .. }) => None,
+            Err(e) => return Err(e),
+        };
+        let tagged = self
+            .all_instances()
+            .await?
+            .into_iter()
+            .find(|d| tag_value(d, TAG_ID) == Some(id));
+        tagged.or(named).ok_or_else(|| Error::Unknown {
+            kind: "instance",
+            name: id.to_string(),
+            known: "see `dbshift --provider aws inventory` (this region and account)".into(),
+        })
+    }
+
+    /// The instance's identifier at AWS now (it differs from dbshift's id after a swap).
+    pub async fn aws_id(&self, id: &str) -> Result<String> {
+        Ok(self
+            .describe_db_instance(id)
+            .await?
+            .db_instance_identifier()
+            .unwrap_or(id)
+            .to_string())
+    }
+
+    async fn all_instances(&self) -> Result<Vec<DbInstance>> {
+        self.client
+            .describe_db_instances()
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| platform("DescribeDBInstances", "", e))
+    }
+
+    /// One instance by its identifier at AWS, whatever its tags say.
+    async fn describe_raw(&self, id: &str) -> Result<DbInstance> {
         let out = self
             .client
             .describe_db_instances()
@@ -328,15 +390,7 @@ impl AwsProvider {
 
     /// Every instance and every cluster, all pages.
     async fn fleet(&self) -> Result<(Vec<DbInstance>, Vec<DbCluster>)> {
-        let instances = self
-            .client
-            .describe_db_instances()
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(|e| platform("DescribeDBInstances", "", e))?;
+        let instances = self.all_instances().await?;
         let clusters = self
             .client
             .describe_db_clusters()
@@ -349,8 +403,15 @@ impl AwsProvider {
         Ok((instances, clusters))
     }
 
-    fn endpoint_of(&self, id: &str, ep: Option<(&str, i32)>) -> Endpoint {
-        if let Some(e) = self.opts.endpoints.get(id) {
+    /// Where to connect: the override map by dbshift's id, then by the identifier, then AWS's
+    /// endpoint.
+    fn endpoint_of(&self, id: &str, aws_id: &str, ep: Option<(&str, i32)>) -> Endpoint {
+        if let Some(e) = self
+            .opts
+            .endpoints
+            .get(id)
+            .or_else(|| self.opts.endpoints.get(aws_id))
+        {
             return e.clone();
         }
         let (host, port) = ep.unwrap_or(("", 3306));
@@ -360,8 +421,12 @@ impl AwsProvider {
         }
     }
 
+    /// dbshift's view of an instance: `id` is its stable id ([`TAG_ID`]); a standalone
+    /// instance's cluster is its identifier at AWS (the DNS name clients use), so after a
+    /// swap the name's cluster has the new writer.
     fn to_instance(&self, d: &DbInstance, clusters: &[DbCluster]) -> Instance {
-        let id = d.db_instance_identifier().unwrap_or_default().to_string();
+        let aws_id = d.db_instance_identifier().unwrap_or_default().to_string();
+        let id = stable_id(d);
         let (cluster, role) = match d.db_cluster_identifier() {
             Some(c) => {
                 let writer = clusters
@@ -370,7 +435,7 @@ impl AwsProvider {
                     .and_then(|x| {
                         x.db_cluster_members()
                             .iter()
-                            .find(|m| m.db_instance_identifier() == Some(&id))
+                            .find(|m| m.db_instance_identifier() == Some(&aws_id))
                     })
                     .and_then(|m| m.is_cluster_writer())
                     .unwrap_or(false);
@@ -382,7 +447,7 @@ impl AwsProvider {
             None => match d.read_replica_source_db_instance_identifier() {
                 // A cross-region source is an ARN: its replica is a cluster of its own here.
                 Some(src) if !src.starts_with("arn:") => (src.to_string(), Role::Reader),
-                _ => (id.clone(), Role::Writer),
+                _ => (aws_id.clone(), Role::Writer),
             },
         };
         let status = instance_status(d);
@@ -395,6 +460,7 @@ impl AwsProvider {
         Instance {
             endpoint: self.endpoint_of(
                 &id,
+                &aws_id,
                 d.endpoint()
                     .map(|e| (e.address().unwrap_or_default(), e.port().unwrap_or(3306))),
             ),
@@ -410,22 +476,28 @@ impl AwsProvider {
         }
     }
 
-    fn clusters_of(instances: &[Instance], clusters: &[DbCluster]) -> Vec<Cluster> {
+    /// `stable` maps identifiers at AWS to dbshift's ids.
+    fn clusters_of(
+        instances: &[Instance],
+        clusters: &[DbCluster],
+        stable: &BTreeMap<String, String>,
+    ) -> Vec<Cluster> {
+        let id_of = |aws: &str| stable.get(aws).cloned().unwrap_or_else(|| aws.to_string());
         let mut out = Vec::new();
         for c in clusters {
             let name = c.db_cluster_identifier().unwrap_or_default().to_string();
             let members: Vec<String> = c
                 .db_cluster_members()
                 .iter()
-                .filter_map(|m| m.db_instance_identifier().map(str::to_string))
+                .filter_map(|m| m.db_instance_identifier().map(id_of))
                 .collect();
             let writer = c
                 .db_cluster_members()
                 .iter()
                 .find(|m| m.is_cluster_writer() == Some(true))
                 .and_then(|m| m.db_instance_identifier())
-                .unwrap_or_default()
-                .to_string();
+                .map(id_of)
+                .unwrap_or_default();
             out.push(Cluster {
                 name,
                 writer,
@@ -443,11 +515,11 @@ impl AwsProvider {
             members.extend(
                 instances
                     .iter()
-                    .filter(|i| i.role == Role::Reader && i.cluster == w.id)
+                    .filter(|i| i.role == Role::Reader && i.cluster == w.cluster)
                     .map(|i| i.id.clone()),
             );
             out.push(Cluster {
-                name: w.id.clone(),
+                name: w.cluster.clone(),
                 writer: w.id.clone(),
                 instances: members,
                 gtid_domain_id: None,
@@ -463,7 +535,7 @@ impl AwsProvider {
         F: Fn(&DbInstance) -> bool,
     {
         self.wait_for(&format!("{id} to be {what}"), || async {
-            let d = self.describe_db_instance(id).await?;
+            let d = self.describe_raw(id).await?;
             Ok((instance_status(&d) == InstanceStatus::Available && extra(&d)).then_some(d))
         })
         .await
@@ -509,6 +581,17 @@ impl AwsProvider {
         Ok(())
     }
 
+    /// Tag the instance with its [`TAG_ID`] (its identifier now) unless it has one.
+    pub async fn ensure_stable_id(&self, d: &DbInstance) -> Result<()> {
+        if tag_value(d, TAG_ID).is_some() {
+            return Ok(());
+        }
+        let (Some(arn), Some(id)) = (d.db_instance_arn(), d.db_instance_identifier()) else {
+            return Ok(());
+        };
+        self.tag(arn, &[(TAG_ID, id)]).await
+    }
+
     /// Rename an instance (`ModifyDBInstance NewDBInstanceIdentifier`, applied now) and wait
     /// until the new name answers describes as available.
     pub async fn rename_instance(&self, from: &str, to: &str) -> Result<()> {
@@ -522,7 +605,7 @@ impl AwsProvider {
             .await
             .map_err(|e| platform("ModifyDBInstance NewDBInstanceIdentifier", from, e))?;
         self.wait_for(&format!("{from} renamed to {to}"), || async {
-            match self.describe_db_instance(to).await {
+            match self.describe_raw(to).await {
                 Ok(d) => Ok((instance_status(&d) == InstanceStatus::Available).then_some(())),
                 Err(Error::Unknown { .. }) => Ok(None),
                 Err(e) => Err(e),
@@ -544,7 +627,7 @@ impl AwsProvider {
             .await
             .map_err(|e| platform("DeleteDBInstance", id, e))?;
         self.wait_for(&format!("{id} to be deleted"), || async {
-            match self.describe_db_instance(id).await {
+            match self.describe_raw(id).await {
                 Err(Error::Unknown { .. }) => Ok(Some(())),
                 Ok(_) => Ok(None),
                 Err(e) => Err(e),
@@ -641,7 +724,16 @@ impl Provider for AwsProvider {
     async fn list_clusters(&self) -> Result<Vec<Cluster>> {
         let (raw, clusters) = self.fleet().await?;
         let instances: Vec<Instance> = raw.iter().map(|d| self.to_instance(d, &clusters)).collect();
-        Ok(Self::clusters_of(&instances, &clusters))
+        let stable = raw
+            .iter()
+            .map(|d| {
+                (
+                    d.db_instance_identifier().unwrap_or_default().to_string(),
+                    stable_id(d),
+                )
+            })
+            .collect();
+        Ok(Self::clusters_of(&instances, &clusters, &stable))
     }
 
     async fn list_instances(&self) -> Result<Vec<Instance>> {
@@ -660,50 +752,136 @@ impl Provider for AwsProvider {
         Ok(self.to_instance(&d, &clusters))
     }
 
+    /// An Aurora cluster's endpoint; else the instance that holds the identifier `name` now
+    /// (a standalone instance's name is what clients use: after a swap it is green); else the
+    /// instance dbshift calls `name`.
     async fn resolve(&self, name: &str) -> Result<Endpoint> {
-        if let Some(e) = self.opts.endpoints.get(name) {
-            return Ok(e.clone());
-        }
         if let Some(c) = self.describe_db_cluster(name).await? {
-            return Ok(self.endpoint_of(name, c.endpoint().map(|h| (h, c.port().unwrap_or(3306)))));
+            return Ok(self.endpoint_of(
+                name,
+                name,
+                c.endpoint().map(|h| (h, c.port().unwrap_or(3306))),
+            ));
         }
-        Ok(self.describe_instance(name).await?.endpoint)
+        match self.describe_raw(name).await {
+            Ok(d) => Ok(self.to_instance(&d, &[]).endpoint),
+            Err(Error::Unknown { .. }) => Ok(self.describe_instance(name).await?.endpoint),
+            Err(e) => Err(e),
+        }
     }
 
-    /// Redirect by identifier swap, as AWS's own blue/green does: the instance that holds
-    /// the name now is renamed away (`<name>-old-<unix time>`), then `instance` takes the
-    /// name, so clients of the name's DNS reach it once their caches expire. Renames take
-    /// minutes; DNS caches add their TTL.
+    /// Redirect by identifier swap, as AWS's own blue/green does: the renames of
+    /// [`Provider::redirect_plan`], then a check that the name is `instance`'s.
     async fn set_writer(&self, cluster: &str, instance: &str) -> Result<()> {
-        if cluster == instance {
-            return Ok(());
+        for r in self.redirect_plan(cluster, instance).await? {
+            self.rename(&r).await?;
         }
+        let holder = self.describe_raw(cluster).await?;
+        if stable_id(&holder) != instance {
+            return Err(Error::NeedsHuman(format!(
+                "{cluster} is held by {} after the renames, not by {instance}",
+                stable_id(&holder)
+            )));
+        }
+        Ok(())
+    }
+
+    /// The instance that holds the name now is renamed away (`<name>-old-<unix time>`), then
+    /// `instance` takes the name, so clients of the name's DNS reach it once their caches
+    /// expire. Both are tagged with their [`TAG_ID`] first (if not yet), so dbshift keeps
+    /// calling them what it called them. Renames take minutes; DNS caches add their TTL.
+    async fn redirect_plan(&self, cluster: &str, instance: &str) -> Result<Vec<Rename>> {
         if self.describe_db_cluster(cluster).await?.is_some() {
             return Err(Error::Unsupported(format!(
                 "{cluster} is an Aurora cluster: its writer moves by failover (FailoverDBCluster), \
-                 not by renaming {instance}; across clusters use the dbshift proxy"
+                 not by renaming {instance}; across clusters use the dbshift proxy \
+                 (--redirect proxy)"
             )));
         }
-        let away = format!(
-            "{cluster}-old-{}",
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0)
-        );
-        match self.describe_db_instance(cluster).await {
-            Ok(_) => self.rename_instance(cluster, &away).await?,
+        let target = self.describe_db_instance(instance).await?;
+        self.ensure_stable_id(&target).await?;
+        let now = target
+            .db_instance_identifier()
+            .unwrap_or_default()
+            .to_string();
+        if now == cluster {
+            return Ok(Vec::new());
+        }
+        let mut plan = Vec::new();
+        match self.describe_raw(cluster).await {
+            Ok(holder) => {
+                self.ensure_stable_id(&holder).await?;
+                let away = format!(
+                    "{cluster}-old-{}",
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_secs())
+                        .unwrap_or(0)
+                );
+                plan.push(Rename {
+                    instance: stable_id(&holder),
+                    from: cluster.to_string(),
+                    to: away,
+                });
+            }
             Err(Error::Unknown { .. }) => {}
             Err(e) => return Err(e),
         }
-        self.rename_instance(instance, cluster).await
+        plan.push(Rename {
+            instance: instance.to_string(),
+            from: now,
+            to: cluster.to_string(),
+        });
+        Ok(plan)
+    }
+
+    /// `ModifyDBInstance NewDBInstanceIdentifier`, waited for; already done (the name held by
+    /// the same instance, by its [`TAG_ID`]) is success, so a resumed run finishes a half-done
+    /// swap.
+    async fn rename(&self, r: &Rename) -> Result<()> {
+        match self.describe_raw(&r.to).await {
+            Ok(d) if stable_id(&d) == r.instance => {
+                self.wait_instance(&r.to, "available", |_| true).await?;
+                return Ok(());
+            }
+            Ok(d) => {
+                return Err(Error::NeedsHuman(format!(
+                    "renaming {} to {}: that name is held by {} (not {}); look at both in the \
+                     RDS console before going on",
+                    r.from,
+                    r.to,
+                    stable_id(&d),
+                    r.instance
+                )))
+            }
+            Err(Error::Unknown { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        match self.describe_raw(&r.from).await {
+            Ok(d) if stable_id(&d) == r.instance => self.rename_instance(&r.from, &r.to).await,
+            Ok(_) | Err(Error::Unknown { .. }) => Err(Error::NeedsHuman(format!(
+                "renaming {} ({}) to {}: it is under neither name now; find it by its tag \
+                 {TAG_ID}={} and rename it by hand",
+                r.from, r.instance, r.to, r.instance
+            ))),
+            Err(e) => Err(e),
+        }
     }
 
     async fn reboot(&self, id: &str, timeout: Duration) -> Result<()> {
         let d = self.describe_db_instance(id).await?;
         let failover = d.multi_az().unwrap_or(false);
-        tracing::info!(instance = id, force_failover = failover, "RebootDBInstance");
-        let mut req = self.client.reboot_db_instance().db_instance_identifier(id);
+        let aws_id = d.db_instance_identifier().unwrap_or(id).to_string();
+        tracing::info!(
+            instance = id,
+            aws_id,
+            force_failover = failover,
+            "RebootDBInstance"
+        );
+        let mut req = self
+            .client
+            .reboot_db_instance()
+            .db_instance_identifier(&aws_id);
         if failover {
             req = req.force_failover(true);
         }
@@ -722,7 +900,8 @@ impl Provider for AwsProvider {
     }
 
     /// The parameter group's `read_only` (ModifyDBParameterGroup, applied immediately): it
-    /// applies to every instance sharing the group, and a default group cannot be changed.
+    /// would apply to every instance sharing the group, so a shared group is refused, as is a
+    /// default group (RDS lets no one change those).
     async fn set_read_only(&self, instance: &str, on: bool) -> Result<()> {
         let d = self.describe_db_instance(instance).await?;
         let group = d
@@ -748,8 +927,19 @@ impl Provider for AwsProvider {
                     .iter()
                     .any(|g| g.db_parameter_group_name() == Some(group.as_str()))
             })
-            .filter_map(|o| o.db_instance_identifier().map(str::to_string))
+            .map(stable_id)
             .collect();
+        // A shared group would fence its other instances too, and unfencing one would
+        // unfence them all: in a switchover, old and new writer writable at once.
+        if sharing.len() > 1 {
+            return Err(Error::Unsupported(format!(
+                "{instance}'s parameter group {group} is shared by {}: its read_only would fence \
+                 all of them (and turning it off would make all of them writable); give \
+                 {instance} a parameter group of its own (CopyDBParameterGroup, then \
+                 ModifyDBInstance DBParameterGroupName), or put the dbshift proxy in front",
+                sharing.join(", ")
+            )));
+        }
         tracing::warn!(instance, group = %group, sharing = ?sharing, on, "read_only through the parameter group: it applies to every instance sharing it");
         self.client
             .modify_db_parameter_group()
@@ -879,14 +1069,15 @@ impl Provider for AwsProvider {
                 )));
             }
         }
-        self.apply_ca(instance, target, apply).await
+        let aws_id = self.aws_id(instance).await?;
+        self.apply_ca(&aws_id, target, apply).await
     }
 
     async fn start_instance(&self, instance: &str, timeout: Duration) -> Result<()> {
         tracing::info!(instance, "StartDBInstance");
         self.client
             .start_db_instance()
-            .db_instance_identifier(instance)
+            .db_instance_identifier(self.aws_id(instance).await?)
             .send()
             .await
             .map_err(|e| platform("StartDBInstance", instance, e))?;
@@ -901,7 +1092,7 @@ impl Provider for AwsProvider {
         tracing::info!(instance, "StopDBInstance");
         self.client
             .stop_db_instance()
-            .db_instance_identifier(instance)
+            .db_instance_identifier(self.aws_id(instance).await?)
             .send()
             .await
             .map_err(|e| platform("StopDBInstance", instance, e))?;
