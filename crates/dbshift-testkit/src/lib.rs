@@ -25,7 +25,7 @@ pub use invariants::{
 };
 pub use proxied::ProxiedLab;
 pub use relay::{Relay, RelayControl};
-pub use writer::{admin_at, AckedWriter};
+pub use writer::{admin_at, admin_via, AckedWriter};
 
 /// Evaluate `$body` (an expression giving an `Option`, `.await`s allowed) until it is `Some`,
 /// and give that value; panic after `$timeout` with `$what`. Tests wait for what they expect

@@ -6,6 +6,10 @@
 //! `modifying` / `rebooting` for a few describes after a change (moto answers instantly and
 //! never throttles). Everything else is forwarded to moto unchanged.
 //!
+//! With [`Moto::on_parameter_read_only`], a `read_only` change of a DB parameter group is also
+//! applied to real servers the test maps the group onto (AWS applies this dynamic parameter at
+//! once), so a fence by the parameter group is a real fence.
+//!
 //! `moto_server` is stopped (by PID) when the [`Moto`] is dropped. Without `moto_server` on
 //! PATH the harness fails with a message saying how to install it (`scripts/deps.sh`).
 
@@ -87,8 +91,17 @@ pub struct ShimStats {
     pub throttled: BTreeMap<String, u32>,
 }
 
+/// Told `(parameter group, read_only on)` after moto accepted a `ModifyDBParameterGroup` that
+/// sets `read_only`; the shim answers the caller once it returns.
+pub type ReadOnlyHook = Arc<
+    dyn Fn(String, bool) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
+        + Send
+        + Sync,
+>;
+
 struct ShimState {
     config: ShimConfig,
+    read_only_hook: Option<ReadOnlyHook>,
     stats: ShimStats,
     /// Instance -> (status to report, describes left).
     busy: HashMap<String, (String, u32)>,
@@ -149,6 +162,7 @@ impl Moto {
         let port = listener.local_addr().expect("shim address").port();
         let state = Arc::new(Mutex::new(ShimState {
             config,
+            read_only_hook: None,
             stats: ShimStats::default(),
             busy: HashMap::new(),
         }));
@@ -183,6 +197,11 @@ impl Moto {
     /// Change the shim's behaviour from now on.
     pub fn configure(&self, f: impl FnOnce(&mut ShimConfig)) {
         f(&mut self.state.lock().expect("shim state").config);
+    }
+
+    /// Apply parameter groups' `read_only` changes with `hook` too (see the module doc).
+    pub fn on_parameter_read_only(&self, hook: ReadOnlyHook) {
+        self.state.lock().expect("shim state").read_only_hook = Some(hook);
     }
 
     /// Calls of `action` so far.
@@ -383,6 +402,18 @@ async fn serve(
     let text = String::from_utf8_lossy(&body).into_owned();
     let params = form(&text);
     let action = param(&params, "Action").unwrap_or("").to_string();
+    // `Parameters.Parameter.N.ParameterName=read_only` and its `.ParameterValue`.
+    let read_only_change = (action == "ModifyDBParameterGroup")
+        .then(|| {
+            let group = param(&params, "DBParameterGroupName")?.to_string();
+            let (key, _) = params
+                .iter()
+                .find(|(k, v)| k.ends_with(".ParameterName") && v == "read_only")?;
+            let prefix = key.trim_end_matches(".ParameterName");
+            let value = param(&params, &format!("{prefix}.ParameterValue"))?;
+            Some((group, value == "1" || value.eq_ignore_ascii_case("on")))
+        })
+        .flatten();
     enum Plan {
         Answer(Vec<u8>),
         Forward {
@@ -450,15 +481,21 @@ async fn serve(
             let mut resp = Vec::new();
             upstream.read_to_end(&mut resp).await?;
             let ok = resp.starts_with(b"HTTP/1.1 200") || resp.starts_with(b"HTTP/1.0 200");
-            let mut s = state.lock().expect("shim state");
-            if let (Some((id, status)), true) = (busy_after, ok) {
-                let n = s.config.busy_describes;
-                if n > 0 {
-                    s.busy.insert(id, (status, n));
+            let hook = {
+                let mut s = state.lock().expect("shim state");
+                if let (Some((id, status)), true) = (busy_after, ok) {
+                    let n = s.config.busy_describes;
+                    if n > 0 {
+                        s.busy.insert(id, (status, n));
+                    }
                 }
-            }
-            if action == "DescribeDBInstances" && !s.busy.is_empty() {
-                resp = rewrite_http_body(&resp, |b| rewrite_busy(b, &mut s.busy));
+                if action == "DescribeDBInstances" && !s.busy.is_empty() {
+                    resp = rewrite_http_body(&resp, |b| rewrite_busy(b, &mut s.busy));
+                }
+                s.read_only_hook.clone().filter(|_| ok)
+            };
+            if let (Some(hook), Some((group, on))) = (hook, read_only_change) {
+                hook(group, on).await;
             }
             resp
         }
@@ -623,6 +660,59 @@ impl Fleet {
             }
         }
     }
+}
+
+/// A standalone instance in moto (directly, not through the shim) with a custom parameter
+/// group of its own, `group` of `family` (made here), as an instance dbshift can fence by its
+/// group's `read_only`.
+pub async fn seed_instance(
+    moto_url: &str,
+    id: &str,
+    engine: &str,
+    version: &str,
+    family: &str,
+    group: &str,
+) {
+    let client = sdk_client(moto_url).await;
+    client
+        .create_db_parameter_group()
+        .db_parameter_group_name(group)
+        .db_parameter_group_family(family)
+        .description(format!("{id}'s own"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("creating parameter group {group}: {e:?}"));
+    client
+        .create_db_instance()
+        .db_instance_identifier(id)
+        .engine(engine)
+        .engine_version(version)
+        .db_instance_class("db.t3.medium")
+        .allocated_storage(20)
+        .master_username("admin")
+        .master_user_password("not-a-secret-1")
+        .db_parameter_group_name(group)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("seeding {id}: {e:?}"));
+}
+
+/// The tags moto holds on instance `id` (by its identifier), straight from moto.
+pub async fn raw_tags(moto_url: &str, id: &str) -> Option<BTreeMap<String, String>> {
+    let out = sdk_client(moto_url)
+        .await
+        .describe_db_instances()
+        .db_instance_identifier(id)
+        .send()
+        .await
+        .ok()?;
+    let d = out.db_instances().first()?;
+    Some(
+        d.tag_list()
+            .iter()
+            .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
+            .collect(),
+    )
 }
 
 /// An SDK client for `url` with the test credentials (`testing`).
