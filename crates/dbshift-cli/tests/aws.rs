@@ -9,6 +9,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+use dbshift_provider::Provider;
 use dbshift_testkit::moto::{self, Fleet, Moto};
 use serde_json::Value;
 
@@ -276,4 +277,152 @@ async fn encrypted_bluegreen_builds_then_stops_for_a_human_and_lab_commands_refu
     let out = dbshift(dir.path(), &url, &["reboot", "no-such-db"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-db"));
+}
+
+/// dbshift's id of the instance holding the identifier `name` in moto.
+async fn holder_of(m: &Moto, name: &str) -> Option<String> {
+    moto::raw_tags(&m.moto_url(), name)
+        .await
+        .and_then(|t| t.get("dbshift:id").cloned())
+}
+
+async fn read_only(lab: &dbshift_provider::local::Lab, id: &str) -> bool {
+    let mut s = lab.connect_admin(id).await.unwrap();
+    let ro = s.read_only().await.unwrap();
+    s.close().await;
+    ro
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bluegreen_switchover_resumed_mid_swap_and_rollback_on_moto_mapped_onto_lab_servers() {
+    let t = dbshift_testkit::TestLab::start_rds(1, 1).await;
+    let lab = t.lab().clone();
+    let m = Moto::start(moto::default_shim()).await;
+    moto::seed_instance(
+        &m.moto_url(),
+        "orders",
+        "mariadb",
+        "10.11.8",
+        "mariadb10.11",
+        "orders-params",
+    )
+    .await;
+    moto::map_parameter_groups(
+        &m,
+        &lab,
+        &[("orders-params", "lab-1-1"), ("orders-green-params", "lab-1-2")],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let users = lab.state().users.clone();
+    let endpoints = format!(
+        "orders={},orders-green={}",
+        lab.resolve("lab-1-1").await.unwrap(),
+        lab.resolve("lab-1-2").await.unwrap()
+    );
+    let ca = lab.ca_bundle().display().to_string();
+    let url = m.url();
+    let run = |args: &[&str], crash_at: Option<&str>| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_dbshift"));
+        c.current_dir(dir.path())
+            .args(["--provider", "aws", "--endpoint-url", &url])
+            .args(args)
+            .env_remove("DBSHIFT_LAB_DIR")
+            .env_remove("DBSHIFT_OUTPUT")
+            .env_remove("DBSHIFT_CONFIG")
+            .env_remove("DBSHIFT_AWS_CERTIFICATES")
+            .env_remove("DBSHIFT_CRASH_AT")
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("DBSHIFT_AWS_POLL_MS", "50")
+            .env("DBSHIFT_AWS_WAIT_TIMEOUT_S", "60")
+            .env("DBSHIFT_DB_USER", &users.admin.user)
+            .env("DBSHIFT_DB_PASSWORD", &users.admin.password)
+            .env("DBSHIFT_REPL_USER", &users.replication.user)
+            .env("DBSHIFT_REPL_PASSWORD", &users.replication.password)
+            .env("DBSHIFT_DB_CA_BUNDLE", &ca)
+            .env("DBSHIFT_AWS_ENDPOINTS", &endpoints);
+        if let Some(at) = crash_at {
+            c.env("DBSHIFT_CRASH_AT", at);
+        }
+        let o = c.output().expect("the dbshift binary runs");
+        let all = text(&o);
+        assert!(
+            !all.contains(&users.admin.password) && !all.contains(&users.replication.password),
+            "a password was printed: {all}"
+        );
+        o
+    };
+
+    let o = run(
+        &[
+            "bluegreen",
+            "create",
+            "--source",
+            "orders",
+            "--name",
+            "orders-green",
+            "--encrypt",
+            "-o",
+            "json",
+        ],
+        None,
+    );
+    let d = json(&o);
+    assert_eq!(d["green_writer"], "orders-green", "{d:#}");
+    let st = json(&run(&["bluegreen", "status", "orders-green", "-o", "json"], None));
+    assert_eq!(st["deployment"]["serving"], "blue", "{st:#}");
+    assert_eq!(st["standby_replicating"], true, "{st:#}");
+
+    // Bad input: exit 2, nothing changed.
+    let o = run(&["bluegreen", "switchover", "nope", "--yes"], None);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let o = run(&["bluegreen", "rollback", "orders-green", "--yes"], None);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let o = run(
+        &["bluegreen", "switchover", "orders-green", "--redirect", "proxy", "--yes"],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert_eq!(holder_of(&m, "orders").await.as_deref(), Some("orders"));
+    assert!(!read_only(&lab, "lab-1-1").await);
+
+    let o = run(&["bluegreen", "switchover", "orders-green", "--plan"], None);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("renamed away"),
+        "{}",
+        text(&o)
+    );
+
+    // Killed between the two renames: blue is renamed away, green not yet at blue's name.
+    let o = run(
+        &["bluegreen", "switchover", "orders-green", "--yes"],
+        Some("redirect_rename_0:end"),
+    );
+    assert_eq!(o.status.code(), None, "killed: {}", text(&o));
+    assert_eq!(holder_of(&m, "orders").await, None, "the name is free mid-swap");
+    assert!(read_only(&lab, "lab-1-1").await && read_only(&lab, "lab-1-2").await);
+    let runs = json(&run(&["runs", "-o", "json"], None));
+    let id = runs[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(runs[0]["kind"], "bluegreen-switchover");
+    assert_eq!(runs[0]["status"], "running");
+    // A new process finishes the swap from the journaled plan.
+    let o = run(&["resume", &id, "--yes", "-o", "json"], None);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        holder_of(&m, "orders").await.as_deref(),
+        Some("orders-green")
+    );
+    assert!(read_only(&lab, "lab-1-1").await);
+    assert!(!read_only(&lab, "lab-1-2").await);
+    let st = json(&run(&["bluegreen", "status", "orders-green", "-o", "json"], None));
+    assert_eq!(st["deployment"]["serving"], "green", "{st:#}");
+
+    let o = run(&["bluegreen", "rollback", "orders-green", "--yes"], None);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(holder_of(&m, "orders").await.as_deref(), Some("orders"));
+    assert!(!read_only(&lab, "lab-1-1").await);
+    assert!(read_only(&lab, "lab-1-2").await);
 }

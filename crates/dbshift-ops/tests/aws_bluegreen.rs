@@ -22,7 +22,7 @@ use dbshift_provider::{GreenSpec, Provider, Side};
 use dbshift_testkit::moto::{self, Moto};
 use dbshift_testkit::{eventually, AckedWriter, InvariantChecker, TestLab};
 
-/// Which identifier at AWS carries dbshift's id `stable`, straight from moto.
+/// dbshift's id of the instance that holds the identifier `name` at AWS, straight from moto.
 async fn holder_of(m: &Moto, name: &str) -> Option<String> {
     moto::raw_tags(&m.moto_url(), name)
         .await
@@ -53,24 +53,11 @@ async fn switchover_and_rollback_by_rename_swap_with_the_sql_half_on_real_server
 
     // Each parameter group is one lab server's `read_only` (green's group is the copy
     // `bluegreen create` makes).
-    let groups: BTreeMap<String, String> = [
-        ("orders-params", "lab-1-1"),
-        ("orders-green-params", "lab-1-2"),
-    ]
-    .into_iter()
-    .map(|(g, i)| (g.to_string(), i.to_string()))
-    .collect();
-    let hook_lab = lab.clone();
-    m.on_parameter_read_only(Arc::new(move |group, on| {
-        let (lab, target) = (hook_lab.clone(), groups.get(&group).cloned());
-        Box::pin(async move {
-            if let Some(id) = target {
-                lab.set_read_only(&id, on)
-                    .await
-                    .unwrap_or_else(|e| panic!("read_only={on} on {id}: {e}"));
-            }
-        })
-    }));
+    moto::map_parameter_groups(
+        &m,
+        &lab,
+        &[("orders-params", "lab-1-1"), ("orders-green-params", "lab-1-2")],
+    );
 
     let mut endpoints = BTreeMap::new();
     endpoints.insert("orders".to_string(), lab.resolve("lab-1-1").await.unwrap());

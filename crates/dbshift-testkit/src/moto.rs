@@ -697,6 +697,26 @@ pub async fn seed_instance(
         .unwrap_or_else(|e| panic!("seeding {id}: {e:?}"));
 }
 
+/// Apply each parameter group's `read_only` to the lab server it names (`group -> lab
+/// instance`), as RDS applies that dynamic parameter at once: a fence by the group is real.
+pub fn map_parameter_groups(moto: &Moto, lab: &dbshift_provider::local::Lab, map: &[(&str, &str)]) {
+    let groups: BTreeMap<String, String> = map
+        .iter()
+        .map(|(g, i)| (g.to_string(), i.to_string()))
+        .collect();
+    let lab = lab.clone();
+    moto.on_parameter_read_only(Arc::new(move |group, on| {
+        let (lab, target) = (lab.clone(), groups.get(&group).cloned());
+        Box::pin(async move {
+            if let Some(id) = target {
+                lab.set_read_only(&id, on)
+                    .await
+                    .unwrap_or_else(|e| panic!("read_only={on} on {id}: {e}"));
+            }
+        })
+    }));
+}
+
 /// The tags moto holds on instance `id` (by its identifier), straight from moto.
 pub async fn raw_tags(moto_url: &str, id: &str) -> Option<BTreeMap<String, String>> {
     let out = sdk_client(moto_url)
