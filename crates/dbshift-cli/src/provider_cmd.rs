@@ -66,8 +66,8 @@ pub fn require_local(command: &str) -> anyhow::Result<()> {
             2,
             format!(
                 "`dbshift {command}` works on the local lab only; drop --provider aws (or \
-                 DBSHIFT_PROVIDER=aws). On AWS: inventory, ca list, ca-rotate, bluegreen create \
-                 (docs/aws.md)"
+                 DBSHIFT_PROVIDER=aws). On AWS: inventory, ca list, ca-rotate, bluegreen \
+                 create/status/verify/switchover/rollback, runs, resume (docs/aws.md)"
             ),
         )
         .into());

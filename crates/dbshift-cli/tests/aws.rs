@@ -2,8 +2,10 @@
 //! testkit's shim (DescribeCertificates, DescribeDBEngineVersions, `modifying` transitions):
 //! inventory of the 50-instance fleet, `ca-rotate --plan` and `--yes` (the CA changed in moto
 //! afterwards), Aurora's failover-first through FailoverDBCluster, `bluegreen create
-//! --encrypt` building snapshot, encrypted copy and restore then stopping with exit 3, and the
-//! lab-only commands refusing aws (exit 2). Run: `cargo test -p dbshift-cli --test aws`;
+//! --encrypt` building snapshot, encrypted copy and restore then stopping with exit 3, the
+//! lab-only commands refusing aws (exit 2), and a blue/green switchover (killed between its
+//! two renames, finished by `resume`) and rollback with moto's instances mapped onto
+//! RDS-mode lab servers. Run: `cargo test -p dbshift-cli --test aws`;
 //! needs `moto_server` (`scripts/deps.sh`).
 
 use std::path::Path;
@@ -267,12 +269,21 @@ async fn encrypted_bluegreen_builds_then_stops_for_a_human_and_lab_commands_refu
         &["lab", "up"][..],
         &["demo"][..],
         &["lab", "status"][..],
-        &["bluegreen", "switchover", "x"][..],
+        &["bluegreen", "cleanup", "x"][..],
+        &["switchover", "mysql-06", "--to", "x"][..],
     ] {
         let out = dbshift(dir.path(), &url, args);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
         assert!(String::from_utf8_lossy(&out.stderr).contains("local lab only"));
     }
+    // A blue/green switch works on AWS; an unknown deployment is bad input naming the known.
+    let out = dbshift(dir.path(), &url, &["bluegreen", "switchover", "x", "--yes"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("unknown deployment") && err.contains("mysql-06-green"),
+        "{err}"
+    );
     // Not found is bad input (exit 2) naming the instance.
     let out = dbshift(dir.path(), &url, &["reboot", "no-such-db"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
@@ -310,7 +321,10 @@ async fn bluegreen_switchover_resumed_mid_swap_and_rollback_on_moto_mapped_onto_
     moto::map_parameter_groups(
         &m,
         &lab,
-        &[("orders-params", "lab-1-1"), ("orders-green-params", "lab-1-2")],
+        &[
+            ("orders-params", "lab-1-1"),
+            ("orders-green-params", "lab-1-2"),
+        ],
     );
     let dir = tempfile::tempdir().unwrap();
     let users = lab.state().users.clone();
@@ -371,7 +385,10 @@ async fn bluegreen_switchover_resumed_mid_swap_and_rollback_on_moto_mapped_onto_
     );
     let d = json(&o);
     assert_eq!(d["green_writer"], "orders-green", "{d:#}");
-    let st = json(&run(&["bluegreen", "status", "orders-green", "-o", "json"], None));
+    let st = json(&run(
+        &["bluegreen", "status", "orders-green", "-o", "json"],
+        None,
+    ));
     assert_eq!(st["deployment"]["serving"], "blue", "{st:#}");
     assert_eq!(st["standby_replicating"], true, "{st:#}");
 
@@ -381,7 +398,14 @@ async fn bluegreen_switchover_resumed_mid_swap_and_rollback_on_moto_mapped_onto_
     let o = run(&["bluegreen", "rollback", "orders-green", "--yes"], None);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     let o = run(
-        &["bluegreen", "switchover", "orders-green", "--redirect", "proxy", "--yes"],
+        &[
+            "bluegreen",
+            "switchover",
+            "orders-green",
+            "--redirect",
+            "proxy",
+            "--yes",
+        ],
         None,
     );
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
@@ -402,7 +426,11 @@ async fn bluegreen_switchover_resumed_mid_swap_and_rollback_on_moto_mapped_onto_
         Some("redirect_rename_0:end"),
     );
     assert_eq!(o.status.code(), None, "killed: {}", text(&o));
-    assert_eq!(holder_of(&m, "orders").await, None, "the name is free mid-swap");
+    assert_eq!(
+        holder_of(&m, "orders").await,
+        None,
+        "the name is free mid-swap"
+    );
     assert!(read_only(&lab, "lab-1-1").await && read_only(&lab, "lab-1-2").await);
     let runs = json(&run(&["runs", "-o", "json"], None));
     let id = runs[0]["id"].as_str().unwrap().to_string();
@@ -417,7 +445,10 @@ async fn bluegreen_switchover_resumed_mid_swap_and_rollback_on_moto_mapped_onto_
     );
     assert!(read_only(&lab, "lab-1-1").await);
     assert!(!read_only(&lab, "lab-1-2").await);
-    let st = json(&run(&["bluegreen", "status", "orders-green", "-o", "json"], None));
+    let st = json(&run(
+        &["bluegreen", "status", "orders-green", "-o", "json"],
+        None,
+    ));
     assert_eq!(st["deployment"]["serving"], "green", "{st:#}");
 
     let o = run(&["bluegreen", "rollback", "orders-green", "--yes"], None);

@@ -227,9 +227,13 @@ pub async fn status(provider: &dyn Provider, d: &Deployment) -> Result<Status, B
         cluster: d.cluster(s).to_string(),
         writer: d.writer(s).to_string(),
         serving: d.serving == s,
+        // A side's writer by id (on AWS a swap moves blue's name, and with it the cluster an
+        // instance is listed under, to green's writer), its other instances by cluster.
         instances: rows
             .iter()
-            .filter(|r| r.cluster == d.cluster(s))
+            .filter(|r| {
+                r.id == d.writer(s) || (r.cluster == d.cluster(s) && r.id != d.writer(s.other()))
+            })
             .cloned()
             .collect(),
     };

@@ -56,7 +56,10 @@ async fn switchover_and_rollback_by_rename_swap_with_the_sql_half_on_real_server
     moto::map_parameter_groups(
         &m,
         &lab,
-        &[("orders-params", "lab-1-1"), ("orders-green-params", "lab-1-2")],
+        &[
+            ("orders-params", "lab-1-1"),
+            ("orders-green-params", "lab-1-2"),
+        ],
     );
 
     let mut endpoints = BTreeMap::new();
@@ -145,7 +148,9 @@ async fn switchover_and_rollback_by_rename_swap_with_the_sql_half_on_real_server
     assert_eq!(out.exit_code(), 1);
     assert!(!read_only(&lab, "lab-1-1").await);
     assert_eq!(holder_of(&m, "orders").await.as_deref(), Some("orders"));
-    g.exec_sql("CALL mysql.rds_start_replication").await.unwrap();
+    g.exec_sql("CALL mysql.rds_start_replication")
+        .await
+        .unwrap();
     g.close().await;
 
     // Switchover: fence by blue's parameter group, renames, green promoted by its own group.
@@ -171,10 +176,7 @@ async fn switchover_and_rollback_by_rename_swap_with_the_sql_half_on_real_server
     assert!(read_only(&lab, "lab-1-1").await);
     assert!(!read_only(&lab, "lab-1-2").await);
     let blue_now = p.describe_instance("orders").await.unwrap();
-    assert!(
-        blue_now.cluster.starts_with("orders-old-"),
-        "{blue_now:?}"
-    );
+    assert!(blue_now.cluster.starts_with("orders-old-"), "{blue_now:?}");
     let d = bluegreen::find(&*p, Some("orders-green")).await.unwrap();
     assert_eq!(d.serving, Side::Green);
     let before = writer.acked();
@@ -205,9 +207,11 @@ async fn switchover_and_rollback_by_rename_swap_with_the_sql_half_on_real_server
         Side::Blue
     );
     let before = writer.acked();
-    eventually!(Duration::from_secs(30), "writes through orders on blue again", {
-        (writer.acked() > before + 20).then_some(())
-    });
+    eventually!(
+        Duration::from_secs(30),
+        "writes through orders on blue again",
+        { (writer.acked() > before + 20).then_some(()) }
+    );
 
     let acked = writer.stop_and_audit(&lab).await;
     assert!(acked > 60, "{acked}");

@@ -777,6 +777,7 @@ pub fn test_options() -> dbshift_provider::aws::AwsOptions {
         db: None,
         endpoints: BTreeMap::new(),
         certificates_file: None,
+        proxies: BTreeMap::new(),
     }
 }
 

@@ -300,10 +300,34 @@ async fn encrypted_green_is_snapshot_copy_restore_and_the_rename_swap_redirects(
         Some(true),
         "the name is green's now"
     );
+    // dbshift's ids stay (the `dbshift:id` tags); the names clients use moved.
     let all = p.list_instances().await.unwrap();
-    assert!(all.iter().any(|i| i.id.starts_with("mysql-05-old-")));
-    assert!(!all.iter().any(|i| i.id == "mysql-05-green"));
     assert_eq!(all.len(), 51);
+    let blue = all.iter().find(|i| i.id == "mysql-05").unwrap();
+    assert!(blue.cluster.starts_with("mysql-05-old-"), "{blue:?}");
+    assert!(!blue.encrypted);
+    let green = all.iter().find(|i| i.id == "mysql-05-green").unwrap();
+    assert_eq!(green.cluster, "mysql-05");
+    let clusters = p.list_clusters().await.unwrap();
+    let c = clusters.iter().find(|c| c.name == "mysql-05").unwrap();
+    assert_eq!(c.writer, "mysql-05-green");
+    assert!(!p.describe_instance("mysql-05").await.unwrap().encrypted);
+    let deps = p.deployments().await.unwrap();
+    assert_eq!(deps[0].serving, dbshift_provider::Side::Green);
+    assert_eq!(
+        (deps[0].blue_writer.as_str(), deps[0].green_writer.as_str()),
+        ("mysql-05", "mysql-05-green")
+    );
+    // And back: the name returns to blue, green gets a name of its own again.
+    p.set_writer("mysql-05", "mysql-05").await.unwrap();
+    assert!(!raw(&m, "mysql-05")
+        .await
+        .storage_encrypted()
+        .unwrap_or(false));
+    assert_eq!(
+        p.deployments().await.unwrap()[0].serving,
+        dbshift_provider::Side::Blue
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -29,7 +29,7 @@ use rand::Rng;
 
 use crate::model::{
     CaApply, CertificateAuthority, Cluster, Credential, Credentials, Deployment, Endpoint,
-    GreenSpec, Instance, InstanceStatus, Provider, Rename, Role,
+    GreenSpec, Instance, InstanceStatus, Provider, ProxyEndpoint, Rename, Role,
 };
 use crate::{Error, Result};
 use certs::{ApiCertificates, CertificateSource, StaticCertificates};
@@ -84,6 +84,41 @@ pub struct AwsOptions {
     pub endpoints: BTreeMap<String, Endpoint>,
     /// A CA list instead of `DescribeCertificates` (`DBSHIFT_AWS_CERTIFICATES`).
     pub certificates_file: Option<PathBuf>,
+    /// Standalone instance name (what clients use) -> the dbshift proxy in front of it
+    /// (`DBSHIFT_AWS_PROXY=NAME=LISTEN_HOST:PORT/ADMIN_HOST:PORT,...`, the admin API's token
+    /// in `DBSHIFT_PROXY_TOKEN`): a switchover then holds clients there and switches it.
+    pub proxies: BTreeMap<String, ProxyEndpoint>,
+}
+
+/// `NAME=LISTEN_HOST:PORT/ADMIN_HOST:PORT,...` with the admin API's `token`.
+pub fn parse_proxy_map(text: &str, token: &str) -> Result<BTreeMap<String, ProxyEndpoint>> {
+    let mut out = BTreeMap::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let bad = || {
+            Error::BadInput(format!(
+                "DBSHIFT_AWS_PROXY: {part:?} is not NAME=LISTEN_HOST:PORT/ADMIN_HOST:PORT"
+            ))
+        };
+        let (name, addrs) = part.split_once('=').ok_or_else(bad)?;
+        let (listen, admin) = addrs.split_once('/').ok_or_else(bad)?;
+        let ep = |a: &str| -> Result<Endpoint> {
+            let (host, port) = a.rsplit_once(':').ok_or_else(bad)?;
+            Ok(Endpoint {
+                host: host.to_string(),
+                port: port.parse().map_err(|_| bad())?,
+            })
+        };
+        out.insert(
+            name.to_string(),
+            ProxyEndpoint {
+                cluster: name.to_string(),
+                listen: ep(listen)?,
+                admin: ep(admin)?,
+                token: token.to_string(),
+            },
+        );
+    }
+    Ok(out)
 }
 
 fn env(name: &str) -> Option<String> {
@@ -172,6 +207,19 @@ impl AwsOptions {
                 .transpose()?
                 .unwrap_or_default(),
             certificates_file: env("DBSHIFT_AWS_CERTIFICATES").map(PathBuf::from),
+            proxies: match env("DBSHIFT_AWS_PROXY") {
+                None => BTreeMap::new(),
+                Some(text) => {
+                    let token = env("DBSHIFT_PROXY_TOKEN").ok_or_else(|| {
+                        Error::BadInput(
+                            "DBSHIFT_AWS_PROXY needs the proxies' admin token in \
+                             DBSHIFT_PROXY_TOKEN"
+                                .into(),
+                        )
+                    })?;
+                    parse_proxy_map(&text, &token)?
+                }
+            },
         })
     }
 }
@@ -581,6 +629,31 @@ impl AwsProvider {
         Ok(())
     }
 
+    /// Where the holder of `cluster` goes: its own id when free (green going back to its
+    /// name on a rollback), else `<cluster>-old-<unix time>` (a free one).
+    async fn away_name(&self, cluster: &str, holder: &str) -> Result<String> {
+        let ts = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let mut candidates = Vec::new();
+        if holder != cluster {
+            candidates.push(holder.to_string());
+        }
+        candidates.push(format!("{cluster}-old-{ts}"));
+        candidates.extend((2..10).map(|n| format!("{cluster}-old-{ts}-{n}")));
+        for c in candidates {
+            match self.describe_raw(&c).await {
+                Err(Error::Unknown { .. }) => return Ok(c),
+                Ok(_) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::NeedsHuman(format!(
+            "no free name to rename {holder} away from {cluster}"
+        )))
+    }
+
     /// Tag the instance with its [`TAG_ID`] (its identifier now) unless it has one.
     pub async fn ensure_stable_id(&self, d: &DbInstance) -> Result<()> {
         if tag_value(d, TAG_ID).is_some() {
@@ -811,13 +884,7 @@ impl Provider for AwsProvider {
         match self.describe_raw(cluster).await {
             Ok(holder) => {
                 self.ensure_stable_id(&holder).await?;
-                let away = format!(
-                    "{cluster}-old-{}",
-                    std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map(|d| d.as_secs())
-                        .unwrap_or(0)
-                );
+                let away = self.away_name(cluster, &stable_id(&holder)).await?;
                 plan.push(Rename {
                     instance: stable_id(&holder),
                     from: cluster.to_string(),
@@ -959,6 +1026,10 @@ impl Provider for AwsProvider {
 
     fn credentials(&self) -> Result<Credentials> {
         self.db_credentials()
+    }
+
+    async fn proxy_of(&self, cluster: &str) -> Result<Option<ProxyEndpoint>> {
+        Ok(self.opts.proxies.get(cluster).cloned())
     }
 
     fn sql_access(&self) -> bool {
@@ -1120,5 +1191,15 @@ mod tests {
         assert!(parse_endpoint_map("db-1=127.0.0.1").is_err());
         assert!(parse_endpoint_map("=h:1").is_err());
         assert!(parse_endpoint_map("").unwrap().is_empty());
+    }
+
+    #[test]
+    fn proxy_map() {
+        let m = parse_proxy_map("orders=10.0.0.5:3306/127.0.0.1:7070", "t").unwrap();
+        assert_eq!(m["orders"].listen.port, 3306);
+        assert_eq!(m["orders"].admin.host, "127.0.0.1");
+        assert!(format!("{:?}", m["orders"]).contains("***"));
+        assert!(parse_proxy_map("orders=10.0.0.5:3306", "t").is_err());
+        assert!(parse_proxy_map("orders=h:x/h:1", "t").is_err());
     }
 }
