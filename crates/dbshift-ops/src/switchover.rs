@@ -885,6 +885,11 @@ impl<'a> Engine<'a> {
                 .set_writer(&self.p.cluster, &self.p.to)
                 .await
                 .map_err(|e| e.to_string())?;
+        } else {
+            self.provider
+                .record_writer(&self.p.cluster, &self.p.to)
+                .await
+                .map_err(|e| e.to_string())?;
         }
         let mut switched = serde_json::Value::Null;
         if let Some(proxy) = &self.proxy {

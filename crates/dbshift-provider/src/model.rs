@@ -275,6 +275,14 @@ pub trait Provider: Send + Sync {
     /// Changes no server.
     async fn set_writer(&self, cluster: &str, instance: &str) -> Result<()>;
 
+    /// Record that `instance` now serves `cluster`'s clients, who reach it by other means
+    /// than the name (the dbshift proxy, or hooks): the name itself is not moved where moving
+    /// it is slow (AWS: no renames; a tag records the serving side). The default moves the
+    /// name, where that is instant bookkeeping (the lab).
+    async fn record_writer(&self, cluster: &str, instance: &str) -> Result<()> {
+        self.set_writer(cluster, instance).await
+    }
+
     /// The renames [`Provider::set_writer`] would do to make `cluster` resolve to `instance`,
     /// in order (AWS: the holder of the name renamed away, then `instance` to the name). Empty
     /// where the redirect is one atomic change (the lab). The core journals each one, applies

@@ -16,7 +16,9 @@ use dbshift_db::server::ConnectOptions;
 use dbshift_db::{BinlogPosition, Server};
 
 use super::errors::platform;
-use super::{AwsProvider, TAG_BLUE, TAG_DEPLOYMENT, TAG_ID, TAG_SIDE, TAG_SOURCE_POSITION};
+use super::{
+    AwsProvider, TAG_BLUE, TAG_DEPLOYMENT, TAG_ID, TAG_SERVES, TAG_SIDE, TAG_SOURCE_POSITION,
+};
 use crate::model::{Deployment, Endpoint, GreenSpec, Provider, Side};
 use crate::{Error, Result};
 
@@ -613,7 +615,15 @@ pub async fn deployments(p: &AwsProvider) -> Result<Vec<Deployment>> {
                     .map(|c| c.writer.clone())
             })
             .unwrap_or_else(|| blue.clone());
-        let serving = if !aurora && &g.cluster == blue {
+        // The serving record of the last redirect, else who holds blue's name.
+        let serving = if g.tags.get(TAG_SERVES) == Some(blue) {
+            Side::Green
+        } else if instances
+            .iter()
+            .any(|i| i.id == blue_writer && i.tags.get(TAG_SERVES) == Some(blue))
+        {
+            Side::Blue
+        } else if !aurora && &g.cluster == blue {
             Side::Green
         } else {
             Side::Blue

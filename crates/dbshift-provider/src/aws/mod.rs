@@ -47,6 +47,9 @@ pub const TAG_SOURCE_POSITION: &str = "dbshift:source-position";
 /// writer" and "new writer" name the same servers before, during and after the swap, also
 /// in a resumed run.
 pub const TAG_ID: &str = "dbshift:id";
+/// On the instance that serves a name's clients (`dbshift:serves=<name>`): set by every
+/// redirect, by rename or by proxy, so the serving side is known whichever was used.
+pub const TAG_SERVES: &str = "dbshift:serves";
 
 /// What dbshift calls an instance: its `dbshift:id` tag, else its identifier.
 pub fn stable_id(d: &DbInstance) -> String {
@@ -629,6 +632,31 @@ impl AwsProvider {
         Ok(())
     }
 
+    /// Tag `instance` as serving `cluster` ([`TAG_SERVES`]) and untag every other instance
+    /// tagged so.
+    async fn mark_serving(&self, cluster: &str, instance: &str) -> Result<()> {
+        for d in self.all_instances().await? {
+            let Some(arn) = d.db_instance_arn() else {
+                continue;
+            };
+            let serves = tag_value(&d, TAG_SERVES) == Some(cluster);
+            if stable_id(&d) == instance {
+                if !serves {
+                    self.tag(arn, &[(TAG_SERVES, cluster)]).await?;
+                }
+            } else if serves {
+                self.client
+                    .remove_tags_from_resource()
+                    .resource_name(arn)
+                    .tag_keys(TAG_SERVES)
+                    .send()
+                    .await
+                    .map_err(|e| platform("RemoveTagsFromResource", arn, e))?;
+            }
+        }
+        Ok(())
+    }
+
     /// Where the holder of `cluster` goes: its own id when free (green going back to its
     /// name on a rollback), else `<cluster>-old-<unix time>` (a free one).
     async fn away_name(&self, cluster: &str, holder: &str) -> Result<String> {
@@ -856,7 +884,12 @@ impl Provider for AwsProvider {
                 stable_id(&holder)
             )));
         }
-        Ok(())
+        self.mark_serving(cluster, instance).await
+    }
+
+    /// No rename (the proxy or hooks move clients): only the [`TAG_SERVES`] record.
+    async fn record_writer(&self, cluster: &str, instance: &str) -> Result<()> {
+        self.mark_serving(cluster, instance).await
     }
 
     /// The instance that holds the name now is renamed away (`<name>-old-<unix time>`), then
