@@ -152,6 +152,14 @@ pub async fn switch_params(
     };
     let from = d.writer(d.serving).to_string();
     let new = d.writer(to).to_string();
+    // A redirect the provider cannot do is refused now, not found at the redirect step, past
+    // the point of no return (AWS: an Aurora cluster's name is not an instance's to rename).
+    if redirect == Redirect::Name {
+        provider
+            .redirect_plan(&d.blue, &new)
+            .await
+            .map_err(|e| BlueGreenError::BadInput(format!("--redirect name: {e}")))?;
+    }
     let followers = provider
         .list_instances()
         .await?
@@ -240,11 +248,14 @@ pub async fn status(provider: &dyn Provider, d: &Deployment) -> Result<Status, B
     let standby = d.serving.other();
     let standby_row = rows.iter().find(|r| r.id == d.writer(standby));
     let repl = standby_row.and_then(|r| r.replication.clone());
-    let params = switch_params(provider, d, standby, &SwitchOptions::default()).await?;
-    let (guards, guards_error) = match switchover::check(provider, &params).await {
-        Ok(g) => (Some(g), None),
-        Err(e) => (None, Some(e.to_string())),
-    };
+    let (guards, guards_error) =
+        match switch_params(provider, d, standby, &SwitchOptions::default()).await {
+            Ok(params) => match switchover::check(provider, &params).await {
+                Ok(g) => (Some(g), None),
+                Err(e) => (None, Some(e.to_string())),
+            },
+            Err(e) => (None, Some(e.to_string())),
+        };
     Ok(Status {
         deployment: d.clone(),
         blue: side(Side::Blue),

@@ -219,3 +219,54 @@ async fn switchover_and_rollback_by_rename_swap_with_the_sql_half_on_real_server
     report.assert_never_two_writers();
     journal.close().await;
 }
+
+/// An Aurora deployment cannot be redirected by renames (its name is the cluster's): the
+/// request is refused before anything changes, saying to use the proxy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_aurora_deployment_refuses_the_rename_redirect_before_any_change() {
+    let m = Moto::start(moto::default_shim()).await;
+    let c = moto::sdk_client(&m.moto_url()).await;
+    c.create_db_cluster()
+        .db_cluster_identifier("pay")
+        .engine("aurora-mysql")
+        .engine_version(moto::Fleet::AURORA_VERSION)
+        .master_username("admin")
+        .master_user_password("not-a-secret-1")
+        .send()
+        .await
+        .unwrap();
+    c.create_db_instance()
+        .db_instance_identifier("pay-1")
+        .db_cluster_identifier("pay")
+        .engine("aurora-mysql")
+        .db_instance_class("db.r6g.large")
+        .send()
+        .await
+        .unwrap();
+    let p = moto::provider(&m).await;
+    // Without database credentials green is built and kept, the SQL half left to a human.
+    let err = bluegreen::create(
+        &p,
+        &GreenSpec {
+            source: "pay".into(),
+            name: "pay-green".into(),
+            replicas: 0,
+            encrypt: false,
+            engine_binary: None,
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("DBSHIFT_DB_USER"), "{err}");
+    let d = bluegreen::find(&p, Some("pay-green")).await.unwrap();
+    assert_eq!(d.green_writer, "pay-green-1");
+    let err = bluegreen::switch_params(&p, &d, Side::Green, &SwitchOptions::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, BlueGreenError::BadInput(_)), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("Aurora") && text.contains("--redirect proxy"),
+        "{text}"
+    );
+}
