@@ -930,6 +930,10 @@ impl<'a> Engine<'a> {
                     .redirect_plan(&self.p.cluster, &self.p.to)
                     .await
                     .map_err(|e| e.to_string())?;
+                // Nothing to rename (the lab; the name already there): nothing to journal.
+                if p.is_empty() {
+                    return Ok(p);
+                }
                 let j = |e: JournalError| e.to_string();
                 self.journal
                     .begin(&self.run, "redirect_plan")

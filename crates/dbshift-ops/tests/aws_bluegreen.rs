@@ -165,7 +165,19 @@ async fn switchover_and_rollback_by_rename_swap_with_the_sql_half_on_real_server
     let (run, out) = bluegreen::switch(&*p, &journal, params, Side::Green, &LogObserver)
         .await
         .unwrap();
-    assert!(matches!(out, Outcome::Done(_)), "{out:?}");
+    let Outcome::Done(report) = &out else {
+        panic!("{out:?}")
+    };
+    // On moto a rename is one describe-poll away; on RDS each takes minutes.
+    eprintln!(
+        "switchover by rename swap: write gap {:?} ms, redirect {:?} ms",
+        report.write_gap_ms,
+        report
+            .step_ms
+            .iter()
+            .find(|(s, _)| s == "redirect")
+            .map(|(_, ms)| ms)
+    );
     let record = journal.run(&run).await.unwrap();
     assert!(record.step_done("redirect_plan"));
     assert!(record.step_done("redirect_rename_0") && record.step_done("redirect_rename_1"));
