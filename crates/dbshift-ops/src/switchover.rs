@@ -266,7 +266,7 @@ pub fn plan(params: &SwitchoverParams) -> Plan {
         format!("wait: {} applies {}'s last GTID (at most {} ms), gtid_binlog_state contained", p.to, p.from, p.timeout_ms),
         format!("point of no return: STOP SLAVE; RESET SLAVE ALL on {}", p.to),
         match p.redirect {
-            Redirect::Name => format!("redirect: {} resolves to {} (on AWS: blue renamed away, then green to its name, each journaled; minutes, plus DNS caches)", p.cluster, p.to),
+            Redirect::Name => format!("redirect: {} resolves to {} (the lab: at once; AWS: the holder of the name renamed away, then {} renamed to it, each journaled; minutes, plus DNS caches)", p.cluster, p.to, p.to),
             Redirect::Proxy => format!("redirect: the proxy in front of {} switches to {} ({} keeps its name)", p.cluster, p.to, p.cluster),
             Redirect::None => format!("redirect: none ({} keeps resolving as it does; hooks tell clients)", p.cluster),
         },
