@@ -122,6 +122,12 @@ async fn switchover_and_rollback_by_rename_swap_with_the_sql_half_on_real_server
         BlueGreenError::BadInput(_)
     ));
 
+    // Both sides compared by chunked checksums at one GTID position, over the RDS procedures.
+    let v = bluegreen::verify(&*p, &d, &dbshift_ops::verify::VerifyOptions::default())
+        .await
+        .unwrap();
+    assert!(v.equal, "{v:?}");
+
     let checker = InvariantChecker::start_lab(&lab).await.unwrap();
     let writer = AckedWriter::start_via(&lab, p.clone(), "orders", "aws_bg").await;
     eventually!(Duration::from_secs(20), "writes through orders", {
