@@ -22,6 +22,17 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   $sudo apt-get install -y -qq --no-install-recommends $(printf '%s\n' "${need_apt[@]}" | sort -u) >/dev/null
 fi
 
+# The AWS provider's tests run against moto_server (PyPI moto[server]).
+if ! command -v moto_server >/dev/null 2>&1; then
+  if command -v pip >/dev/null 2>&1 || command -v pip3 >/dev/null 2>&1; then
+    echo "deps: installing moto[server] (PyPI) for the AWS provider's tests"
+    "$(command -v pip || command -v pip3)" install -q 'moto[server]'
+  else
+    echo "deps: moto_server is missing and there is no pip: install Python 3 and pip, then run again" >&2
+    exit 1
+  fi
+fi
+
 if ! command -v cargo >/dev/null 2>&1; then
   echo "deps: cargo is missing: install Rust (https://rustup.rs) and run again" >&2
   exit 1

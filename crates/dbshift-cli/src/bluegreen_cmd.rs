@@ -9,7 +9,7 @@ use clap::{Args, Subcommand};
 use dbshift_ops::bluegreen::{self, BlueGreenError, SwitchOptions};
 use dbshift_ops::switchover;
 use dbshift_provider::local::Lab;
-use dbshift_provider::{Deployment, GreenSpec, Side};
+use dbshift_provider::{Deployment, GreenSpec, Provider, Side};
 
 use crate::output::{print_json, Table};
 use crate::switchover_cmd::{
@@ -46,7 +46,8 @@ pub struct CreateArgs {
     #[arg(long)]
     pub name: Option<String>,
     /// Data-at-rest encryption on green (a key file of its own; tables, redo, binlog, Aria,
-    /// temporary files).
+    /// temporary files). On AWS: blue's snapshot is copied with the KMS key
+    /// DBSHIFT_AWS_KMS_KEY (default alias/aws/rds) and green restored from the copy.
     #[arg(long)]
     pub encrypt: bool,
     /// Another mariadbd binary for green (mariadb-upgrade is run on it).
@@ -95,6 +96,12 @@ pub struct SwitchArgs {
     /// A command run after promotion with the old and new endpoints as $1 and $2; repeatable.
     #[arg(long = "hook")]
     pub hooks: Vec<String>,
+    /// How clients move: `name` (the provider moves blue's name: on AWS the rename swap,
+    /// blue renamed away then green to blue's name, minutes plus DNS caches), `proxy` (the
+    /// dbshift proxy in front, milliseconds), `none` (the hooks tell clients). Default: proxy
+    /// if one is in front of blue's name, else name.
+    #[arg(long, value_parser = parse_redirect)]
+    pub redirect: Option<switchover::Redirect>,
     /// Run the downtime probe on blue's cluster name through the switch.
     #[arg(long)]
     pub probe: bool,
@@ -125,8 +132,23 @@ pub struct CleanupArgs {
     pub output: OutputArgs,
 }
 
+fn parse_redirect(s: &str) -> Result<switchover::Redirect, String> {
+    match s {
+        "name" | "rename" => Ok(switchover::Redirect::Name),
+        "proxy" => Ok(switchover::Redirect::Proxy),
+        "none" => Ok(switchover::Redirect::None),
+        other => Err(format!("{other:?}: use name (alias rename), proxy or none")),
+    }
+}
+
 fn open(dir: &Path) -> anyhow::Result<Lab> {
+    crate::provider_cmd::require_local("bluegreen cleanup")?;
     Lab::open(dir).with_context(|| format!("opening the lab in {}", dir.display()))
+}
+
+/// The provider of `--provider` (the lab or AWS).
+async fn open_any(dir: &Path) -> anyhow::Result<std::sync::Arc<dyn Provider>> {
+    crate::provider_cmd::open_provider(dir).await
 }
 
 /// Bad input exits 2; a provider's error keeps its own type, so that its exit code is found.
@@ -154,7 +176,7 @@ pub async fn run(cmd: BlueGreenCommand, dir: &Path) -> anyhow::Result<()> {
 }
 
 async fn create(a: CreateArgs, dir: &Path) -> anyhow::Result<()> {
-    let lab = open(dir)?;
+    let lab = crate::provider_cmd::open_provider(dir).await?;
     let spec = GreenSpec {
         name: a
             .name
@@ -166,7 +188,7 @@ async fn create(a: CreateArgs, dir: &Path) -> anyhow::Result<()> {
         engine_binary: a.engine_binary.clone(),
     };
     let started = Instant::now();
-    let d = bluegreen::create(&lab, &spec)
+    let d = bluegreen::create(&*lab, &spec)
         .await
         .map_err(bg_err)
         .with_context(|| format!("building green {} from {}", spec.name, spec.source))?;
@@ -203,14 +225,14 @@ async fn create(a: CreateArgs, dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn deployment(lab: &Lab, name: Option<&str>) -> anyhow::Result<Deployment> {
+async fn deployment(lab: &dyn Provider, name: Option<&str>) -> anyhow::Result<Deployment> {
     bluegreen::find(lab, name).await.map_err(bg_err)
 }
 
 async fn status(a: NameArgs, dir: &Path) -> anyhow::Result<()> {
-    let lab = open(dir)?;
-    let d = deployment(&lab, a.name.as_deref()).await?;
-    let st = bluegreen::status(&lab, &d)
+    let lab = open_any(dir).await?;
+    let d = deployment(&*lab, a.name.as_deref()).await?;
+    let st = bluegreen::status(&*lab, &d)
         .await
         .map_err(bg_err)
         .context("reading the deployment's status")?;
@@ -289,8 +311,8 @@ async fn status(a: NameArgs, dir: &Path) -> anyhow::Result<()> {
 }
 
 async fn verify(a: VerifyArgs, dir: &Path) -> anyhow::Result<()> {
-    let lab = open(dir)?;
-    let d = deployment(&lab, a.name.as_deref()).await?;
+    let lab = open_any(dir).await?;
+    let d = deployment(&*lab, a.name.as_deref()).await?;
     let opts = dbshift_ops::verify::VerifyOptions {
         chunk_rows: a.chunk_rows,
         until_timeout: a.timeout,
@@ -299,7 +321,7 @@ async fn verify(a: VerifyArgs, dir: &Path) -> anyhow::Result<()> {
     if a.chunk_rows == 0 {
         return Err(Exit::new(2, "--chunk-rows must be at least 1").into());
     }
-    let report = bluegreen::verify(&lab, &d, &opts)
+    let report = bluegreen::verify(&*lab, &d, &opts)
         .await
         .map_err(bg_err)
         .with_context(|| format!("verifying {}", d.name))?;
@@ -353,15 +375,16 @@ async fn verify(a: VerifyArgs, dir: &Path) -> anyhow::Result<()> {
 }
 
 async fn switch(a: SwitchArgs, dir: &Path, to: Side) -> anyhow::Result<()> {
-    let lab = open(dir)?;
-    let d = deployment(&lab, a.name.as_deref()).await?;
+    let lab = open_any(dir).await?;
+    let d = deployment(&*lab, a.name.as_deref()).await?;
     let opts = SwitchOptions {
         max_lag_transactions: a.max_lag.transactions,
         max_lag_seconds: a.max_lag.seconds,
         timeout: a.timeout,
         hooks: a.hooks.clone(),
+        redirect: a.redirect,
     };
-    let params = bluegreen::switch_params(&lab, &d, to, &opts)
+    let params = bluegreen::switch_params(&*lab, &d, to, &opts)
         .await
         .map_err(bg_err)?;
     let verb = match to {
@@ -370,8 +393,8 @@ async fn switch(a: SwitchArgs, dir: &Path, to: Side) -> anyhow::Result<()> {
     };
     if a.plan {
         let header = format!(
-            "bluegreen {verb} of {}: {} -> {} ({} resolves to {} afterwards)",
-            d.name, params.from, params.to, d.blue, params.to
+            "bluegreen {verb} of {}: {} -> {} (redirect: {})",
+            d.name, params.from, params.to, params.redirect
         );
         return print_plan(&switchover::plan(&params), &header, a.output.output);
     }
@@ -391,7 +414,7 @@ async fn switch(a: SwitchArgs, dir: &Path, to: Side) -> anyhow::Result<()> {
     let journal = journal(dir).await?;
     let probe = start_probe(
         a.probe,
-        &lab,
+        lab.clone(),
         dir,
         &d.blue,
         &format!("bluegreen-{verb}-{}", d.name),
@@ -400,7 +423,7 @@ async fn switch(a: SwitchArgs, dir: &Path, to: Side) -> anyhow::Result<()> {
     )
     .await?;
     let observer = observer_for(probe.as_ref());
-    let result = bluegreen::switch(&lab, &journal, params, to, observer.as_ref()).await;
+    let result = bluegreen::switch(&*lab, &journal, params, to, observer.as_ref()).await;
     let summary = stop_probe(probe).await?;
     let (_run, outcome) = result.map_err(|e| match e {
         BlueGreenError::Switchover(s) => stopped_part_way(s),

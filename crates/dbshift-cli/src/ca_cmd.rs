@@ -97,16 +97,14 @@ fn rollout_err(e: RolloutError) -> anyhow::Error {
     }
 }
 
-fn provider(dir: &Path) -> anyhow::Result<Arc<dyn Provider>> {
-    let lab = dbshift_provider::local::Lab::open(dir)
-        .with_context(|| format!("opening the lab in {}", dir.display()))?;
-    Ok(Arc::new(lab))
+async fn provider(dir: &Path) -> anyhow::Result<Arc<dyn Provider>> {
+    crate::provider_cmd::open_provider(dir).await
 }
 
 pub async fn ca(cmd: CaCommand, dir: &Path) -> anyhow::Result<()> {
     match cmd {
         CaCommand::List(output) => {
-            let p = provider(dir)?;
+            let p = provider(dir).await?;
             let cas = ca_rotate::list(&*p).await.map_err(rollout_err)?;
             match output.output {
                 Format::Json => print_json(&cas)?,
@@ -195,6 +193,7 @@ fn print_plan(p: &CaPlan) {
             }
         );
     }
+    println!("{}", p.health_gate.describe());
     println!("2. clusters (readers one at a time, then the writer):");
     let mut t = Table::new(&[
         "CLUSTER", "#", "INSTANCE", "ROLE", "STATUS", "CA NOW", "ACTION", "EST",
@@ -366,6 +365,7 @@ fn print_report(r: &CaRotateReport) {
         RunOutcome::NeedsHuman => format!("NEEDS A HUMAN: {}", ro.message),
     };
     println!("CA rotation {} to {}: {outcome}", ro.run_id, ro.target);
+    println!("{}", r.health_gate.describe());
     if let Some(t) = &r.trust_deployed {
         println!("trust deployed first: {}", t.join(" + "));
     }
@@ -458,7 +458,7 @@ fn print_report(r: &CaRotateReport) {
 }
 
 pub async fn rotate(args: CaRotateArgs, dir: &Path) -> anyhow::Result<()> {
-    let p = provider(dir)?;
+    let p = provider(dir).await?;
     let (req, saved) = match &args.plan_file {
         Some(f) => {
             let text = std::fs::read_to_string(f)
@@ -544,7 +544,7 @@ pub async fn rotate(args: CaRotateArgs, dir: &Path) -> anyhow::Result<()> {
 
 /// `dbshift resume <run>` for a CA rotation.
 pub async fn resume(run: &str, dir: &Path, yes: bool, format: Format) -> anyhow::Result<()> {
-    let p = provider(dir)?;
+    let p = provider(dir).await?;
     let journal = journal(dir).await?;
     let record = journal
         .run(run)

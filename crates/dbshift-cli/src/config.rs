@@ -17,6 +17,9 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "the local lab's directory (--dir)",
     ),
     ("output", "DBSHIFT_OUTPUT", "table or json (--output)"),
+    ("provider", "DBSHIFT_PROVIDER", "local or aws (--provider)"),
+    ("region", "DBSHIFT_REGION", "the AWS region (--region)"),
+    ("profile", "DBSHIFT_PROFILE", "the AWS profile (--profile)"),
     (
         "log",
         "DBSHIFT_LOG",

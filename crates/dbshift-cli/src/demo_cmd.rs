@@ -566,7 +566,7 @@ impl Demo {
         let report_dir = self.report.reports_dir.join(name);
         let probe = start_probe(
             true,
-            lab,
+            std::sync::Arc::new(lab.clone()),
             &self.dir,
             &d.blue,
             &format!("demo-{name}"),

@@ -10,6 +10,7 @@ mod demo_cmd;
 mod failover_cmd;
 mod output;
 mod probe_cmd;
+mod provider_cmd;
 mod proxy_cmd;
 mod switchover_cmd;
 
@@ -20,7 +21,6 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use dbshift_provider::local::{Lab, UpOptions};
-use dbshift_provider::Provider;
 
 use output::print_json;
 
@@ -38,10 +38,13 @@ struct Cli {
     /// The local lab's directory.
     #[arg(long, global = true, env = "DBSHIFT_LAB_DIR", default_value = dbshift_provider::local::DEFAULT_DIR)]
     dir: PathBuf,
-    /// A configuration file (keys: dir, output, log); flags and DBSHIFT_* variables win over
-    /// it. Default: ./dbshift.toml, then ~/.config/dbshift/config.toml, when they exist.
+    /// A configuration file (keys: dir, output, log, provider, region, profile); flags and
+    /// DBSHIFT_* variables win over it. Default: ./dbshift.toml, then
+    /// ~/.config/dbshift/config.toml, when they exist.
     #[arg(long, global = true, env = "DBSHIFT_CONFIG")]
     config: Option<PathBuf>,
+    #[command(flatten)]
+    provider: provider_cmd::ProviderArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -246,6 +249,7 @@ fn exit_code_for(err: &anyhow::Error) -> u8 {
                 | P::DamagedState { .. }
                 | P::Missing(_)
                 | P::Unsupported(_) => 2,
+                P::NeedsHuman(_) => 3,
                 _ => 1,
             };
         }
@@ -290,6 +294,7 @@ fn main() -> ExitCode {
         }
     }
     let cli = Cli::parse();
+    provider_cmd::set(cli.provider.clone());
     init_logging(cli.verbose, cli.quiet);
     if let Some(path) = cli.config.as_ref().or(config_file.as_ref()) {
         tracing::info!(file = %path.display(), "configuration file read");
@@ -321,6 +326,15 @@ fn open_lab(dir: &std::path::Path) -> anyhow::Result<Lab> {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    match &cli.command {
+        Command::Lab(_) => provider_cmd::require_local("lab")?,
+        Command::Demo(_) => provider_cmd::require_local("demo")?,
+        Command::Proxy(_) => provider_cmd::require_local("proxy")?,
+        Command::Probe(_) => provider_cmd::require_local("probe")?,
+        Command::Check(_) => provider_cmd::require_local("check")?,
+        Command::Switchover(_) => provider_cmd::require_local("switchover")?,
+        _ => {}
+    }
     match cli.command {
         Command::Lab(LabCommand::Up {
             clusters,
@@ -385,25 +399,33 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Inventory(output) => {
-            let lab = open_lab(&cli.dir)?;
-            let rows = dbshift_ops::inventory::inventory(&lab)
+            let provider = provider_cmd::open_provider(&cli.dir).await?;
+            let rows = dbshift_ops::inventory::inventory(&*provider)
                 .await
                 .context("reading the inventory")?;
             match output.output {
                 Format::Json => print_json(&rows)?,
                 Format::Table => {
                     output::print_inventory(&rows);
+                    if !provider.sql_access() {
+                        println!(
+                            "replication not observed: no database credentials \
+                             (DBSHIFT_DB_USER / DBSHIFT_DB_PASSWORD)"
+                        );
+                    }
                     // The clusters' stable client endpoints (`lab proxy up`).
-                    for c in lab.status().clusters {
-                        if let Some(p) = c.proxy {
-                            println!("proxy of {}: {p} (dbshift proxy)", c.name);
+                    if !provider_cmd::is_aws() {
+                        for c in open_lab(&cli.dir)?.status().clusters {
+                            if let Some(p) = c.proxy {
+                                println!("proxy of {}: {p} (dbshift proxy)", c.name);
+                            }
                         }
                     }
                 }
             }
         }
         Command::Reboot { instance, timeout } => {
-            let lab = open_lab(&cli.dir)?;
+            let lab = provider_cmd::open_provider(&cli.dir).await?;
             // Resolve first: an unknown instance is bad input and nothing is touched.
             lab.describe_instance(&instance).await?;
             let started = std::time::Instant::now();
@@ -416,7 +438,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
         }
         Command::Resolve { name, output } => {
-            let lab = open_lab(&cli.dir)?;
+            let lab = provider_cmd::open_provider(&cli.dir).await?;
             let ep = lab.resolve(&name).await?;
             match output.output {
                 Format::Json => print_json(&ep)?,

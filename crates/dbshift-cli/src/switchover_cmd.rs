@@ -139,7 +139,7 @@ pub(crate) fn print_plan(
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn start_probe(
     enabled: bool,
-    lab: &Lab,
+    provider: std::sync::Arc<dyn dbshift_provider::Provider>,
     dir: &Path,
     target: &str,
     label: &str,
@@ -163,7 +163,6 @@ pub(crate) async fn start_probe(
         report_dir: Some(report_dir),
         ..Default::default()
     };
-    let provider: std::sync::Arc<dyn dbshift_provider::Provider> = std::sync::Arc::new(lab.clone());
     let target = dbshift_probe::TargetResolver::provider(provider, target.to_string());
     let handle = dbshift_probe::Probe::start(config, target)
         .await
@@ -428,7 +427,7 @@ pub async fn switchover(args: SwitchoverArgs, dir: &Path) -> anyhow::Result<()> 
     let journal = journal(dir).await?;
     let probe = start_probe(
         args.probe,
-        &lab,
+        std::sync::Arc::new(lab.clone()),
         dir,
         &params.cluster,
         &format!("switchover-{}", params.cluster),
@@ -476,7 +475,6 @@ pub async fn runs(output: OutputArgs, dir: &Path) -> anyhow::Result<()> {
 }
 
 pub async fn resume(args: ResumeArgs, dir: &Path) -> anyhow::Result<()> {
-    let lab = Lab::open(dir).with_context(|| format!("opening the lab in {}", dir.display()))?;
     if !dir.join("journal.sqlite").exists() {
         return Err(Exit::new(
             2,
@@ -500,7 +498,9 @@ pub async fn resume(args: ResumeArgs, dir: &Path) -> anyhow::Result<()> {
         ),
         args.yes,
     )?;
-    let outcome = switchover::resume(&lab, &journal, &args.run, &LogObserver)
+    // The provider of the run's fleet (`--provider aws` for a run on AWS).
+    let provider = crate::provider_cmd::open_provider(dir).await?;
+    let outcome = switchover::resume(&*provider, &journal, &args.run, &LogObserver)
         .await
         .map_err(stopped_part_way)?;
     journal.close().await;

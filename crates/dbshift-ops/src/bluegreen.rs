@@ -17,7 +17,7 @@ use serde::Serialize;
 use crate::guards::GuardReport;
 use crate::inventory::{self, InventoryRow};
 use crate::journal::Journal;
-use crate::switchover::{self, Observer, Outcome, SwitchoverError, SwitchoverParams};
+use crate::switchover::{self, Observer, Outcome, Redirect, SwitchoverError, SwitchoverParams};
 
 /// Errors of the blue/green workflow before any switch starts.
 #[derive(Debug, thiserror::Error)]
@@ -97,6 +97,9 @@ pub struct SwitchOptions {
     pub max_lag_seconds: u64,
     pub timeout: Duration,
     pub hooks: Vec<String>,
+    /// How clients move; `None`: the proxy if one is in front of blue's name, else the name
+    /// (AWS: the rename swap).
+    pub redirect: Option<Redirect>,
 }
 
 impl Default for SwitchOptions {
@@ -106,6 +109,7 @@ impl Default for SwitchOptions {
             max_lag_seconds: 5,
             timeout: Duration::from_secs(10),
             hooks: Vec::new(),
+            redirect: None,
         }
     }
 }
@@ -134,8 +138,28 @@ pub async fn switch_params(
             "--timeout must be more than zero".into(),
         ));
     }
+    let proxy = provider.proxy_of(&d.blue).await?.is_some();
+    let redirect = match opts.redirect {
+        Some(Redirect::Proxy) if !proxy => {
+            return Err(BlueGreenError::BadInput(format!(
+                "--redirect proxy: no dbshift proxy is in front of {}; use --redirect name",
+                d.blue
+            )))
+        }
+        Some(r) => r,
+        None if proxy => Redirect::Proxy,
+        None => Redirect::Name,
+    };
     let from = d.writer(d.serving).to_string();
     let new = d.writer(to).to_string();
+    // A redirect the provider cannot do is refused now, not found at the redirect step, past
+    // the point of no return (AWS: an Aurora cluster's name is not an instance's to rename).
+    if redirect == Redirect::Name {
+        provider
+            .redirect_plan(&d.blue, &new)
+            .await
+            .map_err(|e| BlueGreenError::BadInput(format!("--redirect name: {e}")))?;
+    }
     let followers = provider
         .list_instances()
         .await?
@@ -155,6 +179,7 @@ pub async fn switch_params(
         fence_attempts: 3,
         hooks: opts.hooks.clone(),
         followers,
+        redirect,
     })
 }
 
@@ -210,20 +235,27 @@ pub async fn status(provider: &dyn Provider, d: &Deployment) -> Result<Status, B
         cluster: d.cluster(s).to_string(),
         writer: d.writer(s).to_string(),
         serving: d.serving == s,
+        // A side's writer by id (on AWS a swap moves blue's name, and with it the cluster an
+        // instance is listed under, to green's writer), its other instances by cluster.
         instances: rows
             .iter()
-            .filter(|r| r.cluster == d.cluster(s))
+            .filter(|r| {
+                r.id == d.writer(s) || (r.cluster == d.cluster(s) && r.id != d.writer(s.other()))
+            })
             .cloned()
             .collect(),
     };
     let standby = d.serving.other();
     let standby_row = rows.iter().find(|r| r.id == d.writer(standby));
     let repl = standby_row.and_then(|r| r.replication.clone());
-    let params = switch_params(provider, d, standby, &SwitchOptions::default()).await?;
-    let (guards, guards_error) = match switchover::check(provider, &params).await {
-        Ok(g) => (Some(g), None),
-        Err(e) => (None, Some(e.to_string())),
-    };
+    let (guards, guards_error) =
+        match switch_params(provider, d, standby, &SwitchOptions::default()).await {
+            Ok(params) => match switchover::check(provider, &params).await {
+                Ok(g) => (Some(g), None),
+                Err(e) => (None, Some(e.to_string())),
+            },
+            Err(e) => (None, Some(e.to_string())),
+        };
     Ok(Status {
         deployment: d.clone(),
         blue: side(Side::Blue),

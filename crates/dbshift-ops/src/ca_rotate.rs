@@ -76,8 +76,48 @@ pub struct CaPlan {
     pub ca: CertificateAuthority,
     pub trust: TrustStep,
     pub clients: Vec<ClientTrust>,
+    /// What the health gate after each instance checks.
+    #[serde(default)]
+    pub health_gate: HealthGate,
     #[serde(flatten)]
     pub plan: Plan,
+}
+
+/// What the health gate checks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HealthGate {
+    /// The control plane and the servers: available, the new CA recorded, the chain the server
+    /// presents verified against the target CA (when the provider has its certificate),
+    /// replicas replicating and caught up.
+    #[default]
+    SqlAndTls,
+    /// The control plane alone (no database credentials): the instance available with
+    /// nothing pending and the target CA recorded. The servers themselves are not checked.
+    ControlPlane,
+}
+
+impl HealthGate {
+    pub fn of(provider: &dyn Provider) -> HealthGate {
+        if provider.sql_access() {
+            HealthGate::SqlAndTls
+        } else {
+            HealthGate::ControlPlane
+        }
+    }
+
+    pub fn describe(&self) -> &'static str {
+        match self {
+            HealthGate::SqlAndTls => {
+                "health gate: available, new CA recorded and presented, replication caught up"
+            }
+            HealthGate::ControlPlane => {
+                "health gate: control plane only (no database credentials: DBSHIFT_DB_USER / \
+                 DBSHIFT_DB_PASSWORD): available, nothing pending, the target CA recorded; the \
+                 servers' TLS and replication are NOT checked"
+            }
+        }
+    }
 }
 
 impl CaPlan {
@@ -96,6 +136,7 @@ pub struct CaRotateReport {
     pub trust_deployed: Option<Vec<String>>,
     pub clients_not_trusting: Vec<PathBuf>,
     pub resumed: bool,
+    pub health_gate: HealthGate,
     /// `--drop-old-trust`: the trust after the rotation.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trust_final: Option<TrustFinal>,
@@ -228,7 +269,11 @@ pub async fn prepare(
         start_stopped: req.start_stopped,
         max_failures: req.max_failures,
         filters,
-        costs: Costs::default(),
+        costs: if provider.name() == "aws" {
+            Costs::aws()
+        } else {
+            Costs::default()
+        },
     };
     let target = ca.id.clone();
     let plan = rollout::build_plan(opts, &clusters, &instances, &|i: &Instance| i.ca == target)?;
@@ -247,6 +292,7 @@ pub async fn prepare(
             needed,
         },
         clients,
+        health_gate: HealthGate::of(provider),
         plan,
     })
 }
@@ -293,9 +339,10 @@ pub fn request_of(run: &RunRecord) -> Result<CaRotateRequest, RolloutError> {
 pub struct CaChange {
     provider: Arc<dyn Provider>,
     ca: String,
-    /// The target CA's certificate alone, for the gate's TLS check.
-    ca_file: tempfile::NamedTempFile,
-    admin: dbshift_provider::Credential,
+    /// The target CA's certificate alone and the user to connect as, for the gate's TLS
+    /// check; `None` when the servers are not reachable over SQL (no database credentials)
+    /// or the provider has no certificate for the CA: the provider's record alone then.
+    tls_check: Option<(tempfile::NamedTempFile, dbshift_provider::Credential)>,
 }
 
 impl CaChange {
@@ -303,31 +350,35 @@ impl CaChange {
         provider: Arc<dyn Provider>,
         ca: &CertificateAuthority,
     ) -> Result<CaChange, RolloutError> {
-        let pem = ca.pem.as_deref().ok_or_else(|| {
-            bad(format!(
+        let tls_check = match (&ca.pem, provider.sql_access()) {
+            (Some(pem), true) => {
+                let mut ca_file = tempfile::Builder::new()
+                    .prefix("dbshift-target-ca-")
+                    .suffix(".pem")
+                    .tempfile()
+                    .map_err(|e| bad(format!("a temp file for the target CA: {e}")))?;
+                std::io::Write::write_all(&mut ca_file, pem.as_bytes())
+                    .map_err(|e| bad(format!("writing the target CA: {e}")))?;
+                Some((ca_file, provider.credentials()?.admin))
+            }
+            (None, true) if provider.name() == "local" => {
+                return Err(bad(format!(
                 "the provider gives no certificate for {}: the health gate cannot check the chain",
                 ca.id
-            ))
-        })?;
-        let mut ca_file = tempfile::Builder::new()
-            .prefix("dbshift-target-ca-")
-            .suffix(".pem")
-            .tempfile()
-            .map_err(|e| bad(format!("a temp file for the target CA: {e}")))?;
-        std::io::Write::write_all(&mut ca_file, pem.as_bytes())
-            .map_err(|e| bad(format!("writing the target CA: {e}")))?;
-        let admin = provider.credentials()?.admin;
+            )))
+            }
+            _ => None,
+        };
         Ok(CaChange {
             provider,
             ca: ca.id.clone(),
-            ca_file,
-            admin,
+            tls_check,
         })
     }
 
-    /// The PEM file of the target CA alone.
-    pub fn ca_path(&self) -> &Path {
-        self.ca_file.path()
+    /// The PEM file of the target CA alone, when the gate checks the chain.
+    pub fn ca_path(&self) -> Option<&Path> {
+        self.tls_check.as_ref().map(|(f, _)| f.path())
     }
 }
 
@@ -375,7 +426,10 @@ impl Change for CaChange {
         if instance.ca != self.ca {
             return Ok(false);
         }
-        presents_chain(instance, &self.admin, self.ca_file.path()).await
+        match &self.tls_check {
+            Some((file, admin)) => presents_chain(instance, admin, file.path()).await,
+            None => Ok(true),
+        }
     }
 
     async fn apply(&self, instance: &Instance, restart: bool) -> Result<(), String> {
@@ -485,6 +539,7 @@ pub async fn execute(
             .map(|c| c.file.clone())
             .collect(),
         resumed,
+        health_gate: plan.health_gate,
         trust_final: None,
     })
 }

@@ -53,6 +53,9 @@ pub enum Error {
     Provider(#[from] dbshift_provider::Error),
 }
 
+/// The servers are not asked: the provider has no database credentials.
+const NOT_OBSERVED: &str = "not observed";
+
 struct Observed {
     health: ReplicationHealth,
     binlog_pos: Option<GtidPos>,
@@ -123,6 +126,10 @@ pub async fn inventory(provider: &dyn Provider) -> Result<Vec<InventoryRow>, Err
         if i.status == InstanceStatus::Stopped {
             return Err("stopped".to_string());
         }
+        // Without database credentials (AWS) only the control plane is shown.
+        if !provider.sql_access() {
+            return Err(NOT_OBSERVED.to_string());
+        }
         observe(provider, i).await
     }))
     .await;
@@ -151,7 +158,7 @@ pub async fn inventory(provider: &dyn Provider) -> Result<Vec<InventoryRow>, Err
                 }
                 (Some(h), None, o.encrypted || inst.encrypted)
             }
-            Err(e) if e == "stopped" => (None, None, inst.encrypted),
+            Err(e) if e == "stopped" || e == NOT_OBSERVED => (None, None, inst.encrypted),
             Err(e) => (None, Some(e.clone()), inst.encrypted),
         };
         rows.push(InventoryRow {

@@ -22,7 +22,7 @@ use dbshift_db::dialect::{alter_event, SourceSpec, SourceStart, SslSpec};
 use dbshift_db::mariadb::{BinlogState, GtidPos};
 use dbshift_db::server::{Fence, FenceOptions};
 use dbshift_db::Server;
-use dbshift_provider::{Credentials, Endpoint, Provider};
+use dbshift_provider::{Credentials, Endpoint, Provider, Rename};
 use serde::{Deserialize, Serialize};
 
 use crate::guards::{run_guards, GuardLimits, GuardReport};
@@ -119,6 +119,33 @@ pub struct SwitchoverParams {
     /// blue/green switch, the readers of both sides (each side keeps its own chain).
     #[serde(default)]
     pub followers: Vec<String>,
+    /// How clients are moved to the new writer.
+    #[serde(default)]
+    pub redirect: Redirect,
+}
+
+/// How a switchover moves clients.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Redirect {
+    /// The provider moves the cluster's name (the lab: at once; AWS: the rename swap, each
+    /// rename journaled, minutes, plus DNS caches); a proxy in front is switched too.
+    #[default]
+    Name,
+    /// Only the dbshift proxy in front of the cluster (milliseconds); the name stays.
+    Proxy,
+    /// Neither: the hooks tell the clients.
+    None,
+}
+
+impl std::fmt::Display for Redirect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Redirect::Name => "name",
+            Redirect::Proxy => "proxy",
+            Redirect::None => "none",
+        })
+    }
 }
 
 /// The journal kinds of runs that are this core (a blue/green switch is one, labelled so).
@@ -266,6 +293,7 @@ pub async fn prepare(
         fence_attempts: 3,
         hooks: req.hooks.clone(),
         followers: Vec::new(),
+        redirect: Redirect::Name,
     })
 }
 
@@ -277,7 +305,11 @@ pub fn plan(params: &SwitchoverParams) -> Plan {
         format!("fence {}: event_scheduler=OFF, read_only=ON (lock wait {} ms, {} attempts), end SUPER/READ_ONLY ADMIN sessions, BACKUP STAGE BLOCK_COMMIT lease", p.from, p.fence_lock_wait_ms, p.fence_attempts),
         format!("wait: {} applies {}'s last GTID (at most {} ms), gtid_binlog_state contained", p.to, p.from, p.timeout_ms),
         format!("point of no return: STOP SLAVE; RESET SLAVE ALL on {}", p.to),
-        format!("redirect: {} resolves to {}", p.cluster, p.to),
+        match p.redirect {
+            Redirect::Name => format!("redirect: {} resolves to {} (the lab: at once; AWS: the holder of the name renamed away, then {} renamed to it, each journaled; minutes, plus DNS caches)", p.cluster, p.to, p.to),
+            Redirect::Proxy => format!("redirect: the proxy in front of {} switches to {} ({} keeps its name)", p.cluster, p.to, p.cluster),
+            Redirect::None => format!("redirect: none ({} keeps resolving as it does; hooks tell clients)", p.cluster),
+        },
         format!("promote {}: events enabled, read_only=OFF", p.to),
         format!("hooks: {}", if p.hooks.is_empty() { "none".to_string() } else { p.hooks.join("; ") }),
         format!("demote {}: replica of {} (MASTER_DEMOTE_TO_SLAVE=1), events disabled, leftover clients ended", p.from, p.to),
@@ -893,10 +925,25 @@ impl<'a> Engine<'a> {
     }
 
     async fn redirect(&mut self) -> StepResult<serde_json::Value> {
-        self.provider
-            .set_writer(&self.p.cluster, &self.p.to)
-            .await
-            .map_err(|e| e.to_string())?;
+        if self.p.redirect == Redirect::Proxy && self.proxy.is_none() {
+            return Err(format!(
+                "--redirect proxy, but no dbshift proxy is in front of {}",
+                self.p.cluster
+            ));
+        }
+        let mut renamed = Vec::new();
+        if self.p.redirect == Redirect::Name {
+            renamed = self.renames().await?;
+            self.provider
+                .set_writer(&self.p.cluster, &self.p.to)
+                .await
+                .map_err(|e| e.to_string())?;
+        } else {
+            self.provider
+                .record_writer(&self.p.cluster, &self.p.to)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
         let mut switched = serde_json::Value::Null;
         if let Some(proxy) = &self.proxy {
             // Every held session re-attached to the new writer (still read-only: the commands
@@ -907,9 +954,87 @@ impl<'a> Engine<'a> {
                 .await
                 .map_err(|e| format!("switching the proxy to {}: {e}", self.p.to))?;
         }
-        Ok(
-            serde_json::json!({ "cluster": self.p.cluster, "writer": self.p.to, "proxy_switch": switched }),
-        )
+        Ok(serde_json::json!({
+            "cluster": self.p.cluster,
+            "writer": self.p.to,
+            "redirect": self.p.redirect,
+            "renamed": renamed,
+            "proxy_switch": switched,
+        }))
+    }
+
+    /// The provider's renames (AWS's identifier swap), each journaled as a step of its own
+    /// (`redirect_rename_<n>`) under the plan journaled first (`redirect_plan`): a resumed run
+    /// applies the same plan from the first rename not journaled as done.
+    async fn renames(&mut self) -> StepResult<Vec<Rename>> {
+        let record = self
+            .journal
+            .run(&self.run)
+            .await
+            .map_err(|e| e.to_string())?;
+        let planned = record
+            .step_detail("redirect_plan")
+            .and_then(|d| serde_json::from_value::<Vec<Rename>>(d.clone()).ok());
+        let plan = match planned {
+            Some(p) => p,
+            None => {
+                let p = self
+                    .provider
+                    .redirect_plan(&self.p.cluster, &self.p.to)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                // Nothing to rename (the lab; the name already there): nothing to journal.
+                if p.is_empty() {
+                    return Ok(p);
+                }
+                let j = |e: JournalError| e.to_string();
+                self.journal
+                    .begin(&self.run, "redirect_plan")
+                    .await
+                    .map_err(j)?;
+                self.journal
+                    .end(
+                        &self.run,
+                        "redirect_plan",
+                        serde_json::to_value(&p).unwrap_or_default(),
+                    )
+                    .await
+                    .map_err(j)?;
+                p
+            }
+        };
+        for (n, r) in plan.iter().enumerate() {
+            let step = format!("redirect_rename_{n}");
+            if record.step_done(&step) {
+                continue;
+            }
+            self.observer.event(&format!(
+                "rename {} ({}) to {}: start",
+                r.from, r.instance, r.to
+            ));
+            self.journal
+                .begin(&self.run, &step)
+                .await
+                .map_err(|e| e.to_string())?;
+            crash_point(&step, "begin");
+            if let Err(e) = self.provider.rename(r).await {
+                let msg = format!("renaming {} to {}: {e}", r.from, r.to);
+                let _ = self.journal.failed(&self.run, &step, &msg).await;
+                return Err(msg);
+            }
+            self.journal
+                .end(
+                    &self.run,
+                    &step,
+                    serde_json::to_value(r).unwrap_or_default(),
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            crash_point(&step, "end");
+            self.observer
+                .event(&format!("rename {} to {}: done", r.from, r.to));
+        }
+        Ok(plan)
     }
 
     async fn promote(&mut self) -> StepResult<serde_json::Value> {
@@ -1153,7 +1278,7 @@ impl<'a> Engine<'a> {
             .iter()
             .find(|c| c.name == self.p.cluster)
             .map(|c| c.writer.clone());
-        if named.as_deref() != Some(self.p.to.as_str()) {
+        if self.p.redirect == Redirect::Name && named.as_deref() != Some(self.p.to.as_str()) {
             return Err(format!(
                 "the provider resolves {} to {named:?}, not {}",
                 self.p.cluster, self.p.to

@@ -47,6 +47,19 @@ pub enum Error {
     /// A database operation failed.
     #[error(transparent)]
     Db(#[from] dbshift_db::Error),
+    /// The cloud platform refused or failed a call; `message` says what to do about it.
+    #[error("{operation} {target}: {message}")]
+    Platform {
+        operation: String,
+        target: String,
+        /// The platform's error code (`Throttling`, `InvalidDBInstanceState`, ...).
+        code: String,
+        message: String,
+    },
+    /// Work was done and then stopped where a human must decide (exit 3): the message names
+    /// what exists and how to continue or clean up.
+    #[error("{0}")]
+    NeedsHuman(String),
     /// A wait ran out.
     #[error("timed out after {after:?} waiting for {what}")]
     Timeout {

@@ -5,6 +5,7 @@
 //! default: a lab of real `mariadbd` processes. This crate must never know about workflows:
 //! it acts on one instance or cluster at a time, when told.
 
+pub mod aws;
 pub mod error;
 pub mod local;
 mod model;
@@ -12,5 +13,5 @@ mod model;
 pub use error::{Error, Result};
 pub use model::{
     CaApply, CertificateAuthority, Cluster, Credential, Credentials, Deployment, Endpoint,
-    GreenSpec, Instance, InstanceStatus, Provider, ProxyEndpoint, Role, Side,
+    GreenSpec, Instance, InstanceStatus, Provider, ProxyEndpoint, Rename, Role, Side,
 };

@@ -44,6 +44,9 @@ impl std::fmt::Display for Role {
 pub enum InstanceStatus {
     Available,
     Stopped,
+    /// The platform is changing it (AWS: creating, modifying, rebooting, a change pending,
+    /// ...): running or not, it is not ready for the next step.
+    Busy,
 }
 
 impl std::fmt::Display for InstanceStatus {
@@ -51,6 +54,7 @@ impl std::fmt::Display for InstanceStatus {
         f.write_str(match self {
             InstanceStatus::Available => "available",
             InstanceStatus::Stopped => "stopped",
+            InstanceStatus::Busy => "busy",
         })
     }
 }
@@ -225,6 +229,17 @@ impl Deployment {
     }
 }
 
+/// One rename of a redirect by identifier swap (AWS): the switchover core journals each one
+/// before and after, so that a resumed run finishes a half-done swap from the plan it made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rename {
+    /// The instance's stable id (what dbshift calls it before and after the rename).
+    pub instance: String,
+    /// The platform's identifier now, and after.
+    pub from: String,
+    pub to: String,
+}
+
 /// What `create_green` builds.
 #[derive(Debug, Clone)]
 pub struct GreenSpec {
@@ -260,6 +275,32 @@ pub trait Provider: Send + Sync {
     /// Changes no server.
     async fn set_writer(&self, cluster: &str, instance: &str) -> Result<()>;
 
+    /// Record that `instance` now serves `cluster`'s clients, who reach it by other means
+    /// than the name (the dbshift proxy, or hooks): the name itself is not moved where moving
+    /// it is slow (AWS: no renames; a tag records the serving side). The default moves the
+    /// name, where that is instant bookkeeping (the lab).
+    async fn record_writer(&self, cluster: &str, instance: &str) -> Result<()> {
+        self.set_writer(cluster, instance).await
+    }
+
+    /// The renames [`Provider::set_writer`] would do to make `cluster` resolve to `instance`,
+    /// in order (AWS: the holder of the name renamed away, then `instance` to the name). Empty
+    /// where the redirect is one atomic change (the lab). The core journals each one, applies
+    /// it with [`Provider::rename`], then calls `set_writer`, which finds nothing left to do.
+    async fn redirect_plan(&self, cluster: &str, instance: &str) -> Result<Vec<Rename>> {
+        let _ = (cluster, instance);
+        Ok(Vec::new())
+    }
+
+    /// Apply one rename of a [`Provider::redirect_plan`] and wait until it is done; done
+    /// already (a resumed run) is success.
+    async fn rename(&self, rename: &Rename) -> Result<()> {
+        Err(crate::Error::Unsupported(format!(
+            "the {} provider renames nothing ({rename:?})",
+            self.name()
+        )))
+    }
+
     /// Restart the instance's server and wait until it accepts connections again.
     async fn reboot(&self, id: &str, timeout: Duration) -> Result<()>;
 
@@ -271,6 +312,21 @@ pub trait Provider: Send + Sync {
 
     /// The credentials dbshift uses on this fleet.
     fn credentials(&self) -> Result<Credentials>;
+
+    /// Whether dbshift can talk SQL to the servers (it has their credentials). False on AWS
+    /// when no database credentials are configured: health gates then rely on the control
+    /// plane alone (instance available, the change recorded, nothing pending) and say so.
+    fn sql_access(&self) -> bool {
+        true
+    }
+
+    /// Move `cluster`'s writer to `to` by the platform's own failover (Aurora:
+    /// FailoverDBCluster) and wait until `to` is the writer. `Ok(false)`: the platform has no
+    /// such failover for this cluster; the caller uses the switchover core instead.
+    async fn failover_cluster(&self, cluster: &str, to: &str, timeout: Duration) -> Result<bool> {
+        let _ = (cluster, to, timeout);
+        Ok(false)
+    }
 
     /// The dbshift proxy in front of `cluster`, if one runs: a switchover then holds clients
     /// there instead of letting them see errors.

@@ -9,6 +9,7 @@
 
 pub mod faults;
 pub mod invariants;
+pub mod moto;
 pub mod proxied;
 pub mod relay;
 pub mod writer;
@@ -29,7 +30,7 @@ pub use invariants::{
 };
 pub use proxied::ProxiedLab;
 pub use relay::{Relay, RelayControl};
-pub use writer::{admin_at, AckedWriter};
+pub use writer::{admin_at, admin_via, AckedWriter};
 
 /// Evaluate `$body` (an expression giving an `Option`, `.await`s allowed) until it is `Some`,
 /// and give that value; panic after `$timeout` with `$what`. Tests wait for what they expect

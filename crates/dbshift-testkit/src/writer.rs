@@ -14,6 +14,9 @@ use dbshift_provider::{Credential, Provider};
 
 /// The inserting client; see the module documentation.
 pub struct AckedWriter {
+    /// Who says where the name points (the lab, or another provider naming the lab's
+    /// servers, such as the aws provider on moto mapped onto them).
+    resolver: Arc<dyn Provider>,
     cluster: String,
     table: String,
     stop: Arc<AtomicBool>,
@@ -33,7 +36,12 @@ fn options(lab: &Lab, who: &Credential, host: &str, port: u16) -> ConnectOptions
 
 /// An admin connection to what `name` (a cluster or an instance) resolves to now.
 pub async fn admin_at(lab: &Lab, name: &str) -> Server {
-    let ep = lab.resolve(name).await.expect("the name resolves");
+    admin_via(lab, lab, name).await
+}
+
+/// An admin connection to the lab server `resolver` resolves `name` to now.
+pub async fn admin_via(lab: &Lab, resolver: &dyn Provider, name: &str) -> Server {
+    let ep = resolver.resolve(name).await.expect("the name resolves");
     let admin = lab.state().users.admin.clone();
     Server::connect(&options(lab, &admin, &ep.host, ep.port))
         .await
@@ -43,7 +51,17 @@ pub async fn admin_at(lab: &Lab, name: &str) -> Server {
 impl AckedWriter {
     /// Create `app.<table>` on what `cluster` resolves to, then insert into it until stopped.
     pub async fn start(lab: &Lab, cluster: &str, table: &str) -> AckedWriter {
-        let mut a = admin_at(lab, cluster).await;
+        AckedWriter::start_via(lab, Arc::new(lab.clone()), cluster, table).await
+    }
+
+    /// [`AckedWriter::start`], following `cluster` as `resolver` resolves it.
+    pub async fn start_via(
+        lab: &Lab,
+        resolver: Arc<dyn Provider>,
+        cluster: &str,
+        table: &str,
+    ) -> AckedWriter {
+        let mut a = admin_via(lab, &*resolver, cluster).await;
         a.exec_sql(&format!(
             "CREATE TABLE IF NOT EXISTS app.{table} (id BIGINT PRIMARY KEY)"
         ))
@@ -53,6 +71,7 @@ impl AckedWriter {
         let stop = Arc::new(AtomicBool::new(false));
         let acked = Arc::new(Mutex::new(BTreeSet::new()));
         let (lab2, name, tbl) = (lab.clone(), cluster.to_string(), table.to_string());
+        let resolver2 = resolver.clone();
         let (stop2, acked2) = (stop.clone(), acked.clone());
         let task = tokio::spawn(async move {
             let app = lab2.state().users.app.clone();
@@ -60,7 +79,7 @@ impl AckedWriter {
             let mut conn: Option<Server> = None;
             while !stop2.load(Ordering::Relaxed) {
                 if conn.is_none() {
-                    let Ok(ep) = lab2.resolve(&name).await else {
+                    let Ok(ep) = resolver2.resolve(&name).await else {
                         tokio::time::sleep(Duration::from_millis(20)).await;
                         continue;
                     };
@@ -93,6 +112,7 @@ impl AckedWriter {
             }
         });
         AckedWriter {
+            resolver,
             cluster: cluster.to_string(),
             table: table.to_string(),
             stop,
@@ -112,7 +132,7 @@ impl AckedWriter {
         self.stop.store(true, Ordering::Relaxed);
         self.task.await.unwrap();
         let acked = self.acked.lock().unwrap().clone();
-        let mut w = admin_at(lab, &self.cluster).await;
+        let mut w = admin_via(lab, &*self.resolver, &self.cluster).await;
         let rows = w
             .query_rows(&format!("SELECT id FROM app.{}", self.table))
             .await
