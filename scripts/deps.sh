@@ -22,15 +22,28 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   $sudo apt-get install -y -qq --no-install-recommends $(printf '%s\n' "${need_apt[@]}" | sort -u) >/dev/null
 fi
 
-# The AWS provider's tests run against moto_server (PyPI moto[server]).
-if ! command -v moto_server >/dev/null 2>&1; then
-  if command -v pip >/dev/null 2>&1 || command -v pip3 >/dev/null 2>&1; then
-    echo "deps: installing moto[server] (PyPI) for the AWS provider's tests"
-    "$(command -v pip || command -v pip3)" install -q 'moto[server]'
-  else
-    echo "deps: moto_server is missing and there is no pip: install Python 3 and pip, then run again" >&2
-    exit 1
+# The AWS provider's tests run against moto_server (PyPI moto[server]): installed with pip, or,
+# where the system Python refuses pip installs (PEP 668), into a virtual environment that the
+# tests look in too ($DBSHIFT_MOTO_VENV, default ~/.local/share/dbshift/moto).
+moto_venv="${DBSHIFT_MOTO_VENV:-$HOME/.local/share/dbshift/moto}"
+if ! command -v moto_server >/dev/null 2>&1 && [ ! -x "$moto_venv/bin/moto_server" ]; then
+  echo "deps: installing moto[server] (PyPI) for the AWS provider's tests"
+  pip_cmd="$(command -v pip || command -v pip3 || true)"
+  if [ -z "$pip_cmd" ] || ! "$pip_cmd" install -q 'moto[server]'; then
+    if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
+      sudo=""
+      [ "$(id -u)" -ne 0 ] && sudo="sudo"
+      export DEBIAN_FRONTEND=noninteractive
+      $sudo apt-get update -qq
+      $sudo apt-get install -y -qq --no-install-recommends python3 python3-venv python3-pip >/dev/null
+    fi
+    python3 -m venv "$moto_venv"
+    "$moto_venv/bin/pip" install -q 'moto[server]'
   fi
+  command -v moto_server >/dev/null 2>&1 || [ -x "$moto_venv/bin/moto_server" ] || {
+    echo "deps: moto_server still missing after the install: see the messages above" >&2
+    exit 1
+  }
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

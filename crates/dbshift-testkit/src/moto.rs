@@ -133,11 +133,31 @@ fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
+/// `moto_server` on the PATH, else the virtual environment scripts/deps.sh makes where pip
+/// cannot install into the system Python (`$DBSHIFT_MOTO_VENV`, default
+/// `~/.local/share/dbshift/moto`).
+fn moto_server_path() -> std::path::PathBuf {
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("moto_server"))
+            .find(|p| p.is_file())
+    });
+    on_path.unwrap_or_else(|| {
+        let venv = std::env::var_os("DBSHIFT_MOTO_VENV")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| {
+                std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                    .join(".local/share/dbshift/moto")
+            });
+        venv.join("bin/moto_server")
+    })
+}
+
 impl Moto {
     /// Start `moto_server` on a free loopback port and the shim on another.
     pub async fn start(config: ShimConfig) -> Moto {
         let moto_port = free_port();
-        let child = Command::new("moto_server")
+        let child = Command::new(moto_server_path())
             .args(["-H", "127.0.0.1", "-p", &moto_port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
