@@ -237,8 +237,16 @@ pub(crate) fn report(
         Format::Table => match outcome {
             FailoverOutcome::Unplanned(r) => {
                 println!(
-                    "failover {}: {} is the writer of {} (was {}, fenced: stopped)",
-                    r.run_id, r.new_writer, r.cluster, r.old_writer
+                    "failover {}: {} is the writer of {} (was {}, fenced: stopped){}",
+                    r.run_id,
+                    r.new_writer,
+                    r.cluster,
+                    r.old_writer,
+                    if r.resumed {
+                        "; continued the run interrupted part way"
+                    } else {
+                        ""
+                    }
                 );
                 println!(
                     "detection {} ms, fencing {} ms, promotion {} ms, re-pointing {} ms; writes \
