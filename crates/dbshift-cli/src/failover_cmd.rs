@@ -348,8 +348,8 @@ impl WatchSink for PrintSink {
                     ),
                     WatchEvent::SemiSyncBack { writer } => format!("semi-sync on {writer} is active again"),
                     WatchEvent::ReplicaBroken { replica, error } => format!("replica {replica}: {error}"),
-                    WatchEvent::FailoverStarted { writer, detection_ms } => {
-                        format!("failing over from {writer} (dead, detected in {detection_ms} ms)")
+                    WatchEvent::FailoverStarted { writer, detection_ms, evidence } => {
+                        format!("failing over from {writer} (dead, detected in {detection_ms} ms; {evidence})")
                     }
                     WatchEvent::FailoverDone { outcome } => match outcome.as_ref() {
                         FailoverOutcome::Unplanned(r) => format!(

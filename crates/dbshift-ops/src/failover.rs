@@ -104,6 +104,13 @@ pub struct Candidate {
     pub configured: bool,
     /// Why it cannot be promoted, if it cannot.
     pub unfit: Option<String>,
+    /// `Slave_received_heartbeats` (MariaDB): heartbeats the writer sent while it had nothing
+    /// else to send. With `source_log` it shows whether the replica still hears the writer.
+    pub heartbeats: Option<u64>,
+    /// `Slave_heartbeat_period` (MariaDB), in milliseconds.
+    pub heartbeat_period_ms: Option<u64>,
+    /// `Master_Log_File:Read_Master_Log_Pos`: how far its IO thread has fetched.
+    pub source_log: Option<String>,
 }
 
 impl Candidate {
@@ -135,10 +142,20 @@ impl Assessment {
     /// Dead: dbshift cannot reach the writer, at least one replica answers, and every replica
     /// that answers says its IO thread lost the writer too.
     pub fn writer_dead(&self) -> bool {
+        self.writer_dead_or_silent(&Default::default())
+    }
+
+    /// As [`Assessment::writer_dead`], where a replica in `silent` (it heard nothing from the
+    /// writer, neither an event nor a heartbeat, for several heartbeat periods: see
+    /// `watch.rs`) agrees too, though its IO thread has not yet given up (that takes
+    /// `slave_net_timeout` for a hung or cut-off writer).
+    pub fn writer_dead_or_silent(&self, silent: &std::collections::BTreeSet<String>) -> bool {
         let answering: Vec<&Candidate> = self.replicas.iter().filter(|c| c.reachable).collect();
         !self.writer_reachable
             && !answering.is_empty()
-            && answering.iter().all(|c| c.sees_writer_down())
+            && answering
+                .iter()
+                .all(|c| c.sees_writer_down() || silent.contains(&c.id))
     }
 }
 
@@ -271,6 +288,9 @@ async fn describe_candidate(
         read_only: None,
         configured: false,
         unfit: None,
+        heartbeats: None,
+        heartbeat_period_ms: None,
+        source_log: None,
     };
     let mut s = match connect_within(creds, ep, timeout).await {
         Ok(s) => s,
@@ -283,10 +303,36 @@ async fn describe_candidate(
         let st = s.replication_status().await?;
         let slave_pos = s.gtid_slave_pos().await?;
         let ro = s.read_only().await?;
-        Ok::<_, dbshift_db::Error>((st, slave_pos, ro))
+        // MariaDB's; another flavor has neither (then silence is never inferred).
+        let heard = s
+            .query_rows(
+                "SHOW GLOBAL STATUS WHERE Variable_name IN \
+                 ('Slave_received_heartbeats', 'Slave_heartbeat_period')",
+            )
+            .await
+            .unwrap_or_default();
+        Ok::<_, dbshift_db::Error>((st, slave_pos, ro, heard))
     };
     match tokio::time::timeout(timeout * 2, read).await {
-        Ok(Ok((st, slave_pos, ro))) => {
+        Ok(Ok((st, slave_pos, ro, heard))) => {
+            for row in &heard {
+                let (Some(name), Some(value)) = (
+                    row.first().and_then(|c| c.1.as_deref()),
+                    row.get(1).and_then(|c| c.1.as_deref()),
+                ) else {
+                    continue;
+                };
+                if name.eq_ignore_ascii_case("Slave_received_heartbeats") {
+                    c.heartbeats = value.parse().ok();
+                } else if name.eq_ignore_ascii_case("Slave_heartbeat_period") {
+                    c.heartbeat_period_ms = value
+                        .parse::<f64>()
+                        .ok()
+                        .filter(|p| *p > 0.0)
+                        .map(|p| (p * 1000.0).round() as u64);
+                }
+            }
+            c.source_log = st.source_log.as_ref().map(|p| p.to_string());
             c.reachable = true;
             c.io_running = Some(st.io_running);
             c.sql_running = st.sql_running;
@@ -856,6 +902,7 @@ impl Unplanned<'_> {
                 verify_server_cert: self.creds.ca_bundle.is_some(),
             }),
             connect_retry_s: Some(1),
+            heartbeat_period_ms: Some(dbshift_db::dialect::HEARTBEAT_PERIOD_MS),
         }
     }
 
@@ -1198,6 +1245,9 @@ mod tests {
             read_only: Some(true),
             configured: true,
             unfit: None,
+            heartbeats: Some(7),
+            heartbeat_period_ms: Some(500),
+            source_log: Some("binlog.000001:4242".into()),
         }
     }
 
