@@ -248,6 +248,15 @@ fn kill_9_of_dbshift_at_every_failover_step_then_failover_again() {
         );
         w
     });
+    let truncations = |id: &str| -> Vec<String> {
+        std::fs::read_to_string(dir.join(id).join("error.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("truncated binlog"))
+            .map(str::to_string)
+            .collect()
+    };
+    let truncated_before = truncations(&old).len();
     kill_9(&dir, &old);
     let o = dbshift(
         &dir,
@@ -286,10 +295,19 @@ fn kill_9_of_dbshift_at_every_failover_step_then_failover_again() {
     let only_on_old: std::collections::BTreeSet<u64> =
         rows(&old).difference(&rows(&new)).copied().collect();
     let lost: std::collections::BTreeSet<u64> = lost.into_iter().collect();
-    assert!(
-        lost.is_subset(&only_on_old),
-        "every lost write is on the old writer: lost {lost:?}, only there {only_on_old:?}"
-    );
+    // A lost write the old writer does not have either: its crash recovery in the replica
+    // role (`--init-rpl-role=SLAVE`, the semi-sync lab's setting for every non-writer) rolled
+    // back the last transactions it had binlogged but not committed in InnoDB, acknowledged
+    // or not: with semi-sync off they may have been acknowledged. The error log says so.
+    let gone: Vec<u64> = lost.difference(&only_on_old).copied().collect();
+    if !gone.is_empty() {
+        let truncated = truncations(&old).split_off(truncated_before);
+        eprintln!("lost and not on {old} either: {gone:?}; its error log: {truncated:?}");
+        assert!(
+            !truncated.is_empty() && gone.len() <= 2,
+            "lost {lost:?}, only on the old writer {only_on_old:?}, truncated: {truncated:?}"
+        );
+    }
     // The old writer may have committed the one insert in flight at the kill, never
     // acknowledged; every other write only it has was acknowledged and is reported lost.
     assert!(
@@ -297,8 +315,11 @@ fn kill_9_of_dbshift_at_every_failover_step_then_failover_again() {
         "lost {lost:?}, only on the old writer {only_on_old:?}"
     );
     eprintln!(
-        "without semi-sync: {} of {acked_async} acknowledged writes lost, all on {old}",
-        lost.len()
+        "without semi-sync: {} of {acked_async} acknowledged writes lost, {} of them on {old}, \
+         {} truncated by its crash recovery",
+        lost.len(),
+        lost.len() - gone.len(),
+        gone.len()
     );
     rounds += 1;
 
