@@ -140,75 +140,78 @@ fn kill_9_of_dbshift_at_every_failover_step_then_failover_again() {
         .collect();
     points.push("failover:verify:end".into());
     for at in &points {
-        {
-            let before = rt.block_on(async {
-                let n = writer.acked() + 20;
-                dbshift_testkit::eventually!(
-                    Duration::from_secs(20),
-                    "acknowledged writes before the kill",
-                    (writer.acked() >= n).then_some(())
-                );
-                writer.acked()
-            });
-            let old = writer_of(&dir);
-            kill_9(&dir, &old);
-            let o = dbshift(
-                &dir,
-                &["failover", "lab-1", "--yes", "-o", "json"],
-                Some(&at),
+        let before = rt.block_on(async {
+            let n = writer.acked() + 20;
+            dbshift_testkit::eventually!(
+                Duration::from_secs(20),
+                "acknowledged writes before the kill",
+                (writer.acked() >= n).then_some(())
             );
-            assert_eq!(
-                o.status.code(),
-                None,
-                "{at}: dbshift must have been killed: {}",
-                text(&o)
-            );
-            let runs = json(&dbshift(&dir, &["runs", "-o", "json"], None));
-            assert_eq!(runs[0]["kind"], "failover", "{at}: {runs:#}");
-            assert_eq!(runs[0]["status"], "running", "{at}: {runs:#}");
-            let run = runs[0]["id"].as_str().unwrap().to_string();
-
-            let o = dbshift(&dir, &["failover", "lab-1", "--yes", "-o", "json"], None);
-            assert_eq!(o.status.code(), Some(0), "{at}: {}", text(&o));
-            let done = json(&o);
-            assert_eq!(done["mode"], "unplanned", "{at}: {done:#}");
-            assert_eq!(done["resumed"], true, "{at}: {done:#}");
-            assert_eq!(done["run_id"], run.as_str(), "{at}: the same run continued");
-            assert_eq!(done["old_writer"], old.as_str(), "{at}");
-            let new = done["new_writer"].as_str().unwrap().to_string();
-            assert_ne!(new, old, "{at}");
-            assert_eq!(
-                done["repointed"].as_array().unwrap().len(),
-                1,
-                "{at}: {done:#}"
-            );
-
-            let rejoined = json(&dbshift(
-                &dir,
-                &["rejoin", &old, "--yes", "-o", "json"],
-                None,
-            ));
-            assert_eq!(rejoined["outcome"], "rejoined", "{at}: {rejoined:#}");
-            assert_eq!(sole_writer(&dir), new, "{at}");
-            let runs = json(&dbshift(&dir, &["runs", "-o", "json"], None));
-            let record = runs
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|r| r["id"] == run.as_str())
-                .unwrap();
-            assert_eq!(record["status"], "done", "{at}: {record:#}");
-            // Writes go on through the name on the new writer.
-            rt.block_on(async {
-                dbshift_testkit::eventually!(
-                    Duration::from_secs(20),
-                    "acknowledged writes on the new writer",
-                    (writer.acked() >= before + 20).then_some(())
-                );
-            });
-            rounds += 1;
-            eprintln!("{at}: {old} -> {new}, {:?} so far", started.elapsed());
+            writer.acked()
+        });
+        let old = writer_of(&dir);
+        kill_9(&dir, &old);
+        let o = dbshift(
+            &dir,
+            &["failover", "lab-1", "--yes", "-o", "json"],
+            Some(at),
+        );
+        assert_eq!(
+            o.status.code(),
+            None,
+            "{at}: dbshift must have been killed: {}",
+            text(&o)
+        );
+        let runs = json(&dbshift(&dir, &["runs", "-o", "json"], None));
+        assert_eq!(runs[0]["kind"], "failover", "{at}: {runs:#}");
+        assert_eq!(runs[0]["status"], "running", "{at}: {runs:#}");
+        let run = runs[0]["id"].as_str().unwrap().to_string();
+        if rounds == 0 {
+            let o = dbshift(&dir, &["resume", &run, "--yes"], None);
+            assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+            assert!(text(&o).contains("dbshift failover lab-1"), "{}", text(&o));
         }
+
+        let o = dbshift(&dir, &["failover", "lab-1", "--yes", "-o", "json"], None);
+        assert_eq!(o.status.code(), Some(0), "{at}: {}", text(&o));
+        let done = json(&o);
+        assert_eq!(done["mode"], "unplanned", "{at}: {done:#}");
+        assert_eq!(done["resumed"], true, "{at}: {done:#}");
+        assert_eq!(done["run_id"], run.as_str(), "{at}: the same run continued");
+        assert_eq!(done["old_writer"], old.as_str(), "{at}");
+        let new = done["new_writer"].as_str().unwrap().to_string();
+        assert_ne!(new, old, "{at}");
+        assert_eq!(
+            done["repointed"].as_array().unwrap().len(),
+            1,
+            "{at}: {done:#}"
+        );
+
+        let rejoined = json(&dbshift(
+            &dir,
+            &["rejoin", &old, "--yes", "-o", "json"],
+            None,
+        ));
+        assert_eq!(rejoined["outcome"], "rejoined", "{at}: {rejoined:#}");
+        assert_eq!(sole_writer(&dir), new, "{at}");
+        let runs = json(&dbshift(&dir, &["runs", "-o", "json"], None));
+        let record = runs
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == run.as_str())
+            .unwrap();
+        assert_eq!(record["status"], "done", "{at}: {record:#}");
+        // Writes go on through the name on the new writer.
+        rt.block_on(async {
+            dbshift_testkit::eventually!(
+                Duration::from_secs(20),
+                "acknowledged writes on the new writer",
+                (writer.acked() >= before + 20).then_some(())
+            );
+        });
+        rounds += 1;
+        eprintln!("{at}: {old} -> {new}, {:?} so far", started.elapsed());
     }
 
     let acked = rt.block_on(writer.stop_and_audit(&lab));
