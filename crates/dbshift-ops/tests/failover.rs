@@ -849,14 +849,12 @@ async fn a_writer_cut_off_by_the_relay_is_detected_by_heartbeats_fenced_and_repl
     );
     assert_eq!(report.old_writer, "lab-1-1");
     assert!(report.warnings.is_empty(), "{:?}", report.warnings);
-    // Before slave_net_timeout (4 s in the lab): the heartbeats told, not the IO threads.
-    assert!(evidence.contains("heartbeat"), "{evidence}");
+    // The heartbeats told, not the IO threads (they give up only after slave_net_timeout; the
+    // speed itself is measured by bench/cases/failover_gap_cut.sh).
     assert!(
-        report.phases.detection_ms < 4000,
-        "detection {} ms",
-        report.phases.detection_ms
+        evidence.contains("no event or heartbeat") && !evidence.contains("IO thread"),
+        "{evidence}"
     );
-    assert!(summary.max_write_gap_ms < 10_000.0);
     // Fenced by the provider: the old writer's process is gone, though it was never down.
     assert_eq!(lab.pid("lab-1-1").unwrap(), None);
     assert!(
