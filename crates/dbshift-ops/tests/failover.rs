@@ -715,18 +715,12 @@ impl Provider for Relayed {
     }
 }
 
-/// Issue 9: a writer alive and writable but cut off from dbshift, its clients and its
-/// replicas (all reach it through fault-injecting relays, switched to a black hole at once).
-/// The watcher sees it unreachable and the replicas hearing nothing (no event, no heartbeat)
-/// for three heartbeat periods, well before their IO threads give up; it fences the writer by
-/// a provider stop, promotes and re-points. Never two writable servers; with semi-sync no
-/// acknowledged write lost.
-#[tokio::test]
-async fn a_writer_cut_off_by_the_relay_is_detected_by_heartbeats_fenced_and_replaced() {
-    let _serial = SERIAL.lock().await;
-    let t = TestLab::start_semi_sync(1, 2).await;
-    let lab = tied(t.lab());
-    let j = journal(&t).await;
+/// lab-1-1 (the writer) behind two relays: one for everything that asks the provider
+/// (dbshift, clients: the returned provider names the relay as its address), one for the
+/// replicas' IO threads (re-pointed to it, heartbeat period as dbshift sets it).
+async fn writer_behind_relays(
+    lab: &Lab,
+) -> (dbshift_testkit::Relay, dbshift_testkit::Relay, Arc<Relayed>) {
     let direct = lab.describe_instance("lab-1-1").await.unwrap().endpoint;
     let upstream: std::net::SocketAddr =
         format!("{}:{}", direct.host, direct.port).parse().unwrap();
@@ -763,6 +757,22 @@ async fn a_writer_cut_off_by_the_relay_is_detected_by_heartbeats_fenced_and_repl
             port: clients.addr().port(),
         },
     });
+    (clients, replication, cut)
+}
+
+/// Issue 9: a writer alive and writable but cut off from dbshift, its clients and its
+/// replicas (all reach it through fault-injecting relays, switched to a black hole at once).
+/// The watcher sees it unreachable and the replicas hearing nothing (no event, no heartbeat)
+/// for three heartbeat periods, well before their IO threads give up; it fences the writer by
+/// a provider stop, promotes and re-points. Never two writable servers; with semi-sync no
+/// acknowledged write lost.
+#[tokio::test]
+async fn a_writer_cut_off_by_the_relay_is_detected_by_heartbeats_fenced_and_replaced() {
+    let _serial = SERIAL.lock().await;
+    let t = TestLab::start_semi_sync(1, 2).await;
+    let lab = tied(t.lab());
+    let j = journal(&t).await;
+    let (clients, replication, cut) = writer_behind_relays(&lab).await;
     let invariants = InvariantChecker::start_lab(&lab).await.unwrap();
     let provider: Arc<dyn Provider> = cut.clone();
     let probe = Probe::start(
@@ -877,4 +887,77 @@ async fn a_writer_cut_off_by_the_relay_is_detected_by_heartbeats_fenced_and_repl
     check_lab_gtid_history(&lab, &[(domain, ids)])
         .await
         .unwrap();
+}
+
+/// No misfire: dbshift alone cut off from an idle, healthy writer (its replicas still hear
+/// its heartbeats) is reported, never failed over; the replicas alone cut off (dbshift still
+/// reaches it) is no dead writer either.
+#[tokio::test]
+async fn a_writer_cut_off_from_dbshift_alone_or_from_its_replicas_alone_is_not_failed_over() {
+    let _serial = SERIAL.lock().await;
+    let t = TestLab::start(1, 2).await;
+    let lab = tied(t.lab());
+    let j = journal(&t).await;
+    let (clients, replication, cut) = writer_behind_relays(&lab).await;
+    let invariants = InvariantChecker::start_lab(&lab).await.unwrap();
+    let mut opts = WatchOptions::new("lab-1");
+    opts.interval = Duration::from_millis(200);
+    opts.auto_failover = true;
+    let sink = Collect::default();
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let watcher = watch::watch(&*cut, &j, &opts, &sink, rx);
+    let scenario = async {
+        eventually!(
+            Duration::from_secs(10),
+            "the watcher started",
+            sink.events()
+                .iter()
+                .any(|e| matches!(e, WatchEvent::Started { .. }))
+                .then_some(())
+        );
+        // dbshift cut off, the writer idle: only heartbeats reach the replicas, for longer
+        // than the silence rule (1.5 s) and slave_net_timeout (4 s).
+        clients.set_drop(true);
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        clients.pass();
+        clients.cut_all();
+        eventually!(
+            Duration::from_secs(10),
+            "the writer answers again",
+            sink.events()
+                .iter()
+                .any(|e| matches!(e, WatchEvent::WriterBack { .. }))
+                .then_some(())
+        );
+        // The replicas cut off, dbshift not.
+        replication.set_drop(true);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        stop.send(true).unwrap();
+    };
+    let (done, ()) = tokio::join!(watcher, scenario);
+    let events = sink.events();
+    assert!(done.unwrap().is_empty(), "{events:?}");
+    assert!(
+        events.iter().any(|e| matches!(
+            e,
+            WatchEvent::WriterUnreachable {
+                replicas_agree: false,
+                ..
+            }
+        )),
+        "{events:?}"
+    );
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, WatchEvent::FailoverStarted { .. })),
+        "{events:?}"
+    );
+    assert_eq!(lab.fresh().unwrap().clusters[0].writer, "lab-1-1");
+    assert!(
+        lab.pid("lab-1-1").unwrap().is_some(),
+        "the writer was not stopped"
+    );
+    replication.pass();
+    invariants.stop().await.assert_never_two_writers();
 }
