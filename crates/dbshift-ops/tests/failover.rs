@@ -727,7 +727,7 @@ async fn writer_behind_relays(
     let clients = dbshift_testkit::Relay::start(upstream).await.unwrap();
     let replication = dbshift_testkit::Relay::start(upstream).await.unwrap();
     for r in ["lab-1-2", "lab-1-3"] {
-        let mut s = admin(&lab, r).await;
+        let mut s = admin(lab, r).await;
         s.exec_sql(&format!(
             "STOP SLAVE; CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={}, \
              MASTER_HEARTBEAT_PERIOD=0.5; START SLAVE",
@@ -746,7 +746,7 @@ async fn writer_behind_relays(
         eventually!(
             Duration::from_secs(20),
             "healthy replication",
-            source_of(&lab, r).await
+            source_of(lab, r).await
         );
     }
     let cut = Arc::new(Relayed {
