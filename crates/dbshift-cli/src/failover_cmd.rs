@@ -201,7 +201,7 @@ pub async fn failover(args: FailoverArgs, dir: &Path) -> anyhow::Result<()> {
     }
     let probe = start_probe(
         args.probe && plan.assessment.writer_reachable,
-        &lab,
+        std::sync::Arc::new(lab.clone()),
         dir,
         &args.cluster,
         &format!("failover-{}", args.cluster),
@@ -237,8 +237,16 @@ pub(crate) fn report(
         Format::Table => match outcome {
             FailoverOutcome::Unplanned(r) => {
                 println!(
-                    "failover {}: {} is the writer of {} (was {}, fenced: stopped)",
-                    r.run_id, r.new_writer, r.cluster, r.old_writer
+                    "failover {}: {} is the writer of {} (was {}, fenced: stopped){}",
+                    r.run_id,
+                    r.new_writer,
+                    r.cluster,
+                    r.old_writer,
+                    if r.resumed {
+                        "; continued the run interrupted part way"
+                    } else {
+                        ""
+                    }
                 );
                 println!(
                     "detection {} ms, fencing {} ms, promotion {} ms, re-pointing {} ms; writes \
@@ -340,8 +348,8 @@ impl WatchSink for PrintSink {
                     ),
                     WatchEvent::SemiSyncBack { writer } => format!("semi-sync on {writer} is active again"),
                     WatchEvent::ReplicaBroken { replica, error } => format!("replica {replica}: {error}"),
-                    WatchEvent::FailoverStarted { writer, detection_ms } => {
-                        format!("failing over from {writer} (dead, detected in {detection_ms} ms)")
+                    WatchEvent::FailoverStarted { writer, detection_ms, evidence } => {
+                        format!("failing over from {writer} (dead, detected in {detection_ms} ms; {evidence})")
                     }
                     WatchEvent::FailoverDone { outcome } => match outcome.as_ref() {
                         FailoverOutcome::Unplanned(r) => format!(

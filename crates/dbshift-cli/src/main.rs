@@ -81,10 +81,12 @@ enum Command {
     Switchover(switchover_cmd::SwitchoverArgs),
     /// Give a cluster a new writer: the switchover when its writer answers; when it is dead,
     /// fence it first (stopped by the provider, proxy paused), promote the most advanced
-    /// replica (Gtid_IO_Pos, then gtid_slave_pos), re-point the others by GTID.
+    /// replica (Gtid_IO_Pos, then gtid_slave_pos), re-point the others by GTID. Run again
+    /// after dbshift was killed part way, it continues the interrupted run.
     Failover(failover_cmd::FailoverArgs),
-    /// Watch a cluster: a dead writer (unreachable, and the replicas' IO threads agree),
-    /// semi-sync falling back to async, broken replicas; --auto-failover fails over. Ctrl-C stops.
+    /// Watch a cluster: a dead writer (unreachable, and the replicas agree: their IO threads
+    /// lost it, or they heard no event or heartbeat from it for 3 heartbeat periods), semi-sync
+    /// falling back to async, broken replicas; --auto-failover fails over. Ctrl-C stops.
     Watch(failover_cmd::WatchArgs),
     /// Make a former writer a replica of its cluster's new writer, unless it holds errant
     /// transactions (then reported, and it is left read-only).

@@ -491,6 +491,18 @@ pub async fn resume(args: ResumeArgs, dir: &Path) -> anyhow::Result<()> {
         journal.close().await;
         return crate::ca_cmd::resume(&args.run, dir, args.yes, args.output.output).await;
     }
+    if record.kind == dbshift_ops::failover::RUN_KIND {
+        journal.close().await;
+        return Err(Exit::new(
+            2,
+            format!(
+                "{} is an unplanned failover: run `dbshift failover {} --yes` again; it \
+                 continues this run if it was interrupted",
+                record.id, record.target
+            ),
+        )
+        .into());
+    }
     confirm(
         &format!(
             "Resume {} ({} of {})?",

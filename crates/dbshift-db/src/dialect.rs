@@ -157,7 +157,17 @@ pub struct SourceSpec {
     /// Seconds between reconnection attempts; `None` leaves the replica's setting. The
     /// `mysql.rds_*` procedures take no such argument, so it is ignored there.
     pub connect_retry_s: Option<u32>,
+    /// Milliseconds between the source's heartbeats to the replica when it has nothing else
+    /// to send (`MASTER_HEARTBEAT_PERIOD`); `None` leaves the server's default (half of
+    /// `slave_net_timeout`). dbshift sets [`HEARTBEAT_PERIOD_MS`] so that a replica that
+    /// hears nothing for a few periods shows a hung or cut-off source quickly. Ignored by the
+    /// `mysql.rds_*` procedures.
+    pub heartbeat_period_ms: Option<u32>,
 }
+
+/// The heartbeat period dbshift gives the replicas it points (see
+/// [`SourceSpec::heartbeat_period_ms`]).
+pub const HEARTBEAT_PERIOD_MS: u32 = 500;
 
 impl fmt::Debug for SourceSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -169,6 +179,7 @@ impl fmt::Debug for SourceSpec {
             .field("start", &self.start)
             .field("ssl", &self.ssl)
             .field("connect_retry_s", &self.connect_retry_s)
+            .field("heartbeat_period_ms", &self.heartbeat_period_ms)
             .finish()
     }
 }
@@ -377,6 +388,13 @@ impl Dialect {
         }
         if let Some(retry) = spec.connect_retry_s {
             rest.push(format!("{prefix}_CONNECT_RETRY={retry}"));
+        }
+        if let Some(ms) = spec.heartbeat_period_ms {
+            rest.push(format!(
+                "{prefix}_HEARTBEAT_PERIOD={}.{:03}",
+                ms / 1000,
+                ms % 1000
+            ));
         }
         rest.extend(last);
         let rest = rest.join(", ");
@@ -775,7 +793,30 @@ mod tests {
                 verify_server_cert: true,
             }),
             connect_retry_s: Some(10),
+            heartbeat_period_ms: None,
         }
+    }
+
+    #[test]
+    fn the_heartbeat_period_is_set_in_seconds_after_the_retry() {
+        let s = SourceSpec {
+            heartbeat_period_ms: Some(500),
+            ..spec(SourceStart::Gtid)
+        };
+        let maria = maria_11_4().point_replica_at(&s).unwrap();
+        assert!(
+            maria[1]
+                .sql
+                .ends_with("MASTER_CONNECT_RETRY=10, MASTER_HEARTBEAT_PERIOD=0.500"),
+            "{}",
+            maria[1].sql
+        );
+        let mysql = mysql_8_4().point_replica_at(&s).unwrap();
+        assert!(
+            mysql[1].sql.contains("SOURCE_HEARTBEAT_PERIOD=0.500"),
+            "{}",
+            mysql[1].sql
+        );
     }
 
     fn rds_spec(start: SourceStart) -> SourceSpec {

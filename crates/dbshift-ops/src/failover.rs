@@ -104,6 +104,13 @@ pub struct Candidate {
     pub configured: bool,
     /// Why it cannot be promoted, if it cannot.
     pub unfit: Option<String>,
+    /// `Slave_received_heartbeats` (MariaDB): heartbeats the writer sent while it had nothing
+    /// else to send. With `source_log` it shows whether the replica still hears the writer.
+    pub heartbeats: Option<u64>,
+    /// `Slave_heartbeat_period` (MariaDB), in milliseconds.
+    pub heartbeat_period_ms: Option<u64>,
+    /// `Master_Log_File:Read_Master_Log_Pos`: how far its IO thread has fetched.
+    pub source_log: Option<String>,
 }
 
 impl Candidate {
@@ -135,10 +142,20 @@ impl Assessment {
     /// Dead: dbshift cannot reach the writer, at least one replica answers, and every replica
     /// that answers says its IO thread lost the writer too.
     pub fn writer_dead(&self) -> bool {
+        self.writer_dead_or_silent(&Default::default())
+    }
+
+    /// As [`Assessment::writer_dead`], where a replica in `silent` (it heard nothing from the
+    /// writer, neither an event nor a heartbeat, for several heartbeat periods: see
+    /// `watch.rs`) agrees too, though its IO thread has not yet given up (that takes
+    /// `slave_net_timeout` for a hung or cut-off writer).
+    pub fn writer_dead_or_silent(&self, silent: &std::collections::BTreeSet<String>) -> bool {
         let answering: Vec<&Candidate> = self.replicas.iter().filter(|c| c.reachable).collect();
         !self.writer_reachable
             && !answering.is_empty()
-            && answering.iter().all(|c| c.sees_writer_down())
+            && answering
+                .iter()
+                .all(|c| c.sees_writer_down() || silent.contains(&c.id))
     }
 }
 
@@ -189,6 +206,8 @@ pub struct FailoverReport {
     pub candidates: Vec<Candidate>,
     pub step_ms: Vec<(String, u64)>,
     pub warnings: Vec<String>,
+    /// It continued a failover whose process was killed part way (same run id).
+    pub resumed: bool,
 }
 
 /// How a failover ended.
@@ -269,6 +288,9 @@ async fn describe_candidate(
         read_only: None,
         configured: false,
         unfit: None,
+        heartbeats: None,
+        heartbeat_period_ms: None,
+        source_log: None,
     };
     let mut s = match connect_within(creds, ep, timeout).await {
         Ok(s) => s,
@@ -281,10 +303,36 @@ async fn describe_candidate(
         let st = s.replication_status().await?;
         let slave_pos = s.gtid_slave_pos().await?;
         let ro = s.read_only().await?;
-        Ok::<_, dbshift_db::Error>((st, slave_pos, ro))
+        // MariaDB's; another flavor has neither (then silence is never inferred).
+        let heard = s
+            .query_rows(
+                "SHOW GLOBAL STATUS WHERE Variable_name IN \
+                 ('Slave_received_heartbeats', 'Slave_heartbeat_period')",
+            )
+            .await
+            .unwrap_or_default();
+        Ok::<_, dbshift_db::Error>((st, slave_pos, ro, heard))
     };
     match tokio::time::timeout(timeout * 2, read).await {
-        Ok(Ok((st, slave_pos, ro))) => {
+        Ok(Ok((st, slave_pos, ro, heard))) => {
+            for row in &heard {
+                let (Some(name), Some(value)) = (
+                    row.first().and_then(|c| c.1.as_deref()),
+                    row.get(1).and_then(|c| c.1.as_deref()),
+                ) else {
+                    continue;
+                };
+                if name.eq_ignore_ascii_case("Slave_received_heartbeats") {
+                    c.heartbeats = value.parse().ok();
+                } else if name.eq_ignore_ascii_case("Slave_heartbeat_period") {
+                    c.heartbeat_period_ms = value
+                        .parse::<f64>()
+                        .ok()
+                        .filter(|p| *p > 0.0)
+                        .map(|p| (p * 1000.0).round() as u64);
+                }
+            }
+            c.source_log = st.source_log.as_ref().map(|p| p.to_string());
             c.reachable = true;
             c.io_running = Some(st.io_running);
             c.sql_running = st.sql_running;
@@ -319,6 +367,17 @@ pub async fn assess(
     cluster: &str,
     timeout: Duration,
 ) -> Result<Assessment, FailoverError> {
+    assess_as(provider, cluster, timeout, None).await
+}
+
+/// As [`assess`], with `writer` taken as the writer instead of the one the provider names
+/// (an interrupted failover may already have redirected the cluster to its new writer).
+async fn assess_as(
+    provider: &dyn Provider,
+    cluster: &str,
+    timeout: Duration,
+    writer: Option<&str>,
+) -> Result<Assessment, FailoverError> {
     let clusters = provider.list_clusters().await?;
     let Some(c) = clusters.iter().find(|c| c.name == cluster) else {
         return Err(FailoverError::BadInput(format!(
@@ -331,7 +390,8 @@ pub async fn assess(
         )));
     };
     let creds = provider.credentials()?;
-    let writer_ep = provider.describe_instance(&c.writer).await?.endpoint;
+    let writer_id = writer.unwrap_or(&c.writer).to_string();
+    let writer_ep = provider.describe_instance(&writer_id).await?.endpoint;
     let writer_check = async {
         match connect_within(&creds, &writer_ep, timeout).await {
             Ok(mut s) => {
@@ -347,7 +407,7 @@ pub async fn assess(
         }
     };
     let mut replica_eps = Vec::new();
-    for id in c.instances.iter().filter(|i| **i != c.writer) {
+    for id in c.instances.iter().filter(|i| **i != writer_id) {
         replica_eps.push((id.clone(), provider.describe_instance(id).await?.endpoint));
     }
     // The writer's bound is the caller's (detection speed); a replica gets at least a second,
@@ -361,7 +421,7 @@ pub async fn assess(
     let (writer, replicas) = futures::future::join(writer_check, replicas).await;
     Ok(Assessment {
         cluster: c.name.clone(),
-        writer: c.writer.clone(),
+        writer: writer_id,
         writer_reachable: writer.is_ok(),
         writer_error: writer.err(),
         replicas,
@@ -606,6 +666,28 @@ pub async fn run(
     observer: &dyn Observer,
 ) -> Result<FailoverOutcome, FailoverError> {
     let looked = Instant::now();
+    if let Some(run) = interrupted(journal, &req.cluster).await? {
+        let old = run.params["old_writer"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let a = assess_as(provider, &req.cluster, req.writer_timeout, Some(&old)).await?;
+        if !a.writer_reachable || run.step_begun("fence") {
+            return resume(provider, journal, req, observer, run, a, looked).await;
+        }
+        // Cut short before it fenced anything, and the writer answers again: nothing was
+        // changed; that run ends here and this one starts afresh.
+        journal
+            .set_status(
+                &run.id,
+                RunStatus::NeedsHuman,
+                Some(&format!(
+                    "interrupted before the fence; {old} answered again when `dbshift failover` \
+                     ran next, so this run was not continued (nothing had been changed)"
+                )),
+            )
+            .await?;
+    }
     let a = assess(provider, &req.cluster, req.writer_timeout).await?;
     let chosen = choose(&a.writer, &a.replicas, req.to.as_deref()).map_err(refusal_error)?;
     if a.writer_reachable && req.unplanned_only {
@@ -629,19 +711,122 @@ pub async fn run(
     });
     let run_id = journal.create_run(RUN_KIND, &req.cluster, &params).await?;
     tracing::warn!(run = %run_id, writer = %a.writer, "unplanned failover started");
-    let mut u = Unplanned {
+    let u = Unplanned {
         provider,
         journal,
         observer,
         creds: provider.credentials()?,
-        run: run_id.clone(),
+        run: run_id,
         req: req.clone(),
         old: a.writer.clone(),
         new: chosen,
+        keep_new: false,
+        resumed: false,
         proxy: None,
         step_ms: Vec::new(),
         warnings: Vec::new(),
     };
+    finish(u, a, detection).await
+}
+
+/// The newest unplanned failover of `cluster` that never ended (its process was killed), with
+/// its steps. Older ones, if any, are closed as superseded by it.
+async fn interrupted(
+    journal: &Journal,
+    cluster: &str,
+) -> Result<Option<crate::journal::RunRecord>, FailoverError> {
+    let mut open =
+        journal.runs().await?.into_iter().filter(|r| {
+            r.kind == RUN_KIND && r.target == cluster && r.status == RunStatus::Running
+        });
+    let Some(newest) = open.next() else {
+        return Ok(None);
+    };
+    for older in open {
+        journal
+            .set_status(
+                &older.id,
+                RunStatus::NeedsHuman,
+                Some(&format!(
+                    "interrupted, and superseded by the later failover {}",
+                    newest.id
+                )),
+            )
+            .await?;
+    }
+    Ok(Some(journal.run(&newest.id).await?))
+}
+
+/// Continue an unplanned failover whose process was killed part way: the same run, its old
+/// writer fenced again (stopping a stopped server is a no-op), its choice kept once made (the
+/// chosen replica may already have stopped replicating or been promoted, so it no longer
+/// looks like a candidate), every later step run again (each is idempotent).
+async fn resume(
+    provider: &dyn Provider,
+    journal: &Journal,
+    req: &FailoverRequest,
+    observer: &dyn Observer,
+    run: crate::journal::RunRecord,
+    a: Assessment,
+    looked: Instant,
+) -> Result<FailoverOutcome, FailoverError> {
+    let kept = run
+        .step_detail("choose")
+        .and_then(|d| d["new_writer"].as_str())
+        .map(str::to_string);
+    let new = match &kept {
+        Some(n) => n.clone(),
+        None => match choose(&a.writer, &a.replicas, req.to.as_deref()) {
+            Ok(n) => n,
+            Err(r) => {
+                let reason = format!(
+                    "continuing the interrupted failover {}: {r}. {} may be stopped and no \
+                     replica was promoted: clients cannot write",
+                    run.id, a.writer
+                );
+                journal
+                    .set_status(&run.id, RunStatus::NeedsHuman, Some(&reason))
+                    .await?;
+                return Ok(FailoverOutcome::NeedsHuman {
+                    run_id: run.id,
+                    reason,
+                });
+            }
+        },
+    };
+    tracing::warn!(run = %run.id, old = %a.writer, new = %new, "continuing an interrupted failover");
+    journal
+        .end(
+            &run.id,
+            "resumed",
+            serde_json::json!({ "new_writer": new, "choice_kept": kept.is_some() }),
+        )
+        .await?;
+    let u = Unplanned {
+        provider,
+        journal,
+        observer,
+        creds: provider.credentials()?,
+        run: run.id.clone(),
+        req: req.clone(),
+        old: a.writer.clone(),
+        new,
+        keep_new: kept.is_some(),
+        resumed: true,
+        proxy: None,
+        step_ms: Vec::new(),
+        warnings: Vec::new(),
+    };
+    finish(u, a, req.detection + looked.elapsed()).await
+}
+
+/// Drive an unplanned failover and record how it ended.
+async fn finish(
+    mut u: Unplanned<'_>,
+    a: Assessment,
+    detection: Duration,
+) -> Result<FailoverOutcome, FailoverError> {
+    let (journal, run_id) = (u.journal, u.run.clone());
     match u.drive(a, detection).await? {
         Ok(report) => {
             let (status, msg) = if report.warnings.is_empty() {
@@ -670,6 +855,10 @@ struct Unplanned<'a> {
     req: FailoverRequest,
     old: String,
     new: String,
+    /// An interrupted run chose `new` already: keep it.
+    keep_new: bool,
+    /// This continues an interrupted run.
+    resumed: bool,
     proxy: Option<ProxyAdmin>,
     step_ms: Vec<(String, u64)>,
     warnings: Vec<String>,
@@ -713,6 +902,7 @@ impl Unplanned<'_> {
                 verify_server_cert: self.creds.ca_bundle.is_some(),
             }),
             connect_retry_s: Some(1),
+            heartbeat_period_ms: Some(dbshift_db::dialect::HEARTBEAT_PERIOD_MS),
         }
     }
 
@@ -720,6 +910,7 @@ impl Unplanned<'_> {
     async fn begin(&mut self, name: &str) -> Result<Instant, FailoverError> {
         self.observer.event(&format!("{name}: start"));
         self.journal.begin(&self.run, name).await?;
+        crate::crash_if(&format!("failover:{name}:begin"));
         Ok(Instant::now())
     }
 
@@ -732,8 +923,10 @@ impl Unplanned<'_> {
     ) -> Result<Step<T>, FailoverError> {
         match r {
             Ok(v) => {
+                crate::crash_if(&format!("failover:{name}:run"));
                 let detail = serde_json::to_value(&v).unwrap_or_default();
                 self.journal.end(&self.run, name, detail).await?;
+                crate::crash_if(&format!("failover:{name}:end"));
                 self.step_ms.push((name.to_string(), ms(started.elapsed())));
                 self.observer.event(&format!("{name}: done"));
                 Ok(Ok(v))
@@ -786,8 +979,18 @@ impl Unplanned<'_> {
         let promotion_started = Instant::now();
         // Positions are final now that the writer is stopped: choose again on them.
         let t = self.begin("choose").await?;
-        let looked = assess(self.provider, &self.req.cluster, self.req.writer_timeout).await?;
-        let rechosen = choose(&looked.writer, &looked.replicas, self.req.to.as_deref());
+        let looked = assess_as(
+            self.provider,
+            &self.req.cluster,
+            self.req.writer_timeout,
+            Some(&old),
+        )
+        .await?;
+        let rechosen = if self.keep_new {
+            Ok(self.new.clone())
+        } else {
+            choose(&looked.writer, &looked.replicas, self.req.to.as_deref())
+        };
         let candidates = looked.replicas.clone();
         let choice = rechosen.map_err(|r| {
             format!(
@@ -858,6 +1061,7 @@ impl Unplanned<'_> {
             candidates,
             step_ms: self.step_ms.clone(),
             warnings: self.warnings.clone(),
+            resumed: self.resumed,
         }))
     }
 
@@ -890,6 +1094,11 @@ impl Unplanned<'_> {
         let mut s = self.connect(&self.new).await?;
         let st = db(s.replication_status().await)?;
         let slave_pos = db(s.gtid_slave_pos().await)?;
+        if !st.configured && self.resumed {
+            // An interrupted run promoted it already (replication reset).
+            s.close().await;
+            return Ok(slave_pos);
+        }
         let received = st
             .gtid_io_pos
             .clone()
@@ -1036,6 +1245,9 @@ mod tests {
             read_only: Some(true),
             configured: true,
             unfit: None,
+            heartbeats: Some(7),
+            heartbeat_period_ms: Some(500),
+            source_log: Some("binlog.000001:4242".into()),
         }
     }
 

@@ -222,6 +222,7 @@ async fn rejoin_steps(
                 verify_server_cert: creds.ca_bundle.is_some(),
             }),
             connect_retry_s: Some(1),
+            heartbeat_period_ms: Some(dbshift_db::dialect::HEARTBEAT_PERIOD_MS),
         };
         s.point_replica_at(&spec).await?;
     } else if !st.healthy() {

@@ -512,6 +512,7 @@ impl<'a> Engine<'a> {
                 verify_server_cert: self.creds.ca_bundle.is_some(),
             }),
             connect_retry_s: Some(1),
+            heartbeat_period_ms: Some(dbshift_db::dialect::HEARTBEAT_PERIOD_MS),
         }
     }
 

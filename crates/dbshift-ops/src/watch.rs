@@ -24,6 +24,56 @@ use dbshift_provider::Provider;
 /// The journal kind of a watch.
 pub const RUN_KIND: &str = "watch";
 
+/// Heartbeat periods without a word from the writer (no event, no heartbeat) after which a
+/// replica counts as having lost it, though its IO thread still says `Yes`.
+pub const SILENT_PERIODS: u64 = 3;
+
+/// What each replica last heard from the writer (its heartbeat count and fetch position), and
+/// since when. A hung or cut-off writer falls silent at once, while the replicas' IO threads
+/// give up only after `slave_net_timeout`; an idle healthy writer still sends a heartbeat
+/// every period, and a busy one events, so either moves the mark.
+#[derive(Debug, Default)]
+pub struct Hearing {
+    last: std::collections::BTreeMap<String, ((u64, Option<String>), Instant)>,
+}
+
+impl Hearing {
+    /// Record a look taken at `now`; gives the replicas silent for [`SILENT_PERIODS`]
+    /// heartbeat periods. A replica that is unreachable, whose IO thread is not connected
+    /// (that case speaks for itself), or that does not report heartbeats is left out.
+    pub fn update(
+        &mut self,
+        replicas: &[failover::Candidate],
+        now: Instant,
+    ) -> std::collections::BTreeSet<String> {
+        let mut silent = std::collections::BTreeSet::new();
+        let mut seen = std::collections::BTreeSet::new();
+        for c in replicas {
+            if !c.reachable || c.io_running != Some(dbshift_db::status::IoState::Yes) {
+                continue;
+            }
+            let (Some(beats), Some(period)) = (c.heartbeats, c.heartbeat_period_ms) else {
+                continue;
+            };
+            seen.insert(c.id.clone());
+            let mark = (beats, c.source_log.clone());
+            let entry = self
+                .last
+                .entry(c.id.clone())
+                .or_insert_with(|| (mark.clone(), now));
+            if entry.0 != mark {
+                *entry = (mark, now);
+            } else if now.saturating_duration_since(entry.1)
+                >= Duration::from_millis(period * SILENT_PERIODS)
+            {
+                silent.insert(c.id.clone());
+            }
+        }
+        self.last.retain(|id, _| seen.contains(id));
+        silent
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct WatchOptions {
     pub cluster: String,
@@ -89,6 +139,9 @@ pub enum WatchEvent {
     FailoverStarted {
         writer: String,
         detection_ms: u64,
+        /// What the replicas said: their IO threads lost the writer, or some heard nothing
+        /// from it for several heartbeat periods.
+        evidence: String,
     },
     FailoverDone {
         outcome: Box<FailoverOutcome>,
@@ -197,6 +250,7 @@ pub async fn watch(
     // Reported once each; `dbshift rejoin` by hand after a fix.
     let mut refused_rejoin: std::collections::BTreeSet<String> = Default::default();
     let mut unconfigured: std::collections::BTreeMap<String, u32> = Default::default();
+    let mut hearing = Hearing::default();
     loop {
         if *stop.borrow() {
             break;
@@ -223,6 +277,7 @@ pub async fn watch(
                 continue;
             }
         };
+        let silent = hearing.update(&a.replicas, look_started);
         if a.writer_reachable {
             if unreachable_reported {
                 record(
@@ -324,7 +379,7 @@ pub async fn watch(
             }
         } else {
             let since = *dead_since.get_or_insert(look_started);
-            let agree = a.writer_dead();
+            let agree = a.writer_dead_or_silent(&silent);
             if !unreachable_reported {
                 record(
                     journal,
@@ -367,6 +422,7 @@ pub async fn watch(
                         WatchEvent::FailoverStarted {
                             writer: a.writer.clone(),
                             detection_ms: crate::ms(detection),
+                            evidence: evidence(&a, &silent),
                         },
                     )
                     .await?;
@@ -426,6 +482,29 @@ pub async fn watch(
     Ok(done)
 }
 
+/// Why the replicas agree that the writer is gone, for the report.
+fn evidence(a: &failover::Assessment, silent: &std::collections::BTreeSet<String>) -> String {
+    a.replicas
+        .iter()
+        .filter(|c| c.reachable)
+        .map(|c| {
+            if c.sees_writer_down() {
+                format!("{}: IO thread lost it", c.id)
+            } else if silent.contains(&c.id) {
+                format!(
+                    "{}: no event or heartbeat for {} heartbeat periods of {} ms",
+                    c.id,
+                    SILENT_PERIODS,
+                    c.heartbeat_period_ms.unwrap_or(0)
+                )
+            } else {
+                format!("{}: ?", c.id)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 async fn record(
     journal: &Journal,
     run: &str,
@@ -457,5 +536,90 @@ fn event_name(ev: &WatchEvent) -> &'static str {
         WatchEvent::Rejoined { .. } => "rejoined",
         WatchEvent::RejoinRefused { .. } => "rejoin_refused",
         WatchEvent::Stopped => "stopped",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dbshift_db::status::IoState;
+
+    fn replica(id: &str, beats: u64, pos: u64) -> failover::Candidate {
+        failover::Candidate {
+            id: id.into(),
+            reachable: true,
+            io_running: Some(IoState::Yes),
+            sql_running: true,
+            io_error: None,
+            sql_error: None,
+            gtid_io_pos: None,
+            gtid_slave_pos: None,
+            relay_backlog: 0,
+            seconds_behind: Some(0),
+            read_only: Some(true),
+            configured: true,
+            unfit: None,
+            heartbeats: Some(beats),
+            heartbeat_period_ms: Some(500),
+            source_log: Some(format!("binlog.000001:{pos}")),
+        }
+    }
+
+    #[test]
+    fn silence_needs_three_periods_without_a_heartbeat_or_an_event() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut h = Hearing::default();
+        // Idle but healthy: a heartbeat every 500 ms, the position still.
+        for (i, ms) in (0..20u64).map(|i| (i, i * 200)) {
+            let silent = h.update(&[replica("r2", i * 2 / 5, 100)], at(ms));
+            assert!(silent.is_empty(), "idle writer taken for silent at {ms} ms");
+        }
+        // Busy: no heartbeat (events go out instead), the position moves.
+        let mut h = Hearing::default();
+        for (i, ms) in (0..20u64).map(|i| (i, i * 200)) {
+            let silent = h.update(&[replica("r2", 3, 100 + i * 1000)], at(ms));
+            assert!(silent.is_empty(), "busy writer taken for silent at {ms} ms");
+        }
+        // Hung: nothing moves; silent once 1500 ms passed since the last change.
+        let mut h = Hearing::default();
+        assert!(h.update(&[replica("r2", 3, 100)], at(0)).is_empty());
+        assert!(h.update(&[replica("r2", 3, 100)], at(1400)).is_empty());
+        assert_eq!(
+            h.update(&[replica("r2", 3, 100)], at(1500))
+                .into_iter()
+                .collect::<Vec<_>>(),
+            vec!["r2".to_string()]
+        );
+        // A replica whose IO thread reconnected, or that is gone, starts over.
+        let mut r = replica("r2", 3, 100);
+        r.io_running = Some(IoState::Connecting);
+        assert!(h.update(&[r], at(1600)).is_empty());
+        assert!(h.update(&[replica("r2", 3, 100)], at(1700)).is_empty());
+        // No heartbeat figures (another flavor): never silent.
+        let mut r = replica("r3", 3, 100);
+        r.heartbeats = None;
+        assert!(h.update(std::slice::from_ref(&r), at(0)).is_empty());
+        assert!(h.update(&[r], at(60_000)).is_empty());
+    }
+
+    #[test]
+    fn silent_replicas_agree_only_when_dbshift_cannot_reach_the_writer() {
+        let mut a = failover::Assessment {
+            cluster: "c".into(),
+            writer: "r1".into(),
+            writer_reachable: false,
+            writer_error: Some("no answer".into()),
+            replicas: vec![replica("r2", 3, 100), replica("r3", 3, 100)],
+        };
+        let mut silent = std::collections::BTreeSet::new();
+        assert!(!a.writer_dead_or_silent(&silent));
+        silent.insert("r2".to_string());
+        assert!(!a.writer_dead_or_silent(&silent), "r3 still hears it");
+        silent.insert("r3".to_string());
+        assert!(a.writer_dead_or_silent(&silent));
+        assert!(evidence(&a, &silent).contains("heartbeat"));
+        a.writer_reachable = true;
+        assert!(!a.writer_dead_or_silent(&silent));
     }
 }

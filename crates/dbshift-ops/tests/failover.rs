@@ -643,3 +643,321 @@ async fn watch_rejoins_an_old_writer_that_comes_back() {
     assert_eq!(source_of(&lab, "lab-1-1").await, Some(new_id));
     invariants.stop().await.assert_never_two_writers();
 }
+
+/// The lab, with one instance reached at another address (a relay in front of it) by
+/// everything that asks the provider: dbshift, the probe through the cluster name.
+struct Relayed {
+    lab: Lab,
+    id: String,
+    via: dbshift_provider::Endpoint,
+}
+
+impl Relayed {
+    fn map(&self, mut i: dbshift_provider::Instance) -> dbshift_provider::Instance {
+        if i.id == self.id {
+            i.endpoint = self.via.clone();
+        }
+        i
+    }
+}
+
+#[async_trait::async_trait]
+impl Provider for Relayed {
+    fn name(&self) -> &'static str {
+        "local"
+    }
+    async fn list_clusters(&self) -> dbshift_provider::Result<Vec<dbshift_provider::Cluster>> {
+        self.lab.list_clusters().await
+    }
+    async fn list_instances(&self) -> dbshift_provider::Result<Vec<dbshift_provider::Instance>> {
+        let all = self.lab.list_instances().await?;
+        Ok(all.into_iter().map(|i| self.map(i)).collect())
+    }
+    async fn describe_instance(
+        &self,
+        id: &str,
+    ) -> dbshift_provider::Result<dbshift_provider::Instance> {
+        Ok(self.map(self.lab.describe_instance(id).await?))
+    }
+    async fn resolve(&self, name: &str) -> dbshift_provider::Result<dbshift_provider::Endpoint> {
+        let writer = self
+            .lab
+            .fresh()?
+            .cluster(name)
+            .map(|c| c.writer.clone())
+            .unwrap_or_else(|| name.to_string());
+        if writer == self.id {
+            return Ok(self.via.clone());
+        }
+        Provider::resolve(&self.lab, name).await
+    }
+    async fn set_writer(&self, cluster: &str, instance: &str) -> dbshift_provider::Result<()> {
+        Provider::set_writer(&self.lab, cluster, instance).await
+    }
+    async fn reboot(&self, id: &str, timeout: Duration) -> dbshift_provider::Result<()> {
+        self.lab.reboot(id, timeout).await
+    }
+    async fn set_read_only(&self, instance: &str, on: bool) -> dbshift_provider::Result<()> {
+        Provider::set_read_only(&self.lab, instance, on).await
+    }
+    fn credentials(&self) -> dbshift_provider::Result<dbshift_provider::Credentials> {
+        self.lab.credentials()
+    }
+    async fn start_instance(
+        &self,
+        instance: &str,
+        timeout: Duration,
+    ) -> dbshift_provider::Result<()> {
+        Provider::start_instance(&self.lab, instance, timeout).await
+    }
+    async fn stop_instance(&self, instance: &str) -> dbshift_provider::Result<()> {
+        Provider::stop_instance(&self.lab, instance).await
+    }
+}
+
+/// lab-1-1 (the writer) behind two relays: one for everything that asks the provider
+/// (dbshift, clients: the returned provider names the relay as its address), one for the
+/// replicas' IO threads (re-pointed to it, heartbeat period as dbshift sets it).
+async fn writer_behind_relays(
+    lab: &Lab,
+) -> (dbshift_testkit::Relay, dbshift_testkit::Relay, Arc<Relayed>) {
+    let direct = lab.describe_instance("lab-1-1").await.unwrap().endpoint;
+    let upstream: std::net::SocketAddr =
+        format!("{}:{}", direct.host, direct.port).parse().unwrap();
+    let clients = dbshift_testkit::Relay::start(upstream).await.unwrap();
+    let replication = dbshift_testkit::Relay::start(upstream).await.unwrap();
+    for r in ["lab-1-2", "lab-1-3"] {
+        let mut s = admin(lab, r).await;
+        s.exec_sql(&format!(
+            "STOP SLAVE; CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={}, \
+             MASTER_HEARTBEAT_PERIOD=0.5; START SLAVE",
+            replication.addr().port()
+        ))
+        .await
+        .unwrap();
+        s.close().await;
+    }
+    eventually!(
+        Duration::from_secs(20),
+        "the replicas replicate through the relay",
+        (replication.connections() == 2).then_some(())
+    );
+    for r in ["lab-1-2", "lab-1-3"] {
+        eventually!(
+            Duration::from_secs(20),
+            "healthy replication",
+            source_of(lab, r).await
+        );
+    }
+    let cut = Arc::new(Relayed {
+        lab: lab.clone(),
+        id: "lab-1-1".into(),
+        via: dbshift_provider::Endpoint {
+            host: clients.addr().ip().to_string(),
+            port: clients.addr().port(),
+        },
+    });
+    (clients, replication, cut)
+}
+
+/// Issue 9: a writer alive and writable but cut off from dbshift, its clients and its
+/// replicas (all reach it through fault-injecting relays, switched to a black hole at once).
+/// The watcher sees it unreachable and the replicas hearing nothing (no event, no heartbeat)
+/// for three heartbeat periods, well before their IO threads give up; it fences the writer by
+/// a provider stop, promotes and re-points. Never two writable servers; with semi-sync no
+/// acknowledged write lost.
+#[tokio::test]
+async fn a_writer_cut_off_by_the_relay_is_detected_by_heartbeats_fenced_and_replaced() {
+    let _serial = SERIAL.lock().await;
+    let t = TestLab::start_semi_sync(1, 2).await;
+    let lab = tied(t.lab());
+    let j = journal(&t).await;
+    let (clients, replication, cut) = writer_behind_relays(&lab).await;
+    let invariants = InvariantChecker::start_lab(&lab).await.unwrap();
+    let provider: Arc<dyn Provider> = cut.clone();
+    let probe = Probe::start(
+        ProbeConfig {
+            rate: 100.0,
+            report_dir: Some(t.dir().join("probe")),
+            ..ProbeConfig::default()
+        },
+        TargetResolver::provider(provider, "lab-1"),
+    )
+    .await
+    .unwrap();
+    let target = probe.progress().writes_ok + 50;
+    eventually!(
+        Duration::from_secs(20),
+        "probe writes through the relay",
+        (probe.progress().writes_ok >= target).then_some(())
+    );
+
+    let mut opts = WatchOptions::new("lab-1");
+    opts.interval = Duration::from_millis(200);
+    opts.auto_failover = true;
+    let sink = Collect::default();
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let watcher = watch::watch(&*cut, &j, &opts, &sink, rx);
+    let scenario = async {
+        eventually!(
+            Duration::from_secs(10),
+            "the watcher started",
+            sink.events()
+                .iter()
+                .any(|e| matches!(e, WatchEvent::Started { .. }))
+                .then_some(())
+        );
+        // An idle look or two first: a healthy writer must not be taken for a silent one.
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        assert!(
+            !sink
+                .events()
+                .iter()
+                .any(|e| matches!(e, WatchEvent::WriterUnreachable { .. })),
+            "{:?}",
+            sink.events()
+        );
+        clients.set_drop(true);
+        replication.set_drop(true);
+        eventually!(
+            Duration::from_secs(30),
+            "the watcher failed over",
+            sink.events()
+                .iter()
+                .any(|e| matches!(
+                    e,
+                    WatchEvent::FailoverDone { .. } | WatchEvent::FailoverFailed { .. }
+                ))
+                .then_some(())
+        );
+        stop.send(true).unwrap();
+    };
+    let (done, ()) = tokio::join!(watcher, scenario);
+    let done = done.unwrap();
+    assert_eq!(done.len(), 1, "exactly one failover: {:?}", sink.events());
+    let FailoverOutcome::Unplanned(report) = done[0].clone() else {
+        panic!("not an unplanned failover: {:?}", done[0]);
+    };
+    let more = probe.progress().writes_ok + 50;
+    eventually!(
+        Duration::from_secs(20),
+        "probe writes on the new writer",
+        (probe.progress().writes_ok >= more).then_some(())
+    );
+    let summary = probe.stop().await.unwrap();
+    let evidence = sink
+        .events()
+        .iter()
+        .find_map(|e| match e {
+            WatchEvent::FailoverStarted { evidence, .. } => Some(evidence.clone()),
+            _ => None,
+        })
+        .unwrap();
+    eprintln!(
+        "cut writer: phases {:?}; evidence: {evidence}; probe: longest write gap {:.0} ms, lost {:?}",
+        report.phases, summary.max_write_gap_ms, summary.lost_writes
+    );
+    assert_eq!(report.old_writer, "lab-1-1");
+    assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+    // The heartbeats told, not the IO threads (they give up only after slave_net_timeout; the
+    // speed itself is measured by bench/cases/failover_gap_cut.sh).
+    assert!(
+        evidence.contains("no event or heartbeat") && !evidence.contains("IO thread"),
+        "{evidence}"
+    );
+    // Fenced by the provider: the old writer's process is gone, though it was never down.
+    assert_eq!(lab.pid("lab-1-1").unwrap(), None);
+    assert!(
+        summary.lost_writes.is_empty(),
+        "semi-sync lost acknowledged writes: {:?}",
+        summary.lost_writes
+    );
+    // Back (read-only): stopped cleanly while commits waited for an acknowledgement that could
+    // not come, it may hold some that no replica has; unacknowledged, they are errant.
+    let out = rejoin::rejoin(&lab, &j, "lab-1-1", Duration::from_secs(60))
+        .await
+        .unwrap();
+    eprintln!("old writer back: {out:?}");
+    invariants.stop().await.assert_never_two_writers();
+    let domain = lab.state().clusters[0].gtid_domain_id;
+    let ids = vec![
+        101,
+        lab.state().instance(&report.new_writer).unwrap().server_id,
+    ];
+    check_lab_gtid_history(&lab, &[(domain, ids)])
+        .await
+        .unwrap();
+}
+
+/// No misfire: dbshift alone cut off from an idle, healthy writer (its replicas still hear
+/// its heartbeats) is reported, never failed over; the replicas alone cut off (dbshift still
+/// reaches it) is no dead writer either.
+#[tokio::test]
+async fn a_writer_cut_off_from_dbshift_alone_or_from_its_replicas_alone_is_not_failed_over() {
+    let _serial = SERIAL.lock().await;
+    let t = TestLab::start(1, 2).await;
+    let lab = tied(t.lab());
+    let j = journal(&t).await;
+    let (clients, replication, cut) = writer_behind_relays(&lab).await;
+    let invariants = InvariantChecker::start_lab(&lab).await.unwrap();
+    let mut opts = WatchOptions::new("lab-1");
+    opts.interval = Duration::from_millis(200);
+    opts.auto_failover = true;
+    let sink = Collect::default();
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let watcher = watch::watch(&*cut, &j, &opts, &sink, rx);
+    let scenario = async {
+        eventually!(
+            Duration::from_secs(10),
+            "the watcher started",
+            sink.events()
+                .iter()
+                .any(|e| matches!(e, WatchEvent::Started { .. }))
+                .then_some(())
+        );
+        // dbshift cut off, the writer idle: only heartbeats reach the replicas, for longer
+        // than the silence rule (1.5 s) and slave_net_timeout (4 s).
+        clients.set_drop(true);
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        clients.pass();
+        clients.cut_all();
+        eventually!(
+            Duration::from_secs(10),
+            "the writer answers again",
+            sink.events()
+                .iter()
+                .any(|e| matches!(e, WatchEvent::WriterBack { .. }))
+                .then_some(())
+        );
+        // The replicas cut off, dbshift not.
+        replication.set_drop(true);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        stop.send(true).unwrap();
+    };
+    let (done, ()) = tokio::join!(watcher, scenario);
+    let events = sink.events();
+    assert!(done.unwrap().is_empty(), "{events:?}");
+    assert!(
+        events.iter().any(|e| matches!(
+            e,
+            WatchEvent::WriterUnreachable {
+                replicas_agree: false,
+                ..
+            }
+        )),
+        "{events:?}"
+    );
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, WatchEvent::FailoverStarted { .. })),
+        "{events:?}"
+    );
+    assert_eq!(lab.fresh().unwrap().clusters[0].writer, "lab-1-1");
+    assert!(
+        lab.pid("lab-1-1").unwrap().is_some(),
+        "the writer was not stopped"
+    );
+    replication.pass();
+    invariants.stop().await.assert_never_two_writers();
+}

@@ -129,6 +129,15 @@ impl AckedWriter {
     /// Stop, then check every acknowledged insert is on the writer the cluster name resolves
     /// to now; gives how many there were.
     pub async fn stop_and_audit(self, lab: &Lab) -> usize {
+        let (acked, lost) = self.stop_and_lost(lab).await;
+        assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
+        acked
+    }
+
+    /// Stop; gives how many inserts were acknowledged and which of them are missing on the
+    /// writer the cluster name resolves to now (for scenarios where a loss is expected and
+    /// must be reported exactly).
+    pub async fn stop_and_lost(self, lab: &Lab) -> (usize, Vec<u64>) {
         self.stop.store(true, Ordering::Relaxed);
         self.task.await.unwrap();
         let acked = self.acked.lock().unwrap().clone();
@@ -141,9 +150,8 @@ impl AckedWriter {
             .iter()
             .filter_map(|r| r[0].1.as_deref().and_then(|v| v.parse().ok()))
             .collect();
-        let lost: Vec<&u64> = acked.difference(&have).collect();
-        assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
+        let lost: Vec<u64> = acked.difference(&have).copied().collect();
         w.close().await;
-        acked.len()
+        (acked.len(), lost)
     }
 }

@@ -37,6 +37,7 @@ fn source_spec(lab: &Lab, source: &str, start: SourceStart) -> SourceSpec {
             verify_server_cert: true,
         }),
         connect_retry_s: Some(1),
+        heartbeat_period_ms: None,
     }
 }
 

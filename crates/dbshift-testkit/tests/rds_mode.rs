@@ -146,6 +146,7 @@ fn source_spec(lab: &Lab, start: SourceStart) -> SourceSpec {
             verify_server_cert: false,
         }),
         connect_retry_s: None,
+        heartbeat_period_ms: None,
     }
 }
 

@@ -159,6 +159,7 @@ async fn a_replica_snapshot_restored_as_encrypted_green_continues_exactly_from_t
             verify_server_cert: true,
         }),
         connect_retry_s: Some(1),
+        heartbeat_period_ms: None,
     })
     .await
     .unwrap();

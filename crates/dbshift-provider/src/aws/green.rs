@@ -421,6 +421,8 @@ pub async fn start_green_replication(
             verify_server_cert: false,
         }),
         connect_retry_s: None,
+        // The rds_* procedures take no heartbeat period.
+        heartbeat_period_ms: None,
     };
     tracing::info!(green = %green, from = %shown, "pointing green at blue (mysql.rds_set_external_*)");
     g.point_replica_at(&spec).await?;

@@ -702,6 +702,7 @@ impl Lab {
                 verify_server_cert: true,
             }),
             connect_retry_s: Some(1),
+            heartbeat_period_ms: Some(dbshift_db::dialect::HEARTBEAT_PERIOD_MS),
         };
         // The platform builds replication, as RDS's control plane does: in RDS mode the admin
         // user could only use the procedures, which cannot verify the source's certificate.
