@@ -16,7 +16,7 @@
 use std::cmp::Ordering;
 use std::time::{Duration, Instant};
 
-use dbshift_db::dialect::{SourceSpec, SourceStart, SslSpec};
+use dbshift_db::dialect::{SourceSpec, SourceStart};
 use dbshift_db::mariadb::GtidPos;
 use dbshift_db::status::IoState;
 use dbshift_db::Server;
@@ -887,23 +887,7 @@ impl Unplanned<'_> {
     }
 
     fn source_spec(&self, ep: &Endpoint) -> SourceSpec {
-        SourceSpec {
-            host: ep.host.clone(),
-            port: ep.port,
-            user: self.creds.replication.user.clone(),
-            password: self.creds.replication.password.clone(),
-            start: SourceStart::Gtid,
-            ssl: Some(SslSpec {
-                ca_path: self
-                    .creds
-                    .ca_bundle
-                    .as_ref()
-                    .map(|p| p.display().to_string()),
-                verify_server_cert: self.creds.ca_bundle.is_some(),
-            }),
-            connect_retry_s: Some(1),
-            heartbeat_period_ms: Some(dbshift_db::dialect::HEARTBEAT_PERIOD_MS),
-        }
+        crate::replica_source(&self.creds, ep, SourceStart::Gtid)
     }
 
     /// Journal a step as begun, before it runs.

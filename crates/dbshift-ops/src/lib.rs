@@ -32,6 +32,29 @@ pub fn connect_options(creds: &Credentials, who: &Credential, ep: &Endpoint) -> 
     opts
 }
 
+/// How a replica dbshift points connects to its source `ep`: the provider's replication user,
+/// TLS verified against the provider's CA bundle when it has one, a 1 s connect retry and the
+/// heartbeat the failover watcher reads. One place for the switchover core, failover and rejoin.
+pub(crate) fn replica_source(
+    creds: &Credentials,
+    ep: &Endpoint,
+    start: dbshift_db::dialect::SourceStart,
+) -> dbshift_db::dialect::SourceSpec {
+    dbshift_db::dialect::SourceSpec {
+        host: ep.host.clone(),
+        port: ep.port,
+        user: creds.replication.user.clone(),
+        password: creds.replication.password.clone(),
+        start,
+        ssl: Some(dbshift_db::dialect::SslSpec {
+            ca_path: creds.ca_bundle.as_ref().map(|p| p.display().to_string()),
+            verify_server_cert: creds.ca_bundle.is_some(),
+        }),
+        connect_retry_s: Some(1),
+        heartbeat_period_ms: Some(dbshift_db::dialect::HEARTBEAT_PERIOD_MS),
+    }
+}
+
 /// Fault injection for the crash tests: when `DBSHIFT_CRASH_AT` equals `point`, the process
 /// kills itself with SIGKILL at once, exactly as a `kill -9` would. Unset in normal use. The
 /// points: the switchover's `<step>:<begin|run|end>`, the rollout's `rollout:after:<N>`,

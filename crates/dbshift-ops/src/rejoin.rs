@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use dbshift_db::dialect::{SourceSpec, SourceStart, SslSpec};
+use dbshift_db::dialect::SourceStart;
 use dbshift_db::mariadb::Gtid;
 use dbshift_provider::{InstanceStatus, Provider};
 use serde::Serialize;
@@ -210,20 +210,8 @@ async fn rejoin_steps(
             None => st.source_port == Some(wep.port),
         };
     if !already {
-        let spec = SourceSpec {
-            host: wep.host.clone(),
-            port: wep.port,
-            user: creds.replication.user.clone(),
-            password: creds.replication.password.clone(),
-            // Its own history is in the writer already: replication starts after it.
-            start: SourceStart::DemoteToReplica,
-            ssl: Some(SslSpec {
-                ca_path: creds.ca_bundle.as_ref().map(|p| p.display().to_string()),
-                verify_server_cert: creds.ca_bundle.is_some(),
-            }),
-            connect_retry_s: Some(1),
-            heartbeat_period_ms: Some(dbshift_db::dialect::HEARTBEAT_PERIOD_MS),
-        };
+        // Its own history is in the writer already: replication starts after it.
+        let spec = crate::replica_source(&creds, &wep, SourceStart::DemoteToReplica);
         s.point_replica_at(&spec).await?;
     } else if !st.healthy() {
         s.start_replication().await?;

@@ -497,23 +497,7 @@ impl<'a> Engine<'a> {
     }
 
     fn source_spec(&self, ep: &Endpoint, start: SourceStart) -> SourceSpec {
-        SourceSpec {
-            host: ep.host.clone(),
-            port: ep.port,
-            user: self.creds.replication.user.clone(),
-            password: self.creds.replication.password.clone(),
-            start,
-            ssl: Some(SslSpec {
-                ca_path: self
-                    .creds
-                    .ca_bundle
-                    .as_ref()
-                    .map(|p| p.display().to_string()),
-                verify_server_cert: self.creds.ca_bundle.is_some(),
-            }),
-            connect_retry_s: Some(1),
-            heartbeat_period_ms: Some(dbshift_db::dialect::HEARTBEAT_PERIOD_MS),
-        }
+        crate::replica_source(&self.creds, ep, start)
     }
 
     async fn begin(&mut self, step: &str) -> Result<Instant, SwitchoverError> {
