@@ -239,6 +239,33 @@ async fn aurora_writer_moves_by_failover_before_its_turn() {
         .iter()
         .filter(|(id, _)| id.starts_with("aurora-02-"))
         .all(|(_, ca)| ca == "rds-ca-rsa4096-g1"));
+
+    // A standalone writer with read replicas has no platform failover: without database
+    // credentials its switchover cannot run, so the plan is refused before anything changes.
+    let before = cas_in_moto(&m).await;
+    let out = dbshift(
+        dir.path(),
+        &url,
+        &[
+            "ca-rotate",
+            "--to",
+            "rds-ca-rsa4096-g1",
+            "--mode",
+            "failover-first",
+            "--filter",
+            "mysql-01*",
+            "--yes",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let msg = text(&out);
+    assert!(
+        msg.contains("mysql-01")
+            && msg.contains("DBSHIFT_DB_USER")
+            && msg.contains("--mode restart"),
+        "{msg}"
+    );
+    assert_eq!(cas_in_moto(&m).await, before, "nothing changed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

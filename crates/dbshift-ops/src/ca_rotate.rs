@@ -277,6 +277,30 @@ pub async fn prepare(
     };
     let target = ca.id.clone();
     let plan = rollout::build_plan(opts, &clusters, &instances, &|i: &Instance| i.ca == target)?;
+    // A writer moved by the switchover core needs the SQL side; without database credentials
+    // only the platform's own failover (Aurora) can move it. Refused now, before anything runs,
+    // rather than found out after the readers were restarted.
+    if !provider.sql_access() {
+        let mut stuck = Vec::new();
+        for c in &plan.clusters {
+            let moves = c
+                .steps
+                .iter()
+                .any(|s| matches!(s.action, rollout::Action::Switchover { .. }));
+            if moves && !provider.has_platform_failover(&c.cluster).await? {
+                stuck.push(c.cluster.clone());
+            }
+        }
+        if !stuck.is_empty() {
+            return Err(bad(format!(
+                "--mode failover-first moves the writers of {} through dbshift's switchover, \
+                 which needs the servers' SQL side, and there are no database credentials: set \
+                 DBSHIFT_DB_USER and DBSHIFT_DB_PASSWORD, or use --mode restart (those writers \
+                 restart in place: write downtime), or leave those clusters out with --filter",
+                stuck.join(", ")
+            )));
+        }
+    }
     let trusted_now = provider.trusted_cas().await?;
     let mut deploy = trusted_now.clone();
     if !deploy.contains(&ca.id) {

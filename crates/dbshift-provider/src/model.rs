@@ -320,6 +320,13 @@ pub trait Provider: Send + Sync {
         true
     }
 
+    /// Whether the platform can move `cluster`'s writer itself ([`Self::failover_cluster`]),
+    /// without dbshift's SQL-side switchover core. Aurora clusters on AWS; nothing else.
+    async fn has_platform_failover(&self, cluster: &str) -> Result<bool> {
+        let _ = cluster;
+        Ok(false)
+    }
+
     /// Move `cluster`'s writer to `to` by the platform's own failover (Aurora:
     /// FailoverDBCluster) and wait until `to` is the writer. `Ok(false)`: the platform has no
     /// such failover for this cluster; the caller uses the switchover core instead.

@@ -1069,6 +1069,10 @@ impl Provider for AwsProvider {
         self.opts.db.is_some()
     }
 
+    async fn has_platform_failover(&self, cluster: &str) -> Result<bool> {
+        Ok(self.describe_db_cluster(cluster).await?.is_some())
+    }
+
     async fn failover_cluster(&self, cluster: &str, to: &str, timeout: Duration) -> Result<bool> {
         if self.describe_db_cluster(cluster).await?.is_none() {
             return Ok(false);
