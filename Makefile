@@ -41,7 +41,7 @@ test: deps lint
 ## The fault and crash matrix alone (docs/faults.md); `make test` runs it too.
 test-faults: deps
 	$(CARGO) test -p dbshift-ops --test faults
-	$(CARGO) test -p dbshift-cli --test faults_crash --test faults_ca
+	$(CARGO) test -p dbshift-cli --test faults_crash --test faults_ca --test faults_failover
 
 unit:
 	$(CARGO) test --workspace --lib --bins
