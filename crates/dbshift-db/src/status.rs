@@ -55,6 +55,9 @@ pub struct ReplicationStatus {
     pub exec_source_log: Option<BinlogPosition>,
     /// MariaDB `Using_Gtid`: `No`, `Slave_Pos` or `Current_Pos`.
     pub using_gtid: Option<String>,
+    /// `Until_Condition`: `None`, or what a `START SLAVE UNTIL` still pending stops at
+    /// (`Gtid`, `Master`, `Relay`). A thread started alone keeps it.
+    pub until_condition: Option<String>,
     /// MariaDB `Gtid_IO_Pos`: the last GTID per domain the IO thread received.
     pub gtid_io_pos: Option<mariadb::GtidPos>,
     /// MySQL `Retrieved_Gtid_Set`.
@@ -88,6 +91,7 @@ impl ReplicationStatus {
             source_log: None,
             exec_source_log: None,
             using_gtid: None,
+            until_condition: None,
             gtid_io_pos: None,
             retrieved_gtid_set: None,
             executed_gtid_set: None,
@@ -148,6 +152,7 @@ impl ReplicationStatus {
                 &["Exec_Master_Log_Pos", "Exec_Source_Log_Pos"],
             )?,
             using_gtid: row.text(&["Using_Gtid"]).map(String::from),
+            until_condition: row.text(&["Until_Condition"]).map(String::from),
             gtid_io_pos: row.parsed(&["Gtid_IO_Pos"])?,
             retrieved_gtid_set: row.parsed(&["Retrieved_Gtid_Set"])?,
             executed_gtid_set: row.parsed(&["Executed_Gtid_Set"])?,

@@ -210,10 +210,14 @@ pub async fn verify(
     let mut warnings = Vec::new();
     if !(was_io && was_sql) {
         warnings.push(format!(
-            "green's replication was not running (IO {}, SQL {}): it was advanced to blue's \
+            "green's replication was not running (IO {}, SQL {}{}): it was advanced to blue's \
              snapshot position and left as it was found",
             if was_io { "running" } else { "stopped" },
             if was_sql { "running" } else { "stopped" },
+            match &status.last_sql_error {
+                Some((n, e)) => format!(", SQL error {n}: {e}"),
+                None => String::new(),
+            },
         ));
     }
     let outcome = compare(&mut blue_conn, &mut green_admin, green, opts, &mut warnings).await;
@@ -278,6 +282,26 @@ async fn restore_replication(
 
 async fn restore_on(admin: &mut Server, was_io: bool, was_sql: bool) -> dbshift_db::Result<()> {
     admin.stop_replication().await?;
+    if was_io != was_sql {
+        // A thread started alone keeps the UNTIL of verify's run: MariaDB's IO thread, already
+        // at that position, stops again at once. `CHANGE MASTER` with the same GTID mode clears
+        // it and changes nothing else (the relay log is fetched again from the same position).
+        let st = admin.replication_status().await?;
+        if st
+            .until_condition
+            .as_deref()
+            .is_some_and(|c| !c.eq_ignore_ascii_case("none"))
+        {
+            let mode = match st.using_gtid.as_deref() {
+                Some(m) if m.eq_ignore_ascii_case("current_pos") => "current_pos",
+                Some(m) if m.eq_ignore_ascii_case("no") => "no",
+                _ => "slave_pos",
+            };
+            admin
+                .exec_sql(&format!("CHANGE MASTER TO MASTER_USE_GTID = {mode}"))
+                .await?;
+        }
+    }
     match (was_io, was_sql) {
         (true, true) => admin.start_replication().await,
         (true, false) => admin.exec_sql("START SLAVE IO_THREAD").await,
