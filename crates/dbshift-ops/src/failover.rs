@@ -928,13 +928,9 @@ impl Unplanned<'_> {
         detection: Duration,
     ) -> Result<Step<FailoverReport>, FailoverError> {
         if let Some(p) = self.provider.proxy_of(&self.req.cluster).await? {
-            match format!("{}:{}", p.admin.host, p.admin.port).parse() {
-                Ok(addr) => {
-                    self.proxy = Some(ProxyAdmin::new(addr, p.token, Duration::from_secs(5)))
-                }
-                Err(e) => self
-                    .warnings
-                    .push(format!("the proxy's admin address {}: {e}", p.admin)),
+            match ProxyAdmin::of(&p, Duration::from_secs(5)) {
+                Ok(admin) => self.proxy = Some(admin),
+                Err(e) => self.warnings.push(e),
             }
         }
         let t = self.begin("detect").await?;
@@ -1052,18 +1048,12 @@ impl Unplanned<'_> {
     /// Clients held at the proxy, then the old writer stopped by the provider. Nothing is
     /// promoted unless the provider confirms the stop.
     async fn fence(&mut self) -> Step<serde_json::Value> {
-        let paused = match &self.proxy {
-            Some(proxy) => Some(
-                proxy
-                    .pause(Duration::from_millis(PROXY_DRAIN_MS))
-                    .await
-                    .map_err(|e| format!("pausing the proxy: {e}"))?,
-            ),
-            None => None,
-        };
-        if paused.is_some() {
-            self.observer.event("proxy paused");
-        }
+        let paused = crate::proxy_admin::pause_if_any(
+            self.proxy.as_ref(),
+            Duration::from_millis(PROXY_DRAIN_MS),
+            self.observer,
+        )
+        .await?;
         tracing::info!(instance = %self.old, "stopping the failed writer");
         self.provider
             .stop_instance(&self.old)

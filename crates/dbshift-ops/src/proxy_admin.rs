@@ -47,6 +47,17 @@ impl ProxyAdmin {
         }
     }
 
+    /// The admin API of a proxy the provider names; the error says which address is wrong.
+    pub fn of(
+        p: &dbshift_provider::ProxyEndpoint,
+        timeout: Duration,
+    ) -> Result<ProxyAdmin, String> {
+        let addr = format!("{}:{}", p.admin.host, p.admin.port)
+            .parse()
+            .map_err(|e| format!("the proxy's admin address {}: {e}", p.admin))?;
+        Ok(ProxyAdmin::new(addr, p.token.clone(), timeout))
+    }
+
     /// Stop forwarding new commands; open transactions may finish within `bound`.
     pub async fn pause(&self, bound: Duration) -> Result<serde_json::Value, ProxyAdminError> {
         self.call(
@@ -132,4 +143,22 @@ impl ProxyAdmin {
         }
         Ok(serde_json::from_str(body).unwrap_or(serde_json::Value::Null))
     }
+}
+
+/// Hold clients at the proxy, when one is in front, before a writer is fenced: they see
+/// latency, not errors. `Ok(None)` without a proxy.
+pub(crate) async fn pause_if_any(
+    proxy: Option<&ProxyAdmin>,
+    bound: Duration,
+    observer: &dyn crate::switchover::Observer,
+) -> Result<Option<serde_json::Value>, String> {
+    let Some(proxy) = proxy else {
+        return Ok(None);
+    };
+    let report = proxy
+        .pause(bound)
+        .await
+        .map_err(|e| format!("pausing the proxy: {e}"))?;
+    observer.event("proxy paused");
+    Ok(Some(report))
 }

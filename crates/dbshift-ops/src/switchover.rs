@@ -530,14 +530,9 @@ impl<'a> Engine<'a> {
 
     async fn drive(&mut self, record: Option<RunRecord>) -> Result<Outcome, SwitchoverError> {
         if let Some(p) = self.provider.proxy_of(&self.p.cluster).await? {
-            let addr = format!("{}:{}", p.admin.host, p.admin.port)
-                .parse()
-                .map_err(|e| {
-                    SwitchoverError::BadInput(format!("the proxy's admin address {}: {e}", p.admin))
-                })?;
             // A pause returns once every session is held, within its bound.
             let timeout = Duration::from_millis(PROXY_DRAIN_MS) + Duration::from_secs(10);
-            self.proxy = Some(ProxyAdmin::new(addr, p.token, timeout));
+            self.proxy = Some(ProxyAdmin::of(&p, timeout).map_err(SwitchoverError::BadInput)?);
         }
         let done = |s: &str| record.as_ref().is_some_and(|r| r.step_done(s));
         let pnr_begun = record
@@ -669,18 +664,12 @@ impl<'a> Engine<'a> {
     async fn fence_old(&mut self) -> StepResult<serde_json::Value> {
         // Clients are held at the proxy first (statement boundaries, open transactions may
         // finish within the bound): they see latency, not read-only errors.
-        let paused = match &self.proxy {
-            Some(proxy) => Some(
-                proxy
-                    .pause(Duration::from_millis(PROXY_DRAIN_MS))
-                    .await
-                    .map_err(|e| format!("pausing the proxy: {e}"))?,
-            ),
-            None => None,
-        };
-        if paused.is_some() {
-            self.observer.event("proxy paused");
-        }
+        let paused = crate::proxy_admin::pause_if_any(
+            self.proxy.as_ref(),
+            Duration::from_millis(PROXY_DRAIN_MS),
+            self.observer,
+        )
+        .await?;
         let mut old = self.connect(&self.p.from).await?;
         let opts = FenceOptions {
             lock_wait: Duration::from_millis(self.p.fence_lock_wait_ms),
