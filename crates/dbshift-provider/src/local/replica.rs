@@ -15,8 +15,8 @@ use dbshift_db::dialect::SourceStart;
 
 use super::process;
 use super::state::{self, InstanceRecord};
-use super::{snapshot, tls, Lab, MAX_REPLICAS, STOP_GRACE};
-use crate::error::{Error, IoContext, Result};
+use super::{snapshot, Lab, MAX_REPLICAS, STOP_GRACE};
+use crate::error::{Error, Result};
 
 /// What `add_replicas` built.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -145,17 +145,7 @@ impl Lab {
         let ca = self.state.ca(&self.state.current_ca)?.clone();
         for id in ids {
             let rec = self.state.instance(id)?.clone();
-            let paths = self.paths(id);
-            let (from, to) = (snap.dir.clone(), paths.data());
-            tokio::task::spawn_blocking(move || process::copy_tree(&from, &to))
-                .await
-                .map_err(|e| Error::Process {
-                    instance: id.clone(),
-                    message: format!("copying the snapshot failed: {e}"),
-                })??;
-            std::fs::create_dir_all(paths.tmp())
-                .ctx(|| format!("creating {}", paths.tmp().display()))?;
-            tls::issue_server_cert(&self.dir, &ca, id, &paths.tls())?;
+            self.lay_down(id, &snap.dir, false, &ca).await?;
             // The first start must not start a replication the copy may remember.
             self.write_cnf_with(&rec, domain, "skip_slave_start=ON\n")?;
         }

@@ -419,6 +419,33 @@ impl Lab {
     /// it at the source cluster's writer from `snapshot.source_position`. The replicas
     /// replicate from the new writer by GTID over verified TLS. On failure, what was built is
     /// stopped and removed, and the state is as before.
+    /// Lay a snapshot's files down as `id`'s datadir (moved when `take` and a rename works,
+    /// else copied), with its tmpdir and a server certificate issued by `ca`.
+    pub(super) async fn lay_down(
+        &self,
+        id: &str,
+        from: &Path,
+        take: bool,
+        ca: &state::CaRecord,
+    ) -> Result<()> {
+        let paths = self.paths(id);
+        let to = paths.data();
+        if take && std::fs::rename(from, &to).is_ok() {
+            tracing::debug!(instance = %id, "took the snapshot's files by rename");
+        } else {
+            let from = from.to_path_buf();
+            tokio::task::spawn_blocking(move || process::copy_tree(&from, &to))
+                .await
+                .map_err(|e| Error::Process {
+                    instance: id.to_string(),
+                    message: format!("copying the snapshot failed: {e}"),
+                })??;
+        }
+        std::fs::create_dir_all(paths.tmp())
+            .ctx(|| format!("creating {}", paths.tmp().display()))?;
+        tls::issue_server_cert(&self.dir, ca, id, &paths.tls())
+    }
+
     pub async fn restore_cluster(
         &self,
         snapshot: &Snapshot,
@@ -572,23 +599,9 @@ impl Lab {
             .unwrap_or(0);
         for (n, id) in ids.iter().enumerate() {
             let rec = self.state.instance(id)?;
-            let paths = self.paths(id);
-            let from = snapshot.dir.clone();
-            let to = paths.data();
             let last = n + 1 == ids.len();
-            if last && opts.consume_snapshot && std::fs::rename(&from, &to).is_ok() {
-                tracing::debug!(instance = %id, "took the snapshot's files by rename");
-            } else {
-                tokio::task::spawn_blocking(move || process::copy_tree(&from, &to))
-                    .await
-                    .map_err(|e| Error::Process {
-                        instance: id.clone(),
-                        message: format!("copying the snapshot failed: {e}"),
-                    })??;
-            }
-            std::fs::create_dir_all(paths.tmp())
-                .ctx(|| format!("creating {}", paths.tmp().display()))?;
-            tls::issue_server_cert(&self.dir, &ca, id, &paths.tls())?;
+            self.lay_down(id, &snapshot.dir, last && opts.consume_snapshot, &ca)
+                .await?;
             self.write_cnf_with(rec, domain, &restore_cnf_extra(key_file.as_deref()))?;
         }
         self.start_and_wait(ids).await?;
