@@ -789,6 +789,31 @@ pub mod mariadb {
                 .collect()
         }
 
+        /// The transactions of `self` (a server's binlog state, e.g. the old writer's) that a
+        /// server whose binlog state is `state` and whose `gtid_current_pos` is `pos` does not
+        /// have; empty when it has them all.
+        ///
+        /// By entry where `state` knows the (domain, server_id): its seq must be as high. By
+        /// domain position where it does not: a server restored from a backup (a green, a
+        /// replica added from a snapshot) knows only the last GTID of each domain, so an older
+        /// entry is had when the position is past it. The last GTID of each domain of `self`
+        /// must be had exactly (by entry, or as the very GTID of the position), so that a
+        /// history that diverged at the end is never taken for one that contains it.
+        pub fn missing_from(&self, state: &BinlogState, pos: &GtidPos) -> Vec<Gtid> {
+            let last = self.to_pos();
+            self.iter()
+                .filter(|g| {
+                    let by_entry = state.get(g.domain, g.server_id);
+                    let had = match by_entry {
+                        Some(seq) => seq >= g.seq,
+                        None if last.get(g.domain) == Some(g) => pos.get(g.domain) == Some(g),
+                        None => pos.get(g.domain).is_some_and(|p| p.seq > g.seq),
+                    };
+                    !had
+                })
+                .collect()
+        }
+
         /// The position of this binary log: the highest seq of each domain.
         pub fn to_pos(&self) -> GtidPos {
             let mut pos = GtidPos::new();
@@ -1216,6 +1241,51 @@ mod tests {
         assert!(new_writer.contains(&BinlogState::new()));
         assert!(!new_writer.contains(&state("0-1-101")));
         assert!(!new_writer.contains(&state("0-1-100,0-3-1")));
+    }
+
+    #[test]
+    fn containment_by_position_for_a_restored_server() {
+        // Issue 15, case 7: blue had a switchover (101 then 102 wrote in domain 1); green,
+        // restored from a snapshot, binlogged only what it applied since.
+        let old = state("1-101-403,1-102-1207");
+        let green = state("1-102-1207");
+        assert!(old
+            .missing_from(&green, &pos("1-102-1207"))
+            .is_empty());
+        // Nothing written since the restore: green's binlog is empty, its position knows.
+        assert!(old
+            .missing_from(&BinlogState::new(), &pos("1-102-1207"))
+            .is_empty());
+        // Green one transaction short.
+        assert_eq!(
+            old.missing_from(&state("1-102-1206"), &pos("1-102-1206")),
+            vec![Gtid::new(1, 102, 1207)]
+        );
+        // The same seq from another server is not the same transaction.
+        assert_eq!(
+            old.missing_from(&BinlogState::new(), &pos("1-103-1207")),
+            vec![Gtid::new(1, 102, 1207)]
+        );
+    }
+
+    #[test]
+    fn containment_by_entry_where_the_server_knows_the_writer() {
+        // Issue 15, case 4: the old writer took writes after the new one was promoted; the
+        // new one's higher seq in the domain must not hide them.
+        let old = state("1-101-950");
+        let new = state("1-101-900,1-102-1000");
+        assert_eq!(
+            old.missing_from(&new, &pos("1-102-1000")),
+            vec![Gtid::new(1, 101, 950)]
+        );
+        assert!(state("1-101-900")
+            .missing_from(&new, &pos("1-102-1000"))
+            .is_empty());
+        // A domain the new one never saw.
+        assert_eq!(
+            state("1-101-900,2-101-5").missing_from(&new, &pos("1-102-1000")),
+            vec![Gtid::new(2, 101, 5)]
+        );
     }
 
     #[test]
