@@ -124,11 +124,14 @@ pub fn print_inventory(rows: &[InventoryRow]) {
         "INSTANCE",
         "CLUSTER",
         "ROLE",
+        "OBSERVED",
+        "READ_ONLY",
         "ENDPOINT",
         "ENGINE",
         "STATUS",
         "CA",
         "ENCRYPTED",
+        "SOURCE",
         "IO",
         "SQL",
         "LAG_S",
@@ -163,15 +166,28 @@ pub fn print_inventory(rows: &[InventoryRow]) {
                 r.error.clone().unwrap_or_default(),
             ),
         };
+        let (read_only, source) = match &r.replication {
+            Some(h) => (
+                if h.read_only { "ON" } else { "OFF" }.to_string(),
+                h.source_instance
+                    .clone()
+                    .or_else(|| h.source.clone())
+                    .unwrap_or_else(|| "-".into()),
+            ),
+            None => ("?".into(), "?".into()),
+        };
         t.row(vec![
             r.id.clone(),
             r.cluster.clone(),
             r.role.to_string(),
+            r.observed_role.to_string(),
+            read_only,
             r.endpoint.to_string(),
             format!("{} {}", r.engine, r.engine_version),
             r.status.to_string(),
             r.ca.clone(),
             r.encrypted.to_string(),
+            source,
             io,
             sql,
             lag_s,
@@ -180,6 +196,22 @@ pub fn print_inventory(rows: &[InventoryRow]) {
         ]);
     }
     print!("{}", t.render());
+    // Under the table, where a reader of the table looks last: the table alone showed a
+    // writable reader as healthy as any.
+    let problems: Vec<(&str, &str)> = rows
+        .iter()
+        .flat_map(|r| r.problems.iter().map(|p| (r.id.as_str(), p.as_str())))
+        .collect();
+    if !problems.is_empty() {
+        println!();
+        println!("PROBLEMS ({}):", problems.len());
+        for (id, p) in problems {
+            println!("  {id}: {p}");
+        }
+    } else if rows.iter().any(|r| r.replication.is_some()) {
+        println!();
+        println!("problems: none (read_only and replication agree with every role observed)");
+    }
 }
 
 #[cfg(test)]

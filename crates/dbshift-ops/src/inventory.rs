@@ -1,12 +1,18 @@
 //! The inventory: what the provider says of each instance, joined with what its server says
-//! right now (replication threads, lag, last error). It reads; it never changes a thing.
+//! right now (`@@read_only`, replication threads, source, lag, last error), and the problems
+//! where the two disagree: a writable reader (two writers), a read-only writer, a writer that
+//! replicates, a replica that replicates from the wrong server or not at all. The provider's
+//! records say what each instance should be; only the servers say what it is, and a role
+//! taken from the records alone made a writable reader look healthy. It reads; it never
+//! changes a thing, and a problem is reported, never repaired.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use dbshift_db::mariadb::GtidPos;
 use dbshift_db::status::IoState;
 use dbshift_db::Server;
-use dbshift_provider::{Endpoint, Instance, InstanceStatus, Provider, Role};
+use dbshift_provider::{Cluster, Deployment, Endpoint, Instance, InstanceStatus, Provider, Role};
 use serde::Serialize;
 
 /// Replication as the instance's server reports it.
@@ -24,6 +30,8 @@ pub struct ReplicationHealth {
     pub last_error: Option<String>,
     /// `host:port` it replicates from.
     pub source: Option<String>,
+    /// The instance whose endpoint `source` is, when it is one the provider knows.
+    pub source_instance: Option<String>,
     /// `@@gtid_current_pos` (MariaDB).
     pub gtid_position: Option<String>,
     pub read_only: bool,
@@ -44,6 +52,52 @@ pub struct InventoryRow {
     /// `None` when the server could not be asked (stopped, unreachable: see `error`).
     pub replication: Option<ReplicationHealth>,
     pub error: Option<String>,
+    /// What the server itself says it is (`@@read_only` and whether it replicates), next to
+    /// `role`, which is what the provider's records say.
+    pub observed_role: ObservedRole,
+    /// Where the server disagrees with its role, in plain English; empty when it agrees or
+    /// was not asked. The inventory still succeeds: it is a report.
+    pub problems: Vec<String>,
+}
+
+/// What a server is by its own account: whether it accepts writes (`@@read_only`) and whether
+/// it is configured to replicate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ObservedRole {
+    /// Writable and replicating from no one.
+    Writer,
+    /// Read-only and replicating.
+    Replica,
+    /// Replicating, yet it accepts writes.
+    WritableReplica,
+    /// Read-only and replicating from no one: neither takes writes nor follows a writer.
+    ReadOnlyStandalone,
+    /// The server was not asked (stopped, unreachable, or no database credentials).
+    Unknown,
+}
+
+impl ObservedRole {
+    fn of(h: &ReplicationHealth) -> ObservedRole {
+        match (h.read_only, h.replicating) {
+            (false, false) => ObservedRole::Writer,
+            (true, true) => ObservedRole::Replica,
+            (false, true) => ObservedRole::WritableReplica,
+            (true, false) => ObservedRole::ReadOnlyStandalone,
+        }
+    }
+}
+
+impl std::fmt::Display for ObservedRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ObservedRole::Writer => "writer",
+            ObservedRole::Replica => "replica",
+            ObservedRole::WritableReplica => "writable_replica",
+            ObservedRole::ReadOnlyStandalone => "read_only_standalone",
+            ObservedRole::Unknown => "unknown",
+        })
+    }
 }
 
 /// Errors of the inventory.
@@ -106,6 +160,7 @@ async fn observe(provider: &dyn Provider, inst: &Instance) -> Result<Observed, S
                     (Some(h), Some(p)) if st.configured => Some(format!("{h}:{p}")),
                     _ => None,
                 },
+                source_instance: None,
                 gtid_position: current,
                 read_only,
             },
@@ -150,6 +205,12 @@ pub async fn inventory(provider: &dyn Provider) -> Result<Vec<InventoryRow>, Err
         let (replication, error, encrypted) = match obs {
             Ok(o) => {
                 let mut h = o.health.clone();
+                h.source_instance = h.source.as_deref().and_then(|src| {
+                    instances
+                        .iter()
+                        .find(|i| i.endpoint.to_string() == src)
+                        .map(|i| i.id.clone())
+                });
                 if h.replicating {
                     let from = h.source.as_deref().and_then(source_pos);
                     if let (Some(w), Some(mine)) = (from, &o.slave_pos) {
@@ -171,9 +232,230 @@ pub async fn inventory(provider: &dyn Provider) -> Result<Vec<InventoryRow>, Err
             status: inst.status,
             ca: inst.ca.clone(),
             encrypted,
+            observed_role: replication
+                .as_ref()
+                .map(ObservedRole::of)
+                .unwrap_or(ObservedRole::Unknown),
             replication,
             error,
+            problems: Vec::new(),
         });
     }
+    if provider.sql_access() {
+        let clusters = provider.list_clusters().await?;
+        let deployments = provider.deployments().await?;
+        // On Aurora the storage replicates, not the servers: there is no source to check.
+        let mut platform_replicated = Vec::new();
+        for c in &clusters {
+            if provider.has_platform_failover(&c.name).await? {
+                platform_replicated.push(c.name.clone());
+            }
+        }
+        find_problems(&mut rows, &clusters, &deployments, &platform_replicated);
+    }
     Ok(rows)
+}
+
+/// What an instance should be by the provider's records.
+#[derive(Debug, PartialEq, Eq)]
+enum Expected {
+    /// Takes the writes of `name` (the name clients use): writable, replicating from no one.
+    Writer { name: String },
+    /// Read-only, replicating from `source`; `writer` takes the writes of `name`. `standby`:
+    /// the writer of a blue/green side that does not serve.
+    Replica {
+        source: String,
+        name: String,
+        writer: String,
+        standby: bool,
+    },
+    /// Not judged: the provider names no writer for its cluster.
+    Unjudged,
+}
+
+fn expected(inst: &InventoryRow, clusters: &[Cluster], deployments: &[Deployment]) -> Expected {
+    use dbshift_provider::Side;
+    let side = deployments.iter().find_map(|d| {
+        if d.blue == inst.cluster {
+            Some((d, Side::Blue))
+        } else if d.green == inst.cluster {
+            Some((d, Side::Green))
+        } else {
+            None
+        }
+    });
+    if let Some((d, side)) = side {
+        // Clients use blue's name for either side; only the serving side's writer takes writes,
+        // the other side's writer replicates from it, and each side's readers from their own
+        // side's writer (blue's readers from blue's old writer after a switch).
+        let serving_writer = d.writer(d.serving).to_string();
+        let side_writer = d.writer(side);
+        return if inst.id == side_writer && d.serving == side {
+            Expected::Writer {
+                name: d.blue.clone(),
+            }
+        } else if inst.id == side_writer {
+            Expected::Replica {
+                source: serving_writer.clone(),
+                name: d.blue.clone(),
+                writer: serving_writer,
+                standby: true,
+            }
+        } else {
+            Expected::Replica {
+                source: side_writer.to_string(),
+                name: d.blue.clone(),
+                writer: serving_writer,
+                standby: false,
+            }
+        };
+    }
+    match clusters.iter().find(|c| c.name == inst.cluster) {
+        Some(c) if c.writer == inst.id => Expected::Writer {
+            name: c.name.clone(),
+        },
+        Some(c) if !c.writer.is_empty() => Expected::Replica {
+            source: c.writer.clone(),
+            name: c.name.clone(),
+            writer: c.writer.clone(),
+            standby: false,
+        },
+        _ => Expected::Unjudged,
+    }
+}
+
+/// `: two writers` when more than one server behind a name accepts writes.
+fn writers_suffix(writable: usize) -> String {
+    match writable {
+        0 | 1 => String::new(),
+        2 => ": two writers".to_string(),
+        n => format!(": {n} writers"),
+    }
+}
+
+/// Compare each observed server with what the provider's records say it should be, and write
+/// the disagreements into `problems`. Servers that were not asked are not judged.
+fn find_problems(
+    rows: &mut [InventoryRow],
+    clusters: &[Cluster],
+    deployments: &[Deployment],
+    platform_replicated: &[String],
+) {
+    let expectations: Vec<Expected> = rows
+        .iter()
+        .map(|r| {
+            if platform_replicated.contains(&r.cluster) {
+                Expected::Unjudged
+            } else {
+                expected(r, clusters, deployments)
+            }
+        })
+        .collect();
+    // Writable servers behind each name clients use (both sides of a blue/green deployment
+    // count under blue's name: clients of that name can reach either).
+    let mut writable: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (r, e) in rows.iter().zip(&expectations) {
+        let name = match e {
+            Expected::Writer { name } | Expected::Replica { name, .. } => name.as_str(),
+            Expected::Unjudged => continue,
+        };
+        if matches!(&r.replication, Some(h) if !h.read_only) {
+            writable.entry(name).or_default().push(r.id.as_str());
+        }
+    }
+    // Hosts of known instances: a source on one of them at an unknown port is no instance of
+    // the fleet; a source elsewhere may be one under another address (an RDS replica names
+    // its source by IP, the provider by DNS name), so it is shown, not judged.
+    let known_hosts: Vec<String> = rows.iter().map(|r| r.endpoint.host.clone()).collect();
+
+    let mut found: Vec<Vec<String>> = vec![Vec::new(); rows.len()];
+    for ((r, e), problems) in rows.iter().zip(&expectations).zip(found.iter_mut()) {
+        let Some(h) = &r.replication else { continue };
+        let source = || match (&h.source_instance, &h.source) {
+            (Some(id), Some(ep)) => format!("{id} ({ep})"),
+            (None, Some(ep)) => ep.clone(),
+            _ => "an unknown source".to_string(),
+        };
+        match e {
+            Expected::Unjudged => {}
+            Expected::Writer { name } => {
+                let n = writable.get(name.as_str()).map(Vec::len).unwrap_or(0);
+                if h.read_only {
+                    problems.push(format!("read-only writer: clients of {name} cannot write"));
+                } else if n > 1 {
+                    let all = writable[name.as_str()].join(", ");
+                    problems.push(format!(
+                        "{n} writable servers behind {name} ({all}){}",
+                        writers_suffix(n)
+                    ));
+                }
+                if h.replicating {
+                    problems.push(format!(
+                        "writer replicates: {} is {name}'s writer but replicates from {} \
+                         (IO {}, SQL {})",
+                        r.id,
+                        source(),
+                        h.io_running,
+                        if h.sql_running { "Yes" } else { "No" }
+                    ));
+                }
+            }
+            Expected::Replica {
+                source: want,
+                name,
+                writer,
+                standby,
+            } => {
+                if !h.read_only {
+                    let n = writable.get(name.as_str()).map(Vec::len).unwrap_or(0);
+                    let what = if *standby {
+                        "writable standby"
+                    } else {
+                        "writable reader"
+                    };
+                    problems.push(format!(
+                        "{what}: {} accepts writes although {name}'s writer is {writer}{}",
+                        r.id,
+                        writers_suffix(n)
+                    ));
+                }
+                if !h.replicating {
+                    problems.push(format!(
+                        "not replicating: {} should replicate from {want} but has no source",
+                        r.id
+                    ));
+                    continue;
+                }
+                let wrong = match (&h.source_instance, &h.source) {
+                    (Some(id), _) => id != want,
+                    (None, Some(ep)) => known_hosts
+                        .iter()
+                        .any(|host| ep.rsplit_once(':').map(|(on, _)| on) == Some(host.as_str())),
+                    (None, None) => true,
+                };
+                if wrong {
+                    problems.push(format!(
+                        "wrong source: {} replicates from {}, not from {want}",
+                        r.id,
+                        source()
+                    ));
+                }
+                if h.io_running == "No" || !h.sql_running {
+                    let mut p = format!(
+                        "replication stopped: {} has IO thread {}, SQL thread {}",
+                        r.id,
+                        h.io_running,
+                        if h.sql_running { "Yes" } else { "No" }
+                    );
+                    if let Some(err) = &h.last_error {
+                        p.push_str(&format!(" (last error {err})"));
+                    }
+                    problems.push(p);
+                }
+            }
+        }
+    }
+    for (r, p) in rows.iter_mut().zip(found) {
+        r.problems = p;
+    }
 }
