@@ -187,6 +187,14 @@ async fn create(a: CreateArgs, dir: &Path) -> anyhow::Result<()> {
         encrypt: a.encrypt,
         engine_binary: a.engine_binary.clone(),
     };
+    // Blue must not change under the snapshot (a switchover would move the position green
+    // starts from), nor two greens of one name be built at once.
+    let _locks = dbshift_ops::lock::Locks::in_dir(&dir.join("locks"))
+        .acquire_all(
+            &[spec.source.clone(), spec.name.clone()],
+            &format!("bluegreen create of {} from {}", spec.name, spec.source),
+        )
+        .map_err(|e| Exit::new(1, e.to_string()))?;
     let started = Instant::now();
     let d = bluegreen::create(&*lab, &spec)
         .await
@@ -411,7 +419,7 @@ async fn switch(a: SwitchArgs, dir: &Path, to: Side) -> anyhow::Result<()> {
         ),
         a.yes,
     )?;
-    let journal = journal(dir).await?;
+    let journal = journal(dir, &*lab).await?;
     let probe = start_probe(
         a.probe,
         lab.clone(),
@@ -451,8 +459,14 @@ async fn cleanup(a: CleanupArgs, dir: &Path) -> anyhow::Result<()> {
         ),
         a.yes,
     )?;
+    let _locks = dbshift_ops::lock::Locks::in_dir(&dir.join("locks"))
+        .acquire_all(
+            &[d.blue.clone(), d.green.clone()],
+            &format!("bluegreen cleanup of {}", d.name),
+        )
+        .map_err(|e| Exit::new(1, e.to_string()))?;
     let journal = if dir.join("journal.sqlite").exists() {
-        Some(journal(dir).await?)
+        Some(journal(dir, &lab).await?)
     } else {
         None
     };

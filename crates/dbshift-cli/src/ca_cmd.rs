@@ -93,6 +93,9 @@ fn rollout_err(e: RolloutError) -> anyhow::Error {
     match e {
         RolloutError::BadInput(m) => Exit::new(2, m).into(),
         RolloutError::Provider(p) => anyhow::Error::new(p),
+        RolloutError::Lock(l @ dbshift_ops::lock::LockError::Held { .. }) => {
+            Exit::new(1, l.to_string()).into()
+        }
         other => other.into(),
     }
 }
@@ -506,7 +509,7 @@ pub async fn rotate(args: CaRotateArgs, dir: &Path) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let journal = journal(dir).await?;
+    let journal = journal(dir, &*p).await?;
     let unfinished = ca_rotate::find_unfinished(&journal, &req)
         .await
         .map_err(rollout_err)?;
@@ -545,11 +548,14 @@ pub async fn rotate(args: CaRotateArgs, dir: &Path) -> anyhow::Result<()> {
 /// `dbshift resume <run>` for a CA rotation.
 pub async fn resume(run: &str, dir: &Path, yes: bool, format: Format) -> anyhow::Result<()> {
     let p = provider(dir).await?;
-    let journal = journal(dir).await?;
+    let journal = journal(dir, &*p).await?;
     let record = journal
         .run(run)
         .await
         .map_err(|e| Exit::new(2, e.to_string()))?;
+    journal
+        .check_same_fleet(&record)
+        .map_err(|e| Exit::new(2, e))?;
     let req = ca_rotate::request_of(&record).map_err(rollout_err)?;
     if record.status != dbshift_ops::journal::RunStatus::Running {
         return Err(Exit::new(
@@ -642,6 +648,9 @@ async fn run_plan(
     ctrl_c.abort();
     let report = result.map_err(|e| match e {
         RolloutError::BadInput(m) => anyhow::Error::from(Exit::new(2, m)),
+        RolloutError::Lock(l @ dbshift_ops::lock::LockError::Held { .. }) => {
+            Exit::new(1, l.to_string()).into()
+        }
         other => Exit::new(
             3,
             format!(

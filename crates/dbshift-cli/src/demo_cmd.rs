@@ -472,7 +472,7 @@ impl Demo {
             return Ok(());
         }
 
-        let journal = journal(&self.dir).await?;
+        let journal = journal(&self.dir, &lab).await?;
         self.journal = Some(journal);
         let s = self.switch(&lab, Side::Green, a.probe_rate).await?;
         let done = s.outcome == "done";
@@ -592,6 +592,9 @@ impl Demo {
             Outcome::Done(r) => ("done", None, r.write_gap_ms),
             Outcome::Refused(g) => ("refused", Some(g.failure_text()), None),
             Outcome::RolledBack { reason } => ("rolled_back", Some(reason.clone()), None),
+            Outcome::ClusterChanged { reason, .. } => {
+                ("cluster_changed", Some(reason.clone()), None)
+            }
             Outcome::NeedsHuman { reason } => ("needs_human", Some(reason.clone()), None),
         };
         let (probe_writes, failed_writes) = summary

@@ -102,6 +102,10 @@ fn failover_error(e: FailoverError) -> anyhow::Error {
         FailoverError::Switchover(dbshift_ops::switchover::SwitchoverError::BadInput(m)) => {
             Exit::new(2, m).into()
         }
+        FailoverError::Lock(l @ dbshift_ops::lock::LockError::Held { .. })
+        | FailoverError::Switchover(dbshift_ops::switchover::SwitchoverError::Lock(
+            l @ dbshift_ops::lock::LockError::Held { .. },
+        )) => Exit::new(1, l.to_string()).into(),
         other => Exit::new(
             3,
             format!("{other}; the failover may have stopped part way: check `dbshift inventory` and `dbshift runs`"),
@@ -191,7 +195,7 @@ pub async fn failover(args: FailoverArgs, dir: &Path) -> anyhow::Result<()> {
         ),
         args.yes,
     )?;
-    let journal = journal(dir).await?;
+    let journal = journal(dir, &lab).await?;
     if args.probe && !plan.assessment.writer_reachable {
         eprintln!(
             "note: no probe: its preflight needs a writer that answers; start `dbshift probe \
@@ -378,7 +382,7 @@ impl WatchSink for PrintSink {
 
 pub async fn watch(args: WatchArgs, dir: &Path) -> anyhow::Result<()> {
     let lab = open(dir)?;
-    let journal = journal(dir).await?;
+    let journal = journal(dir, &lab).await?;
     let mut opts = WatchOptions::new(&args.cluster);
     opts.interval = args.interval;
     opts.block = args.block;
@@ -410,6 +414,9 @@ fn rejoin_error(e: RejoinError) -> anyhow::Error {
     match e {
         RejoinError::BadInput(m) => Exit::new(2, m).into(),
         RejoinError::Provider(p) => anyhow::Error::from(p).context("rejoin"),
+        RejoinError::Lock(l @ dbshift_ops::lock::LockError::Held { .. }) => {
+            Exit::new(1, l.to_string()).into()
+        }
         other => Exit::new(
             3,
             format!("{other}; check the instance with `dbshift inventory`"),
@@ -434,7 +441,7 @@ pub async fn rejoin(args: RejoinArgs, dir: &Path) -> anyhow::Result<()> {
         &format!("Make {} a replica of its cluster's writer?", args.instance),
         args.yes,
     )?;
-    let journal = journal(dir).await?;
+    let journal = journal(dir, &lab).await?;
     let outcome = rejoin::rejoin(&lab, &journal, &args.instance, args.timeout)
         .await
         .map_err(rejoin_error)?;

@@ -11,6 +11,7 @@ use dbshift_ops::guards::{GuardReport, Verdict};
 use dbshift_ops::journal::Journal;
 use dbshift_ops::switchover::{self, LogObserver, Outcome, SwitchoverRequest};
 use dbshift_provider::local::Lab;
+use dbshift_provider::Provider;
 
 use crate::output::{print_json, Table};
 use crate::{Exit, Format, OutputArgs};
@@ -195,12 +196,14 @@ pub(crate) async fn stop_probe(
     }
 }
 
-/// The journal of the lab in `dir`.
-pub(crate) async fn journal(dir: &Path) -> anyhow::Result<Journal> {
+/// The journal in `dir`, its runs tied to `provider`'s fleet (a run is resumed only on the
+/// fleet it was started on), with the cluster locks of this command.
+pub(crate) async fn journal(dir: &Path, provider: &dyn Provider) -> anyhow::Result<Journal> {
     let path = dir.join("journal.sqlite");
-    Journal::open(&path)
+    Ok(Journal::open(&path)
         .await
-        .with_context(|| format!("opening the journal {}", path.display()))
+        .with_context(|| format!("opening the journal {}", path.display()))?
+        .with_fleet(&provider.fleet_id()))
 }
 
 pub(crate) fn confirm(question: &str, yes: bool) -> anyhow::Result<()> {
@@ -300,9 +303,13 @@ pub async fn check(args: CheckArgs, dir: &Path) -> anyhow::Result<()> {
 
 /// An error once a run has started (the journal unwritable, the control plane gone): the
 /// servers may be part way through, so it is "needs a human" (3), never a plain failure.
+/// Another command holding the cluster is a refusal before anything ran (1).
 pub(crate) fn stopped_part_way(e: switchover::SwitchoverError) -> anyhow::Error {
     match e {
         switchover::SwitchoverError::BadInput(m) => Exit::new(2, m).into(),
+        switchover::SwitchoverError::Lock(l @ dbshift_ops::lock::LockError::Held { .. }) => {
+            Exit::new(1, l.to_string()).into()
+        }
         other => Exit::new(
             3,
             format!(
@@ -355,7 +362,8 @@ pub(crate) fn report_outcome(
             Outcome::Refused(report) => {
                 print_guards(report);
             }
-            Outcome::RolledBack { reason } => println!("rolled back: {reason}"),
+            Outcome::RolledBack { reason } => println!("{reason}"),
+            Outcome::ClusterChanged { reason, .. } => println!("stopped: {reason}"),
             Outcome::NeedsHuman { reason } => println!("needs a human: {reason}"),
         },
     }
@@ -387,11 +395,11 @@ pub(crate) fn report_outcome(
         Outcome::Refused(r) => {
             Err(Exit::new(1, format!("refused, nothing changed: {}", r.failure_text())).into())
         }
-        Outcome::RolledBack { reason } => Err(Exit::new(
-            1,
-            format!("rolled back, the old writer is writable again: {reason}"),
-        )
-        .into()),
+        // The reason says what was put back, or that nothing had been changed.
+        Outcome::RolledBack { reason } => Err(Exit::new(1, reason.clone()).into()),
+        Outcome::ClusterChanged { reason, changed } => {
+            Err(Exit::new(if *changed { 3 } else { 1 }, format!("stopped: {reason}")).into())
+        }
         Outcome::NeedsHuman { reason } => {
             Err(Exit::new(3, format!("needs a human: {reason}")).into())
         }
@@ -424,7 +432,7 @@ pub async fn switchover(args: SwitchoverArgs, dir: &Path) -> anyhow::Result<()> 
         ),
         args.yes,
     )?;
-    let journal = journal(dir).await?;
+    let journal = journal(dir, &lab).await?;
     let probe = start_probe(
         args.probe,
         std::sync::Arc::new(lab.clone()),
@@ -451,7 +459,11 @@ pub async fn runs(output: OutputArgs, dir: &Path) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let journal = journal(dir).await?;
+    // Read only: `runs` must work on a full disk, when it is needed most.
+    let path = dir.join("journal.sqlite");
+    let journal = Journal::open_read_only(&path)
+        .await
+        .with_context(|| format!("reading the journal {}", path.display()))?;
     let runs = journal.runs().await?;
     match output.output {
         Format::Json => print_json(&runs)?,
@@ -482,7 +494,12 @@ pub async fn resume(args: ResumeArgs, dir: &Path) -> anyhow::Result<()> {
         )
         .into());
     }
-    let journal = journal(dir).await?;
+    // The provider of the run's fleet (`--provider aws` for a run on AWS); a lab that is gone
+    // (its state deleted) fails here: its runs cannot be resumed.
+    let provider = crate::provider_cmd::open_provider(dir)
+        .await
+        .context("opening the fleet the run acted on")?;
+    let journal = journal(dir, &*provider).await?;
     let record = match journal.run(&args.run).await {
         Ok(r) => r,
         Err(e) => return Err(Exit::new(2, e.to_string()).into()),
@@ -510,8 +527,6 @@ pub async fn resume(args: ResumeArgs, dir: &Path) -> anyhow::Result<()> {
         ),
         args.yes,
     )?;
-    // The provider of the run's fleet (`--provider aws` for a run on AWS).
-    let provider = crate::provider_cmd::open_provider(dir).await?;
     let outcome = switchover::resume(&*provider, &journal, &args.run, &LogObserver)
         .await
         .map_err(stopped_part_way)?;

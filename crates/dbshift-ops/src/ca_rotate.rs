@@ -494,6 +494,12 @@ pub async fn execute(
     plan: &CaPlan,
     opts: ExecuteOptions,
 ) -> Result<CaRotateReport, RolloutError> {
+    // Every cluster of the plan is this rotation's until it ends: a switchover or failover
+    // meanwhile would move writers under the plan (the switchover it does itself shares it).
+    let scopes: Vec<String> = plan.plan.clusters.iter().map(|c| c.cluster.clone()).collect();
+    let _locks = journal
+        .locks()
+        .acquire_all(&scopes, &format!("ca-rotate to {}", plan.ca.id))?;
     let change = Arc::new(CaChange::new(provider.clone(), &plan.ca)?);
     let resumed = opts.resume.is_some();
     let run_id = match opts.resume {

@@ -174,6 +174,9 @@ pub enum FailoverError {
     Provider(#[from] dbshift_provider::Error),
     #[error(transparent)]
     Journal(#[from] crate::journal::JournalError),
+    /// Another command holds the cluster: nothing changed.
+    #[error(transparent)]
+    Lock(#[from] crate::lock::LockError),
 }
 
 /// Milliseconds of each phase of an unplanned failover.
@@ -666,6 +669,11 @@ pub async fn run(
     observer: &dyn Observer,
 ) -> Result<FailoverOutcome, FailoverError> {
     let looked = Instant::now();
+    // Held for the whole failover (the planned path's switchover core shares it): a second
+    // failover of the cluster, a watcher's or an operator's, is refused while this one runs.
+    let _lock = journal
+        .locks()
+        .acquire(&req.cluster, &format!("failover of {}", req.cluster))?;
     if let Some(run) = interrupted(journal, &req.cluster).await? {
         let old = run.params["old_writer"]
             .as_str()

@@ -11,6 +11,8 @@ use serde::Serialize;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use sqlx::Row;
 
+use crate::lock::Locks;
+
 /// Errors of the journal.
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
@@ -84,6 +86,9 @@ pub struct RunRecord {
     pub status: RunStatus,
     pub params: serde_json::Value,
     pub message: Option<String>,
+    /// The fleet (lab, AWS account and region) the run acts on: a run can be resumed only
+    /// against the fleet it was started on. `None` for runs journaled before fleets were.
+    pub fleet: Option<String>,
     pub created_at: String,
     pub updated_at: String,
     /// Filled by [`Journal::run`], empty in [`Journal::runs`].
@@ -113,11 +118,14 @@ impl RunRecord {
     }
 }
 
-/// A handle on the journal file.
+/// A handle on the journal file, and the locks of the command that opened it (beside it, in
+/// `locks/`): see [`crate::lock`].
 #[derive(Debug, Clone)]
 pub struct Journal {
     pool: SqlitePool,
     path: String,
+    fleet: Option<String>,
+    locks: Locks,
 }
 
 fn now() -> String {
@@ -149,9 +157,77 @@ impl Journal {
             .connect_with(opts)
             .await
             .map_err(err)?;
-        let j = Journal { pool, path: p };
+        let j = Journal {
+            pool,
+            path: p,
+            fleet: None,
+            locks: Locks::in_dir(&Self::locks_dir(path)),
+        };
         j.migrate().await?;
         Ok(j)
+    }
+
+    /// Open an existing journal only to read it: no file is created or written, so that
+    /// `dbshift runs` works on a full disk or a read-only copy.
+    pub async fn open_read_only(path: &Path) -> Result<Journal> {
+        let p = path.display().to_string();
+        let err = |source| JournalError::Db {
+            path: p.clone(),
+            source,
+        };
+        let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
+            .map_err(err)?
+            .read_only(true)
+            .busy_timeout(std::time::Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(opts)
+            .await
+            .map_err(err)?;
+        Ok(Journal {
+            pool,
+            path: p,
+            fleet: None,
+            locks: Locks::in_dir(&Self::locks_dir(path)),
+        })
+    }
+
+    fn locks_dir(path: &Path) -> std::path::PathBuf {
+        path.parent().unwrap_or(Path::new(".")).join("locks")
+    }
+
+    /// Tie the runs this handle creates to `fleet` (the provider's identity of the fleet).
+    pub fn with_fleet(mut self, fleet: &str) -> Journal {
+        self.fleet = Some(fleet.to_string());
+        self
+    }
+
+    /// The fleet this handle's runs belong to.
+    pub fn fleet(&self) -> Option<&str> {
+        self.fleet.as_deref()
+    }
+
+    /// The locks of the command holding this handle.
+    pub fn locks(&self) -> &Locks {
+        &self.locks
+    }
+
+    /// Whether `run` may be resumed by this handle: a run of another fleet (a lab purged and
+    /// built anew in the same directory) may not. `Err` says why.
+    pub fn check_same_fleet(&self, run: &RunRecord) -> std::result::Result<(), String> {
+        match (&run.fleet, &self.fleet) {
+            (Some(theirs), Some(mine)) if theirs != mine => Err(format!(
+                "run {} was started on another fleet ({theirs}) than this one ({mine}): the lab \
+                 it acted on is gone; it cannot be resumed",
+                run.id
+            )),
+            (None, Some(_)) => Err(format!(
+                "run {} does not say which fleet it acted on (journaled by an older dbshift); \
+                 it cannot be resumed safely: check `dbshift inventory` and act by hand",
+                run.id
+            )),
+            _ => Ok(()),
+        }
     }
 
     fn err(&self) -> impl Fn(sqlx::Error) -> JournalError + '_ {
@@ -177,6 +253,17 @@ impl Journal {
                 .await
                 .map_err(self.err())?;
         }
+        let has_fleet = sqlx::query("SELECT 1 FROM pragma_table_info('runs') WHERE name = 'fleet'")
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(self.err())?
+            .is_some();
+        if !has_fleet {
+            sqlx::query("ALTER TABLE runs ADD COLUMN fleet TEXT")
+                .execute(&self.pool)
+                .await
+                .map_err(self.err())?;
+        }
         Ok(())
     }
 
@@ -198,13 +285,14 @@ impl Journal {
         let id = format!("{kind}-{stamp}-{suffix}");
         let t = now();
         sqlx::query(
-            "INSERT INTO runs (id, kind, target, status, params, message, created_at, updated_at)
-             VALUES (?, ?, ?, 'running', ?, NULL, ?, ?)",
+            "INSERT INTO runs (id, kind, target, status, params, message, fleet, created_at, updated_at)
+             VALUES (?, ?, ?, 'running', ?, NULL, ?, ?, ?)",
         )
         .bind(&id)
         .bind(kind)
         .bind(target)
         .bind(params.to_string())
+        .bind(&self.fleet)
         .bind(&t)
         .bind(&t)
         .execute(&self.pool)
@@ -287,6 +375,7 @@ impl Journal {
             status: RunStatus::parse(row.get::<String, _>("status").as_str()),
             params: serde_json::from_str(&params).unwrap_or(serde_json::Value::Null),
             message: row.get("message"),
+            fleet: row.try_get("fleet").ok().flatten(),
             created_at: row.get("created_at"),
             updated_at: row.get("updated_at"),
             steps: Vec::new(),

@@ -8,6 +8,7 @@ pub mod failover;
 pub mod guards;
 pub mod inventory;
 pub mod journal;
+pub mod lock;
 pub mod proxy_admin;
 pub mod rejoin;
 pub mod rollout;
@@ -66,6 +67,25 @@ pub(crate) fn crash_if(point: &str) {
         // SAFETY: kill(2) on our own PID; SIGKILL ends the process at once, as kill -9.
         unsafe {
             libc::kill(libc::getpid(), libc::SIGKILL);
+        }
+    }
+}
+
+/// Fault injection for the concurrency tests: when `DBSHIFT_PAUSE_AT` is `<point>:<ms>` (the
+/// points of [`crash_if`]), the run sleeps that long there, as a slow server or a stalled
+/// network would hold it, so that a test can act meanwhile (start a second run, change the
+/// cluster by hand). Unset in normal use.
+pub(crate) async fn pause_if(point: &str) {
+    let Ok(at) = std::env::var("DBSHIFT_PAUSE_AT") else {
+        return;
+    };
+    let Some((p, ms)) = at.rsplit_once(':') else {
+        return;
+    };
+    if p == point {
+        if let Ok(ms) = ms.parse::<u64>() {
+            tracing::warn!("DBSHIFT_PAUSE_AT={at}: pausing {ms} ms");
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
         }
     }
 }

@@ -69,6 +69,9 @@ pub enum RejoinError {
     Journal(#[from] crate::journal::JournalError),
     #[error(transparent)]
     Db(#[from] dbshift_db::Error),
+    /// Another command holds the cluster: nothing changed.
+    #[error(transparent)]
+    Lock(#[from] crate::lock::LockError),
 }
 
 /// Make `instance` (a former writer) a replica of its cluster's writer, or report why not.
@@ -91,6 +94,9 @@ pub async fn rejoin(
             cluster.name
         )));
     }
+    let _lock = journal
+        .locks()
+        .acquire(&cluster.name, &format!("rejoin of {instance}"))?;
     let writer = cluster.writer.clone();
     let run_id = journal
         .create_run(

@@ -45,6 +45,9 @@ pub enum RolloutError {
     Provider(#[from] dbshift_provider::Error),
     #[error(transparent)]
     Journal(#[from] JournalError),
+    /// Another command holds a cluster of the plan: nothing changed.
+    #[error(transparent)]
+    Lock(#[from] crate::lock::LockError),
 }
 
 /// How an instance takes the change.
@@ -1442,6 +1445,7 @@ fn switchover_outcome(o: SwitchoverOutcome) -> Result<(StepOutcome, Option<u64>)
         SwitchoverOutcome::RolledBack { reason } => Err(StepFailure::Failed(format!(
             "the switchover rolled back, the writer did not move: {reason}"
         ))),
+        SwitchoverOutcome::ClusterChanged { reason, .. } => Err(StepFailure::NeedsHuman(reason)),
         SwitchoverOutcome::NeedsHuman { reason } => Err(StepFailure::NeedsHuman(reason)),
     }
 }

@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::guards::{run_guards, GuardLimits, GuardReport};
 use crate::journal::{Journal, JournalError, RunRecord, RunStatus};
+use crate::lock::{ClusterLock, LockError};
 use crate::ms;
 use crate::proxy_admin::ProxyAdmin;
 
@@ -37,6 +38,10 @@ const PROXY_DRAIN_MS: u64 = 2000;
 /// network that black-holes the connection must end the run (rolled back or "needs a human"),
 /// never hang it. Connecting anew is bounded by the connect timeout.
 const OLD_WRITER_STATEMENT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Bound of looking at one server to check that the cluster is what the run believes (connect,
+/// `read_only`, replication): a server that does not answer in time counts as unreachable.
+const LOOK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// `f` bounded by [`OLD_WRITER_STATEMENT_TIMEOUT`]; `what` names it in the error.
 async fn bounded<T>(
@@ -98,6 +103,9 @@ pub enum SwitchoverError {
     Journal(#[from] JournalError),
     #[error(transparent)]
     Db(#[from] dbshift_db::Error),
+    /// Another command holds the cluster, or this run lost its lock.
+    #[error(transparent)]
+    Lock(#[from] LockError),
 }
 
 /// What the operator asked for. Stored in the journal (no secrets in it).
@@ -184,8 +192,13 @@ pub enum Outcome {
     Done(SwitchoverReport),
     /// A guard failed; nothing was changed.
     Refused(GuardReport),
-    /// Something failed before the point of no return; the old writer is writable again.
+    /// Something failed before the point of no return; the reason says what was put back
+    /// (the old writer writable again) or that nothing had been changed.
     RolledBack { reason: String },
+    /// The cluster is not what this run believes (another run, a human, a failover changed
+    /// it): the run stopped before its next change and changed nothing more. `changed`: this
+    /// run had changed something before (a fence), so an operator must look.
+    ClusterChanged { reason: String, changed: bool },
     /// The state is uncertain or needs an operator: the reason says what to look at.
     NeedsHuman { reason: String },
 }
@@ -196,7 +209,8 @@ impl Outcome {
         match self {
             Outcome::Done(_) => 0,
             Outcome::Refused(_) | Outcome::RolledBack { .. } => 1,
-            Outcome::NeedsHuman { .. } => 3,
+            Outcome::ClusterChanged { changed: false, .. } => 1,
+            Outcome::ClusterChanged { changed: true, .. } | Outcome::NeedsHuman { .. } => 3,
         }
     }
 }
@@ -341,10 +355,14 @@ pub async fn run_as(
     observer: &dyn Observer,
 ) -> Result<(String, Outcome), SwitchoverError> {
     debug_assert!(RUN_KINDS.contains(&kind));
+    // The lock first: a second command on the cluster is refused here, before its run is
+    // journaled or anything is read for it.
+    let locks = lock_clusters(provider, journal, kind, &params).await?;
     let value = serde_json::to_value(&params).expect("params always serialize");
     let run_id = journal.create_run(kind, &params.cluster, &value).await?;
     tracing::info!(run = %run_id, "switchover started");
     let mut engine = Engine::new(provider, journal, run_id.clone(), params, observer)?;
+    engine.locks = locks;
     let outcome = engine.drive(None).await?;
     Ok((run_id, outcome))
 }
@@ -374,10 +392,37 @@ pub async fn resume(
         SwitchoverError::BadInput(format!("run {run_id} has unreadable parameters: {e}"))
     })?;
     journal
+        .check_same_fleet(&record)
+        .map_err(SwitchoverError::BadInput)?;
+    let locks = lock_clusters(provider, journal, &record.kind, &params).await?;
+    journal
         .set_status(run_id, RunStatus::Running, Some("resumed"))
         .await?;
     let mut engine = Engine::new(provider, journal, run_id.to_string(), params, observer)?;
+    engine.locks = locks;
     engine.drive(Some(record)).await
+}
+
+/// Lock every cluster a switchover touches (the cluster; for a blue/green switch both sides),
+/// for the whole run.
+async fn lock_clusters(
+    provider: &dyn Provider,
+    journal: &Journal,
+    kind: &str,
+    p: &SwitchoverParams,
+) -> Result<Vec<ClusterLock>, SwitchoverError> {
+    let mut scopes = vec![p.cluster.clone()];
+    let ids = [&p.from, &p.to]
+        .into_iter()
+        .chain(p.siblings.iter())
+        .chain(p.followers.iter());
+    for id in ids {
+        if let Ok(i) = provider.describe_instance(id).await {
+            scopes.push(i.cluster);
+        }
+    }
+    let what = format!("{kind} of {} ({} -> {})", p.cluster, p.from, p.to);
+    Ok(journal.locks().acquire_all(&scopes, &what)?)
 }
 
 struct Engine<'a> {
@@ -398,10 +443,97 @@ struct Engine<'a> {
     final_position: Option<String>,
     step_ms: Vec<(String, u64)>,
     warnings: Vec<String>,
+    /// The clusters this run owns, held until it ends.
+    locks: Vec<ClusterLock>,
+}
+
+/// What one server of the run said when the cluster was looked at.
+#[derive(Debug, Clone)]
+struct Seen {
+    id: String,
+    server_id: u32,
+    port: u16,
+    read_only: bool,
+    /// `(source server_id once known, source port)` when configured as a replica.
+    source: Option<(Option<u32>, Option<u16>)>,
+}
+
+/// The cluster as it is now: the name's writer by the provider, and each reachable server.
+#[derive(Debug, Clone)]
+struct ClusterView {
+    named_writer: Option<String>,
+    seen: Vec<Seen>,
+    unreachable: Vec<String>,
+}
+
+impl ClusterView {
+    fn get(&self, id: &str) -> Option<&Seen> {
+        self.seen.iter().find(|s| s.id == id)
+    }
+
+    /// The writable servers other than `allowed`.
+    fn other_writers(&self, allowed: &[&str]) -> Vec<String> {
+        self.seen
+            .iter()
+            .filter(|s| !s.read_only && !allowed.contains(&s.id.as_str()))
+            .map(|s| s.id.clone())
+            .collect()
+    }
+
+    /// Whether `replica` replicates from `source` (by server_id once seen, else by port).
+    fn replicates_from(&self, replica: &str, source: &str) -> bool {
+        match (self.get(replica), self.get(source)) {
+            (Some(r), Some(s)) => match r.source {
+                Some((Some(id), _)) => id == s.server_id,
+                Some((None, port)) => port == Some(s.port),
+                None => false,
+            },
+            _ => false,
+        }
+    }
+
+    /// Whose replica `id` is, in words (`nobody`, `lab-1-3`, `127.0.0.1:port`).
+    fn source_of(&self, id: &str) -> String {
+        match self.get(id).and_then(|s| s.source) {
+            None => "nobody".into(),
+            Some((sid, port)) => self
+                .seen
+                .iter()
+                .find(|o| Some(o.server_id) == sid || (sid.is_none() && Some(o.port) == port))
+                .map(|o| o.id.clone())
+                .unwrap_or_else(|| format!("port {}", port.unwrap_or(0))),
+        }
+    }
+}
+
+/// When the cluster is looked at, and what it must be then.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Moment {
+    /// Before the fence (and before the guards on a resume): `from` is the named writer and
+    /// nobody's replica, `to` its replica, nobody else writable.
+    BeforeFence,
+    /// Before putting the old writer back: it is still the named writer and nobody's replica,
+    /// nobody else writable.
+    BeforeRollback,
+    /// After the wait, before the point of no return: as before the fence.
+    BeforePointOfNoReturn,
+    /// Before the new writer is made writable: the name at `from` or `to`, nobody writable
+    /// but `to` (when a resumed run had promoted it already).
+    BeforePromote,
+    /// A resumed run: the named writer is this run's old or new writer, nobody else writable.
+    Resume,
 }
 
 /// A step's failure: before the point of no return it rolls back; after it, needs a human.
 type StepResult<T> = Result<T, String>;
+
+/// Why a run stops before the point of no return.
+enum Stop {
+    /// Something failed: put the old writer back (if the cluster is still as it was).
+    RollBack(String),
+    /// The cluster changed under the run: change nothing more.
+    Changed(String),
+}
 
 fn db<T>(r: dbshift_db::Result<T>) -> StepResult<T> {
     r.map_err(|e| e.to_string())
@@ -431,7 +563,58 @@ impl<'a> Engine<'a> {
             final_position: None,
             step_ms: Vec::new(),
             warnings: Vec::new(),
+            locks: Vec::new(),
         })
+    }
+
+    /// Stop because the cluster changed under the run: nothing more is changed on the servers
+    /// (the lease on the old writer is released, held proxy clients go on).
+    async fn stop_cluster_changed(
+        &mut self,
+        moment: Moment,
+        what: String,
+        changed: bool,
+    ) -> Result<Outcome, SwitchoverError> {
+        if let Some(lease) = self.lease.take() {
+            release_lease(lease).await;
+        }
+        if let Some(proxy) = &self.proxy {
+            if let Err(e) = proxy.resume().await {
+                tracing::warn!("resuming the proxy: {e}");
+            }
+        }
+        let when = match moment {
+            Moment::BeforeFence => "before fencing",
+            Moment::BeforeRollback => "before putting the old writer back",
+            Moment::BeforePointOfNoReturn => "before the point of no return",
+            Moment::BeforePromote => "before promoting",
+            Moment::Resume => "on resume",
+        };
+        let reason = if changed {
+            format!(
+                "the cluster changed under this run ({when}: {what}); another run, a failover                  or a human acted on it. This run changed nothing more and left every server                  as it is now; check `dbshift inventory` before acting"
+            )
+        } else {
+            format!(
+                "the cluster is not what this run expects ({when}: {what}); nothing was                  changed. Look at `dbshift inventory`; start a new run if a switch is still                  wanted"
+            )
+        };
+        tracing::warn!(run = %self.run, "{reason}");
+        let status = if changed {
+            RunStatus::NeedsHuman
+        } else {
+            RunStatus::Failed
+        };
+        self.finish(status, &reason).await?;
+        Ok(Outcome::ClusterChanged { reason, changed })
+    }
+
+    /// Every lock of the run still held, or the run stops before its next change.
+    fn check_locks(&self) -> Result<(), SwitchoverError> {
+        for l in &self.locks {
+            l.check()?;
+        }
+        Ok(())
     }
 
     async fn endpoint(&self, id: &str) -> StepResult<Endpoint> {
@@ -501,9 +684,11 @@ impl<'a> Engine<'a> {
     }
 
     async fn begin(&mut self, step: &str) -> Result<Instant, SwitchoverError> {
+        self.check_locks()?;
         self.observer.event(&format!("{step}: start"));
         self.journal.begin(&self.run, step).await?;
         crash_point(step, "begin");
+        crate::pause_if(&format!("{step}:begin")).await;
         Ok(Instant::now())
     }
 
@@ -546,37 +731,112 @@ impl<'a> Engine<'a> {
             self.fence = Some(fence);
         }
 
-        if !pnr_begun {
-            // Guards run once: after a fence they would see the fenced old writer.
-            if !done("guards") && !record.as_ref().is_some_and(|r| r.step_begun("fence")) {
-                let started = self.begin("guards").await?;
-                match self.guards().await {
-                    Ok(report) if report.passed() => {
-                        let detail = serde_json::to_value(&report).unwrap_or_default();
-                        self.end("guards", started, detail).await?;
-                    }
-                    Ok(report) => {
-                        let why = report.failure_text();
-                        self.journal.failed(&self.run, "guards", &why).await?;
-                        self.finish(
-                            RunStatus::Failed,
-                            &format!("guards failed, nothing changed: {why}"),
-                        )
-                        .await?;
-                        return Ok(Outcome::Refused(report));
-                    }
-                    Err(e) => {
-                        self.journal.failed(&self.run, "guards", &e).await?;
-                        self.finish(RunStatus::Failed, &format!("nothing changed: {e}"))
-                            .await?;
-                        return Ok(Outcome::RolledBack {
-                            reason: format!("the guards could not run, nothing was changed: {e}"),
-                        });
-                    }
+        // This run's own fence may be on the old writer (a run cut short after it).
+        let fence_begun = record.as_ref().is_some_and(|r| r.step_begun("fence"));
+        if record.is_some() {
+            // A resume acts only on the cluster it left: its writer is still this run's old
+            // or new one, and nobody else writes.
+            match cluster_changed(self.provider, &self.creds, &self.p, Moment::Resume).await {
+                Ok(None) => {}
+                Ok(Some(what)) => {
+                    return self
+                        .stop_cluster_changed(Moment::Resume, what, false)
+                        .await
+                }
+                Err(e) => {
+                    let reason = format!(
+                        "cannot look at {} to resume ({e}); nothing was changed: resume again \
+                         once the control plane answers",
+                        self.p.cluster
+                    );
+                    self.finish(RunStatus::NeedsHuman, &reason).await?;
+                    return Ok(Outcome::NeedsHuman { reason });
                 }
             }
-            if let Err(reason) = self.before_point_of_no_return().await? {
-                return self.roll_back(reason).await;
+        }
+        if !pnr_begun {
+            // The guards run on every start and every resume before the point of no return:
+            // what they saw before a crash may no longer be true.
+            let started = self.begin("guards").await?;
+            match self.guards().await {
+                Ok(report) if report.passed() => {
+                    let detail = serde_json::to_value(&report).unwrap_or_default();
+                    self.end("guards", started, detail).await?;
+                }
+                Ok(report) if fence_begun => {
+                    let why = report.failure_text();
+                    self.journal.failed(&self.run, "guards", &why).await?;
+                    return self
+                        .roll_back(format!("on resume the guards failed: {why}"))
+                        .await;
+                }
+                Ok(report) => {
+                    let why = report.failure_text();
+                    self.journal.failed(&self.run, "guards", &why).await?;
+                    self.finish(
+                        RunStatus::Failed,
+                        &format!("guards failed, nothing changed: {why}"),
+                    )
+                    .await?;
+                    return Ok(Outcome::Refused(report));
+                }
+                Err(e) if fence_begun => {
+                    self.journal.failed(&self.run, "guards", &e).await?;
+                    return self
+                        .roll_back(format!("on resume the guards could not run: {e}"))
+                        .await;
+                }
+                Err(e) => {
+                    self.journal.failed(&self.run, "guards", &e).await?;
+                    let reason = format!("nothing was changed: the guards could not run: {e}");
+                    self.finish(RunStatus::Failed, &reason).await?;
+                    return Ok(Outcome::RolledBack { reason });
+                }
+            }
+            match cluster_changed(self.provider, &self.creds, &self.p, Moment::BeforeFence).await
+            {
+                Ok(None) => {}
+                Ok(Some(what)) => {
+                    return self
+                        .stop_cluster_changed(Moment::BeforeFence, what, fence_begun)
+                        .await
+                }
+                Err(e) if fence_begun => return self.roll_back(e).await,
+                Err(e) => {
+                    let reason = format!("nothing was changed: {e}");
+                    self.finish(RunStatus::Failed, &reason).await?;
+                    return Ok(Outcome::RolledBack { reason });
+                }
+            }
+            match self.before_point_of_no_return().await? {
+                Ok(()) => {}
+                Err(Stop::RollBack(reason)) => return self.roll_back(reason).await,
+                Err(Stop::Changed(what)) => {
+                    return self
+                        .stop_cluster_changed(Moment::BeforePointOfNoReturn, what, true)
+                        .await
+                }
+            }
+        } else {
+            // Resumed past the point of no return: the name and the writers as journaled.
+            match cluster_changed(self.provider, &self.creds, &self.p, Moment::BeforePromote)
+                .await
+            {
+                Ok(None) => {}
+                Ok(Some(what)) => {
+                    return self
+                        .stop_cluster_changed(Moment::BeforePromote, what, true)
+                        .await
+                }
+                Err(e) => {
+                    let reason = format!(
+                        "cannot look at {} to resume ({e}); nothing more was changed: resume \
+                         again once the control plane answers",
+                        self.p.cluster
+                    );
+                    self.finish(RunStatus::NeedsHuman, &reason).await?;
+                    return Ok(Outcome::NeedsHuman { reason });
+                }
             }
         }
         match self.after_point_of_no_return(&done).await? {
@@ -639,23 +899,36 @@ impl<'a> Engine<'a> {
         report
     }
 
-    /// Fence and wait. `Ok(Err(reason))` asks for a rollback.
-    async fn before_point_of_no_return(&mut self) -> Result<StepResult<()>, SwitchoverError> {
+    /// Fence and wait; the cluster is looked at during the wait (so that it adds nothing to
+    /// the write pause). `Ok(Err(_))` asks for a rollback or a stop.
+    async fn before_point_of_no_return(&mut self) -> Result<Result<(), Stop>, SwitchoverError> {
         let started = self.begin("fence").await?;
         self.fence_started = Some(started);
         match self.fence_old().await {
             Ok(detail) => self.end("fence", started, detail).await?,
             Err(e) => {
                 self.journal.failed(&self.run, "fence", &e).await?;
-                return Ok(Err(format!("fencing {} failed: {e}", self.p.from)));
+                return Ok(Err(Stop::RollBack(format!(
+                    "fencing {} failed: {e}",
+                    self.p.from
+                ))));
             }
         }
         let started = self.begin("wait").await?;
-        match self.wait_caught_up().await {
-            Ok(detail) => self.end("wait", started, detail).await?,
-            Err(e) => {
+        let (provider, creds, p) = (self.provider, self.creds.clone(), self.p.clone());
+        let (waited, changed) = tokio::join!(
+            self.wait_caught_up(),
+            cluster_changed(provider, &creds, &p, Moment::BeforePointOfNoReturn)
+        );
+        match (waited, changed) {
+            (_, Ok(Some(what))) => {
+                self.journal.failed(&self.run, "wait", &what).await?;
+                return Ok(Err(Stop::Changed(what)));
+            }
+            (Ok(detail), Ok(None)) => self.end("wait", started, detail).await?,
+            (Err(e), _) | (Ok(_), Err(e)) => {
                 self.journal.failed(&self.run, "wait", &e).await?;
-                return Ok(Err(e));
+                return Ok(Err(Stop::RollBack(e)));
             }
         }
         Ok(Ok(()))
@@ -767,10 +1040,11 @@ impl<'a> Engine<'a> {
         let read = async {
             let pos = bounded(&what, old.gtid_binlog_pos()).await?;
             let state = bounded(&what, old.gtid_binlog_state()).await?;
-            Ok::<_, String>((pos, state))
+            let current = bounded(&what, old.gtid_current_pos()).await?;
+            Ok::<_, String>((pos, state, current))
         }
         .await;
-        let (final_pos, old_state): (GtidPos, BinlogState) = match read {
+        let (final_pos, old_state, old_current): (GtidPos, BinlogState, GtidPos) = match read {
             Ok(r) => r,
             Err(e) => {
                 // A connection that did not answer is of no further use; dropping it ends
@@ -791,11 +1065,31 @@ impl<'a> Engine<'a> {
             )
         })?;
         let new_state = db(new.gtid_binlog_state().await)?;
+        let new_pos = db(new.gtid_current_pos().await)?;
         new.close().await;
-        if !new_state.contains(&old_state) {
+        // Every transaction of the old writer on the new one, by entry or, where the new one
+        // was restored from a backup and knows only each domain's last GTID, by position.
+        let missing = old_state.missing_from(&new_state, &new_pos);
+        if !missing.is_empty() {
             return Err(format!(
-                "{}'s binlog state {new_state} does not contain {}'s {old_state}",
-                self.p.to, self.p.from
+                "{} lacks transactions of {}: {} ({}'s binlog state {old_state}; {}'s {new_state}, \
+                 position {new_pos})",
+                self.p.to,
+                self.p.from,
+                gtid_list(&missing),
+                self.p.from,
+                self.p.to
+            ));
+        }
+        // Caught up means equal: a new writer ahead of the fenced old one has transactions
+        // of its own, which the old one would never have.
+        let ahead = new_state.missing_from(&old_state, &old_current);
+        if !ahead.is_empty() {
+            return Err(format!(
+                "{} has transactions {} never had: {}; inspect them before switching",
+                self.p.to,
+                self.p.from,
+                gtid_list(&ahead)
             ));
         }
         self.final_position = Some(final_pos.to_string());
@@ -809,6 +1103,37 @@ impl<'a> Engine<'a> {
     /// Put the old writer back as it was: lease released, read_only off, events as before.
     async fn roll_back(&mut self, reason: String) -> Result<Outcome, SwitchoverError> {
         tracing::warn!(run = %self.run, "rolling back: {reason}");
+        if self.fence.is_some() {
+            // The old writer is made writable only if it still is the cluster's writer and
+            // nobody's replica: another run or a human may have moved the cluster meanwhile.
+            match cluster_changed(self.provider, &self.creds, &self.p, Moment::BeforeRollback)
+                .await
+            {
+                Ok(None) => {}
+                Ok(Some(what)) => {
+                    return self
+                        .stop_cluster_changed(
+                            Moment::BeforeRollback,
+                            format!("{what} (this run was rolling back because: {reason})"),
+                            true,
+                        )
+                        .await
+                }
+                Err(e) => {
+                    if let Some(lease) = self.lease.take() {
+                        release_lease(lease).await;
+                    }
+                    let msg = format!(
+                        "{reason}; then the cluster could not be looked at ({e}), so {} was \
+                         left fenced (read-only) and nothing was promoted: clients cannot \
+                         write. Check {}, then `dbshift resume {}`",
+                        self.p.from, self.p.cluster, self.run
+                    );
+                    self.finish(RunStatus::NeedsHuman, &msg).await?;
+                    return Ok(Outcome::NeedsHuman { reason: msg });
+                }
+            }
+        }
         self.observer.event("rollback: start");
         if let Some(lease) = self.lease.take() {
             release_lease(lease).await;
@@ -843,9 +1168,16 @@ impl<'a> Engine<'a> {
         self.observer.event("rollback: done");
         match unfenced {
             Ok(()) => {
-                let msg = format!("rolled back, {} is the writer again: {reason}", self.p.from);
+                let msg = if self.fence.is_some() {
+                    format!(
+                        "rolled back, {} is the writer again and writable: {reason}",
+                        self.p.from
+                    )
+                } else {
+                    format!("nothing was changed: {reason}")
+                };
                 self.finish(RunStatus::RolledBack, &msg).await?;
-                Ok(Outcome::RolledBack { reason })
+                Ok(Outcome::RolledBack { reason: msg })
             }
             Err(e) => {
                 let msg = format!(
@@ -1115,6 +1447,29 @@ impl<'a> Engine<'a> {
                 return Ok(serde_json::json!({ "demoted": false }));
             }
         };
+        // Containment first: every transaction of the old writer is on the new one, or the
+        // old writer took writes the new one never had (a fence undone by hand, another run):
+        // demoting it would bury them.
+        if old.flavor().is_mariadb() {
+            let old_state = db(old.gtid_binlog_state().await)?;
+            let mut new = self.connect(&self.p.to).await?;
+            let new_state = db(new.gtid_binlog_state().await)?;
+            let new_pos = db(new.gtid_current_pos().await)?;
+            new.close().await;
+            let missing = old_state.missing_from(&new_state, &new_pos);
+            if !missing.is_empty() {
+                old.close().await;
+                return Err(format!(
+                    "{} has transactions {} lacks: {}; it was left as it is (not made a \
+                     replica, which would hide them). Compare them with the new writer's data, \
+                     apply what is missing there or discard them by hand, then `dbshift rejoin {}`",
+                    self.p.from,
+                    self.p.to,
+                    gtid_list(&missing),
+                    self.p.from
+                ));
+            }
+        }
         db(semi_sync_follow_role(&mut old, false).await)?;
         let st = db(old.replication_status().await)?;
         let already = Self::replicates_from(&st, new_id, &new_ep);
@@ -1239,6 +1594,24 @@ impl<'a> Engine<'a> {
                     self.p.to,
                     st.last_io_error.or(st.last_sql_error)
                 ));
+            } else if s.flavor().is_mariadb() {
+                // Caught up means equal, never ahead: the replica first, then the writer, so
+                // that the writer's newer transactions cannot make the replica look ahead.
+                let mine = db(s.gtid_binlog_state().await)?;
+                let mut new = self.connect(&self.p.to).await?;
+                let theirs = db(new.gtid_binlog_state().await)?;
+                let theirs_pos = db(new.gtid_current_pos().await)?;
+                new.close().await;
+                let ahead = mine.missing_from(&theirs, &theirs_pos);
+                if !ahead.is_empty() {
+                    s.close().await;
+                    return Err(format!(
+                        "{id} is ahead of the new writer {}: it has {} that {} lacks",
+                        self.p.to,
+                        gtid_list(&ahead),
+                        self.p.to
+                    ));
+                }
             }
             s.close().await;
             checked.push(id);
@@ -1260,6 +1633,141 @@ impl<'a> Engine<'a> {
         }
         Ok(serde_json::json!({ "caught_up_to": target.to_string(), "replicas_checked": checked }))
     }
+}
+
+    /// Look at the cluster: the provider's writer of the name, and `read_only` and the source
+    /// of each server of the run. One short connection attempt per server.
+async fn observe(
+    provider: &dyn Provider,
+    creds: &Credentials,
+    p: &SwitchoverParams,
+) -> StepResult<ClusterView> {
+        let clusters = provider
+            .list_clusters()
+            .await
+            .map_err(|e| format!("listing the clusters: {e}"))?;
+        let named_writer = clusters
+            .iter()
+            .find(|c| c.name == p.cluster)
+            .map(|c| c.writer.clone());
+        let mut ids = vec![p.from.clone(), p.to.clone()];
+        ids.extend(p.siblings.iter().cloned());
+        ids.extend(p.followers.iter().cloned());
+        let looks = ids.into_iter().map(|id| async move {
+            let Ok(ep) = provider.describe_instance(&id).await.map(|i| i.endpoint) else {
+                return Err(id);
+            };
+            let opts = crate::connect_options(creds, &creds.admin, &ep)
+                .connect_timeout(Duration::from_secs(2));
+            let look = async {
+                let mut s = Server::connect(&opts).await?;
+                let read_only = s.read_only().await?;
+                let st = s.replication_status().await?;
+                let server_id = s.server_id();
+                s.close().await;
+                Ok::<_, dbshift_db::Error>((server_id, read_only, st))
+            };
+            match tokio::time::timeout(LOOK_TIMEOUT, look).await {
+                Ok(Ok((server_id, read_only, st))) => Ok(Seen {
+                    id,
+                    server_id,
+                    port: ep.port,
+                    read_only,
+                    source: st
+                        .configured
+                        .then_some((st.source_server_id, st.source_port)),
+                }),
+                _ => Err(id),
+            }
+        });
+        let mut seen = Vec::new();
+        let mut unreachable = Vec::new();
+        for r in futures::future::join_all(looks).await {
+            match r {
+                Ok(s) => seen.push(s),
+                Err(id) => unreachable.push(id),
+            }
+        }
+        Ok(ClusterView {
+            named_writer,
+            seen,
+            unreachable,
+        })
+    }
+
+    /// Whether the cluster is still what this run believes at `moment`: `Ok(None)` if so,
+    /// `Ok(Some(what differs))` if not.
+async fn cluster_changed(
+    provider: &dyn Provider,
+    creds: &Credentials,
+    p: &SwitchoverParams,
+    moment: Moment,
+) -> StepResult<Option<String>> {
+        let v = observe(provider, creds, p).await?;
+        let (from, to) = (p.from.as_str(), p.to.as_str());
+        let named = v.named_writer.clone().unwrap_or_else(|| "nothing".into());
+        let mut wrong = Vec::new();
+        let name_ok: &[&str] = match moment {
+            Moment::BeforeFence | Moment::BeforeRollback | Moment::BeforePointOfNoReturn => {
+                &[from]
+            }
+            Moment::BeforePromote | Moment::Resume => &[from, to],
+        };
+        if !name_ok.contains(&named.as_str()) {
+            wrong.push(format!(
+                "{} resolves to {named}, not {}",
+                p.cluster,
+                name_ok.join(" or ")
+            ));
+        }
+        let writable_ok: &[&str] = match moment {
+            Moment::BeforeFence | Moment::BeforeRollback | Moment::BeforePointOfNoReturn => {
+                &[from]
+            }
+            Moment::BeforePromote => &[to],
+            Moment::Resume => &[from, to],
+        };
+        let others = v.other_writers(writable_ok);
+        if !others.is_empty() {
+            wrong.push(format!("{} writable", others.join(", ")));
+        }
+        if matches!(
+            moment,
+            Moment::BeforeFence | Moment::BeforeRollback | Moment::BeforePointOfNoReturn
+        ) && v.get(from).is_some_and(|s| s.source.is_some())
+        {
+            wrong.push(format!(
+                "{from} is now a replica of {}",
+                v.source_of(from)
+            ));
+        }
+        if matches!(moment, Moment::BeforeFence | Moment::BeforePointOfNoReturn)
+            && v.get(from).is_some()
+            && v.get(to).is_some()
+            && !v.replicates_from(to, from)
+        {
+            wrong.push(format!(
+                "{to} replicates from {}, not {from}",
+                v.source_of(to)
+            ));
+        }
+        if moment == Moment::Resume && v.seen.is_empty() {
+            wrong.push(format!(
+                "no server of the run answers ({})",
+                v.unreachable.join(", ")
+            ));
+        }
+        Ok((!wrong.is_empty()).then(|| wrong.join("; ")))
+    }
+
+
+/// GTIDs as `d-s-n,d-s-n`.
+fn gtid_list(gtids: &[dbshift_db::mariadb::Gtid]) -> String {
+    gtids
+        .iter()
+        .map(|g| g.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Enable the events that arrived from a writer as `SLAVESIDE_DISABLED` (a promotion); their

@@ -215,6 +215,15 @@ pub async fn watch(
     sink: &dyn WatchSink,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<Vec<FailoverOutcome>, failover::FailoverError> {
+    // One watcher that fails over per cluster: a second would act on the same dead writer.
+    let _watching = if opts.auto_failover {
+        Some(journal.locks().acquire(
+            &format!("watch-{}", opts.cluster),
+            &format!("watch --auto-failover of {}", opts.cluster),
+        )?)
+    } else {
+        None
+    };
     let run = journal
         .create_run(
             RUN_KIND,

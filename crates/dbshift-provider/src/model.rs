@@ -261,6 +261,12 @@ pub trait Provider: Send + Sync {
     /// `local`, `aws`.
     fn name(&self) -> &'static str;
 
+    /// The identity of the fleet this provider acts on (one lab, one AWS account's region):
+    /// the journal ties each run to it, and a run is resumed only against its own fleet.
+    fn fleet_id(&self) -> String {
+        self.name().to_string()
+    }
+
     async fn list_clusters(&self) -> Result<Vec<Cluster>>;
 
     async fn list_instances(&self) -> Result<Vec<Instance>>;

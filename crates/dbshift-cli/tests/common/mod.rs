@@ -18,7 +18,8 @@ pub fn dbshift_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
         .env_remove("DBSHIFT_OUTPUT")
         .env_remove("DBSHIFT_CONFIG")
         .env_remove("DBSHIFT_PROBE_PASSWORD")
-        .env_remove("DBSHIFT_CRASH_AT");
+        .env_remove("DBSHIFT_CRASH_AT")
+        .env_remove("DBSHIFT_PAUSE_AT");
     for (k, v) in env {
         c.env(k, v);
     }

@@ -822,6 +822,19 @@ impl Provider for AwsProvider {
         "aws"
     }
 
+    fn fleet_id(&self) -> String {
+        let region = self
+            .client
+            .config()
+            .region()
+            .map(|r| r.to_string())
+            .unwrap_or_default();
+        match &self.opts.endpoint_url {
+            Some(u) => format!("aws {region} at {u}"),
+            None => format!("aws {region}"),
+        }
+    }
+
     async fn list_clusters(&self) -> Result<Vec<Cluster>> {
         let (raw, clusters) = self.fleet().await?;
         let instances: Vec<Instance> = raw.iter().map(|d| self.to_instance(d, &clusters)).collect();

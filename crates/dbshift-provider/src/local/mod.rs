@@ -1133,13 +1133,27 @@ fn remove_lab_files(dir: &Path) {
                 continue;
             }
             let is_proxy = name.starts_with("proxy-") && e.path().join("proxy.cnf").exists();
-            if is_instance || is_proxy || name == "tls" || name == "template" || name == "snapshots"
+            // The journal and the cluster locks belong to this lab: a lab built anew here must
+            // not find runs it could resume against servers they never ran on.
+            if is_instance
+                || is_proxy
+                || name == "tls"
+                || name == "template"
+                || name == "snapshots"
+                || name == "locks"
             {
                 let _ = std::fs::remove_dir_all(e.path());
             }
         }
     }
-    for f in [state::STATE_FILE, "lab.json.tmp", "lab.lock"] {
+    for f in [
+        state::STATE_FILE,
+        "lab.json.tmp",
+        "lab.lock",
+        "journal.sqlite",
+        "journal.sqlite-wal",
+        "journal.sqlite-shm",
+    ] {
         let _ = std::fs::remove_file(dir.join(f));
     }
 }
@@ -1155,6 +1169,15 @@ fn endpoint(port: u16) -> Endpoint {
 impl Provider for Lab {
     fn name(&self) -> &'static str {
         "local"
+    }
+
+    fn fleet_id(&self) -> String {
+        let st = self.fresh().unwrap_or_else(|_| self.state.clone());
+        if st.lab_id.is_empty() {
+            format!("lab created {}", st.created_at)
+        } else {
+            format!("lab {}", st.lab_id)
+        }
     }
 
     async fn list_clusters(&self) -> Result<Vec<Cluster>> {

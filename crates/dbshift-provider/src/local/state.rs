@@ -80,6 +80,11 @@ pub struct LabUsers {
 pub struct LabState {
     pub format: u32,
     pub created_at: String,
+    /// This lab's identity, made at `lab up`: the journal ties runs to it, so that a run of a
+    /// purged lab is never resumed against a new lab built in the same directory. Labs
+    /// written before it existed are known by `created_at`.
+    #[serde(default)]
+    pub lab_id: String,
     /// `mariadbd --version` of the default binary.
     pub engine_version: String,
     pub mariadbd: PathBuf,
@@ -130,6 +135,10 @@ impl LabState {
         LabState {
             format: FORMAT,
             created_at: crate::local::now_rfc3339(),
+            lab_id: {
+                use rand::Rng;
+                format!("{:016x}", rand::rng().random::<u64>())
+            },
             engine_version,
             mariadbd,
             replicas_per_cluster,
