@@ -664,6 +664,15 @@ impl Dialect {
             Statement::plain(format!("KILL CONNECTION {id}"))
         }
     }
+
+    /// End the statement a session is running, and leave the session.
+    pub fn kill_query(&self, id: u64) -> Statement {
+        if self.flavor.needs_rds_procedures() {
+            Statement::plain(format!("CALL mysql.rds_kill_query({id})"))
+        } else {
+            Statement::plain(format!("KILL QUERY {id}"))
+        }
+    }
 }
 
 /// Seconds with up to microsecond precision (`1.5`, `30`), never below 1 ms: to the wait
@@ -1023,6 +1032,18 @@ mod tests {
                 "KILL CONNECTION 42"
             };
             assert_eq!(d.kill_connection(42).sql, want, "{name}");
+        }
+    }
+
+    #[test]
+    fn kill_query_per_flavor() {
+        for (name, d) in all() {
+            let want = if name.starts_with("rds") || name == "aurora" {
+                "CALL mysql.rds_kill_query(42)"
+            } else {
+                "KILL QUERY 42"
+            };
+            assert_eq!(d.kill_query(42).sql, want, "{name}");
         }
     }
 

@@ -15,7 +15,7 @@ pub mod server;
 pub mod status;
 
 pub use dialect::{quote_literal, Dialect, SourceSpec, Statement};
-pub use error::{Error, Result};
+pub use error::{Cancel, Error, Result};
 pub use flavor::Flavor;
 pub use gtid::{mariadb, mysql};
 pub use position::BinlogPosition;

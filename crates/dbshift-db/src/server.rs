@@ -4,6 +4,14 @@
 //! before and after it runs; a password never reaches a log or an error message. Functions that
 //! change a server are named for what they change. This module must never decide *whether* to
 //! change something (that is a workflow's job): it only does what it is told, exactly.
+//!
+//! No statement may wait on a server without a bound: a replica whose SQL thread waits on a
+//! metadata lock makes `STOP SLAVE` hang, and a switchover with it. Every statement is bounded
+//! by the connection's statement timeout, except the replication waits (`MASTER_GTID_WAIT` and
+//! kin), which carry their own deadline. A statement that runs past its bound leaves the
+//! connection in an unknown protocol state, so the connection is abandoned (every later call
+//! fails at once with [`Error::Broken`]) and the statement is cancelled with `KILL QUERY` from a
+//! fresh connection.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -13,7 +21,7 @@ use mysql_async::{Conn, OptsBuilder, Row, SslOpts, Value};
 use serde::Serialize;
 
 use crate::dialect::{quote_literal, Dialect, SourceSpec, Statement};
-use crate::error::{Error, Result};
+use crate::error::{human_duration, Cancel, Error, Result};
 use crate::flavor::Flavor;
 use crate::gtid::{mariadb, mysql};
 use crate::position::BinlogPosition;
@@ -38,7 +46,18 @@ pub struct ConnectOptions {
     pub database: Option<String>,
     pub tls: Option<TlsOptions>,
     pub connect_timeout: Duration,
+    /// The bound of every statement but the replication waits (see [`Server::exec`]).
+    pub statement_timeout: Duration,
 }
+
+/// The statement timeout of a new [`ConnectOptions`]: long enough for any statement dbshift
+/// sends to a healthy server, short enough that a stuck one fails a switchover while an
+/// operator still watches.
+pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The bound of cancelling an abandoned statement (connect, `KILL QUERY`, quit): it runs while
+/// the caller waits for its error, and its failure changes nothing but the message.
+const CANCEL_BOUND: Duration = Duration::from_secs(5);
 
 impl std::fmt::Debug for ConnectOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -50,6 +69,7 @@ impl std::fmt::Debug for ConnectOptions {
             .field("database", &self.database)
             .field("tls", &self.tls)
             .field("connect_timeout", &self.connect_timeout)
+            .field("statement_timeout", &self.statement_timeout)
             .finish()
     }
 }
@@ -64,6 +84,7 @@ impl ConnectOptions {
             database: None,
             tls: None,
             connect_timeout: Duration::from_secs(5),
+            statement_timeout: DEFAULT_STATEMENT_TIMEOUT,
         }
     }
 
@@ -84,6 +105,12 @@ impl ConnectOptions {
 
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
+        self
+    }
+
+    /// The bound of each statement on the connection (default [`DEFAULT_STATEMENT_TIMEOUT`]).
+    pub fn statement_timeout(mut self, timeout: Duration) -> Self {
+        self.statement_timeout = timeout;
         self
     }
 
@@ -150,9 +177,25 @@ impl Default for FenceOptions {
     }
 }
 
+/// The connection of a [`Server`], or why it is no longer used.
+enum Link {
+    Open(Conn),
+    /// A statement ran past its bound: what is left on the wire is unknown, so nothing more is
+    /// sent on it. `reason` goes into the error of every later call.
+    Abandoned {
+        reason: String,
+    },
+}
+
 /// One open connection to one server, with its flavor detected at connect time.
 pub struct Server {
-    conn: Conn,
+    link: Link,
+    /// The server's id of the session, kept to cancel its statement after it is abandoned.
+    connection_id: u32,
+    /// Kept to open the connection that cancels an abandoned statement. Holds the password:
+    /// never logged, never shown (its `Debug` hides it and `Server`'s leaves it out).
+    opts: ConnectOptions,
+    statement_timeout: Duration,
     endpoint: String,
     flavor: Flavor,
     dialect: Dialect,
@@ -165,8 +208,51 @@ impl std::fmt::Debug for Server {
             .field("endpoint", &self.endpoint)
             .field("flavor", &self.flavor)
             .field("server_id", &self.server_id)
+            .field("statement_timeout", &self.statement_timeout)
+            .field("abandoned", &self.is_abandoned())
             .finish()
     }
+}
+
+/// End the statement that session `connection_id` runs, from a fresh connection made with
+/// `opts`, within [`CANCEL_BOUND`]. Best effort: a failure is reported, never raised, because
+/// the caller already has the error that matters.
+async fn cancel_statement(opts: &ConnectOptions, dialect: &Dialect, connection_id: u32) -> Cancel {
+    let endpoint = opts.endpoint();
+    let kill = dialect.kill_query(u64::from(connection_id));
+    tracing::info!(%endpoint, sql = %kill.redacted, "cancelling an abandoned statement");
+    let attempt = async {
+        let mut conn = Conn::new(opts.to_opts()).await?;
+        let outcome = conn.query_drop(kill.sql.as_str()).await;
+        let _ = conn.disconnect().await;
+        outcome
+    };
+    let cancel = match tokio::time::timeout(CANCEL_BOUND, attempt).await {
+        Ok(Ok(())) => Cancel::Sent { connection_id },
+        // 1094: unknown thread id: the session ended by itself meanwhile.
+        Ok(Err(mysql_async::Error::Server(e))) if e.code == 1094 => Cancel::Sent { connection_id },
+        Ok(Err(e)) => Cancel::Failed {
+            connection_id,
+            reason: format!("`{}`: {e}", kill.redacted),
+        },
+        Err(_) => Cancel::Failed {
+            connection_id,
+            reason: format!(
+                "`{}` got no answer within {}",
+                kill.redacted,
+                human_duration(CANCEL_BOUND)
+            ),
+        },
+    };
+    match &cancel {
+        Cancel::Sent { .. } => {
+            tracing::info!(%endpoint, sql = %kill.redacted, "KILL QUERY sent to the abandoned statement")
+        }
+        Cancel::Failed { reason, .. } => {
+            tracing::warn!(%endpoint, %reason, "the abandoned statement could not be cancelled")
+        }
+    }
+    cancel
 }
 
 /// A column value as text: NULL is `None`; numbers and dates are formatted.
@@ -215,7 +301,10 @@ impl Server {
         // replaced before `connect` returns, so no caller ever sees it.
         let provisional = Flavor::detect("", "", None, false, false);
         let mut server = Server {
-            conn,
+            connection_id: conn.id(),
+            link: Link::Open(conn),
+            opts: opts.clone(),
+            statement_timeout: opts.statement_timeout,
             endpoint,
             dialect: Dialect::new(provisional.clone()),
             flavor: provisional,
@@ -300,21 +389,78 @@ impl Server {
 
     /// The server's id of this connection (`CONNECTION_ID()`).
     pub fn connection_id(&self) -> u32 {
-        self.conn.id()
+        self.connection_id
     }
 
-    /// Run a generated statement, logging its redacted form before and after.
+    /// The bound of each statement on this connection but the replication waits.
+    pub fn statement_timeout(&self) -> Duration {
+        self.statement_timeout
+    }
+
+    /// Change the bound of the statements to come on this connection (the default comes from
+    /// [`ConnectOptions::statement_timeout`]).
+    pub fn set_statement_timeout(&mut self, timeout: Duration) {
+        self.statement_timeout = timeout;
+    }
+
+    /// Whether a statement ran past its bound and the connection is no longer used.
+    pub fn is_abandoned(&self) -> bool {
+        matches!(self.link, Link::Abandoned { .. })
+    }
+
+    /// The open connection, or [`Error::Broken`] at once when it was abandoned.
+    fn conn(&mut self) -> Result<&mut Conn> {
+        match &mut self.link {
+            Link::Open(conn) => Ok(conn),
+            Link::Abandoned { reason } => Err(Error::Broken {
+                endpoint: self.endpoint.clone(),
+                reason: reason.clone(),
+            }),
+        }
+    }
+
+    /// Give up the connection after `redacted` ran past `after`, cancel the statement, and
+    /// say so in an [`Error::StatementTimeout`].
+    async fn abandon(&mut self, redacted: &str, after: Duration) -> Error {
+        let reason = format!(
+            "`{redacted}` did not finish within {}",
+            human_duration(after)
+        );
+        tracing::warn!(endpoint = %self.endpoint, sql = %redacted, ?after, connection_id = self.connection_id, "statement ran past its bound; abandoning the connection");
+        // Dropping the connection hands it to mysql_async, which reads what is pending and quits
+        // in the background: the session, and any lock it holds, ends as soon as the statement
+        // does, instead of when the caller drops this Server.
+        drop(std::mem::replace(
+            &mut self.link,
+            Link::Abandoned { reason },
+        ));
+        let cancel = cancel_statement(&self.opts, &self.dialect, self.connection_id).await;
+        Error::StatementTimeout {
+            endpoint: self.endpoint.clone(),
+            sql: redacted.to_string(),
+            after,
+            cancel,
+        }
+    }
+
+    /// Run a generated statement within the statement timeout, logging its redacted form
+    /// before and after. Past the bound it fails with [`Error::StatementTimeout`] and the
+    /// connection is abandoned.
     pub async fn exec(&mut self, stmt: &Statement) -> Result<()> {
         tracing::debug!(endpoint = %self.endpoint, sql = %stmt.redacted, "exec");
         let started = Instant::now();
-        self.conn
-            .query_drop(stmt.sql.as_str())
+        let bound = self.statement_timeout;
+        let outcome = tokio::time::timeout(bound, self.conn()?.query_drop(stmt.sql.as_str()))
             .await
-            .map_err(|source| Error::Sql {
+            .ok();
+        match outcome {
+            Some(done) => done.map_err(|source| Error::Sql {
                 endpoint: self.endpoint.clone(),
                 sql: stmt.redacted.clone(),
                 source,
-            })?;
+            })?,
+            None => return Err(self.abandon(&stmt.redacted, bound).await),
+        }
         tracing::debug!(endpoint = %self.endpoint, sql = %stmt.redacted, elapsed = ?started.elapsed(), "done");
         Ok(())
     }
@@ -332,14 +478,33 @@ impl Server {
         self.exec(&Statement::plain(sql)).await
     }
 
-    /// Every row of a query, as (column, text) pairs. For SQL that holds no secret.
+    /// Every row of a query, as (column, text) pairs, within the statement timeout (past it:
+    /// [`Error::StatementTimeout`], and the connection is abandoned). For SQL that holds no
+    /// secret.
     pub async fn query_rows(&mut self, sql: &str) -> Result<Vec<Vec<(String, Option<String>)>>> {
-        let rows: Vec<Row> = self.conn.query(sql).await.map_err(|source| Error::Sql {
-            endpoint: self.endpoint.clone(),
-            sql: sql.to_string(),
-            source,
-        })?;
+        let bound = self.statement_timeout;
+        let rows = match self.rows_within(sql, bound).await? {
+            Some(rows) => rows,
+            None => return Err(self.abandon(sql, bound).await),
+        };
         Ok(rows.iter().map(row_to_columns).collect())
+    }
+
+    /// Every row of `sql`, or `None` when `bound` ran out first; then the caller must abandon
+    /// the connection. The bound is the caller's: the statement timeout, or the deadline of a
+    /// replication wait.
+    async fn rows_within(&mut self, sql: &str, bound: Duration) -> Result<Option<Vec<Row>>> {
+        let outcome = tokio::time::timeout(bound, self.conn()?.query::<Row, _>(sql))
+            .await
+            .ok();
+        match outcome {
+            Some(rows) => rows.map(Some).map_err(|source| Error::Sql {
+                endpoint: self.endpoint.clone(),
+                sql: sql.to_string(),
+                source,
+            }),
+            None => Ok(None),
+        }
     }
 
     /// The first row of a query; an error if there is none.
@@ -686,11 +851,20 @@ impl Server {
         ok: impl Fn(&str) -> bool,
     ) -> Result<()> {
         let started = Instant::now();
-        // The server bounds the wait; the client bound adds a margin for a hung server.
+        // The server bounds the wait, so the statement timeout must not cut it short; the client
+        // bound adds a margin for a hung server.
         let bound = deadline + Duration::from_secs(2);
-        let value = match tokio::time::timeout(bound, self.query_scalar(&stmt.sql)).await {
-            Ok(v) => v?,
-            Err(_) => None,
+        let value = match self.rows_within(&stmt.sql, bound).await? {
+            Some(rows) => rows
+                .first()
+                .and_then(|row| row.as_ref(0))
+                .and_then(value_to_string),
+            None => {
+                // The connection's state is unknown now; it is given up as any statement past
+                // its bound, and the caller still gets the wait's own error.
+                let _ = self.abandon(&stmt.redacted, bound).await;
+                None
+            }
         };
         match value {
             Some(v) if ok(&v) => {
@@ -709,8 +883,11 @@ impl Server {
         }
     }
 
-    /// Close the connection politely.
+    /// Close the connection politely. A hung server cannot hold this up past the statement
+    /// timeout: the connection is then dropped, which ends it in the background.
     pub async fn close(self) {
-        let _ = self.conn.disconnect().await;
+        if let Link::Open(conn) = self.link {
+            let _ = tokio::time::timeout(self.statement_timeout, conn.disconnect()).await;
+        }
     }
 }
