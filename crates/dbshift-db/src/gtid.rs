@@ -789,29 +789,45 @@ pub mod mariadb {
                 .collect()
         }
 
-        /// The transactions of `self` (a server's binlog state, e.g. the old writer's) that a
-        /// server whose binlog state is `state` and whose `gtid_current_pos` is `pos` does not
-        /// have; empty when it has them all.
+        /// The transactions of `self` (the binlog state of the server whose `server_id` is
+        /// `own`, e.g. the old writer) that a server whose binlog state is `state` and whose
+        /// `gtid_current_pos` is `pos` does not have; empty when it has them all.
         ///
-        /// By entry where `state` knows the (domain, server_id): its seq must be as high. By
-        /// domain position where it does not: a server restored from a backup (a green, a
-        /// replica added from a snapshot) knows only the last GTID of each domain, so an older
-        /// entry is had when the position is past it. The last GTID of each domain of `self`
-        /// must be had exactly (by entry, or as the very GTID of the position), so that a
-        /// history that diverged at the end is never taken for one that contains it.
-        pub fn missing_from(&self, state: &BinlogState, pos: &GtidPos) -> Vec<Gtid> {
+        /// By entry where `state` knows the (domain, server_id). The last GTID of each domain
+        /// of `self` is had too when it is the very GTID of the position. An older entry of
+        /// another server is had when the position is past it: a server restored from a
+        /// backup (a green, a replica added from a snapshot) knows only the last GTID of each
+        /// domain, not the history of the writers before. The server's own transactions are
+        /// never taken by position: they are what an errant transaction is (so a server's own
+        /// transactions from before a restored reference's backup are reported: the check
+        /// errs on the side of refusing).
+        pub fn missing_from(&self, own: u32, state: &BinlogState, pos: &GtidPos) -> Vec<Gtid> {
             let last = self.to_pos();
             self.iter()
                 .filter(|g| {
-                    let by_entry = state.get(g.domain, g.server_id);
-                    let had = match by_entry {
+                    let had = match state.get(g.domain, g.server_id) {
                         Some(seq) => seq >= g.seq,
                         None if last.get(g.domain) == Some(g) => pos.get(g.domain) == Some(g),
+                        None if g.server_id == own => false,
                         None => pos.get(g.domain).is_some_and(|p| p.seq > g.seq),
                     };
                     !had
                 })
                 .collect()
+        }
+
+        /// Every entry of either state, at the higher seq where both have it.
+        pub fn merge_max(&self, other: &BinlogState) -> BinlogState {
+            let mut out = self.clone();
+            for g in other.iter() {
+                if out
+                    .get(g.domain, g.server_id)
+                    .is_none_or(|mine| mine < g.seq)
+                {
+                    out.insert(g);
+                }
+            }
+            out
         }
 
         /// The position of this binary log: the highest seq of each domain.
@@ -1249,22 +1265,36 @@ mod tests {
         // restored from a snapshot, binlogged only what it applied since.
         let old = state("1-101-403,1-102-1207");
         let green = state("1-102-1207");
-        assert!(old
-            .missing_from(&green, &pos("1-102-1207"))
-            .is_empty());
+        assert!(old.missing_from(102, &green, &pos("1-102-1207")).is_empty());
         // Nothing written since the restore: green's binlog is empty, its position knows.
         assert!(old
-            .missing_from(&BinlogState::new(), &pos("1-102-1207"))
+            .missing_from(102, &BinlogState::new(), &pos("1-102-1207"))
             .is_empty());
         // Green one transaction short.
         assert_eq!(
-            old.missing_from(&state("1-102-1206"), &pos("1-102-1206")),
+            old.missing_from(102, &state("1-102-1206"), &pos("1-102-1206")),
             vec![Gtid::new(1, 102, 1207)]
         );
         // The same seq from another server is not the same transaction.
         assert_eq!(
-            old.missing_from(&BinlogState::new(), &pos("1-103-1207")),
+            old.missing_from(102, &BinlogState::new(), &pos("1-103-1207")),
             vec![Gtid::new(1, 102, 1207)]
+        );
+        // Rolling back: blue's writer (full history) against green (restored): blue's older
+        // writers are had by position, green's own transactions by entry.
+        let blue = state("1-101-2400,1-102-2073,1-201-2500");
+        assert!(blue
+            .missing_from(101, &state("1-101-2400,1-201-2500"), &pos("1-201-2500"))
+            .is_empty());
+        // Its own transactions from before green's restore are not taken by position: the
+        // check errs on the side of refusing.
+        assert_eq!(
+            state("1-101-403,1-201-2500").missing_from(
+                101,
+                &state("1-201-2500"),
+                &pos("1-201-2500")
+            ),
+            vec![Gtid::new(1, 101, 403)]
         );
     }
 
@@ -1275,16 +1305,22 @@ mod tests {
         let old = state("1-101-950");
         let new = state("1-101-900,1-102-1000");
         assert_eq!(
-            old.missing_from(&new, &pos("1-102-1000")),
+            old.missing_from(101, &new, &pos("1-102-1000")),
             vec![Gtid::new(1, 101, 950)]
         );
         assert!(state("1-101-900")
-            .missing_from(&new, &pos("1-102-1000"))
+            .missing_from(101, &new, &pos("1-102-1000"))
             .is_empty());
         // A domain the new one never saw.
         assert_eq!(
-            state("1-101-900,2-101-5").missing_from(&new, &pos("1-102-1000")),
+            state("1-101-900,2-101-5").missing_from(101, &new, &pos("1-102-1000")),
             vec![Gtid::new(2, 101, 5)]
+        );
+        // A replica's own old transaction, followed by replicated ones, is errant even
+        // though the source's position is past it.
+        assert_eq!(
+            state("0-1-100,0-2-50").missing_from(2, &state("0-1-100"), &pos("0-1-100")),
+            vec![Gtid::new(0, 2, 50)]
         );
     }
 

@@ -178,9 +178,12 @@ async fn rejoin_steps(
     journal.begin(run, "compare").await?;
     let mine = s.gtid_binlog_state().await?;
     let theirs = w.gtid_binlog_state().await?;
+    let theirs_pos = w.gtid_current_pos().await?;
     let writer_id = w.server_id();
     w.close().await;
-    let errant: Vec<Gtid> = mine.errant_against(&theirs);
+    // By entry, or by domain position where the writer was restored from a backup (a green)
+    // and knows only each domain's last GTID.
+    let errant: Vec<Gtid> = mine.missing_from(s.server_id(), &theirs, &theirs_pos);
     journal
         .end(
             run,
