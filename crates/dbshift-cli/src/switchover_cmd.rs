@@ -65,6 +65,10 @@ pub struct SwitchoverArgs {
     /// are fenced; past it the switchover rolls back.
     #[arg(long, default_value = "10s", value_parser = crate::parse_duration)]
     pub timeout: Duration,
+    /// Bound of every statement on a server (STOP SLAVE, CHANGE MASTER, KILL...): one that
+    /// waits longer (a replica whose SQL thread waits on a lock) is cancelled and reported.
+    #[arg(long, default_value = "30s", value_parser = crate::parse_duration)]
+    pub statement_timeout: Duration,
     /// A command run after promotion with the old and new endpoints as $1 and $2 (and
     /// DBSHIFT_CLUSTER, DBSHIFT_OLD_ENDPOINT, DBSHIFT_NEW_ENDPOINT); repeatable.
     #[arg(long = "hook")]
@@ -416,7 +420,11 @@ pub async fn switchover(args: SwitchoverArgs, dir: &Path) -> anyhow::Result<()> 
         timeout: args.timeout,
         hooks: args.hooks.clone(),
     };
-    let params = switchover::prepare(&lab, &req).await.map_err(bad_input)?;
+    let mut params = switchover::prepare(&lab, &req).await.map_err(bad_input)?;
+    if args.statement_timeout.is_zero() {
+        return Err(Exit::new(2, "--statement-timeout must be more than zero").into());
+    }
+    params.statement_timeout_ms = args.statement_timeout.as_millis() as u64;
     let plan = switchover::plan(&params);
     if args.plan {
         let header = format!(

@@ -177,6 +177,7 @@ pub async fn switch_params(
         timeout_ms: crate::ms(opts.timeout),
         fence_lock_wait_ms: 1000,
         fence_attempts: 3,
+        statement_timeout_ms: crate::ms(dbshift_db::server::DEFAULT_STATEMENT_TIMEOUT),
         hooks: opts.hooks.clone(),
         followers,
         redirect,

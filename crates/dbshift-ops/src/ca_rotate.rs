@@ -496,7 +496,12 @@ pub async fn execute(
 ) -> Result<CaRotateReport, RolloutError> {
     // Every cluster of the plan is this rotation's until it ends: a switchover or failover
     // meanwhile would move writers under the plan (the switchover it does itself shares it).
-    let scopes: Vec<String> = plan.plan.clusters.iter().map(|c| c.cluster.clone()).collect();
+    let scopes: Vec<String> = plan
+        .plan
+        .clusters
+        .iter()
+        .map(|c| c.cluster.clone())
+        .collect();
     let _locks = journal
         .locks()
         .acquire_all(&scopes, &format!("ca-rotate to {}", plan.ca.id))?;

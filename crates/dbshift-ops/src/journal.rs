@@ -137,39 +137,49 @@ fn now() -> String {
 impl Journal {
     /// Open (creating if needed) the journal at `path`.
     pub async fn open(path: &Path) -> Result<Journal> {
-        let p = path.display().to_string();
-        let err = |source| JournalError::Db {
-            path: p.clone(),
-            source,
-        };
         if let Some(dir) = path.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
-        let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
-            .map_err(err)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // Every record is on disk before the step it announces runs.
-            .synchronous(sqlx::sqlite::SqliteSynchronous::Full)
-            .busy_timeout(std::time::Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(opts)
-            .await
-            .map_err(err)?;
-        let j = Journal {
-            pool,
-            path: p,
-            fleet: None,
-            locks: Locks::in_dir(&Self::locks_dir(path)),
-        };
+        let j = Self::connect(path, |o| {
+            o.create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                // Every record is on disk before the step it announces runs.
+                .synchronous(sqlx::sqlite::SqliteSynchronous::Full)
+        })
+        .await?;
         j.migrate().await?;
         Ok(j)
     }
 
     /// Open an existing journal only to read it: no file is created or written, so that
-    /// `dbshift runs` works on a full disk or a read-only copy.
+    /// `dbshift runs` works on a full disk. Where SQLite cannot even make its shared-memory
+    /// file (a full disk), the journal is read without locking (`immutable`): a run writing at
+    /// that very moment may not show its last steps.
     pub async fn open_read_only(path: &Path) -> Result<Journal> {
+        match Self::open_read_only_with(path, false).await {
+            Ok(j) => Ok(j),
+            Err(e) => {
+                tracing::warn!("reading the journal without locking ({e})");
+                Self::open_read_only_with(path, true).await
+            }
+        }
+    }
+
+    async fn open_read_only_with(path: &Path, immutable: bool) -> Result<Journal> {
+        let j = Self::connect(path, |o| o.read_only(true).immutable(immutable)).await?;
+        // The first read is where a missing shared-memory file shows.
+        sqlx::query("SELECT COUNT(*) FROM runs")
+            .fetch_one(&j.pool)
+            .await
+            .map_err(j.err())?;
+        Ok(j)
+    }
+
+    /// A one-connection pool on `path` with the options `configure` sets.
+    async fn connect(
+        path: &Path,
+        configure: impl FnOnce(SqliteConnectOptions) -> SqliteConnectOptions,
+    ) -> Result<Journal> {
         let p = path.display().to_string();
         let err = |source| JournalError::Db {
             path: p.clone(),
@@ -177,11 +187,10 @@ impl Journal {
         };
         let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
             .map_err(err)?
-            .read_only(true)
             .busy_timeout(std::time::Duration::from_secs(10));
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
-            .connect_with(opts)
+            .connect_with(configure(opts))
             .await
             .map_err(err)?;
         Ok(Journal {
@@ -242,7 +251,7 @@ impl Journal {
             "CREATE TABLE IF NOT EXISTS runs (
                 id TEXT PRIMARY KEY, kind TEXT NOT NULL, target TEXT NOT NULL,
                 status TEXT NOT NULL, params TEXT NOT NULL, message TEXT,
-                created_at TEXT NOT NULL, updated_at TEXT NOT NULL)",
+                created_at TEXT NOT NULL, updated_at TEXT NOT NULL, fleet TEXT)",
             "CREATE TABLE IF NOT EXISTS steps (
                 run_id TEXT NOT NULL REFERENCES runs(id), seq INTEGER NOT NULL,
                 step TEXT NOT NULL, phase TEXT NOT NULL, at TEXT NOT NULL, detail TEXT NOT NULL,
@@ -259,10 +268,16 @@ impl Journal {
             .map_err(self.err())?
             .is_some();
         if !has_fleet {
-            sqlx::query("ALTER TABLE runs ADD COLUMN fleet TEXT")
+            // A journal of an older dbshift. Two commands opening it at once both add the
+            // column: the second finds it there, which is what it wanted.
+            if let Err(e) = sqlx::query("ALTER TABLE runs ADD COLUMN fleet TEXT")
                 .execute(&self.pool)
                 .await
-                .map_err(self.err())?;
+            {
+                if !e.to_string().contains("duplicate column") {
+                    return Err(self.err()(e));
+                }
+            }
         }
         Ok(())
     }
@@ -468,5 +483,45 @@ mod tests {
         // Reopening keeps everything.
         let j = Journal::open(&dir.path().join("j.sqlite")).await.unwrap();
         assert_eq!(j.run(&id).await.unwrap().steps.len(), 3);
+    }
+
+    /// `dbshift runs` on a full disk: the journal opened read-only lists its runs. The full
+    /// disk is a 512 KiB tmpfs filled to the last byte (root only: where mounting is not
+    /// allowed the test says so and checks the read-only open on an ordinary disk).
+    #[tokio::test]
+    async fn runs_are_readable_on_a_full_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=512k", "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !mounted {
+            eprintln!("cannot mount a tmpfs here (not root?): the disk is not filled");
+        }
+        let path = dir.path().join("journal.sqlite");
+        let j = Journal::open(&path).await.unwrap();
+        let id = j
+            .create_run("switchover", "lab-1", &serde_json::json!({}))
+            .await
+            .unwrap();
+        j.close().await;
+        if mounted {
+            // Fill the disk.
+            let mut f = std::fs::File::create(dir.path().join("fill")).unwrap();
+            let block = vec![0u8; 4096];
+            while std::io::Write::write_all(&mut f, &block).is_ok() {}
+            let _ = f.sync_all();
+        }
+        let r = Journal::open_read_only(&path).await.unwrap();
+        let runs = r.runs().await.unwrap();
+        assert_eq!(runs.len(), 1);
+        assert_eq!(runs[0].id, id);
+        r.close().await;
+        if mounted {
+            let _ = std::process::Command::new("umount")
+                .arg(dir.path())
+                .status();
+        }
     }
 }

@@ -72,6 +72,22 @@ impl Holder {
     }
 }
 
+impl Holder {
+    /// Whether the holder may still run: a released lock (pid 0) or a process gone from this
+    /// host is not live. A holder on another host is taken as live.
+    fn is_live(&self) -> bool {
+        if self.pid == 0 {
+            return false;
+        }
+        if self.host != hostname() {
+            return true;
+        }
+        // SAFETY: kill(2) with signal 0 sends nothing; it only checks that the pid exists.
+        let rc = unsafe { libc::kill(self.pid as libc::pid_t, 0) };
+        rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    }
+}
+
 impl std::fmt::Display for Holder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
@@ -137,6 +153,27 @@ struct FileLease {
     token: u64,
 }
 
+impl Drop for FileLease {
+    /// Released: the file keeps the token (the next holder's is one more) and says that
+    /// nobody holds it, so that a refusal racing the next holder's write names no one stale.
+    fn drop(&mut self) {
+        let released = Holder {
+            pid: 0,
+            host: String::new(),
+            what: "released".into(),
+            since: String::new(),
+            token: self.token,
+        };
+        let text = serde_json::to_string(&released).expect("a holder always serializes");
+        let _ = self
+            .file
+            .set_len(0)
+            .and_then(|_| self.file.seek(SeekFrom::Start(0)))
+            .and_then(|_| self.file.write_all(text.as_bytes()));
+        // The flock goes with the descriptor, closed right after.
+    }
+}
+
 impl LockLease for FileLease {
     fn token(&self) -> u64 {
         self.token
@@ -184,12 +221,17 @@ impl LockStore for FileLocks {
         match file.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
-                // The holder writes itself right after locking: a refusal in between reads an
-                // empty file, so it is read again once.
-                let who = read_holder(&mut file).or_else(|| {
+                // The holder writes itself right after locking: a refusal in between reads
+                // what the previous holder left (released, or a process gone), so it is read
+                // again until it names a live holder, for half a second at most.
+                let mut who = read_holder(&mut file);
+                for _ in 0..10 {
+                    if who.as_ref().is_some_and(Holder::is_live) {
+                        break;
+                    }
                     std::thread::sleep(std::time::Duration::from_millis(50));
-                    read_holder(&mut file)
-                });
+                    who = read_holder(&mut file);
+                }
                 return Err(LockError::Held {
                     scope: scope.to_string(),
                     holder: who.map_or_else(
@@ -288,10 +330,8 @@ impl Locks {
                 lease,
             });
         }
-        let lease: Arc<dyn LockLease> = Arc::from(
-            self.store
-                .try_acquire(scope, &Holder::this_process(what))?,
-        );
+        let lease: Arc<dyn LockLease> =
+            Arc::from(self.store.try_acquire(scope, &Holder::this_process(what))?);
         held.insert(scope.to_string(), Arc::downgrade(&lease));
         Ok(ClusterLock {
             scope: scope.to_string(),
@@ -300,7 +340,11 @@ impl Locks {
     }
 
     /// Take every scope of `scopes` (sorted, each once), or none.
-    pub fn acquire_all(&self, scopes: &[String], what: &str) -> Result<Vec<ClusterLock>, LockError> {
+    pub fn acquire_all(
+        &self,
+        scopes: &[String],
+        what: &str,
+    ) -> Result<Vec<ClusterLock>, LockError> {
         let mut sorted: Vec<&String> = scopes.iter().collect();
         sorted.sort();
         sorted.dedup();
@@ -328,7 +372,10 @@ mod tests {
         assert_eq!(again.token(), 1, "the same command shares its lock");
         let err = b.acquire("lab-1", "another").unwrap_err().to_string();
         assert!(err.contains("switchover of lab-1"), "{err}");
-        assert!(err.contains(&format!("pid {}", std::process::id())), "{err}");
+        assert!(
+            err.contains(&format!("pid {}", std::process::id())),
+            "{err}"
+        );
         assert!(err.contains("Nothing was changed"), "{err}");
         // Another scope is free.
         b.acquire("lab-2", "other cluster").unwrap();

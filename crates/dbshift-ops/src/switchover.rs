@@ -130,6 +130,14 @@ pub struct SwitchoverParams {
     /// How clients are moved to the new writer.
     #[serde(default)]
     pub redirect: Redirect,
+    /// Bound of every statement dbshift runs on a server (`STOP SLAVE`, `CHANGE MASTER`,
+    /// `KILL`...), in ms: past it the statement is cancelled and the step says so.
+    #[serde(default = "default_statement_timeout_ms")]
+    pub statement_timeout_ms: u64,
+}
+
+fn default_statement_timeout_ms() -> u64 {
+    ms(dbshift_db::server::DEFAULT_STATEMENT_TIMEOUT)
 }
 
 /// How a switchover moves clients.
@@ -305,6 +313,7 @@ pub async fn prepare(
         timeout_ms: ms(req.timeout),
         fence_lock_wait_ms: 1000,
         fence_attempts: 3,
+        statement_timeout_ms: ms(dbshift_db::server::DEFAULT_STATEMENT_TIMEOUT),
         hooks: req.hooks.clone(),
         followers: Vec::new(),
         redirect: Redirect::Name,
@@ -592,11 +601,15 @@ impl<'a> Engine<'a> {
         };
         let reason = if changed {
             format!(
-                "the cluster changed under this run ({when}: {what}); another run, a failover                  or a human acted on it. This run changed nothing more and left every server                  as it is now; check `dbshift inventory` before acting"
+                "the cluster changed under this run ({when}: {what}); another run, a failover \
+                 or a human acted on it. This run changed nothing more and left every server \
+                 as it is now; check `dbshift inventory` before acting"
             )
         } else {
             format!(
-                "the cluster is not what this run expects ({when}: {what}); nothing was                  changed. Look at `dbshift inventory`; start a new run if a switch is still                  wanted"
+                "the cluster is not what this run expects ({when}: {what}); nothing was \
+                 changed. Look at `dbshift inventory`; start a new run if a switch is still \
+                 wanted"
             )
         };
         tracing::warn!(run = %self.run, "{reason}");
@@ -629,7 +642,8 @@ impl<'a> Engine<'a> {
     async fn connect(&self, id: &str) -> StepResult<Server> {
         let ep = self.endpoint(id).await?;
         let opts = crate::connect_options(&self.creds, &self.creds.admin, &ep)
-            .connect_timeout(Duration::from_secs(2));
+            .connect_timeout(Duration::from_secs(2))
+            .statement_timeout(Duration::from_millis(self.p.statement_timeout_ms));
         let mut last = String::new();
         for attempt in 0..3 {
             match Server::connect(&opts).await {
@@ -657,6 +671,14 @@ impl<'a> Engine<'a> {
                 Some(id) => id == source_id,
                 None => st.source_port == Some(source.port),
             }
+    }
+
+    /// `gtid_binlog_state` and `gtid_current_pos` of `id`, on a connection of their own.
+    async fn history_of(&self, id: &str) -> StepResult<(BinlogState, GtidPos)> {
+        let mut s = self.connect(id).await?;
+        let read = async { Ok((s.gtid_binlog_state().await?, s.gtid_current_pos().await?)) }.await;
+        s.close().await;
+        db(read)
     }
 
     async fn server_id_of(&self, id: &str) -> StepResult<u32> {
@@ -739,9 +761,7 @@ impl<'a> Engine<'a> {
             match cluster_changed(self.provider, &self.creds, &self.p, Moment::Resume).await {
                 Ok(None) => {}
                 Ok(Some(what)) => {
-                    return self
-                        .stop_cluster_changed(Moment::Resume, what, false)
-                        .await
+                    return self.stop_cluster_changed(Moment::Resume, what, false).await
                 }
                 Err(e) => {
                     let reason = format!(
@@ -793,8 +813,7 @@ impl<'a> Engine<'a> {
                     return Ok(Outcome::RolledBack { reason });
                 }
             }
-            match cluster_changed(self.provider, &self.creds, &self.p, Moment::BeforeFence).await
-            {
+            match cluster_changed(self.provider, &self.creds, &self.p, Moment::BeforeFence).await {
                 Ok(None) => {}
                 Ok(Some(what)) => {
                     return self
@@ -819,8 +838,7 @@ impl<'a> Engine<'a> {
             }
         } else {
             // Resumed past the point of no return: the name and the writers as journaled.
-            match cluster_changed(self.provider, &self.creds, &self.p, Moment::BeforePromote)
-                .await
+            match cluster_changed(self.provider, &self.creds, &self.p, Moment::BeforePromote).await
             {
                 Ok(None) => {}
                 Ok(Some(what)) => {
@@ -1036,6 +1054,7 @@ impl<'a> Engine<'a> {
             Some(s) => s,
             None => fresh.insert(self.connect(&self.p.from).await?),
         };
+        let old_id = old.server_id();
         let what = format!("reading {}'s final GTID position", self.p.from);
         let read = async {
             let pos = bounded(&what, old.gtid_binlog_pos()).await?;
@@ -1066,10 +1085,11 @@ impl<'a> Engine<'a> {
         })?;
         let new_state = db(new.gtid_binlog_state().await)?;
         let new_pos = db(new.gtid_current_pos().await)?;
+        let new_id = new.server_id();
         new.close().await;
         // Every transaction of the old writer on the new one, by entry or, where the new one
         // was restored from a backup and knows only each domain's last GTID, by position.
-        let missing = old_state.missing_from(&new_state, &new_pos);
+        let missing = old_state.missing_from(old_id, &new_state, &new_pos);
         if !missing.is_empty() {
             return Err(format!(
                 "{} lacks transactions of {}: {} ({}'s binlog state {old_state}; {}'s {new_state}, \
@@ -1083,7 +1103,7 @@ impl<'a> Engine<'a> {
         }
         // Caught up means equal: a new writer ahead of the fenced old one has transactions
         // of its own, which the old one would never have.
-        let ahead = new_state.missing_from(&old_state, &old_current);
+        let ahead = new_state.missing_from(new_id, &old_state, &old_current);
         if !ahead.is_empty() {
             return Err(format!(
                 "{} has transactions {} never had: {}; inspect them before switching",
@@ -1106,8 +1126,7 @@ impl<'a> Engine<'a> {
         if self.fence.is_some() {
             // The old writer is made writable only if it still is the cluster's writer and
             // nobody's replica: another run or a human may have moved the cluster meanwhile.
-            match cluster_changed(self.provider, &self.creds, &self.p, Moment::BeforeRollback)
-                .await
+            match cluster_changed(self.provider, &self.creds, &self.p, Moment::BeforeRollback).await
             {
                 Ok(None) => {}
                 Ok(Some(what)) => {
@@ -1452,11 +1471,8 @@ impl<'a> Engine<'a> {
         // demoting it would bury them.
         if old.flavor().is_mariadb() {
             let old_state = db(old.gtid_binlog_state().await)?;
-            let mut new = self.connect(&self.p.to).await?;
-            let new_state = db(new.gtid_binlog_state().await)?;
-            let new_pos = db(new.gtid_current_pos().await)?;
-            new.close().await;
-            let missing = old_state.missing_from(&new_state, &new_pos);
+            let (new_state, new_pos) = self.history_of(&self.p.to).await?;
+            let missing = old_state.missing_from(old.server_id(), &new_state, &new_pos);
             if !missing.is_empty() {
                 old.close().await;
                 return Err(format!(
@@ -1546,19 +1562,33 @@ impl<'a> Engine<'a> {
                     continue;
                 }
             };
-            let st = db(s.replication_status().await)?;
-            if !Self::replicates_from(&st, new_id, &new_ep) {
+            // One sibling that cannot be moved (its SQL thread waits on a lock, so STOP SLAVE
+            // runs out of its bound) does not keep the others on the old writer.
+            let repoint = async {
+                let st = s.replication_status().await?;
+                if Self::replicates_from(&st, new_id, &new_ep) {
+                    return Ok(false);
+                }
                 let start = if s.flavor().needs_rds_procedures() {
                     // The procedures take an explicit position: what it applied, read once
                     // its replication has stopped.
-                    db(s.stop_replication().await)?;
-                    SourceStart::GtidAt(db(s.gtid_slave_pos().await)?)
+                    s.stop_replication().await?;
+                    SourceStart::GtidAt(s.gtid_slave_pos().await?)
                 } else {
                     SourceStart::Gtid
                 };
                 let spec = self.source_spec_for(&s, &new_ep, start);
-                db(s.point_replica_at(&spec).await)?;
-                moved.push(sib.clone());
+                s.point_replica_at(&spec).await?;
+                Ok::<_, dbshift_db::Error>(true)
+            };
+            match repoint.await {
+                Ok(true) => moved.push(sib.clone()),
+                Ok(false) => {}
+                Err(e) => self.warnings.push(format!(
+                    "{sib} was not re-pointed to {}: {e}; once it is free, `dbshift resume {}` \
+                     re-points it",
+                    self.p.to, self.run
+                )),
             }
             s.close().await;
         }
@@ -1576,6 +1606,23 @@ impl<'a> Engine<'a> {
         let mut replicas = vec![self.p.from.clone()];
         replicas.extend(self.p.siblings.iter().cloned());
         replicas.extend(self.p.followers.iter().cloned());
+        // The history the replicas are checked against: the new writer's, and the old
+        // writer's before it (a new writer restored from a backup, a green, lists only what it
+        // binlogged since; the blue replicas still hold their own transactions from when they
+        // were writers, which the old writer has).
+        let history = match self.connect(&self.p.from).await {
+            Ok(mut old) if old.flavor().is_mariadb() => {
+                let st = old.gtid_binlog_state().await.ok();
+                old.close().await;
+                st
+            }
+            Ok(old) => {
+                old.close().await;
+                None
+            }
+            Err(_) => None,
+        }
+        .unwrap_or_default();
         let mut checked = Vec::new();
         for id in replicas {
             let Ok(mut s) = self.connect(&id).await else {
@@ -1598,11 +1645,9 @@ impl<'a> Engine<'a> {
                 // Caught up means equal, never ahead: the replica first, then the writer, so
                 // that the writer's newer transactions cannot make the replica look ahead.
                 let mine = db(s.gtid_binlog_state().await)?;
-                let mut new = self.connect(&self.p.to).await?;
-                let theirs = db(new.gtid_binlog_state().await)?;
-                let theirs_pos = db(new.gtid_current_pos().await)?;
-                new.close().await;
-                let ahead = mine.missing_from(&theirs, &theirs_pos);
+                let (theirs, theirs_pos) = self.history_of(&self.p.to).await?;
+                let theirs = theirs.merge_max(&history);
+                let ahead = mine.missing_from(s.server_id(), &theirs, &theirs_pos);
                 if !ahead.is_empty() {
                     s.close().await;
                     return Err(format!(
@@ -1635,131 +1680,123 @@ impl<'a> Engine<'a> {
     }
 }
 
-    /// Look at the cluster: the provider's writer of the name, and `read_only` and the source
-    /// of each server of the run. One short connection attempt per server.
+/// Look at the cluster: the provider's writer of the name, and `read_only` and the source
+/// of each server of the run. One short connection attempt per server.
 async fn observe(
     provider: &dyn Provider,
     creds: &Credentials,
     p: &SwitchoverParams,
 ) -> StepResult<ClusterView> {
-        let clusters = provider
-            .list_clusters()
-            .await
-            .map_err(|e| format!("listing the clusters: {e}"))?;
-        let named_writer = clusters
-            .iter()
-            .find(|c| c.name == p.cluster)
-            .map(|c| c.writer.clone());
-        let mut ids = vec![p.from.clone(), p.to.clone()];
-        ids.extend(p.siblings.iter().cloned());
-        ids.extend(p.followers.iter().cloned());
-        let looks = ids.into_iter().map(|id| async move {
-            let Ok(ep) = provider.describe_instance(&id).await.map(|i| i.endpoint) else {
-                return Err(id);
-            };
-            let opts = crate::connect_options(creds, &creds.admin, &ep)
-                .connect_timeout(Duration::from_secs(2));
-            let look = async {
-                let mut s = Server::connect(&opts).await?;
-                let read_only = s.read_only().await?;
-                let st = s.replication_status().await?;
-                let server_id = s.server_id();
-                s.close().await;
-                Ok::<_, dbshift_db::Error>((server_id, read_only, st))
-            };
-            match tokio::time::timeout(LOOK_TIMEOUT, look).await {
-                Ok(Ok((server_id, read_only, st))) => Ok(Seen {
-                    id,
-                    server_id,
-                    port: ep.port,
-                    read_only,
-                    source: st
-                        .configured
-                        .then_some((st.source_server_id, st.source_port)),
-                }),
-                _ => Err(id),
-            }
-        });
-        let mut seen = Vec::new();
-        let mut unreachable = Vec::new();
-        for r in futures::future::join_all(looks).await {
-            match r {
-                Ok(s) => seen.push(s),
-                Err(id) => unreachable.push(id),
-            }
+    let clusters = provider
+        .list_clusters()
+        .await
+        .map_err(|e| format!("listing the clusters: {e}"))?;
+    let named_writer = clusters
+        .iter()
+        .find(|c| c.name == p.cluster)
+        .map(|c| c.writer.clone());
+    let mut ids = vec![p.from.clone(), p.to.clone()];
+    ids.extend(p.siblings.iter().cloned());
+    ids.extend(p.followers.iter().cloned());
+    let looks = ids.into_iter().map(|id| async move {
+        let Ok(ep) = provider.describe_instance(&id).await.map(|i| i.endpoint) else {
+            return Err(id);
+        };
+        let opts = crate::connect_options(creds, &creds.admin, &ep)
+            .connect_timeout(Duration::from_secs(2));
+        let look = async {
+            let mut s = Server::connect(&opts).await?;
+            let read_only = s.read_only().await?;
+            let st = s.replication_status().await?;
+            let server_id = s.server_id();
+            s.close().await;
+            Ok::<_, dbshift_db::Error>((server_id, read_only, st))
+        };
+        match tokio::time::timeout(LOOK_TIMEOUT, look).await {
+            Ok(Ok((server_id, read_only, st))) => Ok(Seen {
+                id,
+                server_id,
+                port: ep.port,
+                read_only,
+                source: st
+                    .configured
+                    .then_some((st.source_server_id, st.source_port)),
+            }),
+            _ => Err(id),
         }
-        Ok(ClusterView {
-            named_writer,
-            seen,
-            unreachable,
-        })
+    });
+    let mut seen = Vec::new();
+    let mut unreachable = Vec::new();
+    for r in futures::future::join_all(looks).await {
+        match r {
+            Ok(s) => seen.push(s),
+            Err(id) => unreachable.push(id),
+        }
     }
+    Ok(ClusterView {
+        named_writer,
+        seen,
+        unreachable,
+    })
+}
 
-    /// Whether the cluster is still what this run believes at `moment`: `Ok(None)` if so,
-    /// `Ok(Some(what differs))` if not.
+/// Whether the cluster is still what this run believes at `moment`: `Ok(None)` if so,
+/// `Ok(Some(what differs))` if not.
 async fn cluster_changed(
     provider: &dyn Provider,
     creds: &Credentials,
     p: &SwitchoverParams,
     moment: Moment,
 ) -> StepResult<Option<String>> {
-        let v = observe(provider, creds, p).await?;
-        let (from, to) = (p.from.as_str(), p.to.as_str());
-        let named = v.named_writer.clone().unwrap_or_else(|| "nothing".into());
-        let mut wrong = Vec::new();
-        let name_ok: &[&str] = match moment {
-            Moment::BeforeFence | Moment::BeforeRollback | Moment::BeforePointOfNoReturn => {
-                &[from]
-            }
-            Moment::BeforePromote | Moment::Resume => &[from, to],
-        };
-        if !name_ok.contains(&named.as_str()) {
-            wrong.push(format!(
-                "{} resolves to {named}, not {}",
-                p.cluster,
-                name_ok.join(" or ")
-            ));
-        }
-        let writable_ok: &[&str] = match moment {
-            Moment::BeforeFence | Moment::BeforeRollback | Moment::BeforePointOfNoReturn => {
-                &[from]
-            }
-            Moment::BeforePromote => &[to],
-            Moment::Resume => &[from, to],
-        };
-        let others = v.other_writers(writable_ok);
-        if !others.is_empty() {
-            wrong.push(format!("{} writable", others.join(", ")));
-        }
-        if matches!(
-            moment,
-            Moment::BeforeFence | Moment::BeforeRollback | Moment::BeforePointOfNoReturn
-        ) && v.get(from).is_some_and(|s| s.source.is_some())
-        {
-            wrong.push(format!(
-                "{from} is now a replica of {}",
-                v.source_of(from)
-            ));
-        }
-        if matches!(moment, Moment::BeforeFence | Moment::BeforePointOfNoReturn)
-            && v.get(from).is_some()
-            && v.get(to).is_some()
-            && !v.replicates_from(to, from)
-        {
-            wrong.push(format!(
-                "{to} replicates from {}, not {from}",
-                v.source_of(to)
-            ));
-        }
-        if moment == Moment::Resume && v.seen.is_empty() {
-            wrong.push(format!(
-                "no server of the run answers ({})",
-                v.unreachable.join(", ")
-            ));
-        }
-        Ok((!wrong.is_empty()).then(|| wrong.join("; ")))
+    let v = observe(provider, creds, p).await?;
+    let (from, to) = (p.from.as_str(), p.to.as_str());
+    let named = v.named_writer.clone().unwrap_or_else(|| "nothing".into());
+    let mut wrong = Vec::new();
+    let name_ok: &[&str] = match moment {
+        Moment::BeforeFence | Moment::BeforeRollback | Moment::BeforePointOfNoReturn => &[from],
+        Moment::BeforePromote | Moment::Resume => &[from, to],
+    };
+    if !name_ok.contains(&named.as_str()) {
+        wrong.push(format!(
+            "{} resolves to {named}, not {}",
+            p.cluster,
+            name_ok.join(" or ")
+        ));
     }
-
+    let writable_ok: &[&str] = match moment {
+        Moment::BeforeFence | Moment::BeforeRollback | Moment::BeforePointOfNoReturn => &[from],
+        Moment::BeforePromote => &[to],
+        Moment::Resume => &[from, to],
+    };
+    let others = v.other_writers(writable_ok);
+    if !others.is_empty() {
+        wrong.push(format!("{} writable", others.join(", ")));
+    }
+    if matches!(
+        moment,
+        Moment::BeforeFence | Moment::BeforeRollback | Moment::BeforePointOfNoReturn
+    ) && v.get(from).is_some_and(|s| s.source.is_some())
+    {
+        wrong.push(format!("{from} is now a replica of {}", v.source_of(from)));
+    }
+    if matches!(moment, Moment::BeforeFence | Moment::BeforePointOfNoReturn)
+        && v.get(from).is_some()
+        && v.get(to).is_some()
+        && !v.replicates_from(to, from)
+    {
+        wrong.push(format!(
+            "{to} replicates from {}, not {from}",
+            v.source_of(to)
+        ));
+    }
+    if moment == Moment::Resume && v.seen.is_empty() {
+        wrong.push(format!(
+            "no server of the run answers ({})",
+            v.unreachable.join(", ")
+        ));
+    }
+    Ok((!wrong.is_empty()).then(|| wrong.join("; ")))
+}
 
 /// GTIDs as `d-s-n,d-s-n`.
 fn gtid_list(gtids: &[dbshift_db::mariadb::Gtid]) -> String {
