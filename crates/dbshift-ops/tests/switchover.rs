@@ -561,3 +561,51 @@ async fn rds_mode_switchover_without_super_there_and_back() {
     writer.stop_and_audit(lab).await;
     watch.assert_clean(lab, &["lab-1-1", "lab-1-2"]).await;
 }
+
+/// Issue 15, cases 1 and 3 without a second dbshift: the cluster changes under a run that has
+/// fenced its old writer (a human promotes another replica by hand during the wait). The run
+/// looks at the cluster before the point of no return, stops, promotes nothing and does not
+/// make the old writer writable again: one writer, the human's.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cluster_changed_under_the_run_stops_it_before_the_point_of_no_return() {
+    let _g = SERIAL.lock().await;
+    let t = TestLab::start(1, 2).await;
+    let lab = t.lab();
+    let j = journal(&t).await;
+    let watch = TwoWriterWatch::start(lab).await;
+    let by_hand = lab.clone();
+    let on_wait = OnEvent {
+        label: "wait: start".into(),
+        action: Box::new(move || {
+            let lab = by_hand.clone();
+            tokio::task::block_in_place(|| {
+                tokio::runtime::Handle::current().block_on(async move {
+                    let mut s = lab.connect_admin("lab-1-3").await.unwrap();
+                    s.exec_sql("STOP SLAVE").await.unwrap();
+                    s.exec_sql("SET GLOBAL read_only=OFF").await.unwrap();
+                    s.close().await;
+                })
+            })
+        }),
+    };
+    let params = switchover::prepare(lab, &request("lab-1-2")).await.unwrap();
+    let (run, outcome) = switchover::run(lab, &j, params, &on_wait).await.unwrap();
+    let Outcome::ClusterChanged { reason, changed } = &outcome else {
+        panic!("{outcome:?}")
+    };
+    assert!(*changed);
+    assert!(
+        reason.contains("before the point of no return") && reason.contains("lab-1-3 writable"),
+        "{reason}"
+    );
+    assert_eq!(outcome.exit_code(), 3);
+    assert_eq!(j.run(&run).await.unwrap().status, RunStatus::NeedsHuman);
+    assert_eq!(writable(lab).await, vec!["lab-1-3".to_string()]);
+    // lab-1-2 was not promoted: still a replica of lab-1-1.
+    let mut new = admin(lab, "lab-1-2").await;
+    assert!(new.replication_status().await.unwrap().configured);
+    new.close().await;
+    assert_eq!(lab.fresh().unwrap().clusters[0].writer, "lab-1-1");
+    let report = watch.0.stop().await;
+    report.assert_never_two_writers();
+}

@@ -10,6 +10,14 @@ use serde_json::Value;
 
 /// Run `dbshift --dir DIR ARGS` with `env` set, and none of dbshift's variables inherited.
 pub fn dbshift_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    command(dir, args, env)
+        .output()
+        .expect("the dbshift binary runs")
+}
+
+/// `dbshift --dir DIR ARGS` with `env` set and none of dbshift's variables inherited, to run
+/// or to start (a second terminal).
+pub fn command(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_dbshift"));
     c.arg("--dir")
         .arg(dir)
@@ -23,7 +31,7 @@ pub fn dbshift_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     for (k, v) in env {
         c.env(k, v);
     }
-    c.output().expect("the dbshift binary runs")
+    c
 }
 
 /// Run `dbshift --dir DIR ARGS`.
