@@ -755,10 +755,23 @@ impl<'a> Engine<'a> {
 
         // This run's own fence may be on the old writer (a run cut short after it).
         let fence_begun = record.as_ref().is_some_and(|r| r.step_begun("fence"));
+        // Cut short inside its own redirect (AWS: blue renamed away, green not yet renamed to
+        // the name): the name resolving to nothing is this run's doing.
+        let renaming = record
+            .as_ref()
+            .is_some_and(|r| r.step_begun("redirect") || r.step_begun("redirect_plan"));
         if record.is_some() {
             // A resume acts only on the cluster it left: its writer is still this run's old
             // or new one, and nobody else writes.
-            match cluster_changed(self.provider, &self.creds, &self.p, Moment::Resume).await {
+            match cluster_changed(
+                self.provider,
+                &self.creds,
+                &self.p,
+                Moment::Resume,
+                renaming,
+            )
+            .await
+            {
                 Ok(None) => {}
                 Ok(Some(what)) => {
                     return self.stop_cluster_changed(Moment::Resume, what, false).await
@@ -813,7 +826,15 @@ impl<'a> Engine<'a> {
                     return Ok(Outcome::RolledBack { reason });
                 }
             }
-            match cluster_changed(self.provider, &self.creds, &self.p, Moment::BeforeFence).await {
+            match cluster_changed(
+                self.provider,
+                &self.creds,
+                &self.p,
+                Moment::BeforeFence,
+                false,
+            )
+            .await
+            {
                 Ok(None) => {}
                 Ok(Some(what)) => {
                     return self
@@ -838,7 +859,14 @@ impl<'a> Engine<'a> {
             }
         } else {
             // Resumed past the point of no return: the name and the writers as journaled.
-            match cluster_changed(self.provider, &self.creds, &self.p, Moment::BeforePromote).await
+            match cluster_changed(
+                self.provider,
+                &self.creds,
+                &self.p,
+                Moment::BeforePromote,
+                renaming,
+            )
+            .await
             {
                 Ok(None) => {}
                 Ok(Some(what)) => {
@@ -936,7 +964,7 @@ impl<'a> Engine<'a> {
         let (provider, creds, p) = (self.provider, self.creds.clone(), self.p.clone());
         let (waited, changed) = tokio::join!(
             self.wait_caught_up(),
-            cluster_changed(provider, &creds, &p, Moment::BeforePointOfNoReturn)
+            cluster_changed(provider, &creds, &p, Moment::BeforePointOfNoReturn, false)
         );
         match (waited, changed) {
             (_, Ok(Some(what))) => {
@@ -1126,7 +1154,14 @@ impl<'a> Engine<'a> {
         if self.fence.is_some() {
             // The old writer is made writable only if it still is the cluster's writer and
             // nobody's replica: another run or a human may have moved the cluster meanwhile.
-            match cluster_changed(self.provider, &self.creds, &self.p, Moment::BeforeRollback).await
+            match cluster_changed(
+                self.provider,
+                &self.creds,
+                &self.p,
+                Moment::BeforeRollback,
+                false,
+            )
+            .await
             {
                 Ok(None) => {}
                 Ok(Some(what)) => {
@@ -1747,6 +1782,7 @@ async fn cluster_changed(
     creds: &Credentials,
     p: &SwitchoverParams,
     moment: Moment,
+    renaming: bool,
 ) -> StepResult<Option<String>> {
     let v = observe(provider, creds, p).await?;
     let (from, to) = (p.from.as_str(), p.to.as_str());
@@ -1756,7 +1792,8 @@ async fn cluster_changed(
         Moment::BeforeFence | Moment::BeforeRollback | Moment::BeforePointOfNoReturn => &[from],
         Moment::BeforePromote | Moment::Resume => &[from, to],
     };
-    if !name_ok.contains(&named.as_str()) {
+    let between_holders = renaming && v.named_writer.is_none();
+    if !name_ok.contains(&named.as_str()) && !between_holders {
         wrong.push(format!(
             "{} resolves to {named}, not {}",
             p.cluster,
