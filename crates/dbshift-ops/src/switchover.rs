@@ -1793,7 +1793,10 @@ async fn cluster_changed(
         Moment::BeforePromote | Moment::Resume => &[from, to],
     };
     let between_holders = renaming && v.named_writer.is_none();
-    if !name_ok.contains(&named.as_str()) && !between_holders {
+    // Only a run that moves the name can judge by it: with the proxy (or hooks) moving
+    // clients, the provider may keep the name where it was (AWS keeps blue's), and the
+    // servers' own roles below are the evidence.
+    if p.redirect == Redirect::Name && !name_ok.contains(&named.as_str()) && !between_holders {
         wrong.push(format!(
             "{} resolves to {named}, not {}",
             p.cluster,
