@@ -72,6 +72,38 @@ pub struct StoredCredential {
     pub plugin: String,
     /// H2 for mysql_native_password; `None` when the account has no password.
     pub h2: Option<[u8; 20]>,
+    /// The account's transport rule (`REQUIRE ...`).
+    pub tls: TlsRule,
+}
+
+/// What an account requires of the client's connection (`mysql.user.ssl_type`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TlsRule {
+    /// Nothing (`REQUIRE NONE`).
+    #[default]
+    None,
+    /// TLS (`REQUIRE SSL`).
+    Tls,
+    /// A client certificate (`REQUIRE X509`, `ISSUER`, `SUBJECT`, `CIPHER`): the proxy
+    /// terminates TLS and cannot pass the client's certificate on, so it refuses these.
+    Certificate,
+}
+
+impl TlsRule {
+    /// From `mysql.user.ssl_type` (`''`, `ANY`, `X509`, `SPECIFIED`).
+    pub fn from_ssl_type(t: &str) -> TlsRule {
+        match t.trim().to_ascii_uppercase().as_str() {
+            "" => TlsRule::None,
+            "ANY" => TlsRule::Tls,
+            _ => TlsRule::Certificate,
+        }
+    }
+
+    /// The strictest rule of a user's rows (one per host pattern): the proxy cannot tell
+    /// which row the server will pick for the backend connection, so it errs on refusing.
+    pub fn of(stored: &[StoredCredential]) -> TlsRule {
+        stored.iter().map(|c| c.tls).max().unwrap_or_default()
+    }
 }
 
 impl std::fmt::Debug for StoredCredential {
@@ -189,6 +221,7 @@ pub(crate) async fn lookup(
                 vec![StoredCredential {
                     plugin: NATIVE_PASSWORD.to_string(),
                     h2,
+                    tls: TlsRule::None,
                 }]
             })
             .unwrap_or_default()),
@@ -199,27 +232,29 @@ pub(crate) async fn lookup(
                 .await
                 .map_err(|e| Error::AuthSource(e.to_string()))?;
             // MariaDB's mysql.user view has both columns; MySQL has no Password column.
-            let rows: Vec<(String, String, Option<String>)> = match conn
+            let rows: Vec<(String, String, Option<String>, String)> = match conn
                 .exec(
-                    "SELECT plugin, authentication_string, Password FROM mysql.user WHERE User = ?",
+                    "SELECT plugin, authentication_string, Password, CAST(ssl_type AS CHAR) \
+                     FROM mysql.user WHERE User = ?",
                     (user,),
                 )
                 .await
             {
                 Ok(r) => r,
                 Err(_) => conn
-                    .exec::<(String, String), _, _>(
-                        "SELECT plugin, authentication_string FROM mysql.user WHERE User = ?",
+                    .exec::<(String, String, String), _, _>(
+                        "SELECT plugin, authentication_string, CAST(ssl_type AS CHAR) \
+                         FROM mysql.user WHERE User = ?",
                         (user,),
                     )
                     .await
                     .map_err(|e| Error::AuthSource(e.to_string()))?
                     .into_iter()
-                    .map(|(p, a)| (p, a, None))
+                    .map(|(p, a, t)| (p, a, None, t))
                     .collect(),
             };
             let mut out = Vec::new();
-            for (plugin, auth, password) in rows {
+            for (plugin, auth, password, ssl_type) in rows {
                 let native = plugin.is_empty() || plugin == NATIVE_PASSWORD;
                 let h2 = if native {
                     let text = if auth.is_empty() {
@@ -241,6 +276,7 @@ pub(crate) async fn lookup(
                         plugin
                     },
                     h2,
+                    tls: TlsRule::from_ssl_type(&ssl_type),
                 });
             }
             Ok(out)
@@ -268,6 +304,7 @@ mod tests {
         let stored = vec![StoredCredential {
             plugin: NATIVE_PASSWORD.into(),
             h2: Some(h2_of("s3cret")),
+            tls: TlsRule::None,
         }];
         let s1 = [7u8; 20];
         let Verdict::Accepted(secret) = verify(&s1, &client_answer("s3cret", &s1), &stored) else {
@@ -286,6 +323,7 @@ mod tests {
         let stored = vec![StoredCredential {
             plugin: "ed25519".into(),
             h2: None,
+            tls: TlsRule::None,
         }];
         match verify(&[0; 20], &[1; 20], &stored) {
             Verdict::UnsupportedPlugin(p) => assert_eq!(p, "ed25519"),

@@ -141,6 +141,9 @@ pub(crate) struct SessionInfo {
     pub busy: AtomicBool,
     pub held: AtomicBool,
     pub unmovable: AtomicU32,
+    /// The server's id of the session's backend connection now (it changes with a switch):
+    /// where a `KILL` of the session's own id goes.
+    pub backend_thread: AtomicU32,
 }
 
 pub(crate) struct Shared {
@@ -215,6 +218,22 @@ impl Shared {
             .unwrap_or_else(|p| p.into_inner())
             .insert(user.to_string(), (Instant::now(), creds.clone()));
         Ok((creds, false))
+    }
+
+    /// Where a `KILL n` from a client goes: the backend connection of the proxy session
+    /// whose id (the greeting's) is `n`, or `n` itself when it is the backend id of one of this
+    /// proxy's sessions (`CONNECTION_ID()` says that one). `None`: no session of this proxy,
+    /// which the proxy refuses rather than kill a bystander whose server id happens to be `n`.
+    pub(crate) fn kill_target(&self, n: u64) -> Option<u32> {
+        let sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        let n32 = u32::try_from(n).ok()?;
+        if let Some(s) = sessions.get(&n32) {
+            return Some(s.backend_thread.load(Relaxed));
+        }
+        sessions
+            .values()
+            .any(|s| s.backend_thread.load(Relaxed) == n32)
+            .then_some(n32)
     }
 
     pub(crate) fn admin_pool(&self) -> Option<mysql_async::Pool> {
@@ -364,7 +383,12 @@ pub async fn start(cfg: ProxyConfig) -> Result<ProxyHandle> {
         admin_pool: RwLock::new(None),
         client_tls,
         backend_tls,
-        next_connection_id: AtomicU32::new(1),
+        // Thread ids the proxy hands out (the greeting's, what `KILL` takes) start far above
+        // any server's own counter, at a random place so that several proxies rarely meet.
+        next_connection_id: AtomicU32::new(rand::Rng::random_range(
+            &mut rand::rng(),
+            0x4000_0000..0x6000_0000,
+        )),
         held_connections: AtomicU64::new(0),
         ops: tokio::sync::Mutex::new(()),
         paused_at: Mutex::new(None),

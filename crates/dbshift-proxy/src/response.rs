@@ -118,6 +118,12 @@ impl Response {
                 Kind::Data
             }
             State::ColumnsEof => {
+                // An execute that fails after its column definitions (a cursor whose result
+                // cannot be materialized) ends there with an ERR instead of the EOF.
+                if first == 0xFF {
+                    self.state = State::Done;
+                    return Kind::Err;
+                }
                 let st = eof_status(payload).unwrap_or(0);
                 // A cursor was opened: the rows come with COM_STMT_FETCH.
                 self.state = if st & status::CURSOR_EXISTS != 0 && self.expect == Expect::Execute {
@@ -282,6 +288,20 @@ mod tests {
                 r.feed(p, p.len())
             })
             .collect()
+    }
+
+    /// Issue 16: an execute that fails after its column definitions (a cursor whose result
+    /// cannot be built) ends at the ERR; taken for the EOF, the proxy waited for rows forever.
+    #[test]
+    fn an_error_after_the_column_definitions_ends_the_response() {
+        let err = vec![0xFF, 0x7A, 0x04, b'#', b'2', b'1', b'0', b'0', b'0', b'x'];
+        let mut r = Response::new(Expect::Execute, false);
+        let kinds = run(&mut r, &[vec![1], vec![3, b'd', b'e', b'f'], err.clone()]);
+        assert_eq!(kinds.last(), Some(&Kind::Err));
+        assert!(r.done());
+        let mut r = Response::new(Expect::Query, false);
+        run(&mut r, &[vec![2], vec![3], vec![3], err]);
+        assert!(r.done());
     }
 
     #[test]

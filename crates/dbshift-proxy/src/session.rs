@@ -103,7 +103,13 @@ struct State {
     lock_tables: bool,
     stmts: HashMap<u32, Stmt>,
     next_stmt_id: u32,
+    /// The client's id of the statement prepared last, while it is open: what MariaDB runs
+    /// for the id 0xFFFFFFFF ("the last prepared statement").
+    last_prepared: Option<u32>,
 }
+
+/// The statement id MariaDB takes for "the statement prepared last" (direct execution).
+const LAST_STMT_ID: u32 = u32::MAX;
 
 impl State {
     fn unmovable(&self) -> u32 {
@@ -351,6 +357,29 @@ impl Session {
                 return Ok(None);
             }
         };
+        // The account's transport rule, judged on the client's leg as the server would judge
+        // a direct connection (the backend leg is the proxy's own TLS and proves nothing).
+        let client_tls = matches!(client.stream, Stream::ServerTls(_));
+        let refusal = match auth::TlsRule::of(&stored) {
+            auth::TlsRule::None => None,
+            auth::TlsRule::Tls if client_tls => None,
+            auth::TlsRule::Tls => Some(format!(
+                "Access denied for user '{}'@'{host}' (using password: {using})",
+                resp.user
+            )),
+            auth::TlsRule::Certificate => Some(format!(
+                "Access denied for user '{}'@'{host}' (using password: {using}): dbshift proxy: \
+                 the account requires a client certificate (REQUIRE X509, ISSUER, SUBJECT or \
+                 CIPHER), which the proxy cannot pass to the server; connect to the server \
+                 directly",
+                resp.user
+            )),
+        };
+        if let Some(message) = refusal {
+            Metrics::inc(&shared.metrics.auth_failures_total);
+            send_err(shared, &mut client, next, 1045, "28000", &message).await;
+            return Ok(None);
+        }
         let login = LoginSpec {
             user: resp.user.clone(),
             client_caps: resp.capabilities & offer,
@@ -400,6 +429,7 @@ impl Session {
             busy: Default::default(),
             held: Default::default(),
             unmovable: Default::default(),
+            backend_thread: std::sync::atomic::AtomicU32::new(backend.handshake.connection_id),
         });
         let state = State {
             schema: resp.database.clone(),
@@ -580,7 +610,44 @@ impl Session {
         let mut replaced: Option<Vec<u8>> = None;
         match cmd {
             com::QUIT => return Ok(Flow::End("")),
-            com::QUERY => {
+            com::QUERY | com::PROCESS_KILL => {
+                // KILL takes the proxy's ids (the greeting's): translated to the session's
+                // backend connection, or refused when no session of this proxy has the id.
+                let text = &self.client.buf[payload_at + 1..end];
+                let kill = if cmd == com::PROCESS_KILL {
+                    text.get(..4).map(|b| {
+                        let id = u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as u64;
+                        (id, 0..4)
+                    })
+                } else if single {
+                    sql::kill_target(text).map(|k| (k.id, k.digits))
+                } else {
+                    None
+                };
+                if let Some((id, digits)) = kill {
+                    let Some(backend) = self.shared.kill_target(id) else {
+                        self.client.start = end;
+                        send_err(
+                            &self.shared,
+                            &mut self.client,
+                            1,
+                            1094,
+                            "HY000",
+                            &format!("Unknown thread id: {id}"),
+                        )
+                        .await;
+                        return Ok(Flow::Go);
+                    };
+                    let mut p = vec![cmd];
+                    p.extend_from_slice(&text[..digits.start]);
+                    if cmd == com::PROCESS_KILL {
+                        p.extend_from_slice(&backend.to_le_bytes());
+                    } else {
+                        p.extend_from_slice(backend.to_string().as_bytes());
+                    }
+                    p.extend_from_slice(&text[digits.end..]);
+                    replaced = Some(p);
+                }
                 let e = sql::effects(&self.client.buf[payload_at + 1..end]);
                 if !e.is_none() {
                     self.state.apply(&e);
@@ -592,33 +659,53 @@ impl Session {
             | com::STMT_RESET
             | com::STMT_CLOSE
             | com::STMT_SEND_LONG_DATA => {
-                let idb = self
+                let mut idb = self
                     .client
                     .buf
                     .get(payload_at + 1..payload_at + 5)
                     .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
                     .unwrap_or(0);
-                current_stmt = Some(idb);
-                let backend_id = match self.state.stmts.get_mut(&idb) {
-                    Some(s) => {
-                        match cmd {
-                            com::STMT_EXECUTE => {
-                                s.cursor_open = false;
-                                s.long_data = false;
-                                replaced =
-                                    execute_types(&self.client.buf[payload_at..end], s, single);
-                            }
-                            com::STMT_RESET => {
-                                s.cursor_open = false;
-                                s.long_data = false;
-                            }
-                            com::STMT_SEND_LONG_DATA => s.long_data = true,
-                            _ => {}
-                        }
-                        s.backend_id
-                    }
-                    None => u32::MAX,
+                if idb == LAST_STMT_ID {
+                    idb = self.state.last_prepared.unwrap_or(LAST_STMT_ID);
+                }
+                let Some(s) = self.state.stmts.get_mut(&idb) else {
+                    // Unknown or closed: answered as the server answers, nothing forwarded.
+                    // (Any id sent on would be wrong on the backend, where ids differ; the
+                    // server itself reads 0xFFFFFFFF as "the statement prepared last".)
+                    self.client.start = end;
+                    let given_to = match cmd {
+                        com::STMT_EXECUTE => "mysqld_stmt_execute",
+                        com::STMT_FETCH => "mysqld_stmt_fetch",
+                        com::STMT_RESET => "mysqld_stmt_reset",
+                        // COM_STMT_CLOSE and COM_STMT_SEND_LONG_DATA get no answer.
+                        _ => return Ok(Flow::Go),
+                    };
+                    send_err(
+                        &self.shared,
+                        &mut self.client,
+                        1,
+                        1243,
+                        "HY000",
+                        &format!("Unknown prepared statement handler ({idb}) given to {given_to}"),
+                    )
+                    .await;
+                    return Ok(Flow::Go);
                 };
+                current_stmt = Some(idb);
+                match cmd {
+                    com::STMT_EXECUTE => {
+                        s.cursor_open = false;
+                        s.long_data = false;
+                        replaced = execute_types(&self.client.buf[payload_at..end], s, single);
+                    }
+                    com::STMT_RESET => {
+                        s.cursor_open = false;
+                        s.long_data = false;
+                    }
+                    com::STMT_SEND_LONG_DATA => s.long_data = true,
+                    _ => {}
+                }
+                let backend_id = s.backend_id;
                 if cmd == com::STMT_EXECUTE {
                     if let Some(e) = self.state.stmts.get(&idb).map(|s| s.effects) {
                         self.state.apply(&e);
@@ -626,6 +713,9 @@ impl Session {
                 }
                 if cmd == com::STMT_CLOSE {
                     self.state.stmts.remove(&idb);
+                    if self.state.last_prepared == Some(idb) {
+                        self.state.last_prepared = None;
+                    }
                 }
                 match &mut replaced {
                     Some(p) => p[1..5].copy_from_slice(&backend_id.to_le_bytes()),
@@ -650,7 +740,6 @@ impl Session {
             com::INIT_DB
             | com::FIELD_LIST
             | com::STATISTICS
-            | com::PROCESS_KILL
             | com::DEBUG
             | com::PING
             | com::SET_OPTION
@@ -790,6 +879,7 @@ impl Session {
                         let client_id = self.state.next_stmt_id;
                         self.state.next_stmt_id = self.state.next_stmt_id.wrapping_add(1).max(1);
                         payload[1..5].copy_from_slice(&client_id.to_le_bytes());
+                        self.state.last_prepared = Some(client_id);
                         let sql = prepare_sql.take().unwrap_or_default();
                         let effects = sql::effects(&sql);
                         self.state.stmts.insert(
@@ -945,6 +1035,9 @@ impl Session {
             })?;
             s.needs_types = s.types.is_some();
         }
+        self.info
+            .backend_thread
+            .store(nb.handshake.connection_id, Relaxed);
         let old = std::mem::replace(&mut self.backend, nb);
         tokio::spawn(old.quit());
         tracing::debug!(session = self.info.id, to = %target.backend,

@@ -66,6 +66,50 @@ fn next_word(s: &[u8]) -> &[u8] {
     &s[end..]
 }
 
+/// A `KILL [HARD | SOFT] [CONNECTION | QUERY] <thread id>` statement (MariaDB's syntax): the
+/// id and where its digits are in the text. `KILL QUERY ID <query id>`, `KILL USER` and any
+/// id that is not a plain number are not this.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kill {
+    pub id: u64,
+    pub digits: std::ops::Range<usize>,
+}
+
+/// The thread id a statement kills, if it is a `KILL` of one (see [`Kill`]).
+pub fn kill_target(sql: &[u8]) -> Option<Kill> {
+    let head = skip_blank_and_comments(sql);
+    if !starts_with_word(head, b"KILL") {
+        return None;
+    }
+    let mut rest = skip_blank_and_comments(next_word(head));
+    if starts_with_word(rest, b"HARD") || starts_with_word(rest, b"SOFT") {
+        rest = skip_blank_and_comments(next_word(rest));
+    }
+    if starts_with_word(rest, b"CONNECTION") {
+        rest = skip_blank_and_comments(next_word(rest));
+    } else if starts_with_word(rest, b"QUERY") {
+        rest = skip_blank_and_comments(next_word(rest));
+        if starts_with_word(rest, b"ID") {
+            return None;
+        }
+    }
+    let n = rest.iter().take_while(|c| c.is_ascii_digit()).count();
+    if n == 0 {
+        return None;
+    }
+    let id = std::str::from_utf8(&rest[..n]).ok()?.parse().ok()?;
+    let after = &rest[n..];
+    let tail = after.iter().all(|c| c.is_ascii_whitespace() || *c == b';');
+    if !tail {
+        return None;
+    }
+    let start = sql.len() - rest.len();
+    Some(Kill {
+        id,
+        digits: start..start + n,
+    })
+}
+
 /// The effects of one statement text (the first statement of a multi-statement for the
 /// keyword checks; function calls and user variables anywhere).
 pub fn effects(sql: &[u8]) -> Effects {
@@ -148,5 +192,20 @@ mod tests {
         assert!(!effects(b"SELECT @@server_id").user_variables);
         assert!(effects(b"LOCK TABLES t WRITE").lock_tables);
         assert!(effects(b"SELECT 1").is_none());
+    }
+
+    #[test]
+    fn kill_statements_name_their_thread() {
+        let k = kill_target(b"KILL QUERY 1073741830").unwrap();
+        assert_eq!(k.id, 1073741830);
+        assert_eq!(&b"KILL QUERY 1073741830"[k.digits], b"1073741830");
+        assert_eq!(kill_target(b"  kill 42;").unwrap().id, 42);
+        assert_eq!(kill_target(b"KILL HARD CONNECTION 7").unwrap().id, 7);
+        assert_eq!(kill_target(b"/* c */ KILL SOFT QUERY 9 ").unwrap().id, 9);
+        assert!(kill_target(b"KILL QUERY ID 5").is_none());
+        assert!(kill_target(b"KILL USER app").is_none());
+        assert!(kill_target(b"KILL 5 + 1").is_none());
+        assert!(kill_target(b"SELECT 'KILL 5'").is_none());
+        assert!(kill_target(b"KILLER 5").is_none());
     }
 }

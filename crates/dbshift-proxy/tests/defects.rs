@@ -1,0 +1,244 @@
+//! The proxy's four defects that changed data, availability or an account's rules (issue 16),
+//! each run once directly against the server and once through the proxy, the two required to
+//! agree:
+//! - a closed prepared statement executed again: the server's "Unknown prepared statement
+//!   handler", never another statement (the proxy used to send 0xFFFFFFFF, which MariaDB runs
+//!   as "the statement prepared last": a closed SELECT ran an INSERT);
+//! - `KILL QUERY <the id the greeting gave>` from a second connection: the first one's query is
+//!   interrupted, no one else's (the proxy used to hand out its own counter and forward `KILL`
+//!   unchanged, killing whatever server thread had that number); an id of no session of the
+//!   proxy is refused, not forwarded;
+//! - an account created `REQUIRE SSL` cannot log in over a plaintext client leg (the proxy's own
+//!   TLS to the server used to satisfy the rule for it), and logs in over TLS;
+//! - (the cursor execute that fails after its column definitions is a unit test of the
+//!   response state machine, `response.rs`.)
+//!
+//! Run with `cargo test -p dbshift-proxy --test defects` (needs `mariadbd`; `make test`
+//! installs it). One lab (a writer and a replica) for the whole binary.
+
+use std::time::Duration;
+
+use dbshift_db::server::TlsOptions;
+use dbshift_db::ConnectOptions;
+use dbshift_provider::local::Lab;
+use dbshift_proxy::{AuthSource, Backend, ClientTls, ProxyConfig, ProxyHandle};
+use dbshift_testkit::TestLab;
+use mysql_async::prelude::*;
+use tokio::sync::OnceCell;
+
+async fn lab() -> &'static Lab {
+    static LAB: OnceCell<TestLab> = OnceCell::const_new();
+    LAB.get_or_init(|| TestLab::start(1, 1)).await.lab()
+}
+
+fn writer_port(lab: &Lab) -> u16 {
+    let w = &lab.state().clusters[0].writer;
+    lab.state().instance(w).expect("the writer exists").port
+}
+
+async fn start_proxy(lab: &Lab, n: u32) -> ProxyHandle {
+    let dir = lab.dir().join(format!("defects-proxy-tls-{n}"));
+    let ca = lab
+        .state()
+        .ca(&lab.state().current_ca)
+        .expect("the lab has its current CA");
+    dbshift_provider::local::tls::issue_server_cert(lab.dir(), ca, "dbshift-proxy", &dir)
+        .expect("a certificate can be issued");
+    let admin = &lab.state().users.admin;
+    let mut cfg = ProxyConfig::new(
+        "127.0.0.1:0".parse().expect("an address"),
+        Backend::new("127.0.0.1", writer_port(lab)),
+        AuthSource::Admin {
+            user: admin.user.clone(),
+            password: admin.password.clone(),
+        },
+    );
+    cfg.backend_tls = Some(lab.ca_bundle());
+    cfg.client_tls = Some(ClientTls {
+        cert: dir.join("server.pem"),
+        key: dir.join("server.key"),
+    });
+    cfg.drain_bound = Duration::from_secs(3);
+    dbshift_proxy::start(cfg).await.expect("the proxy starts")
+}
+
+/// Options for `user` at `port` (the server's or the proxy's), over TLS or not.
+fn opts(lab: &Lab, port: u16, user: &str, password: &str, tls: bool) -> mysql_async::Opts {
+    let mut o = ConnectOptions::new("127.0.0.1", port, user)
+        .password(password)
+        .database("app");
+    if tls {
+        o = o.tls(TlsOptions {
+            ca_path: lab.ca_bundle(),
+            verify_identity: true,
+        });
+    }
+    o.to_opts()
+}
+
+fn app(lab: &Lab, port: u16) -> mysql_async::Opts {
+    let app = &lab.state().users.app;
+    opts(lab, port, &app.user, &app.password, true)
+}
+
+fn server_code(e: &mysql_async::Error) -> Option<u16> {
+    match e {
+        mysql_async::Error::Server(s) => Some(s.code),
+        _ => None,
+    }
+}
+
+/// A closed statement executed again: 1243 and nothing run, directly and through the proxy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_statement_is_unknown_and_never_runs_another() {
+    let lab = lab().await;
+    let proxy = start_proxy(lab, 1).await;
+    for (how, port) in [
+        ("directly", writer_port(lab)),
+        ("through the proxy", proxy.local_addr().port()),
+    ] {
+        let mut c = mysql_async::Conn::new(app(lab, port)).await.unwrap();
+        let table = if port == writer_port(lab) {
+            "closed_direct"
+        } else {
+            "closed_proxy"
+        };
+        c.query_drop(format!("CREATE OR REPLACE TABLE {table} (id INT)"))
+            .await
+            .unwrap();
+        let select = c.prep("SELECT 1").await.unwrap();
+        let insert = c
+            .prep(format!("INSERT INTO {table} VALUES (1)"))
+            .await
+            .unwrap();
+        c.close(select.clone()).await.unwrap();
+        let e = c
+            .exec_drop(&select, ())
+            .await
+            .expect_err("a closed statement does not run");
+        assert_eq!(server_code(&e), Some(1243), "{how}: {e}");
+        let n: u64 = c
+            .query_first(format!("SELECT COUNT(*) FROM {table}"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(n, 0, "{how}: the INSERT prepared last must not have run");
+        // The session goes on: the open statement still runs.
+        c.exec_drop(&insert, ()).await.unwrap();
+        c.disconnect().await.unwrap();
+    }
+    proxy.shutdown().await;
+}
+
+/// `KILL QUERY` of the id a connection was greeted with interrupts that connection's query.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_query_of_the_greeted_id_interrupts_that_session_only() {
+    let lab = lab().await;
+    let proxy = start_proxy(lab, 2).await;
+    for (how, port) in [
+        ("directly", writer_port(lab)),
+        ("through the proxy", proxy.local_addr().port()),
+    ] {
+        let mut victim = mysql_async::Conn::new(app(lab, port)).await.unwrap();
+        let mut bystander = mysql_async::Conn::new(app(lab, port)).await.unwrap();
+        let mut killer = mysql_async::Conn::new(app(lab, port)).await.unwrap();
+        let id = victim.id();
+        let sleeping = tokio::spawn(async move {
+            let r: mysql_async::Result<Option<u64>> = victim.query_first("SELECT SLEEP(30)").await;
+            (r, victim)
+        });
+        let quiet = tokio::spawn(async move {
+            let r: mysql_async::Result<Option<u64>> =
+                bystander.query_first("SELECT SLEEP(2)").await;
+            r
+        });
+        // Let the victim's query start: KILL QUERY of an idle session interrupts nothing.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let n: u64 = killer
+                .query_first("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO = 'SELECT SLEEP(30)'")
+                .await
+                .unwrap()
+                .unwrap();
+            if n > 0 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{how}: the query never started"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        killer
+            .query_drop(format!("KILL QUERY {id}"))
+            .await
+            .unwrap_or_else(|e| panic!("{how}: KILL QUERY {id}: {e}"));
+        let (r, mut victim) = tokio::time::timeout(Duration::from_secs(20), sleeping)
+            .await
+            .expect("the query ends once killed")
+            .unwrap();
+        // Interrupted: 1317, or SLEEP's own answer to a kill, 1.
+        match r {
+            Err(e) => assert_eq!(server_code(&e), Some(1317), "{how}: {e}"),
+            Ok(v) => assert_eq!(v, Some(1), "{how}: SLEEP returns 1 when interrupted"),
+        }
+        assert_eq!(
+            quiet.await.unwrap().unwrap(),
+            Some(0),
+            "{how}: the bystander's query ran to its end"
+        );
+        // The victim's connection lives on (KILL QUERY, not KILL CONNECTION).
+        let one: u64 = victim.query_first("SELECT 1").await.unwrap().unwrap();
+        assert_eq!(one, 1);
+        victim.disconnect().await.unwrap();
+        killer.disconnect().await.unwrap();
+    }
+    // An id no session of the proxy has is refused, not forwarded to some server thread.
+    let mut c = mysql_async::Conn::new(app(lab, proxy.local_addr().port()))
+        .await
+        .unwrap();
+    let e = c.query_drop("KILL QUERY 1").await.expect_err("refused");
+    assert_eq!(server_code(&e), Some(1094), "{e}");
+    c.disconnect().await.unwrap();
+    proxy.shutdown().await;
+}
+
+/// An account created `REQUIRE SSL`: refused over a plaintext leg, accepted over TLS, the same
+/// directly and through the proxy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn require_ssl_is_judged_on_the_clients_leg() {
+    let lab = lab().await;
+    let proxy = start_proxy(lab, 3).await;
+    let mut admin = lab
+        .connect_admin(&lab.state().clusters[0].writer)
+        .await
+        .unwrap();
+    admin
+        .exec_sql(
+            "CREATE OR REPLACE USER 'tls_only'@'%' IDENTIFIED VIA mysql_native_password \
+             USING PASSWORD('tls-only-pw') REQUIRE SSL",
+        )
+        .await
+        .unwrap();
+    admin
+        .exec_sql("GRANT SELECT ON app.* TO 'tls_only'@'%'")
+        .await
+        .unwrap();
+    admin.close().await;
+    for (how, port) in [
+        ("directly", writer_port(lab)),
+        ("through the proxy", proxy.local_addr().port()),
+    ] {
+        let e = mysql_async::Conn::new(opts(lab, port, "tls_only", "tls-only-pw", false))
+            .await
+            .expect_err("a plaintext leg is refused");
+        assert_eq!(server_code(&e), Some(1045), "{how}: {e}");
+        let mut c = mysql_async::Conn::new(opts(lab, port, "tls_only", "tls-only-pw", true))
+            .await
+            .unwrap_or_else(|e| panic!("{how}: over TLS: {e}"));
+        let one: u64 = c.query_first("SELECT 1").await.unwrap().unwrap();
+        assert_eq!(one, 1);
+        c.disconnect().await.unwrap();
+    }
+    proxy.shutdown().await;
+}
