@@ -94,6 +94,8 @@ pub mod com {
     pub const INIT_DB: u8 = 0x02;
     pub const QUERY: u8 = 0x03;
     pub const FIELD_LIST: u8 = 0x04;
+    /// `FLUSH ...` by command (`mariadb-admin refresh | flush-logs`, `mariadb-dump --flush-logs`).
+    pub const REFRESH: u8 = 0x07;
     pub const STATISTICS: u8 = 0x09;
     pub const PROCESS_KILL: u8 = 0x0C;
     pub const DEBUG: u8 = 0x0D;

@@ -739,6 +739,7 @@ impl Session {
             }
             com::INIT_DB
             | com::FIELD_LIST
+            | com::REFRESH
             | com::STATISTICS
             | com::DEBUG
             | com::PING

@@ -1,6 +1,6 @@
-//! The proxy's four defects that changed data, availability or an account's rules (issue 16),
-//! each run once directly against the server and once through the proxy, the two required to
-//! agree:
+//! The proxy's defects that changed data, availability or an account's rules, and a command a
+//! real client sends that it refused (issue 16), each run once directly against the server and
+//! once through the proxy, the two required to agree:
 //! - a closed prepared statement executed again: the server's "Unknown prepared statement
 //!   handler", never another statement (the proxy used to send 0xFFFFFFFF, which MariaDB runs
 //!   as "the statement prepared last": a closed SELECT ran an INSERT);
@@ -10,6 +10,7 @@
 //!   proxy is refused, not forwarded;
 //! - an account created `REQUIRE SSL` cannot log in over a plaintext client leg (the proxy's own
 //!   TLS to the server used to satisfy the rule for it), and logs in over TLS;
+//! - `mariadb-admin flush-logs` (COM_REFRESH) passes through instead of being refused;
 //! - (the cursor execute that fails after its column definitions is a unit test of the
 //!   response state machine, `response.rs`.)
 //!
@@ -239,6 +240,37 @@ async fn require_ssl_is_judged_on_the_clients_leg() {
         let one: u64 = c.query_first("SELECT 1").await.unwrap().unwrap();
         assert_eq!(one, 1);
         c.disconnect().await.unwrap();
+    }
+    proxy.shutdown().await;
+}
+
+/// COM_REFRESH, as `mariadb-admin flush-logs` sends it (a client no one on the project wrote):
+/// done directly and through the proxy alike (the proxy used to refuse the command).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn com_refresh_from_mariadb_admin_passes_through() {
+    let lab = lab().await;
+    let proxy = start_proxy(lab, 4).await;
+    let admin = lab.state().users.admin.clone();
+    for (how, port) in [
+        ("directly", writer_port(lab)),
+        ("through the proxy", proxy.local_addr().port()),
+    ] {
+        let out = tokio::process::Command::new("mariadb-admin")
+            .args(["--protocol=tcp", "-h127.0.0.1"])
+            .arg(format!("-P{port}"))
+            .arg(format!("-u{}", admin.user))
+            .arg(format!("--ssl-ca={}", lab.ca_bundle().display()))
+            .arg("flush-logs")
+            .env("MYSQL_PWD", &admin.password)
+            .output()
+            .await
+            .expect("mariadb-admin runs");
+        assert!(
+            out.status.success(),
+            "{how}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     proxy.shutdown().await;
 }
