@@ -138,7 +138,7 @@ pub async fn switch_params(
             "--timeout must be more than zero".into(),
         ));
     }
-    let proxy = provider.proxy_of(&d.blue).await?.is_some();
+    let proxy = !provider.proxies_of(&d.blue).await?.is_empty();
     let redirect = match opts.redirect {
         Some(Redirect::Proxy) if !proxy => {
             return Err(BlueGreenError::BadInput(format!(

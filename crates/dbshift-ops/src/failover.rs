@@ -25,7 +25,7 @@ use serde::Serialize;
 
 use crate::journal::{Journal, RunStatus};
 use crate::ms;
-use crate::proxy_admin::ProxyAdmin;
+use crate::proxy_admin::ProxySet;
 use crate::switchover::{self, Observer, SwitchoverError, SwitchoverRequest};
 
 /// The journal kind of an unplanned failover run.
@@ -867,7 +867,7 @@ struct Unplanned<'a> {
     keep_new: bool,
     /// This continues an interrupted run.
     resumed: bool,
-    proxy: Option<ProxyAdmin>,
+    proxy: Option<ProxySet>,
     step_ms: Vec<(String, u64)>,
     warnings: Vec<String>,
 }
@@ -935,11 +935,10 @@ impl Unplanned<'_> {
         first: Assessment,
         detection: Duration,
     ) -> Result<Step<FailoverReport>, FailoverError> {
-        if let Some(p) = self.provider.proxy_of(&self.req.cluster).await? {
-            match ProxyAdmin::of(&p, Duration::from_secs(5)) {
-                Ok(admin) => self.proxy = Some(admin),
-                Err(e) => self.warnings.push(e),
-            }
+        let proxies = self.provider.proxies_of(&self.req.cluster).await?;
+        match ProxySet::of(&proxies, Duration::from_secs(5)) {
+            Ok(set) => self.proxy = set,
+            Err(e) => self.warnings.push(e),
         }
         let t = self.begin("detect").await?;
         let detected = serde_json::to_value(&first).unwrap_or_default();

@@ -1,6 +1,9 @@
 //! A client of a dbshift proxy's admin API (loopback HTTP/1.1, bearer token): what the
 //! switchover core calls to hold clients at the fence, re-attach them to the new writer at the
-//! redirect, and release them after the promotion. See docs/proxy.md.
+//! redirect, and release them after the promotion. A cluster may have several proxies (HA
+//! behind a load balancer or DNS): [`ProxySet`] drives them all, and a pause that one of them
+//! refuses releases the others, so that the switch is refused having changed nothing. See
+//! docs/proxy.md.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -145,20 +148,104 @@ impl ProxyAdmin {
     }
 }
 
-/// Hold clients at the proxy, when one is in front, before a writer is fenced: they see
+/// Every proxy in front of one cluster, driven together.
+#[derive(Debug, Clone)]
+pub struct ProxySet {
+    proxies: Vec<ProxyAdmin>,
+}
+
+impl ProxySet {
+    /// The admin APIs of the proxies the provider names; `None` when there is none.
+    pub fn of(
+        endpoints: &[dbshift_provider::ProxyEndpoint],
+        timeout: Duration,
+    ) -> Result<Option<ProxySet>, String> {
+        let proxies = endpoints
+            .iter()
+            .map(|p| ProxyAdmin::of(p, timeout))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((!proxies.is_empty()).then_some(ProxySet { proxies }))
+    }
+
+    /// Pause every proxy, at once. If one cannot be paused, the ones that were are resumed
+    /// and its error is returned: clients go on as before, nothing changed.
+    pub async fn pause(&self, bound: Duration) -> Result<serde_json::Value, ProxyAdminError> {
+        let results = futures::future::join_all(self.proxies.iter().map(|p| p.pause(bound))).await;
+        let mut reports = Vec::new();
+        let mut failed = None;
+        for (p, r) in self.proxies.iter().zip(results) {
+            match r {
+                Ok(v) => reports.push((p, v)),
+                Err(e) => {
+                    failed.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = failed {
+            for (p, _) in &reports {
+                if let Err(r) = p.resume().await {
+                    tracing::warn!(
+                        "resuming the proxy at {} after a refused pause: {r}",
+                        p.addr
+                    );
+                }
+            }
+            return Err(e);
+        }
+        Ok(Self::joined(reports.into_iter().map(|(_, v)| v).collect()))
+    }
+
+    /// Re-attach every proxy's sessions to `host:port`; every proxy is tried, the first error
+    /// is returned.
+    pub async fn switch(
+        &self,
+        host: &str,
+        port: u16,
+    ) -> Result<serde_json::Value, ProxyAdminError> {
+        let results =
+            futures::future::join_all(self.proxies.iter().map(|p| p.switch(host, port))).await;
+        Self::all(results)
+    }
+
+    /// Release what every proxy holds; every proxy is tried, the first error is returned.
+    pub async fn resume(&self) -> Result<serde_json::Value, ProxyAdminError> {
+        let results = futures::future::join_all(self.proxies.iter().map(|p| p.resume())).await;
+        Self::all(results)
+    }
+
+    fn all(
+        results: Vec<Result<serde_json::Value, ProxyAdminError>>,
+    ) -> Result<serde_json::Value, ProxyAdminError> {
+        let mut out = Vec::new();
+        for r in results {
+            out.push(r?);
+        }
+        Ok(Self::joined(out))
+    }
+
+    /// One proxy's report as it is (the journal's shape with one proxy); an array for several.
+    fn joined(mut reports: Vec<serde_json::Value>) -> serde_json::Value {
+        if reports.len() == 1 {
+            reports.remove(0)
+        } else {
+            serde_json::Value::Array(reports)
+        }
+    }
+}
+
+/// Hold clients at the proxies, when there are any, before a writer is fenced: they see
 /// latency, not errors. `Ok(None)` without a proxy.
 pub(crate) async fn pause_if_any(
-    proxy: Option<&ProxyAdmin>,
+    proxy: Option<&ProxySet>,
     bound: Duration,
     observer: &dyn crate::switchover::Observer,
 ) -> Result<Option<serde_json::Value>, String> {
     let Some(proxy) = proxy else {
         return Ok(None);
     };
-    let report = proxy
-        .pause(bound)
-        .await
-        .map_err(|e| format!("pausing the proxy: {e}"))?;
+    let report = proxy.pause(bound).await.map_err(|e| {
+        format!("pausing the proxy: {e} (every proxy of the cluster must hold its clients)")
+    })?;
     observer.event("proxy paused");
     Ok(Some(report))
 }

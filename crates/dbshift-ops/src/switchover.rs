@@ -29,7 +29,7 @@ use crate::guards::{run_guards, GuardLimits, GuardReport};
 use crate::journal::{Journal, JournalError, RunRecord, RunStatus};
 use crate::lock::{ClusterLock, LockError};
 use crate::ms;
-use crate::proxy_admin::ProxyAdmin;
+use crate::proxy_admin::ProxySet;
 
 /// How long a proxy in front of the cluster lets open transactions finish at the fence.
 const PROXY_DRAIN_MS: u64 = 2000;
@@ -445,7 +445,7 @@ struct Engine<'a> {
     lease: Option<Server>,
     /// The dbshift proxy in front of the cluster, if one runs: clients are held there from the
     /// fence to the promotion instead of seeing errors.
-    proxy: Option<ProxyAdmin>,
+    proxy: Option<ProxySet>,
     fence: Option<Fence>,
     fence_started: Option<Instant>,
     write_gap: Option<Duration>,
@@ -736,11 +736,10 @@ impl<'a> Engine<'a> {
     }
 
     async fn drive(&mut self, record: Option<RunRecord>) -> Result<Outcome, SwitchoverError> {
-        if let Some(p) = self.provider.proxy_of(&self.p.cluster).await? {
-            // A pause returns once every session is held, within its bound.
-            let timeout = Duration::from_millis(PROXY_DRAIN_MS) + Duration::from_secs(10);
-            self.proxy = Some(ProxyAdmin::of(&p, timeout).map_err(SwitchoverError::BadInput)?);
-        }
+        let proxies = self.provider.proxies_of(&self.p.cluster).await?;
+        // A pause returns once every session is held, within its bound.
+        let timeout = Duration::from_millis(PROXY_DRAIN_MS) + Duration::from_secs(10);
+        self.proxy = ProxySet::of(&proxies, timeout).map_err(SwitchoverError::BadInput)?;
         let done = |s: &str| record.as_ref().is_some_and(|r| r.step_done(s));
         let pnr_begun = record
             .as_ref()

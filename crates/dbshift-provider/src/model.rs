@@ -341,11 +341,12 @@ pub trait Provider: Send + Sync {
         Ok(false)
     }
 
-    /// The dbshift proxy in front of `cluster`, if one runs: a switchover then holds clients
-    /// there instead of letting them see errors.
-    async fn proxy_of(&self, cluster: &str) -> Result<Option<ProxyEndpoint>> {
+    /// The dbshift proxies in front of `cluster` that run (several, for HA behind a load
+    /// balancer or DNS; none without a proxy): a switchover holds clients at every one of them
+    /// instead of letting them see errors, and is refused if one cannot be paused.
+    async fn proxies_of(&self, cluster: &str) -> Result<Vec<ProxyEndpoint>> {
         let _ = cluster;
-        Ok(None)
+        Ok(Vec::new())
     }
 
     /// The CAs instances can be moved to.

@@ -1,10 +1,13 @@
-//! A blue/green switchover and its rollback through the proxy, with 50 persistent client
-//! connections: idle ones, ones looping over transactions, ones with session variables, user
-//! variables and prepared statements. The switches are the switchover core's
-//! (`dbshift_ops::bluegreen::switch`), which pauses the proxy at the fence, switches it at the
-//! redirect and resumes it after the promotion through its admin API. Zero client errors, zero
-//! dropped connections, session state still in effect, every statement after each switch on
-//! the serving writer, every acknowledged write there.
+//! A blue/green switchover and its rollback through two proxies in front of one cluster (as
+//! behind a load balancer), with 50 persistent client connections spread over both: idle ones,
+//! ones looping over transactions, ones with session variables, user variables and prepared
+//! statements. The switches are the switchover core's (`dbshift_ops::bluegreen::switch`),
+//! which pauses every proxy at the fence, switches them at the redirect and resumes them after
+//! the promotion through their admin APIs. Zero client errors, zero dropped connections,
+//! session state still in effect, every statement after each switch on the serving writer,
+//! every acknowledged write there. Then a third proxy that cannot be paused (its admin API
+//! gone): the switch is refused having changed nothing, the two others resumed, clients going
+//! on.
 //!
 //! Run with `cargo test -p dbshift-proxy --test switch` (needs `mariadbd`). The lab (blue: a
 //! writer and a replica; green: a writer) is this binary's own.
@@ -69,15 +72,19 @@ async fn fifty_sessions_survive_a_bluegreen_switchover_and_rollback_with_their_s
         cert: tls_dir.join("server.pem"),
         key: tls_dir.join("server.key"),
     });
-    let proxy = dbshift_proxy::start(cfg).await.unwrap();
     let token = "a-test-token-of-the-admin-api".to_string();
-    let admin =
-        dbshift_proxy::serve_admin(proxy.clone(), "127.0.0.1:0".parse().unwrap(), token.clone())
-            .await
-            .unwrap();
-    let provider = ProxiedLab {
-        lab: lab.clone(),
-        proxy: ProxyEndpoint {
+    let mut proxies = Vec::new();
+    let mut endpoints = Vec::new();
+    for _ in 0..2 {
+        let proxy = dbshift_proxy::start(cfg.clone()).await.unwrap();
+        let admin = dbshift_proxy::serve_admin(
+            proxy.clone(),
+            "127.0.0.1:0".parse().unwrap(),
+            token.clone(),
+        )
+        .await
+        .unwrap();
+        endpoints.push(ProxyEndpoint {
             cluster: "lab-1".into(),
             listen: Endpoint {
                 host: "127.0.0.1".into(),
@@ -87,24 +94,33 @@ async fn fifty_sessions_survive_a_bluegreen_switchover_and_rollback_with_their_s
                 host: "127.0.0.1".into(),
                 port: admin.local_addr().port(),
             },
-            token,
-        },
+            token: token.clone(),
+        });
+        proxies.push((proxy, admin));
+    }
+    let provider = ProxiedLab {
+        lab: lab.clone(),
+        proxies: endpoints.clone(),
     };
     let journal = Journal::open(&tl.dir().join("journal.sqlite"))
         .await
         .unwrap();
-    let opts = ConnectOptions::new(
-        "127.0.0.1",
-        proxy.local_addr().port(),
-        st.users.app.user.clone(),
-    )
-    .password(st.users.app.password.clone())
-    .database("app")
-    .tls(TlsOptions {
-        ca_path: lab.ca_bundle(),
-        verify_identity: true,
-    })
-    .to_opts();
+    // The n-th client connects through proxy n % 2.
+    let opts_for = |n: usize| {
+        ConnectOptions::new(
+            "127.0.0.1",
+            proxies[n % 2].0.local_addr().port(),
+            st.users.app.user.clone(),
+        )
+        .password(st.users.app.password.clone())
+        .database("app")
+        .tls(TlsOptions {
+            ca_path: lab.ca_bundle(),
+            verify_identity: true,
+        })
+        .to_opts()
+    };
+    let opts = opts_for(0);
 
     let mut setup = mysql_async::Conn::new(opts.clone()).await.unwrap();
     setup
@@ -118,12 +134,12 @@ async fn fifty_sessions_survive_a_bluegreen_switchover_and_rollback_with_their_s
     let acked = Arc::new(AtomicU64::new(0));
 
     let mut idle = Vec::new();
-    for _ in 0..IDLE {
-        idle.push(mysql_async::Conn::new(opts.clone()).await.unwrap());
+    for n in 0..IDLE {
+        idle.push(mysql_async::Conn::new(opts_for(n)).await.unwrap());
     }
     let mut loopers = Vec::new();
     for client in 0..LOOPERS {
-        let mut c = mysql_async::Conn::new(opts.clone()).await.unwrap();
+        let mut c = mysql_async::Conn::new(opts_for(client)).await.unwrap();
         let (stop, errors, acked) = (stop.clone(), errors.clone(), acked.clone());
         loopers.push(tokio::spawn(async move {
             let mut seq = 0;
@@ -153,7 +169,7 @@ async fn fifty_sessions_survive_a_bluegreen_switchover_and_rollback_with_their_s
     }
     let mut stateful = Vec::new();
     for i in 0..STATEFUL {
-        let mut c = mysql_async::Conn::new(opts.clone()).await.unwrap();
+        let mut c = mysql_async::Conn::new(opts_for(i)).await.unwrap();
         c.query_drop(format!(
             "SET SESSION sql_mode = 'ANSI_QUOTES,NO_ENGINE_SUBSTITUTION', \
              SESSION wait_timeout = {}, SESSION time_zone = '+0{}:00'",
@@ -203,11 +219,13 @@ async fn fifty_sessions_survive_a_bluegreen_switchover_and_rollback_with_their_s
         }
     };
     switch(Side::Green).await;
-    assert_eq!(
-        proxy.backend().port,
-        new.port,
-        "the proxy follows the switch"
-    );
+    for (proxy, _) in &proxies {
+        assert_eq!(
+            proxy.backend().port,
+            new.port,
+            "every proxy follows the switch"
+        );
+    }
     let wait_commits = |what: &'static str| {
         let acked = acked.clone();
         async move {
@@ -222,12 +240,64 @@ async fn fifty_sessions_survive_a_bluegreen_switchover_and_rollback_with_their_s
 
     // And back: green -> blue over the reverse replication, the same core.
     switch(Side::Blue).await;
-    assert_eq!(
-        proxy.backend().port,
-        old.port,
-        "the proxy follows the rollback"
-    );
+    for (proxy, _) in &proxies {
+        assert_eq!(
+            proxy.backend().port,
+            old.port,
+            "every proxy follows the rollback"
+        );
+    }
     wait_commits("commits after the rollback").await;
+
+    // A third proxy in front of lab-1 whose admin API does not answer: the switch is refused
+    // at the fence, the two others are resumed, nothing changed, clients go on.
+    let gone = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let gone_port = gone.local_addr().unwrap().port();
+    drop(gone);
+    let mut three = endpoints.clone();
+    three.push(ProxyEndpoint {
+        admin: Endpoint {
+            host: "127.0.0.1".into(),
+            port: gone_port,
+        },
+        ..endpoints[0].clone()
+    });
+    let with_a_dead_one = ProxiedLab {
+        lab: lab.clone(),
+        proxies: three,
+    };
+    let d = bluegreen::find(&with_a_dead_one, Some("green"))
+        .await
+        .unwrap();
+    let refused_opts = SwitchOptions {
+        max_lag_transactions: 10_000,
+        max_lag_seconds: 30,
+        timeout: Duration::from_secs(30),
+        ..Default::default()
+    };
+    let params = bluegreen::switch_params(&with_a_dead_one, &d, Side::Green, &refused_opts)
+        .await
+        .unwrap();
+    let (_, outcome) = bluegreen::switch(
+        &with_a_dead_one,
+        &journal,
+        params,
+        Side::Green,
+        &LogObserver,
+    )
+    .await
+    .unwrap();
+    let Outcome::RolledBack { reason } = &outcome else {
+        panic!("a proxy that cannot be paused refuses the switch: {outcome:?}")
+    };
+    assert!(
+        reason.contains("nothing was changed") && reason.contains("pausing the proxy"),
+        "{reason}"
+    );
+    for (proxy, _) in &proxies {
+        assert_eq!(proxy.backend().port, old.port, "nothing moved");
+    }
+    wait_commits("commits after the refused switch").await;
     stop.store(true, Relaxed);
     let mut looper_conns = Vec::new();
     for l in loopers {
@@ -262,23 +332,27 @@ async fn fifty_sessions_survive_a_bluegreen_switchover_and_rollback_with_their_s
         .unwrap();
     assert_eq!(rows, acked.load(Relaxed));
 
-    let metrics = proxy.metrics_text();
-    assert!(
-        metrics.contains("dbshift_proxy_switches_total 2"),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains(&format!(
-            "dbshift_proxy_connections_current {}",
-            IDLE + LOOPERS + STATEFUL
-        )),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains("dbshift_proxy_errors_sent_total 0"),
-        "{metrics}"
-    );
-    proxy.shutdown().await;
+    let mut connections = 0;
+    for (proxy, _) in &proxies {
+        let metrics = proxy.metrics_text();
+        assert!(
+            metrics.contains("dbshift_proxy_switches_total 2"),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("dbshift_proxy_errors_sent_total 0"),
+            "{metrics}"
+        );
+        connections += metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("dbshift_proxy_connections_current "))
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .unwrap_or(0);
+    }
+    assert_eq!(connections, IDLE + LOOPERS + STATEFUL);
+    for (proxy, _) in &proxies {
+        proxy.shutdown().await;
+    }
 }
 
 /// Every connection alive and on `server_id`; the stateful ones with their session variables,

@@ -291,8 +291,8 @@ impl Provider for RelayedProvider {
     fn credentials(&self) -> dbshift_provider::Result<Credentials> {
         self.lab.credentials()
     }
-    async fn proxy_of(&self, cluster: &str) -> dbshift_provider::Result<Option<ProxyEndpoint>> {
-        Provider::proxy_of(&self.lab, cluster).await
+    async fn proxies_of(&self, cluster: &str) -> dbshift_provider::Result<Vec<ProxyEndpoint>> {
+        Provider::proxies_of(&self.lab, cluster).await
     }
     async fn deployments(&self) -> dbshift_provider::Result<Vec<Deployment>> {
         Provider::deployments(&self.lab).await

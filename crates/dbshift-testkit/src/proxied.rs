@@ -1,6 +1,6 @@
-//! A lab whose cluster has a dbshift proxy that runs inside the test process: the provider
-//! names it (`proxy_of`), so the switchover core holds clients there, as it does with the
-//! lab's proxy processes (`dbshift lab proxy up`).
+//! A lab whose cluster has dbshift proxies that run inside the test process (one, or several
+//! as behind a load balancer): the provider names them (`proxies_of`), so the switchover core
+//! holds clients at each, as it does with the lab's proxy processes (`dbshift lab proxy up`).
 
 use std::time::Duration;
 
@@ -9,10 +9,10 @@ use dbshift_provider::{
     Cluster, Credentials, Deployment, Endpoint, Instance, Provider, ProxyEndpoint, Result,
 };
 
-/// [`Lab`] with `proxy` in front of `proxy.cluster`; everything else is the lab's.
+/// [`Lab`] with `proxies` in front of their clusters; everything else is the lab's.
 pub struct ProxiedLab {
     pub lab: Lab,
-    pub proxy: ProxyEndpoint,
+    pub proxies: Vec<ProxyEndpoint>,
 }
 
 #[async_trait::async_trait]
@@ -44,8 +44,13 @@ impl Provider for ProxiedLab {
     fn credentials(&self) -> Result<Credentials> {
         self.lab.credentials()
     }
-    async fn proxy_of(&self, cluster: &str) -> Result<Option<ProxyEndpoint>> {
-        Ok((cluster == self.proxy.cluster).then(|| self.proxy.clone()))
+    async fn proxies_of(&self, cluster: &str) -> Result<Vec<ProxyEndpoint>> {
+        Ok(self
+            .proxies
+            .iter()
+            .filter(|p| p.cluster == cluster)
+            .cloned()
+            .collect())
     }
     async fn deployments(&self) -> Result<Vec<Deployment>> {
         self.lab.deployments().await

@@ -1074,8 +1074,14 @@ impl Provider for AwsProvider {
         self.db_credentials()
     }
 
-    async fn proxy_of(&self, cluster: &str) -> Result<Option<ProxyEndpoint>> {
-        Ok(self.opts.proxies.get(cluster).cloned())
+    async fn proxies_of(&self, cluster: &str) -> Result<Vec<ProxyEndpoint>> {
+        Ok(self
+            .opts
+            .proxies
+            .get(cluster)
+            .cloned()
+            .into_iter()
+            .collect())
     }
 
     fn sql_access(&self) -> bool {

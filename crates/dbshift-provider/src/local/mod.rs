@@ -1267,8 +1267,8 @@ impl Provider for Lab {
             .map(|_| ())
     }
 
-    async fn proxy_of(&self, cluster: &str) -> Result<Option<ProxyEndpoint>> {
-        self.running_proxy(cluster)
+    async fn proxies_of(&self, cluster: &str) -> Result<Vec<ProxyEndpoint>> {
+        Ok(self.running_proxy(cluster)?.into_iter().collect())
     }
 
     async fn deployments(&self) -> Result<Vec<Deployment>> {
