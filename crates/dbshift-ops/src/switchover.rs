@@ -622,6 +622,47 @@ impl<'a> Engine<'a> {
         Ok(Outcome::ClusterChanged { reason, changed })
     }
 
+    /// Look at the cluster at `moment` (`changed`: this run has changed something already);
+    /// `Some(outcome)` ends the run there: the cluster is not what the run believes, or it
+    /// could not be looked at.
+    async fn look(
+        &mut self,
+        moment: Moment,
+        renaming: bool,
+        changed: bool,
+    ) -> Result<Option<Outcome>, SwitchoverError> {
+        let e = match cluster_changed(self.provider, &self.creds, &self.p, moment, renaming).await {
+            Ok(None) => return Ok(None),
+            Ok(Some(what)) => {
+                return self
+                    .stop_cluster_changed(moment, what, changed)
+                    .await
+                    .map(Some)
+            }
+            Err(e) => e,
+        };
+        // Fenced by this run and nothing promoted: put the old writer back (the rollback
+        // looks at the cluster once more before it does).
+        if moment == Moment::BeforeFence && changed {
+            return self.roll_back(e).await.map(Some);
+        }
+        // A fresh run that has changed nothing ends; a resumed one stays resumable.
+        if moment == Moment::BeforeFence {
+            let reason = format!("nothing was changed: {e}");
+            self.finish(RunStatus::Failed, &reason).await?;
+            return Ok(Some(Outcome::RolledBack { reason }));
+        }
+        let reason = format!(
+            "cannot look at {} ({e}); nothing {} changed: `dbshift resume {}` once the control \
+             plane answers",
+            self.p.cluster,
+            if changed { "more was" } else { "was" },
+            self.run
+        );
+        self.finish(RunStatus::NeedsHuman, &reason).await?;
+        Ok(Some(Outcome::NeedsHuman { reason }))
+    }
+
     /// Every lock of the run still held, or the run stops before its next change.
     fn check_locks(&self) -> Result<(), SwitchoverError> {
         for l in &self.locks {
@@ -762,28 +803,8 @@ impl<'a> Engine<'a> {
         if record.is_some() {
             // A resume acts only on the cluster it left: its writer is still this run's old
             // or new one, and nobody else writes.
-            match cluster_changed(
-                self.provider,
-                &self.creds,
-                &self.p,
-                Moment::Resume,
-                renaming,
-            )
-            .await
-            {
-                Ok(None) => {}
-                Ok(Some(what)) => {
-                    return self.stop_cluster_changed(Moment::Resume, what, false).await
-                }
-                Err(e) => {
-                    let reason = format!(
-                        "cannot look at {} to resume ({e}); nothing was changed: resume again \
-                         once the control plane answers",
-                        self.p.cluster
-                    );
-                    self.finish(RunStatus::NeedsHuman, &reason).await?;
-                    return Ok(Outcome::NeedsHuman { reason });
-                }
+            if let Some(stop) = self.look(Moment::Resume, renaming, false).await? {
+                return Ok(stop);
             }
         }
         if !pnr_begun {
@@ -825,27 +846,8 @@ impl<'a> Engine<'a> {
                     return Ok(Outcome::RolledBack { reason });
                 }
             }
-            match cluster_changed(
-                self.provider,
-                &self.creds,
-                &self.p,
-                Moment::BeforeFence,
-                false,
-            )
-            .await
-            {
-                Ok(None) => {}
-                Ok(Some(what)) => {
-                    return self
-                        .stop_cluster_changed(Moment::BeforeFence, what, fence_begun)
-                        .await
-                }
-                Err(e) if fence_begun => return self.roll_back(e).await,
-                Err(e) => {
-                    let reason = format!("nothing was changed: {e}");
-                    self.finish(RunStatus::Failed, &reason).await?;
-                    return Ok(Outcome::RolledBack { reason });
-                }
+            if let Some(stop) = self.look(Moment::BeforeFence, false, fence_begun).await? {
+                return Ok(stop);
             }
             match self.before_point_of_no_return().await? {
                 Ok(()) => {}
@@ -858,30 +860,8 @@ impl<'a> Engine<'a> {
             }
         } else {
             // Resumed past the point of no return: the name and the writers as journaled.
-            match cluster_changed(
-                self.provider,
-                &self.creds,
-                &self.p,
-                Moment::BeforePromote,
-                renaming,
-            )
-            .await
-            {
-                Ok(None) => {}
-                Ok(Some(what)) => {
-                    return self
-                        .stop_cluster_changed(Moment::BeforePromote, what, true)
-                        .await
-                }
-                Err(e) => {
-                    let reason = format!(
-                        "cannot look at {} to resume ({e}); nothing more was changed: resume \
-                         again once the control plane answers",
-                        self.p.cluster
-                    );
-                    self.finish(RunStatus::NeedsHuman, &reason).await?;
-                    return Ok(Outcome::NeedsHuman { reason });
-                }
+            if let Some(stop) = self.look(Moment::BeforePromote, renaming, true).await? {
+                return Ok(stop);
             }
         }
         match self.after_point_of_no_return(&done).await? {

@@ -22,45 +22,17 @@ use std::time::Duration;
 use dbshift_db::server::TlsOptions;
 use dbshift_db::ConnectOptions;
 use dbshift_provider::local::Lab;
-use dbshift_proxy::{AuthSource, Backend, ClientTls, ProxyConfig, ProxyHandle};
 use dbshift_testkit::TestLab;
 use mysql_async::prelude::*;
 use tokio::sync::OnceCell;
 
+mod common;
+
+use common::{start_proxy, writer_port};
+
 async fn lab() -> &'static Lab {
     static LAB: OnceCell<TestLab> = OnceCell::const_new();
     LAB.get_or_init(|| TestLab::start(1, 1)).await.lab()
-}
-
-fn writer_port(lab: &Lab) -> u16 {
-    let w = &lab.state().clusters[0].writer;
-    lab.state().instance(w).expect("the writer exists").port
-}
-
-async fn start_proxy(lab: &Lab, n: u32) -> ProxyHandle {
-    let dir = lab.dir().join(format!("defects-proxy-tls-{n}"));
-    let ca = lab
-        .state()
-        .ca(&lab.state().current_ca)
-        .expect("the lab has its current CA");
-    dbshift_provider::local::tls::issue_server_cert(lab.dir(), ca, "dbshift-proxy", &dir)
-        .expect("a certificate can be issued");
-    let admin = &lab.state().users.admin;
-    let mut cfg = ProxyConfig::new(
-        "127.0.0.1:0".parse().expect("an address"),
-        Backend::new("127.0.0.1", writer_port(lab)),
-        AuthSource::Admin {
-            user: admin.user.clone(),
-            password: admin.password.clone(),
-        },
-    );
-    cfg.backend_tls = Some(lab.ca_bundle());
-    cfg.client_tls = Some(ClientTls {
-        cert: dir.join("server.pem"),
-        key: dir.join("server.key"),
-    });
-    cfg.drain_bound = Duration::from_secs(3);
-    dbshift_proxy::start(cfg).await.expect("the proxy starts")
 }
 
 /// Options for `user` at `port` (the server's or the proxy's), over TLS or not.
@@ -93,7 +65,7 @@ fn server_code(e: &mysql_async::Error) -> Option<u16> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_closed_statement_is_unknown_and_never_runs_another() {
     let lab = lab().await;
-    let proxy = start_proxy(lab, 1).await;
+    let proxy = start_proxy(lab).await;
     for (how, port) in [
         ("directly", writer_port(lab)),
         ("through the proxy", proxy.local_addr().port()),
@@ -135,7 +107,7 @@ async fn a_closed_statement_is_unknown_and_never_runs_another() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_query_of_the_greeted_id_interrupts_that_session_only() {
     let lab = lab().await;
-    let proxy = start_proxy(lab, 2).await;
+    let proxy = start_proxy(lab).await;
     for (how, port) in [
         ("directly", writer_port(lab)),
         ("through the proxy", proxy.local_addr().port()),
@@ -209,7 +181,7 @@ async fn kill_query_of_the_greeted_id_interrupts_that_session_only() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn require_ssl_is_judged_on_the_clients_leg() {
     let lab = lab().await;
-    let proxy = start_proxy(lab, 3).await;
+    let proxy = start_proxy(lab).await;
     let mut admin = lab
         .connect_admin(&lab.state().clusters[0].writer)
         .await
@@ -249,7 +221,7 @@ async fn require_ssl_is_judged_on_the_clients_leg() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn com_refresh_from_mariadb_admin_passes_through() {
     let lab = lab().await;
-    let proxy = start_proxy(lab, 4).await;
+    let proxy = start_proxy(lab).await;
     let admin = lab.state().users.admin.clone();
     for (how, port) in [
         ("directly", writer_port(lab)),

@@ -11,53 +11,19 @@ use std::time::Duration;
 use dbshift_db::server::TlsOptions;
 use dbshift_db::ConnectOptions;
 use dbshift_provider::local::Lab;
-use dbshift_proxy::{AuthSource, Backend, ClientTls, ProxyConfig, ProxyHandle};
+use dbshift_proxy::{AuthSource, Backend, ProxyConfig, ProxyHandle};
 use dbshift_testkit::TestLab;
 use mysql_async::prelude::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::OnceCell;
 
+mod common;
+
+use common::{start_proxy, writer_port};
+
 async fn lab() -> &'static Lab {
     static LAB: OnceCell<TestLab> = OnceCell::const_new();
     LAB.get_or_init(|| TestLab::start(1, 1)).await.lab()
-}
-
-fn writer_port(lab: &Lab) -> u16 {
-    let w = &lab.state().clusters[0].writer;
-    lab.state().instance(w).expect("the writer exists").port
-}
-
-/// A server certificate for the proxy, signed by the lab's CA (clients verify it).
-fn proxy_cert(lab: &Lab) -> ClientTls {
-    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let dir = lab.dir().join(format!("proxy-tls-{n}"));
-    let ca = lab
-        .state()
-        .ca(&lab.state().current_ca)
-        .expect("the lab has its current CA");
-    dbshift_provider::local::tls::issue_server_cert(lab.dir(), ca, "dbshift-proxy", &dir)
-        .expect("a certificate can be issued");
-    ClientTls {
-        cert: dir.join("server.pem"),
-        key: dir.join("server.key"),
-    }
-}
-
-async fn start_proxy(lab: &Lab) -> ProxyHandle {
-    let admin = &lab.state().users.admin;
-    let mut cfg = ProxyConfig::new(
-        "127.0.0.1:0".parse().expect("an address"),
-        Backend::new("127.0.0.1", writer_port(lab)),
-        AuthSource::Admin {
-            user: admin.user.clone(),
-            password: admin.password.clone(),
-        },
-    );
-    cfg.backend_tls = Some(lab.ca_bundle());
-    cfg.client_tls = Some(proxy_cert(lab));
-    cfg.drain_bound = Duration::from_secs(3);
-    dbshift_proxy::start(cfg).await.expect("the proxy starts")
 }
 
 fn app_opts(lab: &Lab, proxy: &ProxyHandle, tls: bool) -> mysql_async::Opts {
