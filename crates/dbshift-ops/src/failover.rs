@@ -679,22 +679,45 @@ pub async fn run(
             .as_str()
             .unwrap_or_default()
             .to_string();
+        let kept = run
+            .step_detail("choose")
+            .and_then(|d| d["new_writer"].as_str())
+            .map(str::to_string);
         let a = assess_as(provider, &req.cluster, req.writer_timeout, Some(&old)).await?;
-        if !a.writer_reachable || run.step_begun("fence") {
-            return resume(provider, journal, req, observer, run, a, looked).await;
+        match superseded(provider, &a, &old, kept.as_deref()).await? {
+            Some(why) => {
+                // Continuing it would promote a server the cluster no longer wants: closed,
+                // and this failover starts from the cluster as it is.
+                tracing::warn!(run = %run.id, "not continuing: {why}");
+                journal
+                    .set_status(
+                        &run.id,
+                        RunStatus::Failed,
+                        Some(&format!(
+                            "not continued: the cluster changed since it was interrupted ({why})"
+                        )),
+                    )
+                    .await?;
+            }
+            None if !a.writer_reachable || run.step_begun("fence") => {
+                return resume(provider, journal, req, observer, run, a, looked).await;
+            }
+            None => {
+                // Cut short before it fenced anything, and the writer answers again: nothing
+                // was changed; that run ends here and this one starts afresh.
+                journal
+                    .set_status(
+                        &run.id,
+                        RunStatus::NeedsHuman,
+                        Some(&format!(
+                            "interrupted before the fence; {old} answered again when `dbshift \
+                             failover` ran next, so this run was not continued (nothing had \
+                             been changed)"
+                        )),
+                    )
+                    .await?;
+            }
         }
-        // Cut short before it fenced anything, and the writer answers again: nothing was
-        // changed; that run ends here and this one starts afresh.
-        journal
-            .set_status(
-                &run.id,
-                RunStatus::NeedsHuman,
-                Some(&format!(
-                    "interrupted before the fence; {old} answered again when `dbshift failover` \
-                     ran next, so this run was not continued (nothing had been changed)"
-                )),
-            )
-            .await?;
     }
     let a = assess(provider, &req.cluster, req.writer_timeout).await?;
     let chosen = choose(&a.writer, &a.replicas, req.to.as_deref()).map_err(refusal_error)?;
@@ -737,16 +760,51 @@ pub async fn run(
     finish(u, a, detection).await
 }
 
+/// Why an interrupted failover must not be continued, if it must not: the cluster moved on
+/// without it (its name at a server that is neither the run's old writer nor its choice, or
+/// such a server writable), by another run or by hand. Continuing would promote a second
+/// writer.
+async fn superseded(
+    provider: &dyn Provider,
+    a: &Assessment,
+    old: &str,
+    kept: Option<&str>,
+) -> Result<Option<String>, FailoverError> {
+    let ours = |id: &str| id == old || Some(id) == kept;
+    let named = provider
+        .list_clusters()
+        .await?
+        .into_iter()
+        .find(|c| c.name == a.cluster)
+        .map(|c| c.writer);
+    if let Some(n) = named.as_deref().filter(|n| !ours(n)) {
+        return Ok(Some(format!(
+            "{} resolves to {n}, not {old} nor {}",
+            a.cluster,
+            kept.unwrap_or("a chosen replica")
+        )));
+    }
+    let writable: Vec<&str> = a
+        .replicas
+        .iter()
+        .filter(|r| r.reachable && r.read_only == Some(false) && !ours(&r.id))
+        .map(|r| r.id.as_str())
+        .collect();
+    Ok((!writable.is_empty()).then(|| format!("{} writable", writable.join(", "))))
+}
+
 /// The newest unplanned failover of `cluster` that never ended (its process was killed), with
 /// its steps. Older ones, if any, are closed as superseded by it.
 async fn interrupted(
     journal: &Journal,
     cluster: &str,
 ) -> Result<Option<crate::journal::RunRecord>, FailoverError> {
-    let mut open =
-        journal.runs().await?.into_iter().filter(|r| {
-            r.kind == RUN_KIND && r.target == cluster && r.status == RunStatus::Running
-        });
+    let mut open = journal.runs().await?.into_iter().filter(|r| {
+        r.kind == RUN_KIND
+            && r.target == cluster
+            && r.status == RunStatus::Running
+            && journal.check_same_fleet(r).is_ok()
+    });
     let Some(newest) = open.next() else {
         return Ok(None);
     };

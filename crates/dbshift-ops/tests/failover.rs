@@ -961,3 +961,73 @@ async fn a_writer_cut_off_from_dbshift_alone_or_from_its_replicas_alone_is_not_f
     replication.pass();
     invariants.stop().await.assert_never_two_writers();
 }
+
+/// Issue 15: an unplanned failover cut short after its fence and its choice (as a killed
+/// process leaves it) is not continued once the cluster moved on without it (a human made
+/// another replica the writer): continuing would promote a second writer. The run is closed
+/// and the new failover starts from the cluster as it is, which its own checks refuse.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_failover_is_not_continued_once_the_cluster_moved_on() {
+    let _serial = SERIAL.lock().await;
+    let t = TestLab::start(1, 2).await;
+    let lab = t.lab();
+    let j = journal(&t).await;
+    let run = j
+        .create_run(
+            "failover",
+            "lab-1",
+            &serde_json::json!({
+                "cluster": "lab-1", "old_writer": "lab-1-1", "to": null, "timeout_ms": 30000
+            }),
+        )
+        .await
+        .unwrap();
+    for step in ["detect", "fence"] {
+        j.begin(&run, step).await.unwrap();
+        j.end(&run, step, serde_json::json!({})).await.unwrap();
+    }
+    j.begin(&run, "choose").await.unwrap();
+    j.end(
+        &run,
+        "choose",
+        serde_json::json!({ "new_writer": "lab-1-2" }),
+    )
+    .await
+    .unwrap();
+    // Meanwhile, by hand: lab-1-1 read-only, lab-1-3 made the writer.
+    let mut old = admin(lab, "lab-1-1").await;
+    old.exec_sql("SET GLOBAL read_only=ON").await.unwrap();
+    old.close().await;
+    let mut other = admin(lab, "lab-1-3").await;
+    other.exec_sql("STOP SLAVE").await.unwrap();
+    other.exec_sql("RESET SLAVE ALL").await.unwrap();
+    other.exec_sql("SET GLOBAL read_only=OFF").await.unwrap();
+    other.close().await;
+    let checker = InvariantChecker::start_lab(lab).await.unwrap();
+
+    let out = failover::run(lab, &j, &FailoverRequest::new("lab-1"), &LogObserver).await;
+    let closed = j.run(&run).await.unwrap();
+    assert_eq!(closed.status, dbshift_ops::journal::RunStatus::Failed);
+    let msg = closed.message.unwrap_or_default();
+    assert!(msg.contains("lab-1-3 writable"), "{msg}");
+    assert!(
+        !matches!(
+            out,
+            Ok(FailoverOutcome::Planned {
+                outcome: Outcome::Done(_),
+                ..
+            })
+        ),
+        "nothing may be promoted: {out:?}"
+    );
+    let mut writable = Vec::new();
+    for id in ["lab-1-1", "lab-1-2", "lab-1-3"] {
+        let mut s = admin(lab, id).await;
+        if !s.read_only().await.unwrap() {
+            writable.push(id);
+        }
+        s.close().await;
+    }
+    assert_eq!(writable, ["lab-1-3"], "the human's writer alone");
+    checker.stop().await.assert_never_two_writers();
+}
