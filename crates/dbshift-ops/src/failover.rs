@@ -958,6 +958,11 @@ impl Unplanned<'_> {
 
     /// Journal a step as begun, before it runs.
     async fn begin(&mut self, name: &str) -> Result<Instant, FailoverError> {
+        // The cluster's lock, taken by `run` for the whole failover, still held, or the
+        // failover stops before this step changes anything.
+        if let Some(lock) = self.journal.locks().held(&self.req.cluster) {
+            lock.check()?;
+        }
         self.observer.event(&format!("{name}: start"));
         self.journal.begin(&self.run, name).await?;
         crate::crash_if(&format!("failover:{name}:begin"));

@@ -339,6 +339,17 @@ impl Locks {
         })
     }
 
+    /// The lock of `scope` this command holds now, if it holds it.
+    pub fn held(&self, scope: &str) -> Option<ClusterLock> {
+        let held = self.held.lock().expect("the lock table is never poisoned");
+        held.get(scope)
+            .and_then(Weak::upgrade)
+            .map(|lease| ClusterLock {
+                scope: scope.to_string(),
+                lease,
+            })
+    }
+
     /// Take every scope of `scopes` (sorted, each once), or none.
     pub fn acquire_all(
         &self,
@@ -370,6 +381,8 @@ mod tests {
         assert_eq!(held.token(), 1);
         let again = a.acquire("lab-1", "nested switchover").unwrap();
         assert_eq!(again.token(), 1, "the same command shares its lock");
+        assert_eq!(a.held("lab-1").map(|l| l.token()), Some(1));
+        assert!(b.held("lab-1").is_none(), "held by the other handle only");
         let err = b.acquire("lab-1", "another").unwrap_err().to_string();
         assert!(err.contains("switchover of lab-1"), "{err}");
         assert!(

@@ -1031,3 +1031,43 @@ async fn an_interrupted_failover_is_not_continued_once_the_cluster_moved_on() {
     assert_eq!(writable, ["lab-1-3"], "the human's writer alone");
     checker.stop().await.assert_never_two_writers();
 }
+
+/// Deletes a directory when a step starts (the lock store lost under a running failover).
+struct LoseLocksOn {
+    label: &'static str,
+    dir: std::path::PathBuf,
+}
+
+impl dbshift_ops::switchover::Observer for LoseLocksOn {
+    fn event(&self, label: &str) {
+        if label == self.label {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// A failover whose cluster lock is lost while it runs (its lock file removed) stops before
+/// its next step: the dead writer fenced, nothing promoted, no writer at all rather than a
+/// possibly second one; the error says the lock was lost.
+#[tokio::test]
+async fn a_failover_that_loses_its_lock_stops_before_its_next_change() {
+    let _serial = SERIAL.lock().await;
+    let t = TestLab::start(1, 2).await;
+    let lab = tied(t.lab());
+    let j = journal(&t).await;
+    kill_9(&lab, "lab-1-1");
+    let lose = LoseLocksOn {
+        label: "choose: done",
+        dir: t.dir().join("locks"),
+    };
+    let out = failover::run(&lab, &j, &FailoverRequest::new("lab-1"), &lose).await;
+    let Err(FailoverError::Lock(e)) = &out else {
+        panic!("the failover must stop on its lost lock: {out:?}");
+    };
+    assert!(e.to_string().contains("was lost"), "{e}");
+    for r in ["lab-1-2", "lab-1-3"] {
+        let mut s = admin(&lab, r).await;
+        assert!(s.read_only().await.unwrap(), "{r} was not promoted");
+        s.close().await;
+    }
+}
