@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use dbshift_ops::bluegreen::{self, BlueGreenError, SwitchOptions};
+use dbshift_ops::journal::Journal;
 use dbshift_ops::switchover;
 use dbshift_provider::local::Lab;
 use dbshift_provider::{Deployment, GreenSpec, Provider, Side};
@@ -189,7 +190,7 @@ async fn create(a: CreateArgs, dir: &Path) -> anyhow::Result<()> {
     };
     // Blue must not change under the snapshot (a switchover would move the position green
     // starts from), nor two greens of one name be built at once.
-    let _locks = dbshift_ops::lock::Locks::in_dir(&dir.join("locks"))
+    let _locks = dbshift_ops::lock::Locks::in_dir(&Journal::locks_dir(&dir.join("journal.sqlite")))
         .acquire_all(
             &[spec.source.clone(), spec.name.clone()],
             &format!("bluegreen create of {} from {}", spec.name, spec.source),
@@ -459,7 +460,7 @@ async fn cleanup(a: CleanupArgs, dir: &Path) -> anyhow::Result<()> {
         ),
         a.yes,
     )?;
-    let _locks = dbshift_ops::lock::Locks::in_dir(&dir.join("locks"))
+    let _locks = dbshift_ops::lock::Locks::in_dir(&Journal::locks_dir(&dir.join("journal.sqlite")))
         .acquire_all(
             &[d.blue.clone(), d.green.clone()],
             &format!("bluegreen cleanup of {}", d.name),

@@ -128,7 +128,8 @@ pub struct Journal {
     locks: Locks,
 }
 
-fn now() -> String {
+/// Now, in UTC, as RFC 3339: the stamps of the journal and of the locks' holders.
+pub(crate) fn now() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .expect("a UTC date always formats as RFC 3339")
@@ -201,7 +202,9 @@ impl Journal {
         })
     }
 
-    fn locks_dir(path: &Path) -> std::path::PathBuf {
+    /// Where the locks of the journal at `path` live (`locks/` beside it): the one place
+    /// that says so, for commands that lock without a journal.
+    pub fn locks_dir(path: &Path) -> std::path::PathBuf {
         path.parent().unwrap_or(Path::new(".")).join("locks")
     }
 
@@ -209,11 +212,6 @@ impl Journal {
     pub fn with_fleet(mut self, fleet: &str) -> Journal {
         self.fleet = Some(fleet.to_string());
         self
-    }
-
-    /// The fleet this handle's runs belong to.
-    pub fn fleet(&self) -> Option<&str> {
-        self.fleet.as_deref()
     }
 
     /// The locks of the command holding this handle.

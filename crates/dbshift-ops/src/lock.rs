@@ -64,9 +64,7 @@ impl Holder {
             pid: std::process::id(),
             host: hostname(),
             what: what.to_string(),
-            since: time::OffsetDateTime::now_utc()
-                .format(&time::format_description::well_known::Rfc3339)
-                .expect("a UTC date always formats as RFC 3339"),
+            since: crate::journal::now(),
             token: 0,
         }
     }
