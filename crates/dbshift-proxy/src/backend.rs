@@ -45,9 +45,10 @@ impl std::fmt::Display for Backend {
 }
 
 /// The session tracking every backend session of the proxy runs with: the server reports
-/// schema, system variable and other state changes in its OK packets.
-pub const TRACKING_SQL: &str = "SET SESSION session_track_schema=ON, \
-     session_track_state_change=ON, session_track_system_variables='*'";
+/// the schema and every system variable a statement changed in its OK packets. What the client
+/// itself asked to track is kept apart and its OK packets filtered to it (`tracking.rs`).
+pub const TRACKING_SQL: &str =
+    "SET SESSION session_track_schema=ON, session_track_system_variables='*'";
 
 /// TLS client configuration that verifies backends against the CA bundle at `ca`.
 pub fn client_tls_config(ca: &Path) -> Result<Arc<rustls::ClientConfig>> {

@@ -22,6 +22,7 @@ pub mod protocol;
 pub mod response;
 mod session;
 pub mod sql;
+pub mod tracking;
 mod wire;
 
 use std::collections::HashMap;
@@ -155,6 +156,9 @@ pub(crate) struct Shared {
     pub metrics: Metrics,
     pub server_version: Vec<u8>,
     pub charset: u8,
+    /// What a client of the current backend starts with: the greeting's status flags (the
+    /// server's autocommit) and the server's session tracking defaults.
+    pub client_defaults: RwLock<ClientDefaults>,
     pub admin_pool: RwLock<Option<mysql_async::Pool>>,
     pub client_tls: Option<Arc<rustls::ServerConfig>>,
     pub backend_tls: Option<Arc<rustls::ClientConfig>>,
@@ -168,6 +172,43 @@ pub(crate) struct Shared {
     /// (after a switch) costs the backend one lookup per user, not one per login. A hash is
     /// not a login secret (the server stores it); a refused password re-reads it once.
     pub hash_cache: Mutex<HashMap<String, (Instant, Vec<auth::StoredCredential>)>>,
+}
+
+/// What a new client session starts with, as on a direct connection to the current backend.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ClientDefaults {
+    pub status: u16,
+    pub tracking: tracking::ClientTracking,
+}
+
+/// The server's session tracking defaults, read with the admin credential; MariaDB's own
+/// defaults when there is none or the server does not answer.
+async fn tracking_defaults(pool: Option<&mysql_async::Pool>) -> tracking::ClientTracking {
+    let Some(pool) = pool else {
+        return tracking::ClientTracking::default();
+    };
+    let read = async {
+        let mut c = pool.get_conn().await?;
+        mysql_async::prelude::Queryable::query_first::<(Vec<u8>, Vec<u8>), _>(
+            &mut c,
+            tracking::DEFAULTS_SQL,
+        )
+        .await
+    };
+    match tokio::time::timeout(Duration::from_secs(5), read).await {
+        Ok(Ok(Some((schema, vars)))) => tracking::ClientTracking::parse(&schema, &vars),
+        Ok(Ok(None)) => tracking::ClientTracking::default(),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "cannot read the server's session tracking defaults; using MariaDB's");
+            tracking::ClientTracking::default()
+        }
+        Err(_) => {
+            tracing::warn!(
+                "the server's session tracking defaults were not read in time; using MariaDB's"
+            );
+            tracking::ClientTracking::default()
+        }
+    }
 }
 
 /// How long a stored hash read from the backend is reused.
@@ -380,6 +421,10 @@ pub async fn start(cfg: ProxyConfig) -> Result<ProxyHandle> {
         metrics: Metrics::default(),
         server_version: greeting.server_version.clone(),
         charset: greeting.charset,
+        client_defaults: RwLock::new(ClientDefaults {
+            status: greeting.status & protocol::status::AUTOCOMMIT,
+            tracking: Default::default(),
+        }),
         admin_pool: RwLock::new(None),
         client_tls,
         backend_tls,
@@ -397,6 +442,12 @@ pub async fn start(cfg: ProxyConfig) -> Result<ProxyHandle> {
     });
     *shared.admin_pool.write().unwrap_or_else(|p| p.into_inner()) =
         shared.admin_pool_for(&shared.cfg.backend);
+    let defaults = tracking_defaults(shared.admin_pool().as_ref()).await;
+    shared
+        .client_defaults
+        .write()
+        .unwrap_or_else(|p| p.into_inner())
+        .tracking = defaults;
     tracing::info!(listen = %local_addr, backend = %shared.cfg.backend, "proxy started");
     let acceptor = shared.clone();
     tokio::spawn(async move {
@@ -552,20 +603,33 @@ impl ProxyHandle {
         let from = self.backend();
         tracing::info!(from = %from, to = %new_backend, "switching the proxy's backend");
         let target = self.shared.make_target(new_backend.clone());
-        target.greeting().await?;
+        let greeting = target.greeting().await?;
         let pool = self.shared.admin_pool_for(&new_backend);
+        let mut tracking = tracking::ClientTracking::default();
         if let Some(p) = &pool {
             let mut c = p.get_conn().await.map_err(|e| Error::Backend {
                 endpoint: new_backend.to_string(),
                 message: format!("admin connection: {e}"),
             })?;
-            mysql_async::prelude::Queryable::ping(&mut c)
-                .await
-                .map_err(|e| Error::Backend {
-                    endpoint: new_backend.to_string(),
-                    message: format!("admin connection: {e}"),
-                })?;
+            let defaults: Option<(Vec<u8>, Vec<u8>)> =
+                mysql_async::prelude::Queryable::query_first(&mut c, tracking::DEFAULTS_SQL)
+                    .await
+                    .map_err(|e| Error::Backend {
+                        endpoint: new_backend.to_string(),
+                        message: format!("admin connection: {e}"),
+                    })?;
+            if let Some((schema, vars)) = defaults {
+                tracking = tracking::ClientTracking::parse(&schema, &vars);
+            }
         }
+        *self
+            .shared
+            .client_defaults
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = ClientDefaults {
+            status: greeting.status & protocol::status::AUTOCOMMIT,
+            tracking,
+        };
         let old_pool = std::mem::replace(
             &mut *self
                 .shared

@@ -415,6 +415,7 @@ pub fn server_handshake_payload(
     scramble: &[u8; 20],
     caps: u32,
     charset: u8,
+    status_flags: u16,
 ) -> Vec<u8> {
     let mut p = Vec::with_capacity(96);
     p.push(10);
@@ -425,7 +426,7 @@ pub fn server_handshake_payload(
     p.push(0);
     p.extend_from_slice(&(caps as u16).to_le_bytes());
     p.push(charset);
-    p.extend_from_slice(&status::AUTOCOMMIT.to_le_bytes());
+    p.extend_from_slice(&status_flags.to_le_bytes());
     p.extend_from_slice(&((caps >> 16) as u16).to_le_bytes());
     p.push(21);
     p.extend_from_slice(&[0u8; 10]);

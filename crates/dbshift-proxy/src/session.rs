@@ -26,6 +26,7 @@ use crate::protocol::{
 };
 use crate::response::{Expect, Kind, Response};
 use crate::sql::{self, Effects};
+use crate::tracking::{self, ClientTracking};
 use crate::wire::{Stream, Wire};
 use crate::{pin, Control, SessionInfo, Shared};
 
@@ -161,6 +162,8 @@ struct Session {
     login: LoginSpec,
     secret: SessionSecret,
     state: State,
+    /// What the client asked to track (the proxy tracks more, and filters).
+    tracking: ClientTracking,
     ctl: watch::Receiver<Control>,
     generation: u64,
     end_seen: u64,
@@ -217,8 +220,19 @@ impl Session {
         if shared.client_tls.is_some() {
             offer |= cap::SSL;
         }
-        let greeting =
-            server_handshake_payload(&shared.server_version, id, &scramble, offer, shared.charset);
+        let defaults = shared
+            .client_defaults
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let greeting = server_handshake_payload(
+            &shared.server_version,
+            id,
+            &scramble,
+            offer,
+            shared.charset,
+            defaults.status,
+        );
         client.write_packet(0, &greeting).await?;
         let handshake_timeout = Duration::from_secs(10);
         let (mut seq, mut payload) =
@@ -418,7 +432,7 @@ impl Session {
             }
         };
         client
-            .write_packet(next, &ok_payload(status::AUTOCOMMIT, login.client_caps))
+            .write_packet(next, &ok_payload(defaults.status, login.client_caps))
             .await?;
         let info = Arc::new(SessionInfo {
             id,
@@ -445,6 +459,7 @@ impl Session {
             login,
             secret,
             state,
+            tracking: defaults.tracking,
             generation: ctl_now.generation,
             end_seen: ctl_now.end_pinned,
             ctl,
@@ -608,6 +623,7 @@ impl Session {
         let single = self.client.frame_at(at).is_some_and(|f| f.end() == end);
         let mut current_stmt = None;
         let mut replaced: Option<Vec<u8>> = None;
+        let mut sets_tracking = false;
         match cmd {
             com::QUIT => return Ok(Flow::End("")),
             com::QUERY | com::PROCESS_KILL => {
@@ -648,6 +664,7 @@ impl Session {
                     p.extend_from_slice(&text[digits.end..]);
                     replaced = Some(p);
                 }
+                sets_tracking = tracking::mentions_tracking(text);
                 let e = sql::effects(&self.client.buf[payload_at + 1..end]);
                 if !e.is_none() {
                     self.state.apply(&e);
@@ -706,6 +723,7 @@ impl Session {
                     _ => {}
                 }
                 let backend_id = s.backend_id;
+                sets_tracking = cmd == com::STMT_EXECUTE && tracking::mentions_tracking(&s.sql);
                 if cmd == com::STMT_EXECUTE {
                     if let Some(e) = self.state.stmts.get(&idb).map(|s| s.effects) {
                         self.state.apply(&e);
@@ -780,7 +798,27 @@ impl Session {
         if cmd == com::RESET_CONNECTION {
             return self.reset_connection().await;
         }
-        self.relay(Expect::of(cmd), current_stmt, prepare_sql).await
+        let flow = self
+            .relay(Expect::of(cmd), current_stmt, prepare_sql)
+            .await?;
+        if sets_tracking && matches!(flow, Flow::Go) {
+            self.take_back_tracking().await?;
+        }
+        Ok(flow)
+    }
+
+    /// The client set a tracking variable the proxy owns: keep the client's values as its view
+    /// and put the proxy's tracking back on the backend session.
+    async fn take_back_tracking(&mut self) -> Result<()> {
+        let rows = self.backend.rows(tracking::SESSION_SQL).await?;
+        if let Some(row) = rows.first() {
+            let cell = |i: usize| row.get(i).cloned().flatten().unwrap_or_default();
+            self.tracking = ClientTracking::parse(&cell(0), &cell(1));
+        }
+        if !self.tracking.sees_all() {
+            self.backend.simple(TRACKING_SQL).await?;
+        }
+        Ok(())
     }
 
     async fn reset_connection(&mut self) -> Result<Flow> {
@@ -793,6 +831,13 @@ impl Session {
                 ..Default::default()
             };
             self.backend.simple(TRACKING_SQL).await?;
+            self.tracking = self
+                .shared
+                .client_defaults
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .tracking
+                .clone();
             let st = protocol::parse_ok_head(&p)
                 .map(|h| h.status)
                 .unwrap_or(status::AUTOCOMMIT);
@@ -836,8 +881,12 @@ impl Session {
                             let head = protocol::parse_ok_head(payload);
                             if let Some(head) = head {
                                 track_changes(&mut self.state, payload, &head);
-                                if !client_tracks {
-                                    let plain = protocol::ok_without_tracking(payload, &head);
+                                let rewritten = if client_tracks {
+                                    tracking::filter_ok(payload, &head, &self.tracking)
+                                } else {
+                                    Some(protocol::ok_without_tracking(payload, &head))
+                                };
+                                if let Some(plain) = rewritten {
                                     let seq = self.backend.wire.buf[f.at + 3];
                                     let start = self.backend.wire.start;
                                     self.client
@@ -987,7 +1036,8 @@ impl Session {
             .vars
             .iter()
             .filter(|(k, _)| {
-                !k.starts_with("session_track") && !READ_ONLY_TRACKED.contains(&k.as_str())
+                !tracking::PROXY_OWNED.contains(&k.as_str())
+                    && !READ_ONLY_TRACKED.contains(&k.as_str())
             })
             .collect();
         if !vars.is_empty() {

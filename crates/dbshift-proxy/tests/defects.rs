@@ -246,3 +246,82 @@ async fn com_refresh_from_mariadb_admin_passes_through() {
     }
     proxy.shutdown().await;
 }
+
+/// The session state information a client tracking state gets: what its own settings produce
+/// (the server's defaults, then what it sets), the same directly and through the proxy, which
+/// itself tracks every variable and filters (it used to show its own tracking to clients).
+/// Connectors do not ask for session tracking: a raw client does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_tracking_is_what_the_client_asked_for() {
+    use mysql_common::constants::CapabilityFlags;
+    let lab = lab().await;
+    let proxy = start_proxy(lab).await;
+    let app = lab.state().users.app.clone();
+    let mut seen = Vec::new();
+    for port in [writer_port(lab), proxy.local_addr().port()] {
+        let mut c = common::raw::RawConn::connect(
+            port,
+            &app.user,
+            &app.password,
+            Some("app"),
+            CapabilityFlags::CLIENT_SESSION_TRACK,
+        )
+        .await;
+        assert!(c.caps.contains(CapabilityFlags::CLIENT_SESSION_TRACK));
+        let mut saw = vec![(
+            "greeting status",
+            vec![(0u8, c.greeting_status.to_le_bytes().to_vec())],
+        )];
+        for sql in [
+            "SET time_zone = '+02:00', sql_mode = 'ANSI'",
+            "SET @u = 1",
+            "SET SESSION session_track_system_variables = 'sql_mode', session_track_schema = OFF",
+            "SET time_zone = '+03:00', sql_mode = 'TRADITIONAL'",
+            "USE information_schema",
+            "SET SESSION session_track_state_change = ON",
+            "SET @v = 2",
+            "SET SESSION session_track_schema = ON",
+            "USE app",
+        ] {
+            let ok = c.query_ok(sql).await;
+            let ok = c.ok(&ok);
+            let entries: Vec<(u8, Vec<u8>)> = ok
+                .session_state_info()
+                .unwrap()
+                .iter()
+                .map(|i| (i.data_type() as u8, i.data_ref().to_vec()))
+                .collect();
+            saw.push((sql, entries));
+        }
+        c.quit().await;
+        seen.push(saw);
+    }
+    assert_eq!(
+        seen[0], seen[1],
+        "directly (left) and through the proxy (right)"
+    );
+    // Not vacuous: the defaults report time_zone and the schema; sql_mode once asked for.
+    let has = |i: usize, what: &[u8]| {
+        seen[0][i]
+            .1
+            .iter()
+            .any(|(_, d)| d.windows(what.len()).any(|w| w == what))
+    };
+    assert!(
+        has(1, b"time_zone") && !has(1, b"sql_mode"),
+        "{:?}",
+        seen[0][1]
+    );
+    assert!(
+        has(4, b"sql_mode") && !has(4, b"time_zone"),
+        "{:?}",
+        seen[0][4]
+    );
+    assert!(
+        seen[0][5].1.is_empty(),
+        "schema tracking off: {:?}",
+        seen[0][5]
+    );
+    assert!(has(9, b"app"), "{:?}", seen[0][9]);
+    proxy.shutdown().await;
+}

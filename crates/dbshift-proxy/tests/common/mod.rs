@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+pub mod raw;
+
 use dbshift_provider::local::Lab;
 use dbshift_proxy::{AuthSource, Backend, ClientTls, ProxyConfig, ProxyHandle};
 
