@@ -264,7 +264,8 @@ pub fn parse_ok_head(payload: &[u8]) -> Option<OkHead> {
     let mut pos = 1;
     lenenc_int(payload, &mut pos)?;
     lenenc_int(payload, &mut pos)?;
-    let st = payload.get(pos..pos + 2)?;
+    // Status flags and the warning count.
+    let st = payload.get(pos..pos + 4)?;
     let status = u16::from_le_bytes([st[0], st[1]]);
     Some(OkHead {
         status,

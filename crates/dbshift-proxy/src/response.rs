@@ -104,6 +104,13 @@ impl Response {
         }
         self.continuation = len == MAX_PAYLOAD;
         let first = payload.first().copied().unwrap_or(0);
+        // An ERR ends a response wherever it comes: no column or parameter definition, row,
+        // EOF or OK starts with 0xFF (a server that fails while sending its metadata sends
+        // one there; read as a definition, the client would wait for rows forever).
+        if first == 0xFF && !matches!(self.state, State::Done) {
+            self.state = State::Done;
+            return Kind::Err;
+        }
         match self.state {
             State::Done => Kind::Data,
             State::First => self.first(first, payload, len),

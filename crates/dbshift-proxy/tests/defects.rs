@@ -325,3 +325,125 @@ async fn session_tracking_is_what_the_client_asked_for() {
     assert!(has(9, b"app"), "{:?}", seen[0][9]);
     proxy.shutdown().await;
 }
+
+/// Garbage from clients, before and after login: every connection is answered or closed within
+/// a bound (no hang), the proxy keeps serving, and no session is left behind once the clients
+/// are gone. Deterministic (a fixed seed), a few hundred cases; the parsers' own property tests
+/// are `tests/parsers.rs`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_from_clients_never_hangs_the_proxy() {
+    use common::raw::RawConn;
+    use mysql_common::constants::CapabilityFlags;
+    use rand::{Rng, SeedableRng};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let lab = lab().await;
+    let proxy = start_proxy(lab).await;
+    let port = proxy.local_addr().port();
+    let app = lab.state().users.app.clone();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(16);
+    let bound = Duration::from_secs(10);
+    // Read until the peer closes or a ping's OK comes back; panics past the bound.
+    async fn settle(stream: &mut tokio::net::TcpStream, bound: Duration, what: &str) {
+        let mut buf = vec![0u8; 1 << 16];
+        let deadline = tokio::time::Instant::now() + bound;
+        let mut seen = Vec::new();
+        loop {
+            let n = tokio::time::timeout_at(deadline, stream.read(&mut buf))
+                .await
+                .unwrap_or_else(|_| panic!("{what}: no answer and no close within {bound:?}"));
+            match n {
+                Ok(0) | Err(_) => return,
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+            }
+            // The ping's answer: an OK packet with sequence 1 (07 00 00 01 00 00 00 ..).
+            if seen.windows(5).any(|w| w == [7, 0, 0, 1, 0]) {
+                return;
+            }
+        }
+    }
+    // Before login: a random handshake response.
+    for case in 0..100 {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let mut greeting = [0u8; 4];
+        s.read_exact(&mut greeting).await.unwrap();
+        let len = u32::from_le_bytes([greeting[0], greeting[1], greeting[2], 0]) as usize;
+        let mut rest = vec![0u8; len];
+        s.read_exact(&mut rest).await.unwrap();
+        let n = rng.random_range(0..120);
+        let mut payload: Vec<u8> = (0..n).map(|_| rng.random()).collect();
+        if case % 2 == 0 && payload.len() >= 4 {
+            // Often a plausible head: protocol 4.1 and friends.
+            payload[..4].copy_from_slice(
+                &(0x000A_A285u32 | rng.random::<u32>() & 0x0100_0000).to_le_bytes(),
+            );
+        }
+        let mut pkt = (payload.len() as u32).to_le_bytes()[..3].to_vec();
+        pkt.push(1);
+        pkt.extend_from_slice(&payload);
+        s.write_all(&pkt).await.unwrap();
+        settle(&mut s, bound, &format!("handshake case {case}")).await;
+    }
+    // After login: a random command, then a ping.
+    for case in 0..200 {
+        let c = RawConn::connect(
+            port,
+            &app.user,
+            &app.password,
+            Some("app"),
+            CapabilityFlags::empty(),
+        )
+        .await;
+        let mut s = c.into_stream();
+        let cmd: u8 = if case % 3 == 0 {
+            rng.random()
+        } else {
+            rng.random_range(0..0x20)
+        };
+        let n = rng.random_range(0..64);
+        let mut payload = vec![cmd];
+        payload.extend((0..n).map(|_| rng.random::<u8>()));
+        let mut pkt = (payload.len() as u32).to_le_bytes()[..3].to_vec();
+        pkt.push(0);
+        pkt.extend_from_slice(&payload);
+        pkt.extend_from_slice(&[1, 0, 0, 0, 0x0E]);
+        s.write_all(&pkt).await.unwrap();
+        settle(&mut s, bound, &format!("command case {case} ({cmd:#04x})")).await;
+    }
+    // A header cut short, then the client leaves.
+    let c = RawConn::connect(
+        port,
+        &app.user,
+        &app.password,
+        None,
+        CapabilityFlags::empty(),
+    )
+    .await;
+    let mut s = c.into_stream();
+    s.write_all(&[0xFF, 0xFF, 0x00, 0x00, 0x03]).await.unwrap();
+    drop(s);
+    // The proxy still serves, and every garbage session is gone.
+    let mut ok = mysql_async::Conn::new(app_plain(lab, port)).await.unwrap();
+    let one: u64 = ok.query_first("SELECT 1").await.unwrap().unwrap();
+    assert_eq!(one, 1);
+    ok.disconnect().await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let left = proxy.status().sessions.len();
+        if left == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{left} sessions left behind"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    proxy.shutdown().await;
+}
+
+fn app_plain(lab: &Lab, port: u16) -> mysql_async::Opts {
+    let app = &lab.state().users.app;
+    opts(lab, port, &app.user, &app.password, false)
+}

@@ -118,3 +118,10 @@ impl RawConn {
         self.write(0, &[0x01]).await;
     }
 }
+
+impl RawConn {
+    /// The connection itself, for tests that write bytes of their own.
+    pub fn into_stream(self) -> TcpStream {
+        self.stream
+    }
+}
