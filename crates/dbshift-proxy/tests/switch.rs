@@ -9,6 +9,9 @@
 //! gone): the switch is refused having changed nothing, the two others resumed, clients going
 //! on.
 //!
+//! The probe runs through the second proxy all along (writes, reads, new connections): no
+//! failed attempt, no lost write.
+//!
 //! Run with `cargo test -p dbshift-proxy --test switch` (needs `mariadbd`). The lab (blue: a
 //! writer and a replica; green: a writer) is this binary's own.
 
@@ -21,6 +24,7 @@ use dbshift_db::ConnectOptions;
 use dbshift_ops::bluegreen::{self, SwitchOptions};
 use dbshift_ops::journal::Journal;
 use dbshift_ops::switchover::{LogObserver, Outcome};
+use dbshift_probe::{Probe, ProbeConfig, TargetResolver, UrlTarget};
 use dbshift_provider::local::Lab;
 use dbshift_provider::{Endpoint, GreenSpec, ProxyEndpoint, Side};
 use dbshift_proxy::{AuthSource, Backend, ProxyConfig};
@@ -191,6 +195,26 @@ async fn fifty_sessions_survive_a_bluegreen_switchover_and_rollback_with_their_s
         stateful.push((c, stmt));
     }
 
+    // The probe (writes, reads and new connections) through the second proxy, for what a
+    // client sees of each switch and for its audit of every acknowledged write.
+    let probe_url = format!(
+        "mysql://{}:{}@127.0.0.1:{}/dbshift",
+        st.users.app.user,
+        st.users.app.password,
+        proxies[1].0.local_addr().port()
+    );
+    let probe = Probe::start(
+        ProbeConfig {
+            rate: 100.0,
+            report_dir: Some(tl.dir().join("probe")),
+            ..ProbeConfig::default()
+        },
+        TargetResolver::url(UrlTarget::parse(&probe_url, None).unwrap())
+            .tls_ca(Some(lab.ca_bundle())),
+    )
+    .await
+    .unwrap();
+
     // Traffic runs for a moment before the switch.
     dbshift_testkit::eventually!(Duration::from_secs(10), "some commits", {
         (acked.load(Relaxed) > 100).then_some(())
@@ -305,6 +329,20 @@ async fn fifty_sessions_survive_a_bluegreen_switchover_and_rollback_with_their_s
     }
     let errs = errors.lock().unwrap().clone();
     assert!(errs.is_empty(), "client errors: {errs:#?}");
+    let summary = probe.stop().await.unwrap();
+    for (kind, k) in &summary.kinds {
+        assert!(k.succeeded > 0, "probe {kind:?}: {k:?}");
+        assert_eq!(
+            (k.failed, k.indeterminate),
+            (0, 0),
+            "probe {kind:?} through the proxy saw no error: {k:?}"
+        );
+    }
+    assert!(summary.lost_writes.is_empty(), "{:?}", summary.lost_writes);
+    eprintln!(
+        "probe through the proxy: longest write gap {:.0} ms over two switches",
+        summary.max_write_gap_ms
+    );
     uv_moved &= check_sessions(&mut looper_conns, &mut stateful, old.server_id).await;
     uv_moved &= check_sessions(&mut idle, &mut [], old.server_id).await;
 
