@@ -180,7 +180,7 @@ enum LabCommand {
     },
     /// Every endpoint, process and credential of the lab.
     Status(OutputArgs),
-    /// The lab's dbshift proxies: one per cluster, its stable client endpoint.
+    /// The lab's dbshift proxies: one or more per cluster, their stable client endpoints.
     #[command(subcommand)]
     Proxy(proxy_cmd::LabProxyCommand),
     /// Stop every server of the lab by PID; --purge also deletes the lab's files.
@@ -418,7 +418,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     // The clusters' stable client endpoints (`lab proxy up`).
                     if !provider_cmd::is_aws() {
                         for c in open_lab(&cli.dir)?.status().clusters {
-                            if let Some(p) = c.proxy {
+                            for p in &c.proxies {
                                 println!("proxy of {}: {p} (dbshift proxy)", c.name);
                             }
                         }

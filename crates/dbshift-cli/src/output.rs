@@ -70,10 +70,15 @@ pub fn print_lab_status(s: &LabStatus) {
             c.writer.clone(),
             c.endpoint.to_string(),
             c.gtid_domain_id.to_string(),
-            c.proxy
-                .as_ref()
-                .map(|p| p.to_string())
-                .unwrap_or_else(|| "-".into()),
+            if c.proxies.is_empty() {
+                "-".into()
+            } else {
+                c.proxies
+                    .iter()
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
         ]);
     }
     print!("{}", t.render());

@@ -1,5 +1,5 @@
 //! `dbshift proxy` (run a switchover proxy in the foreground) and `dbshift lab proxy up|down`
-//! (the lab's proxies, one per cluster, as its stable client endpoints). The proxy itself is
+//! (the lab's proxies, one or more per cluster, as its stable client endpoints). The proxy itself is
 //! `dbshift_proxy`; see docs/proxy.md.
 
 use std::net::SocketAddr;
@@ -52,6 +52,10 @@ pub enum LabProxyCommand {
         /// Only these clusters.
         #[arg(long = "cluster")]
         clusters: Vec<String>,
+        /// Proxies per cluster (1 to 8), as behind a load balancer: a switchover pauses,
+        /// switches and resumes them all, and is refused if one cannot be paused.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=8))]
+        count: u32,
         #[command(flatten)]
         output: OutputArgs,
     },
@@ -172,7 +176,11 @@ pub async fn run(args: ProxyArgs, dir: &Path) -> anyhow::Result<()> {
 pub async fn lab_proxy(cmd: LabProxyCommand, dir: &Path) -> anyhow::Result<()> {
     let lab = Lab::open(dir).with_context(|| format!("opening the lab in {}", dir.display()))?;
     match cmd {
-        LabProxyCommand::Up { clusters, output } => {
+        LabProxyCommand::Up {
+            clusters,
+            count,
+            output,
+        } => {
             let all: Vec<String> = lab
                 .list_clusters()
                 .await?
@@ -183,12 +191,14 @@ pub async fn lab_proxy(cmd: LabProxyCommand, dir: &Path) -> anyhow::Result<()> {
             let exe = std::env::current_exe().context("finding the dbshift binary")?;
             let mut started = Vec::new();
             for c in &wanted {
-                let p = lab
-                    .start_proxy(c, &exe)
-                    .with_context(|| format!("starting the proxy of {c}"))?;
-                started.push(serde_json::json!({
-                    "cluster": p.cluster, "listen": p.listen, "admin": p.admin,
-                }));
+                let proxies = lab
+                    .start_proxies(c, count, &exe)
+                    .with_context(|| format!("starting the proxies of {c}"))?;
+                for p in proxies {
+                    started.push(serde_json::json!({
+                        "cluster": p.cluster, "listen": p.listen, "admin": p.admin,
+                    }));
+                }
             }
             match output.output {
                 Format::Json => print_json(&started)?,
@@ -220,9 +230,7 @@ pub async fn lab_proxy(cmd: LabProxyCommand, dir: &Path) -> anyhow::Result<()> {
         LabProxyCommand::Down => {
             let mut n = 0;
             for c in lab.list_clusters().await? {
-                if lab.stop_proxy(&c.name)? {
-                    n += 1;
-                }
+                n += lab.stop_proxies(&c.name)?;
             }
             println!("stopped {n} proxy(ies)");
         }

@@ -2,7 +2,9 @@
 //! cluster; the downtime probe connects through it (TLS verified against the lab CA) while a
 //! blue/green switchover and its rollback run through the switchover core, which holds clients
 //! at the proxy (pause at the fence, switch at the redirect, resume after the promotion):
-//! no failed attempt, no lost write. `lab down` stops the proxy with the servers. Run with
+//! no failed attempt, no lost write; with two proxies in front of the cluster (`lab proxy up
+//! --count 2`), the probe through one for the switch and through the other for the rollback.
+//! `lab down` stops the proxies with the servers. Run with
 //! `make test`.
 
 mod common;
@@ -79,6 +81,25 @@ fn clients_behind_the_lab_proxy_see_no_error_through_a_bluegreen_switch_and_back
     let password = st["users"]["app"]["password"].as_str().unwrap().to_string();
     let again = json(&dbshift(dir, &["lab", "proxy", "up", "-o", "json"]));
     assert_eq!(again, up, "proxy up is idempotent");
+    // A second proxy in front of the same cluster (as behind a load balancer); the first one
+    // stays as it was. A count out of range is refused, changing nothing.
+    let bad = dbshift(dir, &["lab", "proxy", "up", "--count", "9"]);
+    assert_eq!(bad.status.code(), Some(2), "{}", text(&bad));
+    let two = json(&dbshift(
+        dir,
+        &["lab", "proxy", "up", "--count", "2", "-o", "json"],
+    ));
+    assert_eq!(two.as_array().unwrap().len(), 2, "{two}");
+    assert_eq!(two[0], up[0], "the first proxy is the one that ran");
+    let st = json(&dbshift(dir, &["lab", "status", "-o", "json"]));
+    let ports: Vec<u64> = st["clusters"][0]["proxies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["port"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ports.len(), 2, "{st}");
+    assert_eq!(ports[0], port);
 
     let o = dbshift(
         dir,
@@ -93,7 +114,8 @@ fn clients_behind_the_lab_proxy_see_no_error_through_a_bluegreen_switch_and_back
     );
     assert!(o.status.success(), "{}", text(&o));
 
-    for verb in ["switchover", "rollback"] {
+    // The switch through the first proxy, the rollback through the second: both follow.
+    for (verb, port) in [("switchover", ports[0]), ("rollback", ports[1])] {
         let p = probe(dir, port, &password, 6);
         std::thread::sleep(std::time::Duration::from_secs(2));
         let o = dbshift(dir, &["bluegreen", verb, "--yes"]);
@@ -118,5 +140,7 @@ fn clients_behind_the_lab_proxy_see_no_error_through_a_bluegreen_switch_and_back
             .any(|s| s.as_str().unwrap().contains("proxy")),
         "{down}"
     );
-    assert!(std::net::TcpStream::connect(("127.0.0.1", port as u16)).is_err());
+    for port in ports {
+        assert!(std::net::TcpStream::connect(("127.0.0.1", port as u16)).is_err());
+    }
 }

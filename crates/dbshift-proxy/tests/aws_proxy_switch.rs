@@ -87,7 +87,7 @@ async fn switchover_and_rollback_through_the_proxy_move_no_name() {
     let mut proxies = BTreeMap::new();
     proxies.insert(
         "orders".to_string(),
-        ProxyEndpoint {
+        vec![ProxyEndpoint {
             cluster: "orders".into(),
             listen: Endpoint {
                 host: "127.0.0.1".into(),
@@ -98,7 +98,7 @@ async fn switchover_and_rollback_through_the_proxy_move_no_name() {
                 port: admin.local_addr().port(),
             },
             token,
-        },
+        }],
     );
     moto::set_test_credentials();
     let p: Arc<dyn Provider> = Arc::new(

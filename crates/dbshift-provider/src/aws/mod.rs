@@ -87,14 +87,16 @@ pub struct AwsOptions {
     pub endpoints: BTreeMap<String, Endpoint>,
     /// A CA list instead of `DescribeCertificates` (`DBSHIFT_AWS_CERTIFICATES`).
     pub certificates_file: Option<PathBuf>,
-    /// Standalone instance name (what clients use) -> the dbshift proxy in front of it
-    /// (`DBSHIFT_AWS_PROXY=NAME=LISTEN_HOST:PORT/ADMIN_HOST:PORT,...`, the admin API's token
-    /// in `DBSHIFT_PROXY_TOKEN`): a switchover then holds clients there and switches it.
-    pub proxies: BTreeMap<String, ProxyEndpoint>,
+    /// Standalone instance name (what clients use) -> the dbshift proxies in front of it
+    /// (`DBSHIFT_AWS_PROXY=NAME=LISTEN_HOST:PORT/ADMIN_HOST:PORT,...`, a name given again for
+    /// each further proxy, the admin API's token in `DBSHIFT_PROXY_TOKEN`): a switchover then
+    /// holds clients there and switches them all.
+    pub proxies: BTreeMap<String, Vec<ProxyEndpoint>>,
 }
 
-/// `NAME=LISTEN_HOST:PORT/ADMIN_HOST:PORT,...` with the admin API's `token`.
-pub fn parse_proxy_map(text: &str, token: &str) -> Result<BTreeMap<String, ProxyEndpoint>> {
+/// `NAME=LISTEN_HOST:PORT/ADMIN_HOST:PORT,...` with the admin API's `token`; a name given
+/// several times has several proxies, in the order given.
+pub fn parse_proxy_map(text: &str, token: &str) -> Result<BTreeMap<String, Vec<ProxyEndpoint>>> {
     let mut out = BTreeMap::new();
     for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let bad = || {
@@ -111,15 +113,14 @@ pub fn parse_proxy_map(text: &str, token: &str) -> Result<BTreeMap<String, Proxy
                 port: port.parse().map_err(|_| bad())?,
             })
         };
-        out.insert(
-            name.to_string(),
-            ProxyEndpoint {
+        out.entry(name.to_string())
+            .or_insert_with(Vec::new)
+            .push(ProxyEndpoint {
                 cluster: name.to_string(),
                 listen: ep(listen)?,
                 admin: ep(admin)?,
                 token: token.to_string(),
-            },
-        );
+            });
     }
     Ok(out)
 }
@@ -1075,13 +1076,7 @@ impl Provider for AwsProvider {
     }
 
     async fn proxies_of(&self, cluster: &str) -> Result<Vec<ProxyEndpoint>> {
-        Ok(self
-            .opts
-            .proxies
-            .get(cluster)
-            .cloned()
-            .into_iter()
-            .collect())
+        Ok(self.opts.proxies.get(cluster).cloned().unwrap_or_default())
     }
 
     fn sql_access(&self) -> bool {
@@ -1252,9 +1247,16 @@ mod tests {
     #[test]
     fn proxy_map() {
         let m = parse_proxy_map("orders=10.0.0.5:3306/127.0.0.1:7070", "t").unwrap();
-        assert_eq!(m["orders"].listen.port, 3306);
-        assert_eq!(m["orders"].admin.host, "127.0.0.1");
+        assert_eq!(m["orders"][0].listen.port, 3306);
+        assert_eq!(m["orders"][0].admin.host, "127.0.0.1");
         assert!(format!("{:?}", m["orders"]).contains("***"));
+        let two = parse_proxy_map(
+            "orders=10.0.0.5:3306/127.0.0.1:7070, orders=10.0.0.6:3306/127.0.0.1:7071",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(two["orders"].len(), 2);
+        assert_eq!(two["orders"][1].admin.port, 7071);
         assert!(parse_proxy_map("orders=10.0.0.5:3306", "t").is_err());
         assert!(parse_proxy_map("orders=h:x/h:1", "t").is_err());
     }

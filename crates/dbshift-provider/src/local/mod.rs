@@ -122,8 +122,11 @@ pub struct ClusterStatusRow {
     /// Where a client that follows the cluster name connects now.
     pub endpoint: Endpoint,
     pub gtid_domain_id: u32,
-    /// The dbshift proxy in front of the cluster, when one runs: the stable client endpoint.
+    /// The dbshift proxy in front of the cluster, when one runs: the stable client endpoint
+    /// (the first one when there are several).
     pub proxy: Option<Endpoint>,
+    /// Every running proxy in front of the cluster, first one first.
+    pub proxies: Vec<Endpoint>,
 }
 
 /// `lab status`: every endpoint and the credentials, for the operator of the lab.
@@ -855,6 +858,13 @@ impl Lab {
                 }
             })
             .collect();
+        let proxies_of = |cluster: &str| -> Vec<Endpoint> {
+            self.running_proxies(cluster)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|p| p.listen)
+                .collect()
+        };
         let clusters = st
             .clusters
             .iter()
@@ -866,7 +876,8 @@ impl Lab {
                     .map(|w| endpoint(w.port))
                     .unwrap_or_else(|_| endpoint(0)),
                 gtid_domain_id: c.gtid_domain_id,
-                proxy: self.running_proxy(&c.name).ok().flatten().map(|p| p.listen),
+                proxy: proxies_of(&c.name).first().cloned(),
+                proxies: proxies_of(&c.name),
             })
             .collect();
         LabStatus {
@@ -1268,7 +1279,7 @@ impl Provider for Lab {
     }
 
     async fn proxies_of(&self, cluster: &str) -> Result<Vec<ProxyEndpoint>> {
-        Ok(self.running_proxy(cluster)?.into_iter().collect())
+        self.running_proxies(cluster)
     }
 
     async fn deployments(&self) -> Result<Vec<Deployment>> {

@@ -1,7 +1,10 @@
 //! dbshift proxies in front of lab clusters: each a `dbshift proxy` process the lab starts
-//! and stops as it does its servers, the cluster's stable client endpoint.
+//! and stops as it does its servers, the cluster's stable client endpoint. A cluster may have
+//! several (as behind a load balancer or DNS): the switchover core pauses, switches and resumes
+//! them all.
 //!
-//! A proxy's files live in `<lab>/proxy-<cluster>/`: `proxy.cnf` (what `dbshift proxy
+//! A proxy's files live in `<lab>/proxy-<cluster>/` (the first; the n-th in
+//! `<lab>/proxy-<cluster>.<n>/`): `proxy.cnf` (what `dbshift proxy
 //! --defaults-file=...` reads: cluster, listen and admin addresses, token file, TLS files),
 //! `token` (the admin API's bearer token, mode 0600), `tls/` (a server certificate from the
 //! lab's CA for clients), `proxy.log`, `proxy.pid`. The process is found again by its
@@ -26,6 +29,9 @@ const START_TIMEOUT: Duration = Duration::from_secs(20);
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ProxyRecord {
     pub cluster: String,
+    /// 0 for the cluster's first proxy (labs written before several proxies had only that).
+    #[serde(default)]
+    pub index: u32,
     pub port: u16,
     pub admin_port: u16,
 }
@@ -93,24 +99,36 @@ impl ProxyOptions {
     }
 }
 
-/// The files of the proxy of `cluster`.
-fn proxy_paths(dir: &Path, cluster: &str) -> InstancePaths {
-    InstancePaths::new(dir.join(format!("proxy-{cluster}")))
+/// The name of a cluster's `index`-th proxy (from 0): its directory and its process name.
+fn proxy_name(cluster: &str, index: u32) -> String {
+    if index == 0 {
+        format!("proxy-{cluster}")
+    } else {
+        format!("proxy-{cluster}.{}", index + 1)
+    }
 }
 
-fn cnf_of(dir: &Path, cluster: &str) -> PathBuf {
-    proxy_paths(dir, cluster).dir.join("proxy.cnf")
+/// The files of a proxy of `cluster`.
+fn proxy_paths(dir: &Path, cluster: &str, index: u32) -> InstancePaths {
+    InstancePaths::new(dir.join(proxy_name(cluster, index)))
 }
 
-fn pid_of(dir: &Path, cluster: &str) -> Option<u32> {
-    let paths = proxy_paths(dir, cluster);
+fn cnf_of(dir: &Path, cluster: &str, index: u32) -> PathBuf {
+    proxy_paths(dir, cluster, index).dir.join("proxy.cnf")
+}
+
+fn pid_of(dir: &Path, cluster: &str, index: u32) -> Option<u32> {
+    let paths = proxy_paths(dir, cluster, index);
     let pid: u32 = std::fs::read_to_string(paths.dir.join("proxy.pid"))
         .ok()?
         .trim()
         .parse()
         .ok()?;
-    process::pid_runs_cnf(pid, &cnf_of(dir, cluster)).then_some(pid)
+    process::pid_runs_cnf(pid, &cnf_of(dir, cluster, index)).then_some(pid)
 }
+
+/// Most proxies a cluster may have in the lab.
+pub const MAX_PROXIES: u32 = 8;
 
 fn accepts(port: u16) -> bool {
     TcpStream::connect_timeout(
@@ -122,7 +140,9 @@ fn accepts(port: u16) -> bool {
 
 impl Lab {
     fn proxy_endpoint(&self, rec: &ProxyRecord) -> Result<ProxyEndpoint> {
-        let token_file = proxy_paths(&self.dir, &rec.cluster).dir.join("token");
+        let token_file = proxy_paths(&self.dir, &rec.cluster, rec.index)
+            .dir
+            .join("token");
         let token = std::fs::read_to_string(&token_file)
             .ctx(|| format!("reading {}", token_file.display()))?
             .trim()
@@ -135,9 +155,27 @@ impl Lab {
         })
     }
 
-    /// Start (or find running) a dbshift proxy in front of `cluster`: `dbshift_exe proxy
-    /// --defaults-file=...`. Returns once it accepts connections.
-    pub fn start_proxy(&self, cluster: &str, dbshift_exe: &Path) -> Result<ProxyEndpoint> {
+    /// Start (or find running) `count` dbshift proxies in front of `cluster`, each a
+    /// `dbshift_exe proxy --defaults-file=...`. Returns once each accepts connections. Proxies
+    /// past `count` that already run are left as they are.
+    pub fn start_proxies(
+        &self,
+        cluster: &str,
+        count: u32,
+        dbshift_exe: &Path,
+    ) -> Result<Vec<ProxyEndpoint>> {
+        if count == 0 || count > MAX_PROXIES {
+            return Err(Error::BadInput(format!(
+                "a cluster has 1 to {MAX_PROXIES} proxies in the lab, not {count}"
+            )));
+        }
+        (0..count)
+            .map(|index| self.start_proxy(cluster, index, dbshift_exe))
+            .collect()
+    }
+
+    /// Start (or find running) the `index`-th (from 0) dbshift proxy in front of `cluster`.
+    fn start_proxy(&self, cluster: &str, index: u32, dbshift_exe: &Path) -> Result<ProxyEndpoint> {
         let rec = {
             let _lock = state::LabLock::acquire(&self.dir)?;
             let mut st = self.fresh()?;
@@ -153,12 +191,17 @@ impl Lab {
                         .join(", "),
                 });
             }
-            match st.proxies.iter().find(|p| p.cluster == cluster) {
+            match st
+                .proxies
+                .iter()
+                .find(|p| p.cluster == cluster && p.index == index)
+            {
                 Some(r) => r.clone(),
                 None => {
                     let ports = process::free_ports(2)?;
                     let r = ProxyRecord {
                         cluster: cluster.to_string(),
+                        index,
                         port: ports[0],
                         admin_port: ports[1],
                     };
@@ -168,10 +211,11 @@ impl Lab {
                 }
             }
         };
-        if pid_of(&self.dir, cluster).is_some() && accepts(rec.port) {
+        if pid_of(&self.dir, cluster, index).is_some() && accepts(rec.port) {
             return self.proxy_endpoint(&rec);
         }
-        let paths = proxy_paths(&self.dir, cluster);
+        let name = proxy_name(cluster, index);
+        let paths = proxy_paths(&self.dir, cluster, index);
         std::fs::create_dir_all(&paths.dir).ctx(|| format!("creating {}", paths.dir.display()))?;
         let token_file = paths.dir.join("token");
         if !token_file.exists() {
@@ -184,7 +228,7 @@ impl Lab {
             .find(|c| c.id == st.current_ca)
             .ok_or_else(|| Error::Tls(format!("the lab CA {} is gone", st.current_ca)))?;
         let tls_dir = paths.dir.join("tls");
-        tls::issue_server_cert(&self.dir, ca, &format!("proxy-{cluster}"), &tls_dir)?;
+        tls::issue_server_cert(&self.dir, ca, &name, &tls_dir)?;
         let opts = ProxyOptions {
             lab_dir: self.dir.clone(),
             cluster: cluster.to_string(),
@@ -194,7 +238,7 @@ impl Lab {
             tls_cert: tls_dir.join("server.pem"),
             tls_key: tls_dir.join("server.key"),
         };
-        let cnf = cnf_of(&self.dir, cluster);
+        let cnf = cnf_of(&self.dir, cluster, index);
         tls::write_atomic(&cnf, opts.render().as_bytes(), 0o644)?;
         let log_path = paths.dir.join("proxy.log");
         let log = std::fs::OpenOptions::new()
@@ -226,7 +270,7 @@ impl Lab {
             if !process::pid_alive(pid) {
                 let tail = std::fs::read_to_string(&log_path).unwrap_or_default();
                 return Err(Error::Process {
-                    instance: format!("proxy-{cluster}"),
+                    instance: name.clone(),
                     message: format!(
                         "the proxy exited at start; {}: {}",
                         log_path.display(),
@@ -236,34 +280,43 @@ impl Lab {
             }
             if started.elapsed() > START_TIMEOUT {
                 return Err(Error::Timeout {
-                    what: format!("the proxy of {cluster} to accept connections"),
+                    what: format!("the proxy {name} of {cluster} to accept connections"),
                     after: START_TIMEOUT,
                 });
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        tracing::info!(cluster, port = rec.port, pid, "proxy started");
+        tracing::info!(cluster, proxy = %name, port = rec.port, pid, "proxy started");
         self.proxy_endpoint(&rec)
     }
 
-    /// Stop the proxy of `cluster` (it stays in the state: `start_proxy` reuses its ports).
-    pub fn stop_proxy(&self, cluster: &str) -> Result<bool> {
-        Ok(match pid_of(&self.dir, cluster) {
-            Some(pid) => process::stop_pid(pid, &cnf_of(&self.dir, cluster), STOP_GRACE),
-            None => false,
-        })
+    /// Stop the proxies of `cluster` (they stay in the state: `start_proxies` reuses their
+    /// ports); how many were running.
+    pub fn stop_proxies(&self, cluster: &str) -> Result<usize> {
+        let st = self.fresh()?;
+        Ok(st
+            .proxies
+            .iter()
+            .filter(|p| p.cluster == cluster)
+            .filter(|p| match pid_of(&self.dir, cluster, p.index) {
+                Some(pid) => {
+                    process::stop_pid(pid, &cnf_of(&self.dir, cluster, p.index), STOP_GRACE)
+                }
+                None => false,
+            })
+            .count())
     }
 
-    /// The running proxy of `cluster`, if any.
-    pub fn running_proxy(&self, cluster: &str) -> Result<Option<ProxyEndpoint>> {
+    /// The running proxies of `cluster`, first one first.
+    pub fn running_proxies(&self, cluster: &str) -> Result<Vec<ProxyEndpoint>> {
         let st = self.fresh()?;
-        let Some(rec) = st.proxies.iter().find(|p| p.cluster == cluster) else {
-            return Ok(None);
-        };
-        if pid_of(&self.dir, cluster).is_none() {
-            return Ok(None);
-        }
-        self.proxy_endpoint(rec).map(Some)
+        let mut recs: Vec<&ProxyRecord> =
+            st.proxies.iter().filter(|p| p.cluster == cluster).collect();
+        recs.sort_by_key(|p| p.index);
+        recs.into_iter()
+            .filter(|p| pid_of(&self.dir, cluster, p.index).is_some())
+            .map(|p| self.proxy_endpoint(p))
+            .collect()
     }
 }
 
@@ -286,5 +339,14 @@ mod tests {
         let err = ProxyOptions::parse("cluster=lab-1\n").unwrap_err();
         assert!(err.to_string().contains("lab_dir is missing"), "{err}");
         assert!(ProxyOptions::parse("nonsense\n").is_err());
+    }
+
+    #[test]
+    fn proxy_names_keep_the_first_as_it_was() {
+        assert_eq!(proxy_name("lab-1", 0), "proxy-lab-1");
+        assert_eq!(proxy_name("lab-1", 1), "proxy-lab-1.2");
+        let old: ProxyRecord =
+            serde_json::from_str(r#"{"cluster":"lab-1","port":1,"admin_port":2}"#).unwrap();
+        assert_eq!(old.index, 0, "a lab written before several proxies");
     }
 }
