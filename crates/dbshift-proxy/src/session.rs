@@ -513,7 +513,17 @@ impl Session {
                 }
                 return Flow::Go;
             }
-            match self.reattach(&ctl.target).await {
+            // Each session's part of a switch is bounded: a backend that hangs ends this
+            // session, never holds the others or the switch.
+            let bound = self.shared.cfg.drain_bound + 2 * self.shared.cfg.connect_timeout;
+            let moved = tokio::time::timeout(bound, self.reattach(&ctl.target))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(Error::protocol(format!(
+                        "re-attaching did not finish within {bound:?}"
+                    )))
+                });
+            match moved {
                 Ok(()) => {
                     self.generation = ctl.generation;
                     self.info.generation.store(ctl.generation, Relaxed);
@@ -995,14 +1005,18 @@ impl Session {
     async fn reattach(&mut self, target: &Target) -> Result<()> {
         let started = Instant::now();
         let user_vars = if self.state.user_variables {
-            match self
-                .backend
-                .rows(
-                    "SELECT VARIABLE_NAME, VARIABLE_VALUE, VARIABLE_TYPE, CHARACTER_SET_NAME \
-                       FROM information_schema.USER_VARIABLES",
-                )
-                .await
-            {
+            // Bounded: an old writer that stopped answering (black-holed, frozen) must not hold
+            // the session, or the switch, forever.
+            let bound = self.shared.cfg.connect_timeout;
+            let read = self.backend.rows(
+                "SELECT VARIABLE_NAME, VARIABLE_VALUE, VARIABLE_TYPE, CHARACTER_SET_NAME \
+                   FROM information_schema.USER_VARIABLES",
+            );
+            match tokio::time::timeout(bound, read).await.unwrap_or_else(|_| {
+                Err(Error::protocol(format!(
+                    "the old backend did not answer within {bound:?}"
+                )))
+            }) {
                 Ok(rows) => rows,
                 Err(e) => {
                     Metrics::inc(&self.shared.metrics.user_variables_lost_total);

@@ -447,3 +447,50 @@ fn app_plain(lab: &Lab, port: u16) -> mysql_async::Opts {
     let app = &lab.state().users.app;
     opts(lab, port, &app.user, &app.password, false)
 }
+
+/// A switch whose old writer stopped answering (every packet black-holed) while a session has
+/// state to read from it (user variables): the session's part of the switch is bounded, the
+/// client gets an answer (moved, or ended with 1927), never a hang.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_black_holed_old_writer_never_hangs_a_session_in_a_switch() {
+    let lab = lab().await;
+    let relay = dbshift_testkit::relay::Relay::start(
+        format!("127.0.0.1:{}", writer_port(lab)).parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let admin = &lab.state().users.admin;
+    let mut cfg = dbshift_proxy::ProxyConfig::new(
+        "127.0.0.1:0".parse().unwrap(),
+        dbshift_proxy::Backend::new("127.0.0.1", relay.addr().port()),
+        dbshift_proxy::AuthSource::Admin {
+            user: admin.user.clone(),
+            password: admin.password.clone(),
+        },
+    );
+    cfg.backend_tls = Some(lab.ca_bundle());
+    cfg.client_tls = Some(common::proxy_cert(lab));
+    cfg.drain_bound = Duration::from_secs(2);
+    cfg.connect_timeout = Duration::from_secs(2);
+    let proxy = dbshift_proxy::start(cfg).await.unwrap();
+    let mut c = mysql_async::Conn::new(app(lab, proxy.local_addr().port()))
+        .await
+        .unwrap();
+    c.query_drop("SET @kept = 42").await.unwrap();
+    relay.set_drop(true);
+    // To the same server, directly: only the old leg is black-holed.
+    proxy
+        .switch(dbshift_proxy::Backend::new("127.0.0.1", writer_port(lab)))
+        .await
+        .unwrap();
+    let r: mysql_async::Result<Option<u64>> =
+        tokio::time::timeout(Duration::from_secs(30), c.query_first("SELECT 1"))
+            .await
+            .expect("the client is answered, not hung");
+    match r {
+        Ok(v) => assert_eq!(v, Some(1)),
+        Err(e) => assert_eq!(server_code(&e), Some(1927), "{e}"),
+    }
+    relay.pass();
+    proxy.shutdown().await;
+}
