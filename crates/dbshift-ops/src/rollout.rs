@@ -1100,8 +1100,6 @@ impl Rollout {
         if let Some(run) = self.unfinished_switchover(cluster, from).await? {
             return self.resume_switchover(cluster, run, marker).await;
         }
-        let provider = self.provider.clone();
-        let journal = self.journal.clone();
         let observer = MarkObserver(marker.cloned());
         let clusters = self.provider.list_clusters().await.map_err(fail)?;
         let writer = clusters
@@ -1149,14 +1147,10 @@ impl Rollout {
         let params = switchover::prepare(&*self.provider, &req)
             .await
             .map_err(|e| StepFailure::Failed(e.to_string()))?;
-        let outcome = on_own_thread(move || async move {
-            switchover::run(&*provider, &journal, params, &observer)
-                .await
-                .map(|(_, o)| o)
-                .map_err(|e| e.to_string())
-        })
-        .await
-        .map_err(StepFailure::NeedsHuman)?;
+        let outcome = switchover::run(&*self.provider, &self.journal, params, &observer)
+            .await
+            .map(|(_, o)| o)
+            .map_err(|e| StepFailure::NeedsHuman(e.to_string()))?;
         switchover_outcome(outcome)
     }
 
@@ -1202,17 +1196,10 @@ impl Rollout {
         marker: Option<&dbshift_probe::Marker>,
     ) -> Result<(StepOutcome, Option<u64>), StepFailure> {
         tracing::warn!(%run, "resuming the unfinished switchover of {cluster}");
-        let provider = self.provider.clone();
-        let journal = self.journal.clone();
         let observer = MarkObserver(marker.cloned());
-        // The core's future is not Send: it runs on a thread of its own.
-        let outcome = on_own_thread(move || async move {
-            switchover::resume(&*provider, &journal, &run, &observer)
-                .await
-                .map_err(|e| e.to_string())
-        })
-        .await
-        .map_err(StepFailure::NeedsHuman)?;
+        let outcome = switchover::resume(&*self.provider, &self.journal, &run, &observer)
+            .await
+            .map_err(|e| StepFailure::NeedsHuman(e.to_string()))?;
         switchover_outcome(outcome)
     }
 
@@ -1236,10 +1223,8 @@ impl Rollout {
         }
         if was_stopped {
             tracing::info!(instance = id, "starting the stopped instance");
-            let p = self.provider.clone();
-            let id2 = id.to_string();
-            let timeout = self.gate_timeout;
-            blocking(async move { p.start_instance(&id2, timeout).await })
+            self.provider
+                .start_instance(id, self.gate_timeout)
                 .await
                 .map_err(|e| StepFailure::Failed(format!("starting {id}: {e}")))?;
             tracing::info!(instance = id, "started");
@@ -1249,9 +1234,8 @@ impl Rollout {
         let already = self.change.in_effect(&inst).await.unwrap_or(false);
         if !already {
             tracing::info!(instance = id, restart, "applying the change");
-            let change = self.change.clone();
-            let inst2 = inst.clone();
-            blocking(async move { change.apply(&inst2, restart).await })
+            self.change
+                .apply(&inst, restart)
                 .await
                 .map_err(StepFailure::Failed)?;
             tracing::info!(instance = id, "change applied; health gate");
@@ -1266,9 +1250,8 @@ impl Rollout {
         }
         if was_stopped {
             tracing::info!(instance = id, "stopping it again");
-            let p = self.provider.clone();
-            let id2 = id.to_string();
-            blocking(async move { p.stop_instance(&id2).await })
+            self.provider
+                .stop_instance(id)
                 .await
                 .map_err(|e| StepFailure::Failed(format!("stopping {id} again: {e}")))?;
         }
@@ -1507,32 +1490,6 @@ impl switchover::Observer for MarkObserver {
                 m.mark("fence");
             }
         }
-    }
-}
-
-/// Run a future that is not `Send` on a blocking thread of the runtime, made there.
-async fn on_own_thread<T, F, Fut>(make: F) -> Result<T, String>
-where
-    T: Send + 'static,
-    F: FnOnce() -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = Result<T, String>>,
-{
-    let handle = tokio::runtime::Handle::current();
-    match tokio::task::spawn_blocking(move || handle.block_on(make())).await {
-        Ok(r) => r,
-        Err(e) => Err(format!("the task ended abnormally: {e}")),
-    }
-}
-
-/// Run a provider call on a thread of its own: the local provider waits for a server to stop
-/// with a blocking loop, which must not hold up the other clusters nor the probes.
-async fn blocking<T: Send + 'static, E: std::fmt::Display + Send + 'static>(
-    fut: impl std::future::Future<Output = Result<T, E>> + Send + 'static,
-) -> Result<T, String> {
-    let handle = tokio::runtime::Handle::current();
-    match tokio::task::spawn_blocking(move || handle.block_on(fut)).await {
-        Ok(r) => r.map_err(|e| e.to_string()),
-        Err(e) => Err(format!("the provider call ended abnormally: {e}")),
     }
 }
 

@@ -1226,7 +1226,7 @@ impl<'a> Engine<'a> {
 
     async fn after_point_of_no_return(
         &mut self,
-        done: &dyn Fn(&str) -> bool,
+        done: &(dyn Fn(&str) -> bool + Sync),
     ) -> Result<StepResult<()>, SwitchoverError> {
         macro_rules! step {
             ($name:expr, $call:expr) => {{
@@ -1914,4 +1914,13 @@ pub async fn check(
     old.close().await;
     new.close().await;
     Ok(report?)
+}
+
+/// The core's futures are `Send`: a caller may spawn them on any runtime thread (the rollout
+/// runs switchovers beside its other clusters). A compile-time check.
+#[allow(dead_code)]
+fn _the_core_is_send(p: &dyn Provider, j: &Journal, params: SwitchoverParams, o: &dyn Observer) {
+    fn is_send<T: Send>(_: T) {}
+    is_send(run(p, j, params, o));
+    is_send(resume(p, j, "run", o));
 }

@@ -108,8 +108,8 @@ async fn kill_writer_under_watch(
     opts.block = Duration::from_secs(600);
     let sink = Collect::default();
     let (stop, rx) = tokio::sync::watch::channel(false);
-    // The watcher runs in this task (the switchover core's future is not Send), next to the
-    // scenario that kills the writer and then stops it.
+    // The watcher runs in this task, next to the scenario that kills the writer and then
+    // stops it.
     let watcher = watch::watch(&lab, &j, &opts, &sink, rx);
     let scenario = async {
         eventually!(

@@ -617,7 +617,7 @@ impl Lab {
         for id in ids {
             let rec = self.state.instance(id)?;
             let paths = self.paths(id);
-            if process::port_held(rec.port, Duration::from_secs(5)) {
+            if process::port_held_async(rec.port, Duration::from_secs(5)).await {
                 return Err(Error::Process {
                     instance: id.clone(),
                     message: format!(
@@ -897,7 +897,7 @@ impl Lab {
         let paths = self.paths(id);
         if let Some(pid) = process::running_pid(&paths) {
             tracing::info!(instance = %id, pid, "stopping mariadbd");
-            process::stop_pid(pid, &paths.cnf(), STOP_GRACE);
+            process::stop_pid_async(pid, &paths.cnf(), STOP_GRACE).await;
         }
         self.start_instance(id, timeout).await
     }
@@ -1290,8 +1290,16 @@ impl Provider for Lab {
         Lab::create_green(self, spec).await
     }
 
+    /// Stopping its servers waits for them to exit: off the runtime.
     async fn remove_standby(&self, deployment: &str) -> Result<Vec<String>> {
-        Lab::remove_standby(self, deployment)
+        let lab = self.clone();
+        let name = deployment.to_string();
+        tokio::task::spawn_blocking(move || lab.remove_standby(&name))
+            .await
+            .map_err(|e| Error::Process {
+                instance: deployment.to_string(),
+                message: format!("removing the standby failed: {e}"),
+            })?
     }
 }
 

@@ -442,6 +442,22 @@ pub fn stop_pid(pid: u32, cnf: &Path, grace: Duration) -> bool {
     true
 }
 
+/// [`stop_pid`] off the async runtime: it waits for the process with a blocking loop, which
+/// must hold up neither the other tasks nor the probes.
+pub async fn stop_pid_async(pid: u32, cnf: &Path, grace: Duration) -> bool {
+    let cnf = cnf.to_path_buf();
+    tokio::task::spawn_blocking(move || stop_pid(pid, &cnf, grace))
+        .await
+        .unwrap_or(false)
+}
+
+/// [`port_held`] off the async runtime.
+pub async fn port_held_async(port: u16, patience: Duration) -> bool {
+    tokio::task::spawn_blocking(move || port_held(port, patience))
+        .await
+        .unwrap_or(true)
+}
+
 /// Every running server whose option file lies under `dir` (for `lab down` when the state
 /// file is damaged or lost).
 pub fn servers_under(dir: &Path) -> Vec<(u32, PathBuf)> {
