@@ -155,6 +155,9 @@ pub(crate) struct Shared {
     pub metrics: Metrics,
     pub server_version: Vec<u8>,
     pub charset: u8,
+    /// The capabilities offered to clients (basic, MariaDB extended), from the backend's
+    /// greeting at start: see [`protocol::offer`].
+    pub offer: (u32, u32),
     pub admin_pool: RwLock<Option<mysql_async::Pool>>,
     pub client_tls: Option<Arc<rustls::ServerConfig>>,
     pub backend_tls: Option<Arc<rustls::ClientConfig>>,
@@ -380,6 +383,7 @@ pub async fn start(cfg: ProxyConfig) -> Result<ProxyHandle> {
         metrics: Metrics::default(),
         server_version: greeting.server_version.clone(),
         charset: greeting.charset,
+        offer: protocol::offer(&greeting),
         admin_pool: RwLock::new(None),
         client_tls,
         backend_tls,
