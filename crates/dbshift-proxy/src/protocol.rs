@@ -711,4 +711,43 @@ mod tests {
             (1927, "HY000", "ended")
         );
     }
+
+    /// MariaDB's extended capabilities sit in the greeting's and the handshake response's
+    /// filler only when CLIENT_MYSQL is clear; connect attributes are passed on as sent.
+    #[test]
+    fn extended_capabilities_and_connect_attributes_round_trip() {
+        let scramble = [b'a'; 20];
+        let mariadb = cap::PROXY_OFFERS & !cap::LONG_PASSWORD;
+        let all = ext::PROXY_CARRIES;
+        let g = server_handshake_payload(b"10.11.19-MariaDB", 7, &scramble, mariadb, all, 45);
+        let hs = parse_server_handshake(&g).expect("a greeting");
+        assert_eq!((hs.capabilities, hs.ext_capabilities), (mariadb, all));
+        assert_eq!(offer(&hs), (mariadb, all));
+        // CLIENT_MYSQL set: a MySQL-style greeting carries no extended capabilities.
+        let g = server_handshake_payload(b"8.0", 7, &scramble, cap::PROXY_OFFERS, all, 45);
+        let hs = parse_server_handshake(&g).expect("a greeting");
+        assert_eq!(hs.ext_capabilities, 0);
+        assert_eq!(offer(&hs).1, 0);
+
+        let mut attrs = Vec::new();
+        let mut pairs = Vec::new();
+        put_lenenc_bytes(&mut pairs, b"program_name");
+        put_lenenc_bytes(&mut pairs, b"test");
+        put_lenenc_bytes(&mut attrs, &pairs);
+        let caps = mariadb & !cap::CONNECT_WITH_DB;
+        let p = handshake_response_payload(
+            caps,
+            ext::PROGRESS | ext::CACHE_METADATA,
+            1 << 24,
+            45,
+            "app",
+            &[1; 20],
+            None,
+            Some(&attrs),
+        );
+        let r = parse_handshake_response(&p).expect("a response");
+        assert_eq!(r.ext_capabilities, ext::PROGRESS | ext::CACHE_METADATA);
+        assert_eq!(r.connect_attrs.as_deref(), Some(&attrs[..]));
+        assert_eq!(r.user, "app");
+    }
 }
