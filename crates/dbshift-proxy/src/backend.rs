@@ -19,7 +19,7 @@ use crate::protocol::{
     self, cap, handshake_response_payload, lenenc_bytes, parse_err, parse_server_handshake,
     ssl_request_payload, ServerHandshake, NATIVE_PASSWORD,
 };
-use crate::response::{Expect, Kind, Response};
+use crate::response::{Expect, Framing, Kind, Response};
 use crate::wire::{Stream, Wire};
 
 /// A backend server's address.
@@ -106,8 +106,40 @@ pub struct Target {
 pub struct LoginSpec {
     pub user: String,
     pub client_caps: u32,
+    /// MariaDB extended capabilities the client asked for (of those the proxy offered).
+    pub client_ext_caps: u32,
     pub max_packet: u32,
     pub charset: u8,
+    /// The client's connect attributes, as it sent them.
+    pub connect_attrs: Option<Vec<u8>>,
+}
+
+/// The capabilities a backend connection asks for: the client's own as far as they shape the
+/// backend's answers, what the proxy itself needs, and, with a MariaDB server (CLIENT_MYSQL
+/// clear), the client's extended ones; each kept only where the server offers it.
+pub fn backend_caps(login: &LoginSpec, hs: &ServerHandshake, schema: bool) -> (u32, u32) {
+    let mut caps = (login.client_caps & cap::PASSED_ON)
+        | cap::PROTOCOL_41
+        | cap::SECURE_CONNECTION
+        | cap::PLUGIN_AUTH
+        | cap::PLUGIN_AUTH_LENENC_CLIENT_DATA
+        | cap::SESSION_TRACK
+        | cap::LONG_PASSWORD;
+    if schema {
+        caps |= cap::CONNECT_WITH_DB;
+    }
+    let mariadb = hs.capabilities & cap::LONG_PASSWORD == 0;
+    if mariadb {
+        // CLIENT_MYSQL clear: "my extended capabilities are in the filler".
+        caps &= !cap::LONG_PASSWORD;
+    }
+    caps &= hs.capabilities | cap::LONG_PASSWORD;
+    let ext = if mariadb {
+        login.client_ext_caps & hs.ext_capabilities
+    } else {
+        0
+    };
+    (caps, ext)
 }
 
 /// One authenticated backend connection.
@@ -115,6 +147,8 @@ pub struct BackendConn {
     pub wire: Wire,
     pub handshake: ServerHandshake,
     pub caps: u32,
+    /// MariaDB extended capabilities in force on this connection.
+    pub ext_caps: u32,
 }
 
 impl Target {
@@ -169,17 +203,7 @@ impl Target {
         if hs.capabilities & cap::SESSION_TRACK == 0 {
             return Err(self.fail("the server does not offer session tracking"));
         }
-        let mut caps = (login.client_caps & cap::PASSED_ON)
-            | cap::PROTOCOL_41
-            | cap::SECURE_CONNECTION
-            | cap::PLUGIN_AUTH
-            | cap::PLUGIN_AUTH_LENENC_CLIENT_DATA
-            | cap::SESSION_TRACK
-            | cap::LONG_PASSWORD;
-        if schema.is_some() {
-            caps |= cap::CONNECT_WITH_DB;
-        }
-        caps &= hs.capabilities | cap::LONG_PASSWORD;
+        let (mut caps, ext_caps) = backend_caps(login, &hs, schema.is_some());
         let mut seq = 1u8;
         if let Some(tls) = &self.tls {
             if hs.capabilities & cap::SSL == 0 {
@@ -189,7 +213,7 @@ impl Target {
             seq = wire
                 .write_packet(
                     seq,
-                    &ssl_request_payload(caps, login.max_packet, login.charset),
+                    &ssl_request_payload(caps, ext_caps, login.max_packet, login.charset),
                 )
                 .await?;
             let Stream::Plain(tcp) = std::mem::replace(&mut wire.stream, Stream::Empty) else {
@@ -207,11 +231,13 @@ impl Target {
         let answer = secret.answer(&scramble);
         let payload = handshake_response_payload(
             caps,
+            ext_caps,
             login.max_packet,
             login.charset,
             &login.user,
             &answer,
             schema,
+            login.connect_attrs.as_deref(),
         );
         wire.write_packet(seq, &payload).await?;
         loop {
@@ -249,6 +275,7 @@ impl Target {
             wire,
             handshake: hs,
             caps,
+            ext_caps,
         };
         conn.simple(TRACKING_SQL)
             .await
@@ -268,10 +295,19 @@ impl BackendConn {
         self.caps & cap::DEPRECATE_EOF != 0
     }
 
+    /// What this connection negotiated that changes where a response ends.
+    pub fn framing(&self) -> Framing {
+        Framing {
+            deprecate_eof: self.deprecate_eof(),
+            progress: self.ext_caps & protocol::ext::PROGRESS != 0,
+            cache_metadata: self.ext_caps & protocol::ext::CACHE_METADATA != 0,
+        }
+    }
+
     /// Send one command and collect its whole response; an ERR becomes an error.
     pub async fn command(&mut self, payload: &[u8]) -> Result<Collected> {
         self.wire.write_packet(0, payload).await?;
-        let mut r = Response::new(Expect::of(payload[0]), self.deprecate_eof());
+        let mut r = Response::new(Expect::of(payload[0]), self.framing());
         let mut out = Collected {
             packets: Vec::new(),
             last_status: 0,
@@ -290,6 +326,7 @@ impl BackendConn {
                 }
                 Kind::Ok(s) | Kind::Eof(s) => out.last_status = s,
                 Kind::LocalInfile => return Err(Error::protocol("unexpected LOCAL INFILE")),
+                Kind::Progress => continue,
                 _ => {}
             }
             out.packets.push(p);
@@ -316,7 +353,13 @@ impl BackendConn {
         if first.first() == Some(&0) || ncol == 0 {
             return Ok(Vec::new());
         }
-        let skip = 1 + ncol + usize::from(!self.deprecate_eof());
+        // Under MARIADB_CLIENT_CACHE_METADATA a byte says whether the definitions follow.
+        let definitions = if self.framing().cache_metadata && first.get(pos) == Some(&0) {
+            0
+        } else {
+            ncol
+        };
+        let skip = 1 + definitions + usize::from(!self.deprecate_eof());
         let mut out = Vec::new();
         for p in c.packets.iter().skip(skip) {
             if p.first() == Some(&0xFE) && p.len() < protocol::MAX_PAYLOAD {

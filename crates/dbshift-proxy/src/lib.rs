@@ -159,6 +159,9 @@ pub(crate) struct Shared {
     /// What a client of the current backend starts with: the greeting's status flags (the
     /// server's autocommit) and the server's session tracking defaults.
     pub client_defaults: RwLock<ClientDefaults>,
+    /// The capabilities offered to clients (basic, MariaDB extended), from the backend's
+    /// greeting at start: see [`protocol::offer`].
+    pub offer: (u32, u32),
     pub admin_pool: RwLock<Option<mysql_async::Pool>>,
     pub client_tls: Option<Arc<rustls::ServerConfig>>,
     pub backend_tls: Option<Arc<rustls::ClientConfig>>,
@@ -425,6 +428,7 @@ pub async fn start(cfg: ProxyConfig) -> Result<ProxyHandle> {
             status: greeting.status & protocol::status::AUTOCOMMIT,
             tracking: Default::default(),
         }),
+        offer: protocol::offer(&greeting),
         admin_pool: RwLock::new(None),
         client_tls,
         backend_tls,

@@ -38,15 +38,17 @@ pub mod cap {
     pub const SESSION_TRACK: u32 = 1 << 23;
     pub const DEPRECATE_EOF: u32 = 1 << 24;
 
-    /// What the proxy offers clients (SSL is added when client TLS is configured). Nothing
-    /// that changes the wire format in a way the proxy does not follow: no compression, no
-    /// LOCAL INFILE, no MariaDB extended capabilities (LONG_PASSWORD set says "MySQL-style").
+    /// What the proxy offers clients when the backend offers it too (SSL is added when client
+    /// TLS is configured; LOCAL_FILES and LONG_PASSWORD follow the backend's greeting, see
+    /// [`offer`](super::offer)). Nothing that changes the wire format in a way the proxy does
+    /// not follow: no compression.
     pub const PROXY_OFFERS: u32 = LONG_PASSWORD
         | FOUND_ROWS
         | LONG_FLAG
         | CONNECT_WITH_DB
         | NO_SCHEMA
         | ODBC
+        | LOCAL_FILES
         | IGNORE_SPACE
         | PROTOCOL_41
         | INTERACTIVE
@@ -76,7 +78,45 @@ pub mod cap {
         | MULTI_STATEMENTS
         | MULTI_RESULTS
         | PS_MULTI_RESULTS
-        | DEPRECATE_EOF;
+        | DEPRECATE_EOF
+        // The client's consent to LOCAL INFILE; the server's own `local_infile` decides too.
+        | LOCAL_FILES
+        // The client's connect attributes are passed on as it sent them.
+        | CONNECT_ATTRS;
+}
+
+/// MariaDB's extended capabilities: the upper 32 bits of its capability flags, carried in the
+/// last 4 bytes of the greeting's filler and of the handshake response's filler when
+/// CLIENT_MYSQL (= [`cap::LONG_PASSWORD`]) is clear. Values here are the upper half alone.
+pub mod ext {
+    /// ERR-shaped progress packets (code 0xFFFF) before a statement's response ends.
+    pub const PROGRESS: u32 = 1;
+    /// COM_STMT_BULK_EXECUTE.
+    pub const STMT_BULK_OPERATIONS: u32 = 1 << 2;
+    /// An extra length-encoded field (type name, format) in every column definition.
+    pub const EXTENDED_TYPE_INFO: u32 = 1 << 3;
+    /// A "metadata follows" byte after a result set's column count; the column definitions
+    /// may be left out when the client has them (a prepared statement executed again).
+    pub const CACHE_METADATA: u32 = 1 << 4;
+
+    /// What the proxy carries exactly, offered when the backend offers it. Not
+    /// BULK_UNIT_RESULTS (11.5+, changes the bulk response; not tested).
+    pub const PROXY_CARRIES: u32 =
+        PROGRESS | STMT_BULK_OPERATIONS | EXTENDED_TYPE_INFO | CACHE_METADATA;
+}
+
+/// What the proxy offers its clients, from the backend's greeting: the basic capabilities
+/// (LOCAL_FILES only when the backend offers it, CLIENT_MYSQL as the backend has it) and the
+/// MariaDB extended ones the proxy carries and the backend offers.
+pub fn offer(backend: &ServerHandshake) -> (u32, u32) {
+    let mut basic = cap::PROXY_OFFERS & !(cap::LOCAL_FILES | cap::LONG_PASSWORD);
+    basic |= backend.capabilities & (cap::LOCAL_FILES | cap::LONG_PASSWORD);
+    let extended = if backend.capabilities & cap::LONG_PASSWORD == 0 {
+        backend.ext_capabilities & ext::PROXY_CARRIES
+    } else {
+        0
+    };
+    (basic, extended)
 }
 
 pub mod status {
@@ -109,6 +149,8 @@ pub mod com {
     pub const SET_OPTION: u8 = 0x1B;
     pub const STMT_FETCH: u8 = 0x1C;
     pub const RESET_CONNECTION: u8 = 0x1F;
+    /// MariaDB's bulk execution of a prepared statement (MARIADB_CLIENT_STMT_BULK_OPERATIONS).
+    pub const STMT_BULK_EXECUTE: u8 = 0xFA;
 }
 
 pub const NATIVE_PASSWORD: &str = "mysql_native_password";
@@ -350,6 +392,8 @@ pub struct ServerHandshake {
     pub connection_id: u32,
     pub scramble: Vec<u8>,
     pub capabilities: u32,
+    /// MariaDB's extended capabilities (0 when CLIENT_MYSQL is set: a MySQL server).
+    pub ext_capabilities: u32,
     pub charset: u8,
     pub status: u16,
     pub auth_plugin: String,
@@ -380,6 +424,11 @@ pub fn parse_server_handshake(p: &[u8]) -> Result<ServerHandshake> {
     let cap_high = u16::from_le_bytes([fixed[18], fixed[19]]) as u32;
     let auth_len = fixed[20] as usize;
     let capabilities = cap_low | cap_high << 16;
+    let ext_capabilities = if capabilities & cap::LONG_PASSWORD == 0 {
+        u32::from_le_bytes([fixed[27], fixed[28], fixed[29], fixed[30]])
+    } else {
+        0
+    };
     pos += 31;
     if capabilities & cap::SECURE_CONNECTION != 0 {
         let n = auth_len.saturating_sub(8).max(13);
@@ -403,18 +452,21 @@ pub fn parse_server_handshake(p: &[u8]) -> Result<ServerHandshake> {
         connection_id,
         scramble,
         capabilities,
+        ext_capabilities,
         charset,
         status,
         auth_plugin,
     })
 }
 
-/// The proxy's own HandshakeV10 to a client.
+/// The proxy's own HandshakeV10 to a client; `ext_caps` go in the filler's last 4 bytes when
+/// CLIENT_MYSQL is clear in `caps`.
 pub fn server_handshake_payload(
     version: &[u8],
     connection_id: u32,
     scramble: &[u8; 20],
     caps: u32,
+    ext_caps: u32,
     charset: u8,
     status_flags: u16,
 ) -> Vec<u8> {
@@ -430,7 +482,13 @@ pub fn server_handshake_payload(
     p.extend_from_slice(&status_flags.to_le_bytes());
     p.extend_from_slice(&((caps >> 16) as u16).to_le_bytes());
     p.push(21);
-    p.extend_from_slice(&[0u8; 10]);
+    p.extend_from_slice(&[0u8; 6]);
+    let ext_caps = if caps & cap::LONG_PASSWORD == 0 {
+        ext_caps
+    } else {
+        0
+    };
+    p.extend_from_slice(&ext_caps.to_le_bytes());
     p.extend_from_slice(&scramble[8..]);
     p.push(0);
     p.extend_from_slice(NATIVE_PASSWORD.as_bytes());
@@ -442,12 +500,16 @@ pub fn server_handshake_payload(
 #[derive(Clone)]
 pub struct HandshakeResponse {
     pub capabilities: u32,
+    /// MariaDB's extended capabilities the client asked for (0 when CLIENT_MYSQL is set).
+    pub ext_capabilities: u32,
     pub max_packet: u32,
     pub charset: u8,
     pub user: String,
     pub auth_response: Vec<u8>,
     pub database: Option<String>,
     pub auth_plugin: Option<String>,
+    /// The client's connect attributes as it sent them (the length-encoded block), passed on.
+    pub connect_attrs: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for HandshakeResponse {
@@ -477,6 +539,11 @@ pub fn parse_handshake_response(p: &[u8]) -> Result<HandshakeResponse> {
     }
     let max_packet = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
     let charset = head[8];
+    let ext_capabilities = if capabilities & cap::LONG_PASSWORD == 0 {
+        u32::from_le_bytes([head[28], head[29], head[30], head[31]])
+    } else {
+        0
+    };
     let mut pos = 32;
     let user = String::from_utf8_lossy(nul_str(p, &mut pos).ok_or_else(bad)?).into_owned();
     let auth_response = if capabilities & cap::PLUGIN_AUTH_LENENC_CLIENT_DATA != 0 {
@@ -502,31 +569,40 @@ pub fn parse_handshake_response(p: &[u8]) -> Result<HandshakeResponse> {
     } else {
         None
     };
+    let connect_attrs = if capabilities & cap::CONNECT_ATTRS != 0 && pos < p.len() {
+        let start = pos;
+        lenenc_bytes(p, &mut pos).map(|_| p[start..pos].to_vec())
+    } else {
+        None
+    };
     Ok(HandshakeResponse {
         capabilities,
+        ext_capabilities,
         max_packet,
         charset,
         user,
         auth_response,
         database,
         auth_plugin,
+        connect_attrs,
     })
 }
 
-/// The proxy's HandshakeResponse41 to a backend.
+/// The proxy's HandshakeResponse41 to a backend. `ext_caps` go in the filler's last 4 bytes
+/// when CLIENT_MYSQL is clear in `caps`; `connect_attrs` (a length-encoded block as a client
+/// sent it) follow the plugin name when `caps` has CONNECT_ATTRS.
+#[allow(clippy::too_many_arguments)]
 pub fn handshake_response_payload(
     caps: u32,
+    ext_caps: u32,
     max_packet: u32,
     charset: u8,
     user: &str,
     auth_response: &[u8],
     database: Option<&str>,
+    connect_attrs: Option<&[u8]>,
 ) -> Vec<u8> {
-    let mut p = Vec::with_capacity(64 + user.len());
-    p.extend_from_slice(&caps.to_le_bytes());
-    p.extend_from_slice(&max_packet.to_le_bytes());
-    p.push(charset);
-    p.extend_from_slice(&[0u8; 23]);
+    let mut p = ssl_request_payload(caps, ext_caps, max_packet, charset);
     p.extend_from_slice(user.as_bytes());
     p.push(0);
     if caps & cap::PLUGIN_AUTH_LENENC_CLIENT_DATA != 0 {
@@ -541,16 +617,25 @@ pub fn handshake_response_payload(
     }
     p.extend_from_slice(NATIVE_PASSWORD.as_bytes());
     p.push(0);
+    if caps & cap::CONNECT_ATTRS != 0 {
+        p.extend_from_slice(connect_attrs.unwrap_or(&[0]));
+    }
     p
 }
 
 /// The SSLRequest: the first 32 bytes of a handshake response.
-pub fn ssl_request_payload(caps: u32, max_packet: u32, charset: u8) -> Vec<u8> {
-    let mut p = Vec::with_capacity(32);
+pub fn ssl_request_payload(caps: u32, ext_caps: u32, max_packet: u32, charset: u8) -> Vec<u8> {
+    let mut p = Vec::with_capacity(64);
     p.extend_from_slice(&caps.to_le_bytes());
     p.extend_from_slice(&max_packet.to_le_bytes());
     p.push(charset);
-    p.extend_from_slice(&[0u8; 23]);
+    p.extend_from_slice(&[0u8; 19]);
+    let ext_caps = if caps & cap::LONG_PASSWORD == 0 {
+        ext_caps
+    } else {
+        0
+    };
+    p.extend_from_slice(&ext_caps.to_le_bytes());
     p
 }
 
@@ -627,5 +712,60 @@ mod tests {
             (e.code, e.state.as_str(), e.message.as_str()),
             (1927, "HY000", "ended")
         );
+    }
+
+    /// MariaDB's extended capabilities sit in the greeting's and the handshake response's
+    /// filler only when CLIENT_MYSQL is clear; connect attributes are passed on as sent.
+    #[test]
+    fn extended_capabilities_and_connect_attributes_round_trip() {
+        let scramble = [b'a'; 20];
+        let mariadb = cap::PROXY_OFFERS & !cap::LONG_PASSWORD;
+        let all = ext::PROXY_CARRIES;
+        let g = server_handshake_payload(
+            b"10.11.19-MariaDB",
+            7,
+            &scramble,
+            mariadb,
+            all,
+            45,
+            status::AUTOCOMMIT,
+        );
+        let hs = parse_server_handshake(&g).expect("a greeting");
+        assert_eq!((hs.capabilities, hs.ext_capabilities), (mariadb, all));
+        assert_eq!(offer(&hs), (mariadb, all));
+        // CLIENT_MYSQL set: a MySQL-style greeting carries no extended capabilities.
+        let g = server_handshake_payload(
+            b"8.0",
+            7,
+            &scramble,
+            cap::PROXY_OFFERS,
+            all,
+            45,
+            status::AUTOCOMMIT,
+        );
+        let hs = parse_server_handshake(&g).expect("a greeting");
+        assert_eq!(hs.ext_capabilities, 0);
+        assert_eq!(offer(&hs).1, 0);
+
+        let mut attrs = Vec::new();
+        let mut pairs = Vec::new();
+        put_lenenc_bytes(&mut pairs, b"program_name");
+        put_lenenc_bytes(&mut pairs, b"test");
+        put_lenenc_bytes(&mut attrs, &pairs);
+        let caps = mariadb & !cap::CONNECT_WITH_DB;
+        let p = handshake_response_payload(
+            caps,
+            ext::PROGRESS | ext::CACHE_METADATA,
+            1 << 24,
+            45,
+            "app",
+            &[1; 20],
+            None,
+            Some(&attrs),
+        );
+        let r = parse_handshake_response(&p).expect("a response");
+        assert_eq!(r.ext_capabilities, ext::PROGRESS | ext::CACHE_METADATA);
+        assert_eq!(r.connect_attrs.as_deref(), Some(&attrs[..]));
+        assert_eq!(r.user, "app");
     }
 }

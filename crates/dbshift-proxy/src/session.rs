@@ -216,7 +216,7 @@ impl Session {
         }
         let mut client = Wire::new(Stream::Plain(tcp));
         let scramble = scramble();
-        let mut offer = cap::PROXY_OFFERS;
+        let (mut offer, offer_ext) = shared.offer;
         if shared.client_tls.is_some() {
             offer |= cap::SSL;
         }
@@ -230,6 +230,7 @@ impl Session {
             id,
             &scramble,
             offer,
+            offer_ext,
             shared.charset,
             defaults.status,
         );
@@ -397,8 +398,10 @@ impl Session {
         let login = LoginSpec {
             user: resp.user.clone(),
             client_caps: resp.capabilities & offer,
+            client_ext_caps: resp.ext_capabilities & offer_ext,
             max_packet: resp.max_packet,
             charset: resp.charset,
+            connect_attrs: resp.connect_attrs.clone(),
         };
         let ctl_now = ctl.borrow_and_update().clone();
         let backend = match ctl_now
@@ -682,6 +685,7 @@ impl Session {
             }
             com::STMT_PREPARE => {}
             com::STMT_EXECUTE
+            | com::STMT_BULK_EXECUTE
             | com::STMT_FETCH
             | com::STMT_RESET
             | com::STMT_CLOSE
@@ -701,7 +705,8 @@ impl Session {
                     // server itself reads 0xFFFFFFFF as "the statement prepared last".)
                     self.client.start = end;
                     let given_to = match cmd {
-                        com::STMT_EXECUTE => "mysqld_stmt_execute",
+                        // MariaDB 10.11 names the execute for a bulk execute too.
+                        com::STMT_EXECUTE | com::STMT_BULK_EXECUTE => "mysqld_stmt_execute",
                         com::STMT_FETCH => "mysqld_stmt_fetch",
                         com::STMT_RESET => "mysqld_stmt_reset",
                         // COM_STMT_CLOSE and COM_STMT_SEND_LONG_DATA get no answer.
@@ -725,6 +730,11 @@ impl Session {
                         s.long_data = false;
                         replaced = execute_types(&self.client.buf[payload_at..end], s, single);
                     }
+                    com::STMT_BULK_EXECUTE => {
+                        s.cursor_open = false;
+                        s.long_data = false;
+                        replaced = bulk_types(&self.client.buf[payload_at..end], s, single);
+                    }
                     com::STMT_RESET => {
                         s.cursor_open = false;
                         s.long_data = false;
@@ -734,7 +744,7 @@ impl Session {
                 }
                 let backend_id = s.backend_id;
                 sets_tracking = cmd == com::STMT_EXECUTE && tracking::mentions_tracking(&s.sql);
-                if cmd == com::STMT_EXECUTE {
+                if cmd == com::STMT_EXECUTE || cmd == com::STMT_BULK_EXECUTE {
                     if let Some(e) = self.state.stmts.get(&idb).map(|s| s.effects) {
                         self.state.apply(&e);
                     }
@@ -871,7 +881,7 @@ impl Session {
         current_stmt: Option<u32>,
         prepare_sql: Option<Vec<u8>>,
     ) -> Result<Flow> {
-        let mut r = Response::new(expect, self.backend.deprecate_eof());
+        let mut r = Response::new(expect, self.backend.framing());
         let client_tracks = self.login.client_caps & cap::SESSION_TRACK != 0;
         let mut scan = self.backend.wire.start;
         let mut prepare_sql = prepare_sql;
@@ -883,10 +893,22 @@ impl Session {
                 let payload = &mut self.backend.wire.buf[f.payload()];
                 let kind = r.feed(payload, f.len);
                 scan = f.end();
+                if let Kind::Ok(st) | Kind::Eof(st) = kind {
+                    self.state.in_trans = st & status::IN_TRANS != 0;
+                    // A cursor opened (its EOF under classic EOF, its OK under DEPRECATE_EOF),
+                    // or its last row fetched.
+                    if let Some(s) = current_stmt.and_then(|id| self.state.stmts.get_mut(&id)) {
+                        if st & status::CURSOR_EXISTS != 0 && expect == Expect::Execute {
+                            s.cursor_open = true;
+                        }
+                        if st & status::LAST_ROW_SENT != 0 {
+                            s.cursor_open = false;
+                        }
+                    }
+                }
                 match kind {
-                    Kind::Data => {}
+                    Kind::Data | Kind::Progress | Kind::Eof(_) => {}
                     Kind::Ok(st) => {
-                        self.state.in_trans = st & status::IN_TRANS != 0;
                         if st & status::SESSION_STATE_CHANGED != 0 || !client_tracks {
                             let head = protocol::parse_ok_head(payload);
                             if let Some(head) = head {
@@ -906,19 +928,6 @@ impl Session {
                                     protocol::frame(&mut out, seq, &plain);
                                     self.client.write_raw(&out).await?;
                                     self.backend.wire.start = scan;
-                                }
-                            }
-                        }
-                    }
-                    Kind::Eof(st) => {
-                        self.state.in_trans = st & status::IN_TRANS != 0;
-                        if let Some(id) = current_stmt {
-                            if let Some(s) = self.state.stmts.get_mut(&id) {
-                                if st & status::CURSOR_EXISTS != 0 && expect == Expect::Execute {
-                                    s.cursor_open = true;
-                                }
-                                if st & status::LAST_ROW_SENT != 0 {
-                                    s.cursor_open = false;
                                 }
                             }
                         }
@@ -957,9 +966,21 @@ impl Session {
                         );
                     }
                     Kind::LocalInfile => {
-                        return Err(Error::protocol(
-                            "the backend asked for LOCAL INFILE, which the proxy never offers",
-                        ));
+                        if self.login.client_caps & cap::LOCAL_FILES == 0 {
+                            // Never passed on without the client's consent.
+                            return Err(Error::protocol(
+                                "the backend asked for a LOCAL INFILE the client did not allow",
+                            ));
+                        }
+                        let start = self.backend.wire.start;
+                        self.client
+                            .write_raw(&self.backend.wire.buf[start..scan])
+                            .await?;
+                        self.client.flush().await?;
+                        self.backend.wire.start = scan;
+                        if let Flow::End(msg) = self.local_file().await? {
+                            return Ok(Flow::End(msg));
+                        }
                     }
                 }
             }
@@ -999,6 +1020,59 @@ impl Session {
         }
         self.client.flush().await?;
         Ok(Flow::Go)
+    }
+
+    /// Relay the client's LOCAL INFILE packets to the backend as they come (sequence numbers
+    /// kept), up to and including the empty packet that ends the file; an empty packet that
+    /// continues a 16 MiB one does not end it.
+    async fn local_file(&mut self) -> Result<Flow> {
+        let mut scan = self.client.start;
+        let mut continues = false;
+        loop {
+            let mut ended = false;
+            while let Some(f) = self.client.frame_at(scan) {
+                scan = f.end();
+                if f.len == 0 && !continues {
+                    ended = true;
+                    break;
+                }
+                continues = f.len == protocol::MAX_PAYLOAD;
+            }
+            let start = self.client.start;
+            if scan > start {
+                self.backend
+                    .wire
+                    .write_raw(&self.client.buf[start..scan])
+                    .await?;
+                self.client.start = scan;
+            }
+            if ended {
+                self.backend.wire.flush().await?;
+                return Ok(Flow::Go);
+            }
+            self.backend.wire.flush().await?;
+            tokio::select! {
+                n = self.client.fill() => {
+                    if n? == 0 {
+                        return Err(Error::protocol("the client closed the connection during LOCAL INFILE"));
+                    }
+                }
+                c = self.ctl.changed() => {
+                    if c.is_err() {
+                        return Ok(Flow::End(""));
+                    }
+                    let ctl = self.ctl.borrow().clone();
+                    if ctl.shutdown {
+                        return Ok(Flow::End(""));
+                    }
+                    if ctl.end_pinned != self.end_seen && (self.in_trans() || ctl.paused) {
+                        self.end_seen = ctl.end_pinned;
+                        return Ok(Flow::End(MSG_TRANSACTION));
+                    }
+                }
+            }
+            scan = self.client.start;
+        }
     }
 
     /// Move this session to `target`: new connection, state replayed, old one closed.
@@ -1045,6 +1119,15 @@ impl Session {
                 }
             }
         };
+        if let Some(what) = framing_lost(&self.backend, &nb) {
+            tokio::spawn(nb.quit());
+            return Err(Error::Backend {
+                endpoint: target.backend.to_string(),
+                message: format!(
+                    "the new backend does not offer {what}: this session's client relies on them"
+                ),
+            });
+        }
         let vars: Vec<(&String, &Vec<u8>)> = self
             .state
             .vars
@@ -1111,6 +1194,20 @@ impl Session {
     }
 }
 
+/// What a new backend connection negotiated otherwise than the session's (its answers would
+/// be framed otherwise than the client reads them), if anything.
+fn framing_lost(old: &BackendConn, new: &BackendConn) -> Option<&'static str> {
+    let shaping =
+        cap::DEPRECATE_EOF | cap::MULTI_RESULTS | cap::PS_MULTI_RESULTS | cap::PROTOCOL_41;
+    if old.caps & shaping != new.caps & shaping {
+        return Some("the client's result framing (DEPRECATE_EOF, MULTI_RESULTS) as before");
+    }
+    if old.ext_caps != new.ext_caps {
+        return Some("the same MariaDB extended capabilities");
+    }
+    None
+}
+
 /// Record the parameter types of an EXECUTE, or put the last ones back in when the statement
 /// was re-prepared on a backend that never saw them. Returns a rewritten payload if needed.
 fn execute_types(payload: &[u8], s: &mut Stmt, single: bool) -> Option<Vec<u8>> {
@@ -1134,6 +1231,33 @@ fn execute_types(payload: &[u8], s: &mut Stmt, single: bool) -> Option<Vec<u8>> 
         p.push(1);
         p.extend_from_slice(types);
         p.extend_from_slice(&payload[flag_at + 1..]);
+        s.needs_types = false;
+        return Some(p);
+    }
+    None
+}
+
+/// The same for a COM_STMT_BULK_EXECUTE: its types (2 bytes per parameter, as EXECUTE's)
+/// follow the flags when STMT_BULK_FLAG_CLIENT_SEND_TYPES (128) is set.
+fn bulk_types(payload: &[u8], s: &mut Stmt, single: bool) -> Option<Vec<u8>> {
+    const SEND_TYPES: u16 = 128;
+    if s.params == 0 || !single {
+        return None;
+    }
+    let n = s.params as usize;
+    let flags = u16::from_le_bytes([*payload.get(5)?, *payload.get(6)?]);
+    if flags & SEND_TYPES != 0 {
+        s.types = payload.get(7..7 + 2 * n).map(|t| t.to_vec());
+        s.needs_types = false;
+        return None;
+    }
+    if s.needs_types {
+        let types = s.types.as_ref()?;
+        let mut p = Vec::with_capacity(payload.len() + types.len());
+        p.extend_from_slice(&payload[..5]);
+        p.extend_from_slice(&(flags | SEND_TYPES).to_le_bytes());
+        p.extend_from_slice(types);
+        p.extend_from_slice(&payload[7..]);
         s.needs_types = false;
         return Some(p);
     }

@@ -7,7 +7,7 @@ use dbshift_proxy::protocol::{
     self, cap, handshake_response_payload, parse_handshake_response, parse_ok_head,
     parse_server_handshake, put_lenenc_bytes, session_changes, status, StateChange,
 };
-use dbshift_proxy::response::{Expect, Response};
+use dbshift_proxy::response::{Expect, Framing, Response};
 use dbshift_proxy::sql;
 use dbshift_proxy::tracking::{filter_ok, ClientTracking};
 use proptest::prelude::*;
@@ -70,7 +70,7 @@ proptest! {
             caps |= cap::CONNECT_WITH_DB;
         }
         let answer = if lenenc { answer } else { answer.into_iter().take(20).collect() };
-        let p = handshake_response_payload(caps, max_packet, charset, &user, &answer, db.as_deref());
+        let p = handshake_response_payload(caps, 0, max_packet, charset, &user, &answer, db.as_deref(), None);
         let r = parse_handshake_response(&p).expect("what the proxy writes, it reads");
         prop_assert_eq!(r.user, user);
         prop_assert_eq!(r.auth_response, answer);
@@ -173,9 +173,12 @@ proptest! {
     fn a_response_always_ends_at_an_error(
         cmd in commands(),
         deprecate_eof in any::<bool>(),
+        progress in any::<bool>(),
+        cache_metadata in any::<bool>(),
         packets in proptest::collection::vec(packet(), 0..24),
     ) {
-        let mut r = Response::new(Expect::of(cmd), deprecate_eof);
+        let framing = Framing { deprecate_eof, progress, cache_metadata };
+        let mut r = Response::new(Expect::of(cmd), framing);
         for p in &packets {
             if r.done() {
                 break;
