@@ -171,9 +171,9 @@ pub(crate) struct Shared {
     pub ops: tokio::sync::Mutex<()>,
     pub paused_at: Mutex<Option<Instant>>,
     pub pause_epoch: AtomicU64,
-    /// Stored password hashes by user, with when they were read: a storm of reconnections
-    /// (after a switch) costs the backend one lookup per user, not one per login. A hash is
-    /// not a login secret (the server stores it); a refused password re-reads it once.
+    /// The accounts (stored hashes and keys) by user, with when they were read: a storm of
+    /// reconnections (after a switch) costs the backend one lookup per user, not one per login.
+    /// A hash is not a login secret (the server stores it); a refused password re-reads it once.
     pub hash_cache: Mutex<HashMap<String, (Instant, Vec<auth::StoredCredential>)>>,
     /// Passwords from `cfg.secrets_file` (read once at start).
     pub secrets: auth::Secrets,
@@ -196,9 +196,9 @@ impl Shared {
             .collect()
     }
 
-    /// The accounts that may match the user (its rows and the anonymous ones), from the cache while fresh (`fresh_only`: never the
-    /// cache), else read from the backend within twice the connect timeout (a hung writer
-    /// gives an error, not a hang).
+    /// The accounts that may match the user (its rows and the anonymous ones), from the cache
+    /// while fresh (`fresh_only`: never the cache), else read from the backend within twice the
+    /// connect timeout (a hung writer gives an error, not a hang).
     pub(crate) async fn stored_credentials(
         &self,
         user: &str,
