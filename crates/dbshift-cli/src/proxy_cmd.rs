@@ -42,6 +42,12 @@ pub struct ProxyArgs {
     /// TLS towards clients: the proxy's key (PEM).
     #[arg(long, requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Passwords the proxy needs towards the server, one `user = "password"` line (TOML) per
+    /// user: for ed25519 and caching_sha2_password accounts, and for clients that log in with
+    /// caching_sha2_password. Must be readable by its owner only (chmod 600); never logged.
+    /// Without it, mysql_native_password accounts work and the others are refused at login.
+    #[arg(long)]
+    pub secrets_file: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -144,6 +150,7 @@ pub async fn run(args: ProxyArgs, ctx: &Ctx) -> anyhow::Result<()> {
     );
     cfg.backend_tls = Some(lab.ca_bundle());
     cfg.client_tls = tls;
+    cfg.secrets_file = args.secrets_file.clone();
     let handle = dbshift_proxy::start(cfg)
         .await
         .with_context(|| format!("starting the proxy of {cluster} on {listen}"))?;

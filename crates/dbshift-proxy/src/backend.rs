@@ -1,5 +1,6 @@
 //! The proxy's own connections to a backend server: TCP, TLS with the certificate verified,
-//! mysql_native_password answered from a session's [`SessionSecret`], and the few commands the
+//! the account's plugin (mysql_native_password, client_ed25519, caching_sha2_password)
+//! answered from a session's [`SessionSecret`], and the few commands the
 //! proxy runs itself on a client's backend session (session tracking, replay, re-prepare).
 //!
 //! Nothing here decides when to connect or switch; the session and the control do.
@@ -13,7 +14,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpStream;
 
-use crate::auth::SessionSecret;
+use crate::auth::{sha2_rsa_payload, SessionSecret, CACHING_SHA2, CLIENT_ED25519};
 use crate::error::{Error, Result};
 use crate::protocol::{
     self, cap, handshake_response_payload, lenenc_bytes, parse_err, parse_server_handshake,
@@ -149,6 +150,8 @@ pub struct BackendConn {
     pub caps: u32,
     /// MariaDB extended capabilities in force on this connection.
     pub ext_caps: u32,
+    /// Status flags of the last OK on the connection's setup (what a COM_CHANGE_USER answers).
+    pub status: u16,
 }
 
 impl Target {
@@ -227,8 +230,18 @@ impl Target {
                 .map_err(|e| self.fail(format!("TLS: {e}")))?;
             wire.stream = Stream::ClientTls(Box::new(tls));
         }
-        let scramble = hs.scramble.clone();
-        let answer = secret.answer(&scramble);
+        // Answer the greeting's plugin when the secret can, else mysql_native_password (the
+        // server then switches to the account's plugin).
+        let (mut plugin, answer) = match secret.answer(&hs.auth_plugin, &hs.scramble) {
+            Ok(a) => (hs.auth_plugin.clone(), a),
+            Err(_) => (
+                NATIVE_PASSWORD.to_string(),
+                secret
+                    .answer(NATIVE_PASSWORD, &hs.scramble)
+                    .map_err(|e| self.fail(e))?,
+            ),
+        };
+        let mut scramble = hs.scramble.clone();
         let payload = handshake_response_payload(
             caps,
             ext_caps,
@@ -238,10 +251,13 @@ impl Target {
             &answer,
             schema,
             login.connect_attrs.as_deref(),
+            &plugin,
         );
         wire.write_packet(seq, &payload).await?;
+        let tls = self.tls.is_some();
         loop {
             let (seq, p) = wire.read_packet().await?;
+            let reply = seq.wrapping_add(1);
             match p.first() {
                 Some(0x00) => break,
                 Some(0xFF) => {
@@ -254,19 +270,30 @@ impl Target {
                     });
                 }
                 Some(0xFE) => {
-                    // Auth switch: only to mysql_native_password, with a fresh scramble.
+                    // Auth switch: the account's plugin, with a fresh challenge.
                     let mut pos = 1;
-                    let plugin = protocol::nul_str(&p, &mut pos).unwrap_or(&[]);
-                    if plugin != NATIVE_PASSWORD.as_bytes() {
-                        return Err(self.fail(format!(
-                            "the server asks for authentication plugin {}, which the proxy cannot answer",
-                            String::from_utf8_lossy(plugin)
-                        )));
+                    plugin =
+                        String::from_utf8_lossy(protocol::nul_str(&p, &mut pos).unwrap_or(&[]))
+                            .into_owned();
+                    let data = p.get(pos..).unwrap_or(&[]);
+                    // Scrambles end with a NUL that is not theirs; ed25519's nonce is 32 raw
+                    // bytes.
+                    scramble = if plugin == CLIENT_ED25519 {
+                        data.to_vec()
+                    } else {
+                        data.strip_suffix(&[0]).unwrap_or(data).to_vec()
+                    };
+                    let answer = secret
+                        .answer(&plugin, &scramble)
+                        .map_err(|e| self.fail(e))?;
+                    wire.write_packet(reply, &answer).await?;
+                }
+                Some(0x01) if plugin == CACHING_SHA2 => {
+                    if let Some(out) =
+                        sha2_more_data(&p[1..], tls, secret, &scramble).map_err(|e| self.fail(e))?
+                    {
+                        wire.write_packet(reply, &out).await?;
                     }
-                    let s = &p[pos..];
-                    let s = s.strip_suffix(&[0]).unwrap_or(s);
-                    wire.write_packet(seq.wrapping_add(1), &secret.answer(s))
-                        .await?;
                 }
                 _ => return Err(self.fail("unexpected packet during authentication")),
             }
@@ -276,11 +303,62 @@ impl Target {
             handshake: hs,
             caps,
             ext_caps,
+            status: 0,
         };
-        conn.simple(TRACKING_SQL)
-            .await
-            .map_err(|e| self.fail(format!("turning session tracking on: {e}")))?;
+        match conn.simple(TRACKING_SQL).await {
+            Ok(c) => conn.status = c.last_status & !protocol::status::SESSION_STATE_CHANGED,
+            // An expired password puts the session in the server's sandbox, where the proxy
+            // cannot turn tracking on: refused as a server with disconnect_on_expired_password.
+            Err(Error::BackendRefused { code: 1820, .. }) => {
+                return Err(Error::BackendRefused {
+                    endpoint: self.backend.to_string(),
+                    code: 1862,
+                    state: "HY000".into(),
+                    message: "Your password has expired. To log in you must change it using a \
+                              client that supports expired passwords (dbshift proxy: change it \
+                              on the server directly)"
+                        .into(),
+                });
+            }
+            Err(e) => return Err(self.fail(format!("turning session tracking on: {e}"))),
+        }
         Ok(conn)
+    }
+}
+
+/// caching_sha2_password's AuthMoreData from the server (`data` after the 0x01): 0x03 is the
+/// fast path's success (nothing to send, the OK follows); 0x04 asks for the full
+/// authentication: the password in clear over TLS, else the server's RSA public key is
+/// requested (0x02) and, once it arrives (PEM), the password is sent encrypted with it.
+pub fn sha2_more_data(
+    data: &[u8],
+    tls: bool,
+    secret: &SessionSecret,
+    scramble: &[u8],
+) -> std::result::Result<Option<Vec<u8>>, String> {
+    match data {
+        [0x03] => Ok(None),
+        [0x04] => {
+            let pw = secret.password().ok_or_else(|| {
+                "caching_sha2_password asks for the full authentication, which needs the \
+                 user's password (add it to the secrets file)"
+                    .to_string()
+            })?;
+            if tls {
+                let mut out = pw.to_vec();
+                out.push(0);
+                Ok(Some(out))
+            } else {
+                Ok(Some(vec![0x02]))
+            }
+        }
+        pem if pem.starts_with(b"-----BEGIN") => {
+            let pw = secret
+                .password()
+                .ok_or_else(|| "the RSA exchange needs the user's password".to_string())?;
+            sha2_rsa_payload(pw, scramble, pem).map(Some)
+        }
+        _ => Err("unexpected caching_sha2_password data from the server".into()),
     }
 }
 

@@ -588,7 +588,76 @@ pub fn parse_handshake_response(p: &[u8]) -> Result<HandshakeResponse> {
     })
 }
 
-/// The proxy's HandshakeResponse41 to a backend. `ext_caps` go in the filler's last 4 bytes
+/// A client's COM_CHANGE_USER.
+#[derive(Clone)]
+pub struct ChangeUser {
+    pub user: String,
+    pub auth_response: Vec<u8>,
+    pub database: Option<String>,
+    /// The character set the client asks for (absent from old clients).
+    pub charset: Option<u8>,
+    pub auth_plugin: Option<String>,
+}
+
+impl std::fmt::Debug for ChangeUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChangeUser")
+            .field("user", &self.user)
+            .field("database", &self.database)
+            .field("auth_plugin", &self.auth_plugin)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Parse a COM_CHANGE_USER payload (the command byte included) sent by a client that
+/// negotiated `caps`.
+pub fn parse_change_user(p: &[u8], caps: u32) -> Result<ChangeUser> {
+    let bad = || Error::protocol("malformed COM_CHANGE_USER");
+    let mut pos = 1;
+    let user = String::from_utf8_lossy(nul_str(p, &mut pos).ok_or_else(bad)?).into_owned();
+    let auth_response = if caps & cap::SECURE_CONNECTION != 0 {
+        let n = *p.get(pos).ok_or_else(bad)? as usize;
+        let v = p.get(pos + 1..pos + 1 + n).ok_or_else(bad)?.to_vec();
+        pos += 1 + n;
+        v
+    } else {
+        nul_str(p, &mut pos).ok_or_else(bad)?.to_vec()
+    };
+    let database = nul_str(p, &mut pos)
+        .or_else(|| p.get(pos..).filter(|_| pos < p.len()))
+        .map(|d| String::from_utf8_lossy(d).into_owned())
+        .filter(|d| !d.is_empty());
+    let charset = p.get(pos..pos + 2).map(|b| b[0]);
+    if charset.is_some() {
+        pos += 2;
+    }
+    let auth_plugin = if caps & cap::PLUGIN_AUTH != 0 && pos < p.len() {
+        let start = pos;
+        let s = nul_str(p, &mut pos).unwrap_or(&p[start..]);
+        Some(String::from_utf8_lossy(s).into_owned()).filter(|s| !s.is_empty())
+    } else {
+        None
+    };
+    Ok(ChangeUser {
+        user,
+        auth_response,
+        database,
+        charset,
+        auth_plugin,
+    })
+}
+
+/// An AuthSwitchRequest: the client is to answer `data` with `plugin`.
+pub fn auth_switch_payload(plugin: &str, data: &[u8]) -> Vec<u8> {
+    let mut p = Vec::with_capacity(2 + plugin.len() + data.len());
+    p.push(0xFE);
+    p.extend_from_slice(plugin.as_bytes());
+    p.push(0);
+    p.extend_from_slice(data);
+    p
+}
+
+/// The proxy's HandshakeResponse41 to a backend, answering with `plugin`. `ext_caps` go in the filler's last 4 bytes
 /// when CLIENT_MYSQL is clear in `caps`; `connect_attrs` (a length-encoded block as a client
 /// sent it) follow the plugin name when `caps` has CONNECT_ATTRS.
 #[allow(clippy::too_many_arguments)]
@@ -601,6 +670,7 @@ pub fn handshake_response_payload(
     auth_response: &[u8],
     database: Option<&str>,
     connect_attrs: Option<&[u8]>,
+    plugin: &str,
 ) -> Vec<u8> {
     let mut p = ssl_request_payload(caps, ext_caps, max_packet, charset);
     p.extend_from_slice(user.as_bytes());
@@ -615,7 +685,7 @@ pub fn handshake_response_payload(
         p.extend_from_slice(db.as_bytes());
         p.push(0);
     }
-    p.extend_from_slice(NATIVE_PASSWORD.as_bytes());
+    p.extend_from_slice(plugin.as_bytes());
     p.push(0);
     if caps & cap::CONNECT_ATTRS != 0 {
         p.extend_from_slice(connect_attrs.unwrap_or(&[0]));
@@ -705,6 +775,23 @@ mod tests {
     }
 
     #[test]
+    fn change_user_parses() {
+        let mut p = vec![com::CHANGE_USER];
+        p.extend_from_slice(b"bob\0");
+        p.push(20);
+        p.extend_from_slice(&[7u8; 20]);
+        p.extend_from_slice(b"app\0");
+        p.extend_from_slice(&[45, 0]);
+        p.extend_from_slice(b"mysql_native_password\0");
+        let c = parse_change_user(&p, cap::SECURE_CONNECTION | cap::PLUGIN_AUTH).unwrap();
+        assert_eq!(c.user, "bob");
+        assert_eq!(c.auth_response, vec![7u8; 20]);
+        assert_eq!(c.database.as_deref(), Some("app"));
+        assert_eq!(c.charset, Some(45));
+        assert_eq!(c.auth_plugin.as_deref(), Some("mysql_native_password"));
+    }
+
+    #[test]
     fn err_packet_round_trip() {
         let p = err_payload(1927, "HY000", "ended");
         let e = parse_err(&p);
@@ -762,6 +849,7 @@ mod tests {
             &[1; 20],
             None,
             Some(&attrs),
+            NATIVE_PASSWORD,
         );
         let r = parse_handshake_response(&p).expect("a response");
         assert_eq!(r.ext_capabilities, ext::PROGRESS | ext::CACHE_METADATA);
