@@ -143,6 +143,12 @@ pub fn backend_caps(login: &LoginSpec, hs: &ServerHandshake, schema: bool) -> (u
     (caps, ext)
 }
 
+/// A backend connection whose greeting was read and nothing sent yet.
+pub struct Early {
+    wire: Wire,
+    pub hs: ServerHandshake,
+}
+
 /// One authenticated backend connection.
 pub struct BackendConn {
     pub wire: Wire,
@@ -196,13 +202,53 @@ impl Target {
             .map_err(|_| self.fail("authentication did not finish in time"))?
     }
 
+    /// A connection opened before the client logged in (its greeting read, nothing sent):
+    /// the proxy greets the client with this connection's id, so that `CONNECTION_ID()` and
+    /// the greeting agree.
+    pub async fn open_early(&self) -> Result<Early> {
+        let (wire, hs) = self.open().await?;
+        Ok(Early { wire, hs })
+    }
+
+    /// [`Target::connect`] on a connection opened early; if it went stale (the server's own
+    /// `connect_timeout` passed while the client logged in) a fresh one is used.
+    pub async fn connect_early(
+        &self,
+        early: Early,
+        login: &LoginSpec,
+        secret: &SessionSecret,
+        schema: Option<&str>,
+    ) -> Result<BackendConn> {
+        let fut = self.login_on(early.wire, early.hs, login, secret, schema);
+        match tokio::time::timeout(self.connect_timeout * 2, fut).await {
+            Ok(Ok(conn)) => Ok(conn),
+            Ok(Err(e @ Error::BackendRefused { .. })) => Err(e),
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "the early backend connection failed; a fresh one");
+                self.connect(login, secret, schema).await
+            }
+            Err(_) => Err(self.fail("authentication did not finish in time")),
+        }
+    }
+
     async fn connect_inner(
         &self,
         login: &LoginSpec,
         secret: &SessionSecret,
         schema: Option<&str>,
     ) -> Result<BackendConn> {
-        let (mut wire, hs) = self.open().await?;
+        let (wire, hs) = self.open().await?;
+        self.login_on(wire, hs, login, secret, schema).await
+    }
+
+    async fn login_on(
+        &self,
+        mut wire: Wire,
+        hs: ServerHandshake,
+        login: &LoginSpec,
+        secret: &SessionSecret,
+        schema: Option<&str>,
+    ) -> Result<BackendConn> {
         if hs.capabilities & cap::SESSION_TRACK == 0 {
             return Err(self.fail("the server does not offer session tracking"));
         }

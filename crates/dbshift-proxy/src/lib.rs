@@ -173,6 +173,8 @@ pub(crate) struct Shared {
     pub client_tls: Option<Arc<rustls::ServerConfig>>,
     pub backend_tls: Option<Arc<rustls::ClientConfig>>,
     pub next_connection_id: AtomicU32,
+    /// The ids given in greetings of live connections (unique across this proxy's sessions).
+    pub claimed_ids: Mutex<std::collections::HashSet<u32>>,
     /// Connections held before their handshake.
     pub held_connections: AtomicU64,
     pub ops: tokio::sync::Mutex<()>,
@@ -184,6 +186,22 @@ pub(crate) struct Shared {
     pub hash_cache: Mutex<HashMap<String, (Instant, Vec<auth::StoredCredential>)>>,
     /// Passwords from `cfg.secrets_file` (read once at start).
     pub secrets: auth::Secrets,
+}
+
+/// A greeting id held by a live connection (see [`Shared::claim_id`]).
+pub(crate) struct IdClaim {
+    shared: Arc<Shared>,
+    pub id: u32,
+}
+
+impl Drop for IdClaim {
+    fn drop(&mut self) {
+        self.shared
+            .claimed_ids
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.id);
+    }
 }
 
 /// What a new client session starts with, as on a direct connection to the current backend.
@@ -271,6 +289,28 @@ impl Shared {
             .unwrap_or_else(|p| p.into_inner())
             .insert(user.to_string(), (Instant::now(), creds.clone()));
         Ok((creds, false))
+    }
+
+    /// The id to greet a new connection with: `wanted` (its backend connection's own id, so
+    /// that `CONNECTION_ID()` agrees) unless another live session has it, else one of the
+    /// proxy's own (counted from far above any server's counter). Released when the claim is
+    /// dropped.
+    pub(crate) fn claim_id(self: &Arc<Self>, wanted: Option<u32>) -> IdClaim {
+        let mut claimed = self.claimed_ids.lock().unwrap_or_else(|p| p.into_inner());
+        let id = match wanted.filter(|w| *w != 0 && !claimed.contains(w)) {
+            Some(w) => w,
+            None => loop {
+                let n = self.next_connection_id.fetch_add(1, Relaxed);
+                if n != 0 && !claimed.contains(&n) {
+                    break n;
+                }
+            },
+        };
+        claimed.insert(id);
+        IdClaim {
+            shared: self.clone(),
+            id,
+        }
     }
 
     /// Where a `KILL n` from a client goes: the backend connection of the proxy session
@@ -451,6 +491,7 @@ pub async fn start(cfg: ProxyConfig) -> Result<ProxyHandle> {
             &mut rand::rng(),
             0x4000_0000..0x6000_0000,
         )),
+        claimed_ids: Mutex::new(Default::default()),
         held_connections: AtomicU64::new(0),
         ops: tokio::sync::Mutex::new(()),
         paused_at: Mutex::new(None),

@@ -51,10 +51,10 @@ pub(crate) async fn run(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
     Metrics::inc(&shared.metrics.connections_total);
     shared.metrics.connections_current.fetch_add(1, Relaxed);
     let _ = tcp.set_nodelay(true);
-    let id = shared.next_connection_id.fetch_add(1, Relaxed);
-    match Session::open(&shared, tcp, peer, id).await {
+    match Session::open(&shared, tcp, peer).await {
         Ok(Some(mut s)) => {
             let info = s.info.clone();
+            let id = info.id;
             shared
                 .sessions
                 .lock()
@@ -73,7 +73,7 @@ pub(crate) async fn run(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
             shared.session_event.notify_waiters();
         }
         Ok(None) => {}
-        Err(e) => tracing::debug!(session = id, client = %peer, error = %e, "login failed"),
+        Err(e) => tracing::debug!(client = %peer, error = %e, "login failed"),
     }
     shared.metrics.connections_current.fetch_sub(1, Relaxed);
 }
@@ -169,6 +169,8 @@ struct Session {
     ctl: watch::Receiver<Control>,
     generation: u64,
     end_seen: u64,
+    /// The greeting's id, held while the session lives.
+    _id: crate::IdClaim,
 }
 
 /// How a boundary ends.
@@ -198,7 +200,6 @@ impl Session {
         shared: &Arc<Shared>,
         tcp: TcpStream,
         peer: SocketAddr,
-        id: u32,
     ) -> Result<Option<Session>> {
         let mut ctl = shared.control.subscribe();
         // New connections wait before their greeting while paused.
@@ -217,6 +218,17 @@ impl Session {
             return Ok(None);
         }
         let mut client = Wire::new(Stream::Plain(tcp));
+        // The backend connection is opened first (its greeting only): the client is greeted
+        // with that connection's id, so that `CONNECTION_ID()` says what the greeting said
+        // (until a switch moves the session). Unreachable now: the proxy's own id, and the
+        // client gets the connection error after its login, as before.
+        let (early_generation, early_target) = {
+            let c = ctl.borrow();
+            (c.generation, c.target.clone())
+        };
+        let early = early_target.open_early().await.ok();
+        let claim = shared.claim_id(early.as_ref().map(|e| e.hs.connection_id));
+        let id = claim.id;
         let scramble = scramble();
         let (mut offer, offer_ext) = shared.offer;
         if shared.client_tls.is_some() {
@@ -308,11 +320,21 @@ impl Session {
             connect_attrs: resp.connect_attrs.clone(),
         };
         let ctl_now = ctl.borrow_and_update().clone();
-        let backend = match ctl_now
-            .target
-            .connect(&login, &secret, resp.database.as_deref())
-            .await
-        {
+        let connected = match early.filter(|_| ctl_now.generation == early_generation) {
+            Some(e) => {
+                ctl_now
+                    .target
+                    .connect_early(e, &login, &secret, resp.database.as_deref())
+                    .await
+            }
+            None => {
+                ctl_now
+                    .target
+                    .connect(&login, &secret, resp.database.as_deref())
+                    .await
+            }
+        };
+        let backend = match connected {
             Ok(b) => b,
             Err(Error::BackendRefused {
                 code,
@@ -359,6 +381,7 @@ impl Session {
         };
         tracing::debug!(session = id, user = %resp.user, client = %peer, "session open");
         Ok(Some(Session {
+            _id: claim,
             shared: shared.clone(),
             info,
             client,

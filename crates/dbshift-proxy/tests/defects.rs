@@ -494,3 +494,43 @@ async fn a_black_holed_old_writer_never_hangs_a_session_in_a_switch() {
     relay.pass();
     proxy.shutdown().await;
 }
+
+/// `CONNECTION_ID()` says what the greeting said, directly and through the proxy (the proxy
+/// greets with its backend connection's id; it used to greet with a counter of its own), and
+/// `KILL` of that id from another connection ends that connection only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_id_is_the_greetings_id() {
+    let lab = lab().await;
+    let proxy = start_proxy(lab).await;
+    for (how, port) in [
+        ("directly", writer_port(lab)),
+        ("through the proxy", proxy.local_addr().port()),
+    ] {
+        let mut a = mysql_async::Conn::new(app(lab, port)).await.unwrap();
+        let mut b = mysql_async::Conn::new(app(lab, port)).await.unwrap();
+        for c in [&mut a, &mut b] {
+            let id: u32 = c
+                .query_first("SELECT CONNECTION_ID()")
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(id, c.id(), "{how}");
+        }
+        assert_ne!(a.id(), b.id(), "{how}");
+        b.query_drop(format!("KILL {}", a.id())).await.unwrap();
+        let e = a.query_drop("SELECT 1").await.expect_err("a was killed");
+        assert!(
+            matches!(
+                e,
+                mysql_async::Error::Server(_)
+                    | mysql_async::Error::Io(_)
+                    | mysql_async::Error::Driver(_)
+            ),
+            "{how}: {e}"
+        );
+        let one: u64 = b.query_first("SELECT 1").await.unwrap().unwrap();
+        assert_eq!(one, 1, "{how}: the killer lives on");
+        b.disconnect().await.unwrap();
+    }
+    proxy.shutdown().await;
+}
