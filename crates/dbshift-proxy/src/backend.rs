@@ -14,7 +14,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpStream;
 
-use crate::auth::{sha2_rsa_payload, SessionSecret, CACHING_SHA2, CLIENT_ED25519};
+use crate::auth::{sha2_rsa_payload, Password, SessionSecret, CACHING_SHA2, CLIENT_ED25519};
 use crate::error::{Error, Result};
 use crate::protocol::{
     self, cap, handshake_response_payload, lenenc_bytes, parse_err, parse_server_handshake,
@@ -210,6 +210,34 @@ impl Target {
         Ok(Early { wire, hs })
     }
 
+    /// Close a connection opened early that no client logged in on, as a completed login (as
+    /// the admin user, then COM_QUIT): a server counts a connection dropped during its
+    /// handshake against the proxy's host (`max_connect_errors`), and a load balancer's health
+    /// checks would otherwise get the proxy blocked. Without the admin's password it is
+    /// dropped.
+    pub async fn settle_early(&self, early: Early, admin: Option<(String, Password)>) {
+        let Some((user, password)) = admin else {
+            return;
+        };
+        let login = LoginSpec {
+            user,
+            client_caps: cap::PROTOCOL_41 | cap::SECURE_CONNECTION | cap::PLUGIN_AUTH,
+            client_ext_caps: 0,
+            max_packet: 1 << 24,
+            charset: early.hs.charset,
+            connect_attrs: None,
+        };
+        let secret = SessionSecret::Password(password);
+        let fut = self.login_bare(early.wire, early.hs, &login, &secret);
+        match tokio::time::timeout(self.connect_timeout, fut).await {
+            Ok(Ok(mut wire)) => {
+                let _ = wire.write_packet(0, &[protocol::com::QUIT]).await;
+            }
+            Ok(Err(e)) => tracing::debug!(error = %e, "settling an early backend connection"),
+            Err(_) => tracing::debug!("settling an early backend connection timed out"),
+        }
+    }
+
     /// [`Target::connect`] on a connection opened early; if it went stale (the server's own
     /// `connect_timeout` passed while the client logged in) a fresh one is used.
     pub async fn connect_early(
@@ -243,7 +271,7 @@ impl Target {
 
     async fn login_on(
         &self,
-        mut wire: Wire,
+        wire: Wire,
         hs: ServerHandshake,
         login: &LoginSpec,
         secret: &SessionSecret,
@@ -252,7 +280,51 @@ impl Target {
         if hs.capabilities & cap::SESSION_TRACK == 0 {
             return Err(self.fail("the server does not offer session tracking"));
         }
-        let (mut caps, ext_caps) = backend_caps(login, &hs, schema.is_some());
+        let (caps, ext_caps) = backend_caps(login, &hs, schema.is_some());
+        let (wire, caps) = self
+            .authenticate(wire, &hs, login, secret, schema, caps, ext_caps)
+            .await?;
+        let mut conn = BackendConn {
+            wire,
+            handshake: hs,
+            caps,
+            ext_caps,
+            status: 0,
+        };
+        match conn.simple(TRACKING_SQL).await {
+            Ok(c) => conn.status = c.last_status & !protocol::status::SESSION_STATE_CHANGED,
+            // An expired password puts the session in the server's sandbox, where the proxy
+            // cannot turn tracking on: refused as a server with disconnect_on_expired_password.
+            Err(Error::BackendRefused { code: 1820, .. }) => {
+                return Err(Error::BackendRefused {
+                    endpoint: self.backend.to_string(),
+                    code: 1862,
+                    state: "HY000".into(),
+                    message: "Your password has expired. To log in you must change it using a \
+                              client that supports expired passwords (dbshift proxy: change it \
+                              on the server directly)"
+                        .into(),
+                });
+            }
+            Err(e) => return Err(self.fail(format!("turning session tracking on: {e}"))),
+        }
+        Ok(conn)
+    }
+
+    /// The handshake on an opened connection: TLS when configured, then the answer to the
+    /// server's challenge (and to its switches) as `login` with `secret`. Gives the stream
+    /// and the capabilities in force.
+    #[allow(clippy::too_many_arguments)]
+    async fn authenticate(
+        &self,
+        mut wire: Wire,
+        hs: &ServerHandshake,
+        login: &LoginSpec,
+        secret: &SessionSecret,
+        schema: Option<&str>,
+        mut caps: u32,
+        ext_caps: u32,
+    ) -> Result<(Wire, u32)> {
         let mut seq = 1u8;
         if let Some(tls) = &self.tls {
             if hs.capabilities & cap::SSL == 0 {
@@ -344,31 +416,22 @@ impl Target {
                 _ => return Err(self.fail("unexpected packet during authentication")),
             }
         }
-        let mut conn = BackendConn {
-            wire,
-            handshake: hs,
-            caps,
-            ext_caps,
-            status: 0,
-        };
-        match conn.simple(TRACKING_SQL).await {
-            Ok(c) => conn.status = c.last_status & !protocol::status::SESSION_STATE_CHANGED,
-            // An expired password puts the session in the server's sandbox, where the proxy
-            // cannot turn tracking on: refused as a server with disconnect_on_expired_password.
-            Err(Error::BackendRefused { code: 1820, .. }) => {
-                return Err(Error::BackendRefused {
-                    endpoint: self.backend.to_string(),
-                    code: 1862,
-                    state: "HY000".into(),
-                    message: "Your password has expired. To log in you must change it using a \
-                              client that supports expired passwords (dbshift proxy: change it \
-                              on the server directly)"
-                        .into(),
-                });
-            }
-            Err(e) => return Err(self.fail(format!("turning session tracking on: {e}"))),
-        }
-        Ok(conn)
+        Ok((wire, caps))
+    }
+
+    /// A login with no session set-up (for [`Target::settle_early`]).
+    async fn login_bare(
+        &self,
+        wire: Wire,
+        hs: ServerHandshake,
+        login: &LoginSpec,
+        secret: &SessionSecret,
+    ) -> Result<Wire> {
+        let (caps, ext_caps) = backend_caps(login, &hs, false);
+        let (wire, _) = self
+            .authenticate(wire, &hs, login, secret, None, caps, ext_caps)
+            .await?;
+        Ok(wire)
     }
 }
 

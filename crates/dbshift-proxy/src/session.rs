@@ -173,6 +173,41 @@ struct Session {
     _id: crate::IdClaim,
 }
 
+/// A backend connection opened before the greeting, settled (logged in and closed as the
+/// admin) if no client logs in on it: see [`Target::settle_early`]. At most a few at once, so
+/// a flood of clients that never log in cannot turn into a flood of admin logins.
+struct EarlyGuard {
+    shared: Arc<Shared>,
+    target: Arc<Target>,
+    early: Option<crate::backend::Early>,
+}
+
+static SETTLING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
+
+impl Drop for EarlyGuard {
+    fn drop(&mut self) {
+        let Some(early) = self.early.take() else {
+            return;
+        };
+        let Ok(permit) = SETTLING.try_acquire() else {
+            return;
+        };
+        let admin = match &self.shared.cfg.auth {
+            auth::AuthSource::Admin { user, password } => {
+                Some((user.clone(), auth::Password::new(password.clone())))
+            }
+            auth::AuthSource::Hashes(_) => None,
+        };
+        let target = self.target.clone();
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                target.settle_early(early, admin).await;
+                drop(permit);
+            });
+        }
+    }
+}
+
 /// How a boundary ends.
 enum Flow {
     Go,
@@ -226,8 +261,12 @@ impl Session {
             let c = ctl.borrow();
             (c.generation, c.target.clone())
         };
-        let early = early_target.open_early().await.ok();
-        let claim = shared.claim_id(early.as_ref().map(|e| e.hs.connection_id));
+        let mut early = EarlyGuard {
+            shared: shared.clone(),
+            target: early_target.clone(),
+            early: early_target.open_early().await.ok(),
+        };
+        let claim = shared.claim_id(early.early.as_ref().map(|e| e.hs.connection_id));
         let id = claim.id;
         let scramble = scramble();
         let (mut offer, offer_ext) = shared.offer;
@@ -320,6 +359,7 @@ impl Session {
             connect_attrs: resp.connect_attrs.clone(),
         };
         let ctl_now = ctl.borrow_and_update().clone();
+        let early = early.early.take();
         let connected = match early.filter(|_| ctl_now.generation == early_generation) {
             Some(e) => {
                 ctl_now
