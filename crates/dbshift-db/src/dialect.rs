@@ -13,6 +13,12 @@
 //! [`Statement`] carries a `redacted` twin with `'***'` in place of the password literal, and
 //! `Display` and `Debug` print only that twin. Every string value is quoted by
 //! [`quote_literal`]; none is ever pasted into SQL as is.
+//!
+//! Every statement dbshift sends to a server is built in this module or one of its children,
+//! each named for a concern: `lease` (the commit lease), `sessions` (which client sessions to
+//! end), `roles` (event scheduler, semi-sync, `sql_log_bin`), `positions` (the replication
+//! position API), `snapshot` (a consistent snapshot and a replica run until a position),
+//! `checks` (the guards' reads) and `capabilities` (what a server takes by SQL at all).
 
 use std::fmt;
 use std::time::Duration;
@@ -21,6 +27,19 @@ use crate::error::{Error, Result};
 use crate::flavor::Flavor;
 use crate::gtid::{mariadb, mysql};
 use crate::position::BinlogPosition;
+
+mod capabilities;
+mod checks;
+#[cfg(test)]
+mod fixtures;
+mod lease;
+mod positions;
+mod roles;
+mod sessions;
+mod snapshot;
+
+pub use lease::CommitLease;
+pub use snapshot::ReplicaThread;
 
 /// What a password literal becomes in the redacted form of a statement.
 pub const REDACTED: &str = "'***'";
