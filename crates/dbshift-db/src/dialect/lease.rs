@@ -12,10 +12,12 @@ use std::time::Duration;
 use super::{Dialect, Statement};
 use crate::error::Result;
 
-/// The statements of a commit lease: `hold` in order on one connection, `release` on the same
-/// connection to end it early.
+/// The statements of a commit lease, all on one connection: `session` first (settings of the
+/// session, nothing to undo), then `hold` in order; `release` ends it early, and undoes a
+/// `hold` that failed after its first statement.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CommitLease {
+    pub session: Vec<Statement>,
     pub hold: Vec<Statement>,
     pub release: Statement,
 }
@@ -52,8 +54,8 @@ impl Dialect {
             return Err(self.unsupported("BACKUP STAGE (MariaDB 10.4.1 or later)"));
         }
         Ok(CommitLease {
+            session: vec![self.lock_wait_timeout(lock_wait)],
             hold: vec![
-                self.lock_wait_timeout(lock_wait),
                 Statement::plain("BACKUP STAGE START"),
                 Statement::plain("BACKUP STAGE BLOCK_COMMIT"),
             ],
@@ -86,13 +88,10 @@ mod tests {
         dialects.push(rds_mariadb_with_super());
         for d in dialects {
             let lease = d.commit_lease(Duration::from_millis(1500)).unwrap();
+            assert_eq!(sql(&lease.session), ["SET SESSION lock_wait_timeout=1"]);
             assert_eq!(
                 sql(&lease.hold),
-                [
-                    "SET SESSION lock_wait_timeout=1",
-                    "BACKUP STAGE START",
-                    "BACKUP STAGE BLOCK_COMMIT"
-                ]
+                ["BACKUP STAGE START", "BACKUP STAGE BLOCK_COMMIT"]
             );
             assert_eq!(lease.release.sql, "BACKUP STAGE END");
         }
