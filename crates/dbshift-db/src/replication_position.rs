@@ -162,13 +162,12 @@ impl History {
     /// current position stays `self`'s); MySQL, the union. Across flavors, `self`.
     pub fn merge(&self, other: &History) -> History {
         match (self, other) {
-            (
-                History::MariaDb { state, current },
-                History::MariaDb { state: theirs, .. },
-            ) => History::MariaDb {
-                state: state.merge_max(theirs),
-                current: current.clone(),
-            },
+            (History::MariaDb { state, current }, History::MariaDb { state: theirs, .. }) => {
+                History::MariaDb {
+                    state: state.merge_max(theirs),
+                    current: current.clone(),
+                }
+            }
             (History::MySql(mine), History::MySql(theirs)) => History::MySql(mine.union(theirs)),
             _ => self.clone(),
         }
@@ -328,10 +327,7 @@ mod tests {
             .missing_from(1, &restored)
             .is_empty());
         assert_eq!(old.to_string(), "0-2-7,0-1-100");
-        assert_eq!(
-            new.merge(&old),
-            maria_history("0-1-100,0-2-7", "0-1-100")
-        );
+        assert_eq!(new.merge(&old), maria_history("0-1-100,0-2-7", "0-1-100"));
     }
 
     #[test]

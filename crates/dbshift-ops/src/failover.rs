@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use dbshift_db::dialect::{SourceSpec, SourceStart};
 use dbshift_db::mariadb::GtidPos;
 use dbshift_db::status::IoState;
-use dbshift_db::Server;
+use dbshift_db::{ReplicationPosition, Server};
 use dbshift_provider::{Credentials, Endpoint, Provider};
 use serde::Serialize;
 
@@ -306,35 +306,14 @@ async fn describe_candidate(
         let st = s.replication_status().await?;
         let slave_pos = s.gtid_slave_pos().await?;
         let ro = s.read_only().await?;
-        // MariaDB's; another flavor has neither (then silence is never inferred).
-        let heard = s
-            .query_rows(
-                "SHOW GLOBAL STATUS WHERE Variable_name IN \
-                 ('Slave_received_heartbeats', 'Slave_heartbeat_period')",
-            )
-            .await
-            .unwrap_or_default();
+        // Not every flavor reports them (then silence is never inferred).
+        let heard = s.replica_heartbeats().await.unwrap_or_default();
         Ok::<_, dbshift_db::Error>((st, slave_pos, ro, heard))
     };
     match tokio::time::timeout(timeout * 2, read).await {
         Ok(Ok((st, slave_pos, ro, heard))) => {
-            for row in &heard {
-                let (Some(name), Some(value)) = (
-                    row.first().and_then(|c| c.1.as_deref()),
-                    row.get(1).and_then(|c| c.1.as_deref()),
-                ) else {
-                    continue;
-                };
-                if name.eq_ignore_ascii_case("Slave_received_heartbeats") {
-                    c.heartbeats = value.parse().ok();
-                } else if name.eq_ignore_ascii_case("Slave_heartbeat_period") {
-                    c.heartbeat_period_ms = value
-                        .parse::<f64>()
-                        .ok()
-                        .filter(|p| *p > 0.0)
-                        .map(|p| (p * 1000.0).round() as u64);
-                }
-            }
+            c.heartbeats = heard.received;
+            c.heartbeat_period_ms = heard.period_ms;
             c.source_log = st.source_log.as_ref().map(|p| p.to_string());
             c.reachable = true;
             c.io_running = Some(st.io_running);
@@ -398,12 +377,12 @@ async fn assess_as(
     let writer_check = async {
         match connect_within(&creds, &writer_ep, timeout).await {
             Ok(mut s) => {
-                let r = tokio::time::timeout(timeout, s.query_scalar("SELECT 1")).await;
+                let r = tokio::time::timeout(timeout, s.ping()).await;
                 s.close().await;
                 match r {
-                    Ok(Ok(_)) => Ok(()),
+                    Ok(Ok(())) => Ok(()),
                     Ok(Err(e)) => Err(e.to_string()),
-                    Err(_) => Err(format!("no answer to SELECT 1 within {} ms", ms(timeout))),
+                    Err(_) => Err(format!("no answer to a query within {} ms", ms(timeout))),
                 }
             }
             Err(e) => Err(e),
@@ -632,7 +611,7 @@ pub async fn plan(
                 ),
                 format!("apply relay log on {new_writer} (at most {} ms)", ms(req.timeout)),
                 format!("redirect: {} resolves to {new_writer}; proxy switched", a.cluster),
-                format!("promote {new_writer}: STOP SLAVE; RESET SLAVE ALL, events enabled, read_only=OFF; proxy resumed"),
+                format!("promote {new_writer}: replication stopped and forgotten, events enabled, read_only=OFF; proxy resumed"),
                 format!(
                     "re-point {} to {new_writer} by GTID",
                     if others.is_empty() { "no other replica".to_string() } else { others.join(", ") }
@@ -1134,28 +1113,24 @@ impl Unplanned<'_> {
     }
 
     /// The chosen replica applies everything it received; its replication then stops.
-    async fn apply_relay_log(&mut self) -> Step<GtidPos> {
+    async fn apply_relay_log(&mut self) -> Step<ReplicationPosition> {
         let mut s = self.connect(&self.new).await?;
         let st = db(s.replication_status().await)?;
-        let slave_pos = db(s.gtid_slave_pos().await)?;
+        let applied = db(s.applied_position().await)?;
         if !st.configured && self.resumed {
             // An interrupted run promoted it already (replication reset).
             s.close().await;
-            return Ok(slave_pos);
+            return Ok(applied);
         }
-        let received = st
-            .gtid_io_pos
-            .clone()
-            .unwrap_or_default()
-            .merge_max(&slave_pos);
-        db(s.wait_for_gtid(&received, self.req.timeout).await).map_err(|e| {
+        let received = s.received_position(&st, &applied);
+        db(s.wait_until_contains(&received, self.req.timeout).await).map_err(|e| {
             format!(
                 "{} did not apply its relay log up to {received}: {e}",
                 self.new
             )
         })?;
         db(s.stop_replication().await)?;
-        let applied = db(s.gtid_slave_pos().await)?;
+        let applied = db(s.applied_position().await)?;
         s.close().await;
         Ok(applied)
     }
@@ -1182,15 +1157,15 @@ impl Unplanned<'_> {
     async fn promote(&mut self) -> Step<serde_json::Value> {
         let mut s = self.connect(&self.new).await?;
         db(s.reset_replication().await)?;
-        let enabled = db(switchover::enable_replicated_events(&mut s).await)?;
-        if !enabled.is_empty() && !db(s.variable_bool("event_scheduler").await)? {
+        let enabled = db(s.enable_replicated_events().await)?;
+        if !enabled.is_empty() && !db(s.event_scheduler_on().await)? {
             self.warnings.push(format!(
                 "{} has enabled events and its event scheduler is off: turn it on if {} ran them",
                 self.new, self.old
             ));
         }
-        let semi_sync = db(switchover::semi_sync_follow_role(&mut s, true).await)?;
-        if s.flavor().needs_rds_procedures() {
+        let semi_sync = db(s.semi_sync_follow_role(true).await)?;
+        if !s.can_set_read_only() {
             self.provider
                 .set_read_only(&self.new, false)
                 .await
@@ -1246,7 +1221,7 @@ impl Unplanned<'_> {
         if db(new.read_only().await)? {
             return Err(format!("{} is still read-only after promotion", self.new));
         }
-        let target = db(new.gtid_binlog_pos().await)?;
+        let target = db(new.executed_position().await)?;
         new.close().await;
         for id in replicas {
             let Ok(mut s) = self.connect(id).await else {
@@ -1258,7 +1233,10 @@ impl Unplanned<'_> {
                     self.new
                 ));
             }
-            if let Err(e) = s.wait_for_gtid(&target, Duration::from_secs(10)).await {
+            if let Err(e) = s
+                .wait_until_contains(&target, Duration::from_secs(10))
+                .await
+            {
                 self.warnings
                     .push(format!("{id} has not caught up with {} ({e})", self.new));
             }

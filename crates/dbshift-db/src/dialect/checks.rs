@@ -114,15 +114,26 @@ mod tests {
     fn guard_reads_name_what_they_look_for() {
         let d = maria_10_11();
         let osc = d.online_schema_change_leftovers().sql;
-        for part in ["'\\_%\\_gho'", "'\\_%\\_ghc'", "'\\_%\\_new'", "'pt\\_osc\\_%'"] {
+        for part in [
+            "'\\_%\\_gho'",
+            "'\\_%\\_ghc'",
+            "'\\_%\\_new'",
+            "'pt\\_osc\\_%'",
+        ] {
             assert!(osc.contains(part), "{osc}");
         }
         let definers = d.privileged_definers().sql;
         assert!(definers.contains("r.SECURITY_TYPE='DEFINER'"), "{definers}");
         assert!(definers.contains("e.STATUS='ENABLED'"), "{definers}");
-        assert!(definers.contains("('SUPER','READ_ONLY ADMIN')"), "{definers}");
+        assert!(
+            definers.contains("('SUPER','READ_ONLY ADMIN')"),
+            "{definers}"
+        );
         let no_pk = d.tables_without_primary_key(20).sql;
-        assert!(no_pk.ends_with("AND k.CONSTRAINT_TYPE='PRIMARY KEY') LIMIT 20"), "{no_pk}");
+        assert!(
+            no_pk.ends_with("AND k.CONSTRAINT_TYPE='PRIMARY KEY') LIMIT 20"),
+            "{no_pk}"
+        );
         assert!(d.tables_without_primary_key(5).sql.ends_with("LIMIT 5"));
     }
 

@@ -84,10 +84,9 @@ impl Dialect {
         applied: &ReplicationPosition,
     ) -> ReplicationPosition {
         let received = match applied {
-            ReplicationPosition::MariaDb(_) => status
-                .gtid_io_pos
-                .clone()
-                .map(ReplicationPosition::MariaDb),
+            ReplicationPosition::MariaDb(_) => {
+                status.gtid_io_pos.clone().map(ReplicationPosition::MariaDb)
+            }
             ReplicationPosition::MySql(_) => status
                 .retrieved_gtid_set
                 .clone()

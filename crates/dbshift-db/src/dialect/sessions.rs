@@ -40,7 +40,11 @@ mod tests {
 
     #[test]
     fn client_sessions_leave_out_replication_and_this_connection() {
-        for d in mariadbs().into_iter().chain(mysqls()).chain(without_super()) {
+        for d in mariadbs()
+            .into_iter()
+            .chain(mysqls())
+            .chain(without_super())
+        {
             let s = d.client_sessions().sql;
             assert!(
                 s.starts_with("SELECT p.ID, p.USER FROM information_schema.PROCESSLIST p WHERE "),
@@ -59,8 +63,14 @@ mod tests {
         let d = maria_10_11();
         let s = d.privileged_sessions().sql;
         assert!(s.starts_with(&d.client_sessions().sql), "{s}");
-        assert!(s.contains("PRIVILEGE_TYPE IN ('SUPER','READ_ONLY ADMIN')"), "{s}");
+        assert!(
+            s.contains("PRIVILEGE_TYPE IN ('SUPER','READ_ONLY ADMIN')"),
+            "{s}"
+        );
         // A user name's LIKE wildcards are escaped, so `a_b` does not match `axb`'s grants.
-        assert!(s.contains("REPLACE(REPLACE(p.USER,'_','\\_'),'%','\\%')"), "{s}");
+        assert!(
+            s.contains("REPLACE(REPLACE(p.USER,'_','\\_'),'%','\\%')"),
+            "{s}"
+        );
     }
 }

@@ -183,9 +183,8 @@ mod tests {
             sql(&maria_10_11().run_replica_until(&pos).unwrap()),
             ["STOP SLAVE", "START SLAVE UNTIL master_gtid_pos='0-1-100'"]
         );
-        let set = ReplicationPosition::MySql(
-            "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5".parse().unwrap(),
-        );
+        let set =
+            ReplicationPosition::MySql("3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5".parse().unwrap());
         assert_eq!(
             sql(&mysql_8_4().run_replica_until(&set).unwrap()),
             [

@@ -12,7 +12,10 @@ use crate::replication_position::{History, ReplicationPosition};
 use crate::status::ReplicationStatus;
 
 impl Server {
-    async fn read_position(&mut self, stmt: crate::dialect::Statement) -> Result<ReplicationPosition> {
+    async fn read_position(
+        &mut self,
+        stmt: crate::dialect::Statement,
+    ) -> Result<ReplicationPosition> {
         let text = self.query_scalar(&stmt.sql).await?;
         self.dialect.parse_position(text.as_deref())
     }
