@@ -12,6 +12,7 @@
 //! This module is pure: it never talks to a server. Two values of different flavors are never
 //! compared as if they were alike: such a comparison says "not contained" or "unknown".
 
+use std::cmp::Ordering;
 use std::fmt;
 
 use crate::gtid::{mariadb, mysql};
@@ -87,6 +88,38 @@ impl ReplicationPosition {
                 ReplicationPosition::MySql(mine.union(theirs))
             }
             _ => self.clone(),
+        }
+    }
+
+    /// `self` against `other` over everything either has: `Some(Greater)` when `self` is
+    /// ahead somewhere and behind nowhere, `Some(Equal)` when neither is ahead, `None` when
+    /// each is ahead somewhere or they diverged (MariaDB: one seq of a domain from two
+    /// servers; MySQL: neither set includes the other). Across flavors, `None`.
+    pub fn compare(&self, other: &ReplicationPosition) -> Option<Ordering> {
+        match (self, other) {
+            (ReplicationPosition::MariaDb(a), ReplicationPosition::MariaDb(b)) => {
+                let mut result = Ordering::Equal;
+                let domains: std::collections::BTreeSet<u32> =
+                    a.domains().chain(b.domains()).collect();
+                for d in domains {
+                    match (result, a.compare_domain(b, d)?) {
+                        (_, Ordering::Equal) => {}
+                        (Ordering::Equal, o) => result = o,
+                        (r, o) if r == o => {}
+                        _ => return None,
+                    }
+                }
+                Some(result)
+            }
+            (ReplicationPosition::MySql(a), ReplicationPosition::MySql(b)) => {
+                match (b.is_subset(a), a.is_subset(b)) {
+                    (true, true) => Some(Ordering::Equal),
+                    (true, false) => Some(Ordering::Greater),
+                    (false, true) => Some(Ordering::Less),
+                    (false, false) => None,
+                }
+            }
+            _ => None,
         }
     }
 
@@ -284,6 +317,36 @@ mod tests {
             my(&format!("{A}:1-5")).behind(&my(&format!("{A}:1-9"))),
             Some(4)
         );
+    }
+
+    #[test]
+    fn compare_orders_only_what_is_ahead_nowhere_behind() {
+        use std::cmp::Ordering::*;
+        assert_eq!(maria("0-1-5").compare(&maria("0-1-5")), Some(Equal));
+        assert_eq!(maria("0-1-6").compare(&maria("0-1-5")), Some(Greater));
+        assert_eq!(maria("0-1-5,1-1-1").compare(&maria("0-1-5")), Some(Greater));
+        assert_eq!(maria("0-1-4").compare(&maria("0-1-5,1-1-1")), Some(Less));
+        // Ahead in one domain, behind in another.
+        assert_eq!(maria("0-1-6,1-1-1").compare(&maria("0-1-5,1-1-2")), None);
+        // The same seq from two servers: diverged.
+        assert_eq!(maria("0-1-5").compare(&maria("0-2-5")), None);
+        assert_eq!(
+            my(&format!("{A}:1-5")).compare(&my(&format!("{A}:1-5"))),
+            Some(Equal)
+        );
+        assert_eq!(
+            my(&format!("{A}:1-6")).compare(&my(&format!("{A}:1-5"))),
+            Some(Greater)
+        );
+        assert_eq!(
+            my(&format!("{A}:1-4")).compare(&my(&format!("{A}:1-5"))),
+            Some(Less)
+        );
+        assert_eq!(
+            my(&format!("{A}:1-4:6")).compare(&my(&format!("{A}:1-5"))),
+            None
+        );
+        assert_eq!(maria("0-1-5").compare(&my(&format!("{A}:1-5"))), None);
     }
 
     #[test]

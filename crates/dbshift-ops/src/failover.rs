@@ -17,7 +17,6 @@ use std::cmp::Ordering;
 use std::time::{Duration, Instant};
 
 use dbshift_db::dialect::{SourceSpec, SourceStart};
-use dbshift_db::mariadb::GtidPos;
 use dbshift_db::status::IoState;
 use dbshift_db::{ReplicationPosition, Server};
 use dbshift_provider::{Credentials, Endpoint, Provider};
@@ -92,10 +91,10 @@ pub struct Candidate {
     pub sql_running: bool,
     pub io_error: Option<String>,
     pub sql_error: Option<String>,
-    /// What the IO thread received from the writer (`Gtid_IO_Pos`).
-    pub gtid_io_pos: Option<GtidPos>,
-    /// What the SQL thread applied (`gtid_slave_pos`).
-    pub gtid_slave_pos: Option<GtidPos>,
+    /// What the IO thread received from the writer (MariaDB `Gtid_IO_Pos`).
+    pub gtid_io_pos: Option<ReplicationPosition>,
+    /// What the SQL thread applied (MariaDB `gtid_slave_pos`).
+    pub gtid_slave_pos: Option<ReplicationPosition>,
     /// Transactions received and not yet applied.
     pub relay_backlog: u64,
     pub seconds_behind: Option<u64>,
@@ -116,10 +115,13 @@ pub struct Candidate {
 impl Candidate {
     /// What it holds from the writer, applied or in its relay log: per domain the further of
     /// `Gtid_IO_Pos` and `gtid_slave_pos` (a restarted IO thread starts from the latter).
-    pub fn received(&self) -> GtidPos {
-        let io = self.gtid_io_pos.clone().unwrap_or_default();
-        let applied = self.gtid_slave_pos.clone().unwrap_or_default();
-        io.merge_max(&applied)
+    /// `None`: nothing known.
+    pub fn received(&self) -> Option<ReplicationPosition> {
+        match (&self.gtid_io_pos, &self.gtid_slave_pos) {
+            (Some(io), Some(applied)) => Some(io.merge(applied)),
+            (Some(p), None) | (None, Some(p)) => Some(p.clone()),
+            (None, None) => None,
+        }
     }
 
     /// Whether its IO thread says the writer is gone (not connected, or a connect error).
@@ -304,7 +306,7 @@ async fn describe_candidate(
     };
     let read = async {
         let st = s.replication_status().await?;
-        let slave_pos = s.gtid_slave_pos().await?;
+        let slave_pos = s.applied_position().await?;
         let ro = s.read_only().await?;
         // Not every flavor reports them (then silence is never inferred).
         let heard = s.replica_heartbeats().await.unwrap_or_default();
@@ -321,8 +323,11 @@ async fn describe_candidate(
             c.io_error = error_text(&st.last_io_error);
             c.sql_error = error_text(&st.last_sql_error);
             c.seconds_behind = st.seconds_behind;
-            c.gtid_io_pos = st.gtid_io_pos.clone();
-            c.relay_backlog = slave_pos.behind(&st.gtid_io_pos.clone().unwrap_or_default());
+            c.gtid_io_pos = s.io_position(&st);
+            c.relay_backlog = match &c.gtid_io_pos {
+                Some(io) => slave_pos.behind(io).unwrap_or(0),
+                None => 0,
+            };
             c.gtid_slave_pos = Some(slave_pos);
             c.read_only = Some(ro);
             c.configured = st.configured;
@@ -434,20 +439,25 @@ impl std::fmt::Display for Refusal {
     }
 }
 
-/// `a` against `b` over every domain either has: `Some(Greater)` when `a` is ahead somewhere
-/// and behind nowhere, `None` when each is ahead somewhere or they diverged.
-fn compare_positions(a: &GtidPos, b: &GtidPos) -> Option<Ordering> {
-    let mut result = Ordering::Equal;
-    let domains: std::collections::BTreeSet<u32> = a.domains().chain(b.domains()).collect();
-    for d in domains {
-        match (result, a.compare_domain(b, d)?) {
-            (_, Ordering::Equal) => {}
-            (Ordering::Equal, o) => result = o,
-            (r, o) if r == o => {}
-            _ => return None,
-        }
+/// `a` against `b` (see [`ReplicationPosition::compare`]); an unknown position counts as
+/// nothing received.
+fn compare_positions(
+    a: &Option<ReplicationPosition>,
+    b: &Option<ReplicationPosition>,
+) -> Option<Ordering> {
+    match (a, b) {
+        (Some(a), Some(b)) => a.compare(b),
+        (Some(a), None) if a.is_empty() => Some(Ordering::Equal),
+        (Some(_), None) => Some(Ordering::Greater),
+        (None, Some(b)) if b.is_empty() => Some(Ordering::Equal),
+        (None, Some(_)) => Some(Ordering::Less),
+        (None, None) => Some(Ordering::Equal),
     }
-    Some(result)
+}
+
+/// A position for a message; nothing known reads as nothing.
+fn shown(p: &Option<ReplicationPosition>) -> String {
+    p.as_ref().map(|p| p.to_string()).unwrap_or_default()
 }
 
 /// Pick the replica to promote: among the fit ones, the most advanced by what it received
@@ -511,10 +521,7 @@ pub fn choose(writer: &str, candidates: &[Candidate], to: Option<&str>) -> Resul
             Some(Ordering::Greater) => best = c,
             Some(Ordering::Less) => {}
             Some(Ordering::Equal) => {
-                let applied = compare_positions(
-                    c.gtid_slave_pos.as_ref().unwrap_or(&GtidPos::new()),
-                    best.gtid_slave_pos.as_ref().unwrap_or(&GtidPos::new()),
-                );
+                let applied = compare_positions(&c.gtid_slave_pos, &best.gtid_slave_pos);
                 let key = |x: &Candidate| {
                     (
                         to != Some(x.id.as_str()),
@@ -535,9 +542,9 @@ pub fn choose(writer: &str, candidates: &[Candidate], to: Option<&str>) -> Resul
                     "{} ({}) and {} ({}) each hold transactions the other lacks: promoting either \
                      would lose the other's; compare their relay logs by hand",
                     c.id,
-                    c.received(),
+                    shown(&c.received()),
                     best.id,
-                    best.received()
+                    shown(&best.received())
                 )))
             }
         }
@@ -562,9 +569,9 @@ pub fn choose(writer: &str, candidates: &[Candidate], to: Option<&str>) -> Resul
                     "--to {t} is behind {}: it received {} while {} received {}; promoting it \
                      would lose those transactions (omit --to, or name {})",
                     best.id,
-                    c.received(),
+                    shown(&c.received()),
                     best.id,
-                    best.received(),
+                    shown(&best.received()),
                     best.id
                 )));
             }
@@ -1251,8 +1258,8 @@ mod tests {
     use super::*;
 
     fn cand(id: &str, io: &str, applied: &str) -> Candidate {
-        let io: GtidPos = io.parse().unwrap();
-        let applied: GtidPos = applied.parse().unwrap();
+        let io: dbshift_db::mariadb::GtidPos = io.parse().unwrap();
+        let applied: dbshift_db::mariadb::GtidPos = applied.parse().unwrap();
         Candidate {
             id: id.into(),
             reachable: true,
@@ -1261,8 +1268,8 @@ mod tests {
             io_error: Some("error 2003: can't connect".into()),
             sql_error: None,
             relay_backlog: applied.behind(&io),
-            gtid_io_pos: Some(io),
-            gtid_slave_pos: Some(applied),
+            gtid_io_pos: Some(ReplicationPosition::MariaDb(io)),
+            gtid_slave_pos: Some(ReplicationPosition::MariaDb(applied)),
             seconds_behind: None,
             read_only: Some(true),
             configured: true,

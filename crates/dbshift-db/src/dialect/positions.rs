@@ -75,24 +75,28 @@ impl Dialect {
         })
     }
 
-    /// Everything a replica has, applied or only received: MariaDB `Gtid_IO_Pos` merged with
-    /// `applied` (a restarted IO thread starts from the latter), MySQL `Retrieved_Gtid_Set`
-    /// with it. What the replica holds once its relay log is applied.
+    /// What a replica's IO thread received, as its replication `status` shows it: MariaDB
+    /// `Gtid_IO_Pos`, MySQL `Retrieved_Gtid_Set`.
+    pub fn io_position(&self, status: &ReplicationStatus) -> Option<ReplicationPosition> {
+        if self.flavor.is_mariadb() {
+            status.gtid_io_pos.clone().map(ReplicationPosition::MariaDb)
+        } else {
+            status
+                .retrieved_gtid_set
+                .clone()
+                .map(ReplicationPosition::MySql)
+        }
+    }
+
+    /// Everything a replica has, applied or only received: [`Self::io_position`] merged with
+    /// `applied` (a restarted IO thread starts from the latter). What the replica holds once
+    /// its relay log is applied.
     pub fn received_position(
         &self,
         status: &ReplicationStatus,
         applied: &ReplicationPosition,
     ) -> ReplicationPosition {
-        let received = match applied {
-            ReplicationPosition::MariaDb(_) => {
-                status.gtid_io_pos.clone().map(ReplicationPosition::MariaDb)
-            }
-            ReplicationPosition::MySql(_) => status
-                .retrieved_gtid_set
-                .clone()
-                .map(ReplicationPosition::MySql),
-        };
-        match received {
+        match self.io_position(status) {
             Some(r) => r.merge(applied),
             None => applied.clone(),
         }
@@ -222,6 +226,10 @@ mod tests {
         let applied = ReplicationPosition::MariaDb("0-1-40,1-1-9".parse().unwrap());
         assert_eq!(d.received_position(&st, &applied), applied);
         st.gtid_io_pos = Some("0-1-60".parse().unwrap());
+        assert_eq!(
+            d.io_position(&st),
+            Some(ReplicationPosition::MariaDb("0-1-60".parse().unwrap()))
+        );
         assert_eq!(
             d.received_position(&st, &applied).to_string(),
             "0-1-60,1-1-9"

@@ -41,6 +41,11 @@ impl Server {
         self.read_position(stmt).await
     }
 
+    /// What this replica's IO thread received, as its replication `status` shows it.
+    pub fn io_position(&self, status: &ReplicationStatus) -> Option<ReplicationPosition> {
+        self.dialect.io_position(status)
+    }
+
     /// What this replica holds once its relay log is applied: `applied` (from
     /// [`Self::applied_position`]) and what its IO thread received (`status`).
     pub fn received_position(
