@@ -1,7 +1,7 @@
 //! `dbshift bluegreen ...`: wiring of `dbshift_ops::bluegreen` (and the switchover core it
 //! uses) to the command line.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -9,13 +9,13 @@ use clap::{Args, Subcommand};
 use dbshift_ops::bluegreen::{self, BlueGreenError, SwitchOptions};
 use dbshift_ops::journal::Journal;
 use dbshift_ops::switchover;
-use dbshift_provider::local::Lab;
 use dbshift_provider::{Deployment, GreenSpec, Provider, Side};
 
 use crate::output::{print_json, Table};
+use crate::provider_cmd::{confirm, Ctx};
 use crate::switchover_cmd::{
-    confirm, journal, observer_for, print_guards, print_plan, report_outcome, start_probe,
-    stop_probe, stopped_part_way, MaxLag,
+    observer_for, print_guards, print_plan, report_outcome, start_probe, stop_probe,
+    stopped_part_way, MaxLag,
 };
 use crate::{Exit, Format, OutputArgs};
 
@@ -142,16 +142,6 @@ fn parse_redirect(s: &str) -> Result<switchover::Redirect, String> {
     }
 }
 
-fn open(dir: &Path) -> anyhow::Result<Lab> {
-    crate::provider_cmd::require_local("bluegreen cleanup")?;
-    Lab::open(dir).with_context(|| format!("opening the lab in {}", dir.display()))
-}
-
-/// The provider of `--provider` (the lab or AWS).
-async fn open_any(dir: &Path) -> anyhow::Result<std::sync::Arc<dyn Provider>> {
-    crate::provider_cmd::open_provider(dir).await
-}
-
 /// Bad input exits 2; a provider's error keeps its own type, so that its exit code is found.
 pub(crate) fn bg_err(e: BlueGreenError) -> anyhow::Error {
     match e {
@@ -165,19 +155,19 @@ pub(crate) fn bg_err(e: BlueGreenError) -> anyhow::Error {
     }
 }
 
-pub async fn run(cmd: BlueGreenCommand, dir: &Path) -> anyhow::Result<()> {
+pub async fn run(cmd: BlueGreenCommand, ctx: &Ctx) -> anyhow::Result<()> {
     match cmd {
-        BlueGreenCommand::Create(a) => create(a, dir).await,
-        BlueGreenCommand::Status(a) => status(a, dir).await,
-        BlueGreenCommand::Verify(a) => verify(a, dir).await,
-        BlueGreenCommand::Switchover(a) => switch(a, dir, Side::Green).await,
-        BlueGreenCommand::Rollback(a) => switch(a, dir, Side::Blue).await,
-        BlueGreenCommand::Cleanup(a) => cleanup(a, dir).await,
+        BlueGreenCommand::Create(a) => create(a, ctx).await,
+        BlueGreenCommand::Status(a) => status(a, ctx).await,
+        BlueGreenCommand::Verify(a) => verify(a, ctx).await,
+        BlueGreenCommand::Switchover(a) => switch(a, ctx, Side::Green).await,
+        BlueGreenCommand::Rollback(a) => switch(a, ctx, Side::Blue).await,
+        BlueGreenCommand::Cleanup(a) => cleanup(a, ctx).await,
     }
 }
 
-async fn create(a: CreateArgs, dir: &Path) -> anyhow::Result<()> {
-    let lab = crate::provider_cmd::open_provider(dir).await?;
+async fn create(a: CreateArgs, ctx: &Ctx) -> anyhow::Result<()> {
+    let lab = ctx.provider().await?;
     let spec = GreenSpec {
         name: a
             .name
@@ -190,12 +180,13 @@ async fn create(a: CreateArgs, dir: &Path) -> anyhow::Result<()> {
     };
     // Blue must not change under the snapshot (a switchover would move the position green
     // starts from), nor two greens of one name be built at once.
-    let _locks = dbshift_ops::lock::Locks::in_dir(&Journal::locks_dir(&dir.join("journal.sqlite")))
-        .acquire_all(
-            &[spec.source.clone(), spec.name.clone()],
-            &format!("bluegreen create of {} from {}", spec.name, spec.source),
-        )
-        .map_err(|e| Exit::new(1, e.to_string()))?;
+    let _locks =
+        dbshift_ops::lock::Locks::in_dir(&Journal::locks_dir(&ctx.dir.join("journal.sqlite")))
+            .acquire_all(
+                &[spec.source.clone(), spec.name.clone()],
+                &format!("bluegreen create of {} from {}", spec.name, spec.source),
+            )
+            .map_err(|e| Exit::new(1, e.to_string()))?;
     let started = Instant::now();
     let d = bluegreen::create(&*lab, &spec)
         .await
@@ -238,8 +229,8 @@ async fn deployment(lab: &dyn Provider, name: Option<&str>) -> anyhow::Result<De
     bluegreen::find(lab, name).await.map_err(bg_err)
 }
 
-async fn status(a: NameArgs, dir: &Path) -> anyhow::Result<()> {
-    let lab = open_any(dir).await?;
+async fn status(a: NameArgs, ctx: &Ctx) -> anyhow::Result<()> {
+    let lab = ctx.provider().await?;
     let d = deployment(&*lab, a.name.as_deref()).await?;
     let st = bluegreen::status(&*lab, &d)
         .await
@@ -319,8 +310,8 @@ async fn status(a: NameArgs, dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn verify(a: VerifyArgs, dir: &Path) -> anyhow::Result<()> {
-    let lab = open_any(dir).await?;
+async fn verify(a: VerifyArgs, ctx: &Ctx) -> anyhow::Result<()> {
+    let lab = ctx.provider().await?;
     let d = deployment(&*lab, a.name.as_deref()).await?;
     let opts = dbshift_ops::verify::VerifyOptions {
         chunk_rows: a.chunk_rows,
@@ -383,8 +374,8 @@ async fn verify(a: VerifyArgs, dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn switch(a: SwitchArgs, dir: &Path, to: Side) -> anyhow::Result<()> {
-    let lab = open_any(dir).await?;
+async fn switch(a: SwitchArgs, ctx: &Ctx, to: Side) -> anyhow::Result<()> {
+    let lab = ctx.provider().await?;
     let d = deployment(&*lab, a.name.as_deref()).await?;
     let opts = SwitchOptions {
         max_lag_transactions: a.max_lag.transactions,
@@ -420,11 +411,11 @@ async fn switch(a: SwitchArgs, dir: &Path, to: Side) -> anyhow::Result<()> {
         ),
         a.yes,
     )?;
-    let journal = journal(dir, &*lab).await?;
+    let journal = ctx.journal(&*lab).await?;
     let probe = start_probe(
         a.probe,
         lab.clone(),
-        dir,
+        &ctx.dir,
         &d.blue,
         &format!("bluegreen-{verb}-{}", d.name),
         a.probe_rate,
@@ -442,8 +433,8 @@ async fn switch(a: SwitchArgs, dir: &Path, to: Side) -> anyhow::Result<()> {
     report_outcome(&outcome, summary.as_ref(), a.output.output)
 }
 
-async fn cleanup(a: CleanupArgs, dir: &Path) -> anyhow::Result<()> {
-    let lab = open(dir)?;
+async fn cleanup(a: CleanupArgs, ctx: &Ctx) -> anyhow::Result<()> {
+    let lab = ctx.lab("bluegreen cleanup")?;
     let d = deployment(&lab, a.name.as_deref()).await?;
     let standby = d.serving.other();
     let ids: Vec<String> = dbshift_provider::Provider::list_instances(&lab)
@@ -460,14 +451,15 @@ async fn cleanup(a: CleanupArgs, dir: &Path) -> anyhow::Result<()> {
         ),
         a.yes,
     )?;
-    let _locks = dbshift_ops::lock::Locks::in_dir(&Journal::locks_dir(&dir.join("journal.sqlite")))
-        .acquire_all(
-            &[d.blue.clone(), d.green.clone()],
-            &format!("bluegreen cleanup of {}", d.name),
-        )
-        .map_err(|e| Exit::new(1, e.to_string()))?;
-    let journal = if dir.join("journal.sqlite").exists() {
-        Some(journal(dir, &lab).await?)
+    let _locks =
+        dbshift_ops::lock::Locks::in_dir(&Journal::locks_dir(&ctx.dir.join("journal.sqlite")))
+            .acquire_all(
+                &[d.blue.clone(), d.green.clone()],
+                &format!("bluegreen cleanup of {}", d.name),
+            )
+            .map_err(|e| Exit::new(1, e.to_string()))?;
+    let journal = if ctx.dir.join("journal.sqlite").exists() {
+        Some(ctx.journal(&lab).await?)
     } else {
         None
     };

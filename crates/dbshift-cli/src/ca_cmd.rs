@@ -18,7 +18,7 @@ use dbshift_provider::Provider;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::output::{print_json, Table};
-use crate::switchover_cmd::{confirm, journal};
+use crate::provider_cmd::{confirm, Ctx};
 use crate::{Exit, Format, OutputArgs};
 
 #[derive(Subcommand, Debug)]
@@ -100,14 +100,10 @@ fn rollout_err(e: RolloutError) -> anyhow::Error {
     }
 }
 
-async fn provider(dir: &Path) -> anyhow::Result<Arc<dyn Provider>> {
-    crate::provider_cmd::open_provider(dir).await
-}
-
-pub async fn ca(cmd: CaCommand, dir: &Path) -> anyhow::Result<()> {
+pub async fn ca(cmd: CaCommand, ctx: &Ctx) -> anyhow::Result<()> {
     match cmd {
         CaCommand::List(output) => {
-            let p = provider(dir).await?;
+            let p = ctx.provider().await?;
             let cas = ca_rotate::list(&*p).await.map_err(rollout_err)?;
             match output.output {
                 Format::Json => print_json(&cas)?,
@@ -460,8 +456,8 @@ fn print_report(r: &CaRotateReport) {
     );
 }
 
-pub async fn rotate(args: CaRotateArgs, dir: &Path) -> anyhow::Result<()> {
-    let p = provider(dir).await?;
+pub async fn rotate(args: CaRotateArgs, ctx: &Ctx) -> anyhow::Result<()> {
+    let p = ctx.provider().await?;
     let (req, saved) = match &args.plan_file {
         Some(f) => {
             let text = std::fs::read_to_string(f)
@@ -509,7 +505,7 @@ pub async fn rotate(args: CaRotateArgs, dir: &Path) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let journal = journal(dir, &*p).await?;
+    let journal = ctx.journal(&*p).await?;
     let unfinished = ca_rotate::find_unfinished(&journal, &req)
         .await
         .map_err(rollout_err)?;
@@ -533,7 +529,7 @@ pub async fn rotate(args: CaRotateArgs, dir: &Path) -> anyhow::Result<()> {
     }
     run_plan(
         p,
-        dir,
+        &ctx.dir,
         &journal,
         &plan,
         unfinished.map(|r| r.id),
@@ -546,9 +542,9 @@ pub async fn rotate(args: CaRotateArgs, dir: &Path) -> anyhow::Result<()> {
 }
 
 /// `dbshift resume <run>` for a CA rotation.
-pub async fn resume(run: &str, dir: &Path, yes: bool, format: Format) -> anyhow::Result<()> {
-    let p = provider(dir).await?;
-    let journal = journal(dir, &*p).await?;
+pub async fn resume(run: &str, ctx: &Ctx, yes: bool, format: Format) -> anyhow::Result<()> {
+    let p = ctx.provider().await?;
+    let journal = ctx.journal(&*p).await?;
     let record = journal
         .run(run)
         .await
@@ -572,7 +568,7 @@ pub async fn resume(run: &str, dir: &Path, yes: bool, format: Format) -> anyhow:
     let probe = req.probe;
     run_plan(
         p,
-        dir,
+        &ctx.dir,
         &journal,
         &plan,
         Some(run.to_string()),

@@ -27,7 +27,7 @@ use tokio::sync::watch;
 
 use crate::output::{print_json, Table};
 use crate::switchover_cmd::{
-    journal, observer_for, report_outcome, start_probe, stop_probe, stopped_part_way,
+    observer_for, report_outcome, start_probe, stop_probe, stopped_part_way,
 };
 use crate::{Exit, Format, OutputArgs};
 
@@ -472,7 +472,7 @@ impl Demo {
             return Ok(());
         }
 
-        let journal = journal(&self.dir, &lab).await?;
+        let journal = crate::provider_cmd::journal_in(&self.dir, &lab).await?;
         self.journal = Some(journal);
         let s = self.switch(&lab, Side::Green, a.probe_rate).await?;
         let done = s.outcome == "done";

@@ -1,7 +1,6 @@
 //! `dbshift failover`, `watch` and `rejoin`: unplanned failover on the command line. Wiring
 //! only; the work is in `dbshift_ops::{failover, watch, rejoin}`.
 
-use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -9,12 +8,10 @@ use clap::Args;
 use dbshift_ops::failover::{self, FailoverError, FailoverOutcome, FailoverRequest};
 use dbshift_ops::rejoin::{self, RejoinError, RejoinOutcome};
 use dbshift_ops::watch::{self, WatchEvent, WatchOptions, WatchSink};
-use dbshift_provider::local::Lab;
 
 use crate::output::{print_json, Table};
-use crate::switchover_cmd::{
-    confirm, journal, observer_for, report_outcome, start_probe, stop_probe,
-};
+use crate::provider_cmd::{confirm, Ctx};
+use crate::switchover_cmd::{observer_for, report_outcome, start_probe, stop_probe};
 use crate::{parse_duration, Exit, Format, OutputArgs};
 
 #[derive(Args, Debug)]
@@ -91,10 +88,6 @@ pub struct RejoinArgs {
     pub output: OutputArgs,
 }
 
-fn open(dir: &Path) -> anyhow::Result<Lab> {
-    Lab::open(dir).with_context(|| format!("opening the lab in {}", dir.display()))
-}
-
 fn failover_error(e: FailoverError) -> anyhow::Error {
     match e {
         FailoverError::BadInput(m) => Exit::new(2, m).into(),
@@ -157,13 +150,13 @@ fn print_candidate_table(c: &[failover::Candidate]) {
     print!("{}", t.render());
 }
 
-pub async fn failover(args: FailoverArgs, dir: &Path) -> anyhow::Result<()> {
-    let lab = open(dir)?;
+pub async fn failover(args: FailoverArgs, ctx: &Ctx) -> anyhow::Result<()> {
+    let lab = ctx.provider().await?;
     let mut req = FailoverRequest::new(&args.cluster);
     req.to = args.to.clone();
     req.writer_timeout = args.writer_timeout;
     req.timeout = args.timeout;
-    let plan = failover::plan(&lab, &req).await.map_err(failover_error)?;
+    let plan = failover::plan(&*lab, &req).await.map_err(failover_error)?;
     if args.plan {
         match args.output.output {
             Format::Json => print_json(&plan)?,
@@ -195,7 +188,7 @@ pub async fn failover(args: FailoverArgs, dir: &Path) -> anyhow::Result<()> {
         ),
         args.yes,
     )?;
-    let journal = journal(dir, &lab).await?;
+    let journal = ctx.journal(&*lab).await?;
     if args.probe && !plan.assessment.writer_reachable {
         eprintln!(
             "note: no probe: its preflight needs a writer that answers; start `dbshift probe \
@@ -205,8 +198,8 @@ pub async fn failover(args: FailoverArgs, dir: &Path) -> anyhow::Result<()> {
     }
     let probe = start_probe(
         args.probe && plan.assessment.writer_reachable,
-        std::sync::Arc::new(lab.clone()),
-        dir,
+        lab.clone(),
+        &ctx.dir,
         &args.cluster,
         &format!("failover-{}", args.cluster),
         args.probe_rate,
@@ -214,7 +207,7 @@ pub async fn failover(args: FailoverArgs, dir: &Path) -> anyhow::Result<()> {
     )
     .await?;
     let observer = observer_for(probe.as_ref());
-    let result = failover::run(&lab, &journal, &req, observer.as_ref()).await;
+    let result = failover::run(&*lab, &journal, &req, observer.as_ref()).await;
     let summary = stop_probe(probe).await?;
     journal.close().await;
     let outcome = result.map_err(failover_error)?;
@@ -380,9 +373,9 @@ impl WatchSink for PrintSink {
     }
 }
 
-pub async fn watch(args: WatchArgs, dir: &Path) -> anyhow::Result<()> {
-    let lab = open(dir)?;
-    let journal = journal(dir, &lab).await?;
+pub async fn watch(args: WatchArgs, ctx: &Ctx) -> anyhow::Result<()> {
+    let lab = ctx.provider().await?;
+    let journal = ctx.journal(&*lab).await?;
     let mut opts = WatchOptions::new(&args.cluster);
     opts.interval = args.interval;
     opts.block = args.block;
@@ -396,7 +389,7 @@ pub async fn watch(args: WatchArgs, dir: &Path) -> anyhow::Result<()> {
         }
     });
     let sink = PrintSink(args.output.output);
-    let done = watch::watch(&lab, &journal, &opts, &sink, rx)
+    let done = watch::watch(&*lab, &journal, &opts, &sink, rx)
         .await
         .map_err(failover_error)?;
     journal.close().await;
@@ -425,9 +418,9 @@ fn rejoin_error(e: RejoinError) -> anyhow::Error {
     }
 }
 
-pub async fn rejoin(args: RejoinArgs, dir: &Path) -> anyhow::Result<()> {
-    let lab = open(dir)?;
-    let inst = dbshift_provider::Provider::describe_instance(&lab, &args.instance).await?;
+pub async fn rejoin(args: RejoinArgs, ctx: &Ctx) -> anyhow::Result<()> {
+    let lab = ctx.provider().await?;
+    let inst = lab.describe_instance(&args.instance).await?;
     if args.plan {
         println!(
             "rejoin {} ({}): start it if stopped (read-only), compare its gtid_binlog_state with \
@@ -441,8 +434,8 @@ pub async fn rejoin(args: RejoinArgs, dir: &Path) -> anyhow::Result<()> {
         &format!("Make {} a replica of its cluster's writer?", args.instance),
         args.yes,
     )?;
-    let journal = journal(dir, &lab).await?;
-    let outcome = rejoin::rejoin(&lab, &journal, &args.instance, args.timeout)
+    let journal = ctx.journal(&*lab).await?;
+    let outcome = rejoin::rejoin(&*lab, &journal, &args.instance, args.timeout)
         .await
         .map_err(rejoin_error)?;
     journal.close().await;
@@ -517,7 +510,7 @@ pub enum ReplicaCommand {
     },
 }
 
-pub async fn replica(cmd: ReplicaCommand, dir: &Path) -> anyhow::Result<()> {
+pub async fn replica(cmd: ReplicaCommand, ctx: &Ctx) -> anyhow::Result<()> {
     let ReplicaCommand::Add {
         cluster,
         count,
@@ -525,7 +518,7 @@ pub async fn replica(cmd: ReplicaCommand, dir: &Path) -> anyhow::Result<()> {
         yes,
         output,
     } = cmd;
-    let lab = open(dir)?;
+    let lab = ctx.lab("replica add")?;
     let writer = lab
         .fresh()?
         .cluster(&cluster)

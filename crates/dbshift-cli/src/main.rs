@@ -296,7 +296,6 @@ fn main() -> ExitCode {
         }
     }
     let cli = Cli::parse();
-    provider_cmd::set(cli.provider.clone());
     init_logging(cli.verbose, cli.quiet);
     if let Some(path) = cli.config.as_ref().or(config_file.as_ref()) {
         tracing::info!(file = %path.display(), "configuration file read");
@@ -323,18 +322,15 @@ fn main() -> ExitCode {
     }
 }
 
-fn open_lab(dir: &std::path::Path) -> anyhow::Result<Lab> {
-    Lab::open(dir).with_context(|| format!("opening the lab in {}", dir.display()))
-}
-
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    let ctx = &provider_cmd::Ctx::new(cli.dir.clone(), cli.provider.clone());
     match &cli.command {
-        Command::Lab(_) => provider_cmd::require_local("lab")?,
-        Command::Demo(_) => provider_cmd::require_local("demo")?,
-        Command::Proxy(_) => provider_cmd::require_local("proxy")?,
-        Command::Probe(_) => provider_cmd::require_local("probe")?,
-        Command::Check(_) => provider_cmd::require_local("check")?,
-        Command::Switchover(_) => provider_cmd::require_local("switchover")?,
+        Command::Lab(_) => ctx.require_local("lab")?,
+        Command::Demo(_) => ctx.require_local("demo")?,
+        Command::Proxy(_) => ctx.require_local("proxy")?,
+        Command::Probe(_) => ctx.require_local("probe")?,
+        Command::Check(_) => ctx.require_local("check")?,
+        Command::Switchover(_) => ctx.require_local("switchover")?,
         _ => {}
     }
     match cli.command {
@@ -377,7 +373,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Lab(LabCommand::Status(output)) => {
-            let lab = open_lab(&cli.dir)?;
+            let lab = ctx.lab("lab status")?;
             let status = lab.status();
             match output.output {
                 Format::Json => print_json(&status)?,
@@ -401,7 +397,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Inventory(output) => {
-            let provider = provider_cmd::open_provider(&cli.dir).await?;
+            let provider = ctx.provider().await?;
             let rows = dbshift_ops::inventory::inventory(&*provider)
                 .await
                 .context("reading the inventory")?;
@@ -416,8 +412,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         );
                     }
                     // The clusters' stable client endpoints (`lab proxy up`).
-                    if !provider_cmd::is_aws() {
-                        for c in open_lab(&cli.dir)?.status().clusters {
+                    if !ctx.is_aws() {
+                        for c in ctx.lab("inventory")?.status().clusters {
                             for p in &c.proxies {
                                 println!("proxy of {}: {p} (dbshift proxy)", c.name);
                             }
@@ -427,7 +423,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Reboot { instance, timeout } => {
-            let lab = provider_cmd::open_provider(&cli.dir).await?;
+            let lab = ctx.provider().await?;
             // Resolve first: an unknown instance is bad input and nothing is touched.
             lab.describe_instance(&instance).await?;
             let started = std::time::Instant::now();
@@ -440,28 +436,28 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
         }
         Command::Resolve { name, output } => {
-            let lab = provider_cmd::open_provider(&cli.dir).await?;
+            let lab = ctx.provider().await?;
             let ep = lab.resolve(&name).await?;
             match output.output {
                 Format::Json => print_json(&ep)?,
                 Format::Table => println!("{ep}"),
             }
         }
-        Command::Probe(args) => probe_cmd::run(args, &cli.dir).await?,
-        Command::Check(args) => switchover_cmd::check(args, &cli.dir).await?,
-        Command::Switchover(args) => switchover_cmd::switchover(args, &cli.dir).await?,
-        Command::Failover(args) => failover_cmd::failover(args, &cli.dir).await?,
-        Command::Watch(args) => failover_cmd::watch(args, &cli.dir).await?,
-        Command::Rejoin(args) => failover_cmd::rejoin(args, &cli.dir).await?,
-        Command::Replica(cmd) => failover_cmd::replica(cmd, &cli.dir).await?,
-        Command::Runs(output) => switchover_cmd::runs(output, &cli.dir).await?,
-        Command::Resume(args) => switchover_cmd::resume(args, &cli.dir).await?,
-        Command::Bluegreen(cmd) => bluegreen_cmd::run(cmd, &cli.dir).await?,
-        Command::Proxy(args) => proxy_cmd::run(args, &cli.dir).await?,
-        Command::Lab(LabCommand::Proxy(cmd)) => proxy_cmd::lab_proxy(cmd, &cli.dir).await?,
+        Command::Probe(args) => probe_cmd::run(args, ctx).await?,
+        Command::Check(args) => switchover_cmd::check(args, ctx).await?,
+        Command::Switchover(args) => switchover_cmd::switchover(args, ctx).await?,
+        Command::Failover(args) => failover_cmd::failover(args, ctx).await?,
+        Command::Watch(args) => failover_cmd::watch(args, ctx).await?,
+        Command::Rejoin(args) => failover_cmd::rejoin(args, ctx).await?,
+        Command::Replica(cmd) => failover_cmd::replica(cmd, ctx).await?,
+        Command::Runs(output) => switchover_cmd::runs(output, ctx).await?,
+        Command::Resume(args) => switchover_cmd::resume(args, ctx).await?,
+        Command::Bluegreen(cmd) => bluegreen_cmd::run(cmd, ctx).await?,
+        Command::Proxy(args) => proxy_cmd::run(args, ctx).await?,
+        Command::Lab(LabCommand::Proxy(cmd)) => proxy_cmd::lab_proxy(cmd, ctx).await?,
         Command::Demo(args) => demo_cmd::run(args).await?,
-        Command::Ca(cmd) => ca_cmd::ca(cmd, &cli.dir).await?,
-        Command::CaRotate(args) => ca_cmd::rotate(args, &cli.dir).await?,
+        Command::Ca(cmd) => ca_cmd::ca(cmd, ctx).await?,
+        Command::CaRotate(args) => ca_cmd::rotate(args, ctx).await?,
     }
     Ok(())
 }

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use clap::Args;
 use dbshift_probe::{Kind, Probe, ProbeConfig, Summary, TargetResolver, PASSWORD_ENV};
-use dbshift_provider::local::Lab;
 use dbshift_provider::Provider;
 
 use crate::output::{print_json, Table};
@@ -56,11 +55,11 @@ pub struct ProbeArgs {
 #[error("{0}")]
 pub struct AuditFailed(String);
 
-pub async fn run(args: ProbeArgs, lab_dir: &std::path::Path) -> anyhow::Result<()> {
+pub async fn run(args: ProbeArgs, ctx: &crate::provider_cmd::Ctx) -> anyhow::Result<()> {
     let provider: Option<Arc<dyn Provider>> = if args.target.starts_with("mysql://") {
         None
     } else {
-        Some(Arc::new(Lab::open(lab_dir)?))
+        Some(ctx.provider().await?)
     };
     let target =
         TargetResolver::from_arg(&args.target, provider, std::env::var(PASSWORD_ENV).ok())?

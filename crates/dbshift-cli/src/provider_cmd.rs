@@ -1,12 +1,15 @@
-//! `--provider local|aws` and its flags: one place that opens the provider a command works on.
+//! `--provider local|aws` and its flags, and the command context built from them in `main`:
+//! one place that opens the provider (or the lab) and the journal a command works on.
 //! The local lab stays the default; `aws` connects through the default credential chain and
 //! never prints a credential.
 
-use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
+use dbshift_ops::journal::Journal;
 use dbshift_provider::aws::{AwsOptions, AwsProvider};
 use dbshift_provider::local::Lab;
 use dbshift_provider::Provider;
@@ -38,63 +41,111 @@ pub struct ProviderArgs {
     pub endpoint_url: Option<String>,
 }
 
-static CHOICE: OnceLock<ProviderArgs> = OnceLock::new();
-
-/// Record the flags once, after parsing.
-pub fn set(args: ProviderArgs) {
-    let _ = CHOICE.set(args);
+/// What every command works with, built once in `main` from the flags and passed down: the
+/// lab directory (also where the journal and the locks live) and the provider choice. No
+/// command opens a provider or the lab by itself.
+pub struct Ctx {
+    pub dir: PathBuf,
+    provider: ProviderArgs,
 }
 
-fn choice() -> ProviderArgs {
-    CHOICE.get().cloned().unwrap_or(ProviderArgs {
-        provider: Kind::Local,
-        region: None,
-        profile: None,
-        endpoint_url: None,
-    })
+impl Ctx {
+    pub fn new(dir: PathBuf, provider: ProviderArgs) -> Ctx {
+        Ctx { dir, provider }
+    }
+
+    /// Whether the chosen provider is AWS.
+    pub fn is_aws(&self) -> bool {
+        self.provider.provider == Kind::Aws
+    }
+
+    /// Commands that only make sense on the local lab refuse `--provider aws` (exit 2).
+    pub fn require_local(&self, command: &str) -> anyhow::Result<()> {
+        if self.is_aws() {
+            return Err(Exit::new(
+                2,
+                format!(
+                    "`dbshift {command}` works on the local lab only; drop --provider aws (or \
+                     DBSHIFT_PROVIDER=aws). On AWS: inventory, ca list, ca-rotate, bluegreen \
+                     create/status/verify/switchover/rollback, runs, resume (docs/aws.md)"
+                ),
+            )
+            .into());
+        }
+        Ok(())
+    }
+
+    /// The lab itself, for the lab's own commands (`lab`, `demo`, `replica add`, `bluegreen
+    /// cleanup`, `proxy`): refused with `--provider aws`.
+    pub fn lab(&self, command: &str) -> anyhow::Result<Lab> {
+        self.lab_in(&self.dir, command)
+    }
+
+    /// A lab named by something other than `--dir` (a proxy option file names its own).
+    pub fn lab_in(&self, dir: &Path, command: &str) -> anyhow::Result<Lab> {
+        self.require_local(command)?;
+        Lab::open(dir).with_context(|| format!("opening the lab in {}", dir.display()))
+    }
+
+    /// The AWS provider with the flags and the `DBSHIFT_*` variables.
+    pub async fn aws(&self) -> anyhow::Result<AwsProvider> {
+        let c = &self.provider;
+        let mut opts = AwsOptions::from_env().context("reading the AWS settings")?;
+        opts.region = c.region.clone();
+        opts.profile = c.profile.clone();
+        opts.endpoint_url = c.endpoint_url.clone();
+        AwsProvider::connect(opts)
+            .await
+            .context("connecting to AWS")
+    }
+
+    /// The provider the command works on.
+    pub async fn provider(&self) -> anyhow::Result<Arc<dyn Provider>> {
+        match self.provider.provider {
+            Kind::Local => {
+                let lab = Lab::open(&self.dir)
+                    .with_context(|| format!("opening the lab in {}", self.dir.display()))?;
+                Ok(Arc::new(lab))
+            }
+            Kind::Aws => Ok(Arc::new(self.aws().await?)),
+        }
+    }
+
+    /// The journal in the lab directory, its runs tied to `provider`'s fleet (a run is
+    /// resumed only on the fleet it was started on), with the cluster locks of this command.
+    pub async fn journal(&self, provider: &dyn Provider) -> anyhow::Result<Journal> {
+        journal_in(&self.dir, provider).await
+    }
 }
 
-/// Whether the chosen provider is AWS.
-pub fn is_aws() -> bool {
-    choice().provider == Kind::Aws
+/// The journal of the lab in `dir` (the demo's own lab has its own), tied to `provider`'s
+/// fleet.
+pub async fn journal_in(dir: &Path, provider: &dyn Provider) -> anyhow::Result<Journal> {
+    let path = dir.join("journal.sqlite");
+    Ok(Journal::open(&path)
+        .await
+        .with_context(|| format!("opening the journal {}", path.display()))?
+        .with_fleet(&provider.fleet_id()))
 }
 
-/// Commands that only make sense on the local lab refuse `--provider aws` (exit 2).
-pub fn require_local(command: &str) -> anyhow::Result<()> {
-    if is_aws() {
+/// Ask before changing anything, unless `yes`; without a terminal, refuse (exit 2).
+pub fn confirm(question: &str, yes: bool) -> anyhow::Result<()> {
+    if yes {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
         return Err(Exit::new(
             2,
-            format!(
-                "`dbshift {command}` works on the local lab only; drop --provider aws (or \
-                 DBSHIFT_PROVIDER=aws). On AWS: inventory, ca list, ca-rotate, bluegreen \
-                 create/status/verify/switchover/rollback, runs, resume (docs/aws.md)"
-            ),
+            "no terminal to confirm on: pass --yes to proceed (or --plan to see what would happen)",
         )
         .into());
     }
-    Ok(())
-}
-
-/// The AWS provider with the flags and the `DBSHIFT_*` variables.
-pub async fn open_aws() -> anyhow::Result<AwsProvider> {
-    let c = choice();
-    let mut opts = AwsOptions::from_env().context("reading the AWS settings")?;
-    opts.region = c.region;
-    opts.profile = c.profile;
-    opts.endpoint_url = c.endpoint_url;
-    AwsProvider::connect(opts)
-        .await
-        .context("connecting to AWS")
-}
-
-/// The provider the command works on.
-pub async fn open_provider(dir: &Path) -> anyhow::Result<Arc<dyn Provider>> {
-    match choice().provider {
-        Kind::Local => {
-            let lab =
-                Lab::open(dir).with_context(|| format!("opening the lab in {}", dir.display()))?;
-            Ok(Arc::new(lab))
-        }
-        Kind::Aws => Ok(Arc::new(open_aws().await?)),
+    eprint!("{question} [y/N] ");
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    if matches!(answer.trim(), "y" | "Y" | "yes") {
+        Ok(())
+    } else {
+        Err(Exit::new(1, "not confirmed; nothing changed").into())
     }
 }

@@ -8,11 +8,11 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use dbshift_provider::local::proxy::ProxyOptions;
-use dbshift_provider::local::Lab;
 use dbshift_provider::Provider;
 use dbshift_proxy::{AuthSource, Backend, ClientTls, ProxyConfig};
 
 use crate::output::{print_json, Table};
+use crate::provider_cmd::Ctx;
 use crate::{Exit, Format, OutputArgs};
 
 /// The environment variable that can hold the admin API's token.
@@ -42,6 +42,12 @@ pub struct ProxyArgs {
     /// TLS towards clients: the proxy's key (PEM).
     #[arg(long, requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Passwords the proxy needs towards the server, one `user = "password"` line (TOML) per
+    /// user: for ed25519 and caching_sha2_password accounts, and for clients that log in with
+    /// caching_sha2_password. Must be readable by its owner only (chmod 600); never logged.
+    /// Without it, mysql_native_password accounts work and the others are refused at login.
+    #[arg(long)]
+    pub secrets_file: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -78,7 +84,7 @@ fn read_token(path: Option<&Path>) -> anyhow::Result<String> {
 }
 
 /// Run a proxy until SIGTERM or Ctrl-C.
-pub async fn run(args: ProxyArgs, dir: &Path) -> anyhow::Result<()> {
+pub async fn run(args: ProxyArgs, ctx: &Ctx) -> anyhow::Result<()> {
     // A client that goes away mid-write must cost its session, not the proxy: `main` gives
     // SIGPIPE its default action (for `dbshift ... | head`), which would end the process.
     // SAFETY: setting a signal disposition; no handler runs.
@@ -105,7 +111,7 @@ pub async fn run(args: ProxyArgs, dir: &Path) -> anyhow::Result<()> {
             )
         }
         None => (
-            dir.to_path_buf(),
+            ctx.dir.clone(),
             args.target.clone().expect("clap requires it"),
             args.listen.expect("clap requires it"),
             args.admin,
@@ -131,8 +137,7 @@ pub async fn run(args: ProxyArgs, dir: &Path) -> anyhow::Result<()> {
     if token.as_ref().is_some_and(|t| t.len() < 16) {
         return Err(Exit::new(2, "the admin token must be at least 16 characters").into());
     }
-    let lab =
-        Lab::open(&lab_dir).with_context(|| format!("opening the lab in {}", lab_dir.display()))?;
+    let lab = ctx.lab_in(&lab_dir, "proxy")?;
     let backend = lab.resolve(&cluster).await?;
     let admin_user = lab.state().users.admin.clone();
     let mut cfg = ProxyConfig::new(
@@ -145,6 +150,7 @@ pub async fn run(args: ProxyArgs, dir: &Path) -> anyhow::Result<()> {
     );
     cfg.backend_tls = Some(lab.ca_bundle());
     cfg.client_tls = tls;
+    cfg.secrets_file = args.secrets_file.clone();
     let handle = dbshift_proxy::start(cfg)
         .await
         .with_context(|| format!("starting the proxy of {cluster} on {listen}"))?;
@@ -173,8 +179,8 @@ pub async fn run(args: ProxyArgs, dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn lab_proxy(cmd: LabProxyCommand, dir: &Path) -> anyhow::Result<()> {
-    let lab = Lab::open(dir).with_context(|| format!("opening the lab in {}", dir.display()))?;
+pub async fn lab_proxy(cmd: LabProxyCommand, ctx: &Ctx) -> anyhow::Result<()> {
+    let lab = ctx.lab("lab proxy")?;
     match cmd {
         LabProxyCommand::Up {
             clusters,

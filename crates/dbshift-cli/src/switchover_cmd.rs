@@ -1,7 +1,6 @@
 //! `dbshift check`, `switchover`, `runs` and `resume`: the switchover core on the command line.
 //! Everything here is wiring; the work is in `dbshift_ops::switchover`.
 
-use std::io::IsTerminal;
 use std::path::Path;
 use std::time::Duration;
 
@@ -10,10 +9,9 @@ use clap::Args;
 use dbshift_ops::guards::{GuardReport, Verdict};
 use dbshift_ops::journal::Journal;
 use dbshift_ops::switchover::{self, LogObserver, Outcome, SwitchoverRequest};
-use dbshift_provider::local::Lab;
-use dbshift_provider::Provider;
 
 use crate::output::{print_json, Table};
+use crate::provider_cmd::{confirm, Ctx};
 use crate::{Exit, Format, OutputArgs};
 
 /// `--max-lag`: a number of transactions (`100`), or seconds behind with a unit (`5s`).
@@ -200,37 +198,6 @@ pub(crate) async fn stop_probe(
     }
 }
 
-/// The journal in `dir`, its runs tied to `provider`'s fleet (a run is resumed only on the
-/// fleet it was started on), with the cluster locks of this command.
-pub(crate) async fn journal(dir: &Path, provider: &dyn Provider) -> anyhow::Result<Journal> {
-    let path = dir.join("journal.sqlite");
-    Ok(Journal::open(&path)
-        .await
-        .with_context(|| format!("opening the journal {}", path.display()))?
-        .with_fleet(&provider.fleet_id()))
-}
-
-pub(crate) fn confirm(question: &str, yes: bool) -> anyhow::Result<()> {
-    if yes {
-        return Ok(());
-    }
-    if !std::io::stdin().is_terminal() {
-        return Err(Exit::new(
-            2,
-            "no terminal to confirm on: pass --yes to proceed (or --plan to see what would happen)",
-        )
-        .into());
-    }
-    eprint!("{question} [y/N] ");
-    let mut answer = String::new();
-    std::io::stdin().read_line(&mut answer)?;
-    if matches!(answer.trim(), "y" | "Y" | "yes") {
-        Ok(())
-    } else {
-        Err(Exit::new(1, "not confirmed; nothing changed").into())
-    }
-}
-
 pub(crate) fn print_guards(report: &GuardReport) {
     println!("{} -> {}", report.old_writer, report.new_writer);
     let mut t = Table::new(&["GUARD", "VERDICT", "REASON"]);
@@ -244,12 +211,12 @@ pub(crate) fn print_guards(report: &GuardReport) {
     print!("{}", t.render());
 }
 
-pub async fn check(args: CheckArgs, dir: &Path) -> anyhow::Result<()> {
-    let lab = Lab::open(dir).with_context(|| format!("opening the lab in {}", dir.display()))?;
+pub async fn check(args: CheckArgs, ctx: &Ctx) -> anyhow::Result<()> {
+    let lab = ctx.provider().await?;
     let targets: Vec<String> = match &args.to {
         Some(t) => vec![t.clone()],
         None => {
-            let clusters = dbshift_provider::Provider::list_clusters(&lab).await?;
+            let clusters = lab.list_clusters().await?;
             let c = clusters
                 .iter()
                 .find(|c| c.name == args.cluster)
@@ -284,8 +251,8 @@ pub async fn check(args: CheckArgs, dir: &Path) -> anyhow::Result<()> {
             timeout: Duration::from_secs(10),
             hooks: Vec::new(),
         };
-        let params = switchover::prepare(&lab, &req).await.map_err(bad_input)?;
-        reports.push(switchover::check(&lab, &params).await?);
+        let params = switchover::prepare(&*lab, &req).await.map_err(bad_input)?;
+        reports.push(switchover::check(&*lab, &params).await?);
     }
     match args.output.output {
         Format::Json => print_json(&reports)?,
@@ -410,8 +377,8 @@ pub(crate) fn report_outcome(
     }
 }
 
-pub async fn switchover(args: SwitchoverArgs, dir: &Path) -> anyhow::Result<()> {
-    let lab = Lab::open(dir).with_context(|| format!("opening the lab in {}", dir.display()))?;
+pub async fn switchover(args: SwitchoverArgs, ctx: &Ctx) -> anyhow::Result<()> {
+    let lab = ctx.provider().await?;
     let req = SwitchoverRequest {
         cluster: args.cluster.clone(),
         to: args.to.clone(),
@@ -420,7 +387,7 @@ pub async fn switchover(args: SwitchoverArgs, dir: &Path) -> anyhow::Result<()> 
         timeout: args.timeout,
         hooks: args.hooks.clone(),
     };
-    let mut params = switchover::prepare(&lab, &req).await.map_err(bad_input)?;
+    let mut params = switchover::prepare(&*lab, &req).await.map_err(bad_input)?;
     if args.statement_timeout.is_zero() {
         return Err(Exit::new(2, "--statement-timeout must be more than zero").into());
     }
@@ -440,11 +407,11 @@ pub async fn switchover(args: SwitchoverArgs, dir: &Path) -> anyhow::Result<()> 
         ),
         args.yes,
     )?;
-    let journal = journal(dir, &lab).await?;
+    let journal = ctx.journal(&*lab).await?;
     let probe = start_probe(
         args.probe,
-        std::sync::Arc::new(lab.clone()),
-        dir,
+        lab.clone(),
+        &ctx.dir,
         &params.cluster,
         &format!("switchover-{}", params.cluster),
         args.probe_rate,
@@ -452,14 +419,15 @@ pub async fn switchover(args: SwitchoverArgs, dir: &Path) -> anyhow::Result<()> 
     )
     .await?;
     let observer = observer_for(probe.as_ref());
-    let result = switchover::run(&lab, &journal, params, observer.as_ref()).await;
+    let result = switchover::run(&*lab, &journal, params, observer.as_ref()).await;
     let summary = stop_probe(probe).await?;
     let (_run, outcome) = result.map_err(stopped_part_way)?;
     journal.close().await;
     report_outcome(&outcome, summary.as_ref(), args.output.output)
 }
 
-pub async fn runs(output: OutputArgs, dir: &Path) -> anyhow::Result<()> {
+pub async fn runs(output: OutputArgs, ctx: &Ctx) -> anyhow::Result<()> {
+    let dir = &ctx.dir;
     if !dir.join("journal.sqlite").exists() {
         match output.output {
             Format::Json => println!("[]"),
@@ -494,8 +462,8 @@ pub async fn runs(output: OutputArgs, dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn resume(args: ResumeArgs, dir: &Path) -> anyhow::Result<()> {
-    if !dir.join("journal.sqlite").exists() {
+pub async fn resume(args: ResumeArgs, ctx: &Ctx) -> anyhow::Result<()> {
+    if !ctx.dir.join("journal.sqlite").exists() {
         return Err(Exit::new(
             2,
             format!("no run {:?}: the lab has no journal yet", args.run),
@@ -504,17 +472,18 @@ pub async fn resume(args: ResumeArgs, dir: &Path) -> anyhow::Result<()> {
     }
     // The provider of the run's fleet (`--provider aws` for a run on AWS); a lab that is gone
     // (its state deleted) fails here: its runs cannot be resumed.
-    let provider = crate::provider_cmd::open_provider(dir)
+    let provider = ctx
+        .provider()
         .await
         .context("opening the fleet the run acted on")?;
-    let journal = journal(dir, &*provider).await?;
+    let journal = ctx.journal(&*provider).await?;
     let record = match journal.run(&args.run).await {
         Ok(r) => r,
         Err(e) => return Err(Exit::new(2, e.to_string()).into()),
     };
     if record.kind == dbshift_ops::ca_rotate::RUN_KIND {
         journal.close().await;
-        return crate::ca_cmd::resume(&args.run, dir, args.yes, args.output.output).await;
+        return crate::ca_cmd::resume(&args.run, ctx, args.yes, args.output.output).await;
     }
     if record.kind == dbshift_ops::failover::RUN_KIND {
         journal.close().await;

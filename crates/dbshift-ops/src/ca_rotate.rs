@@ -269,8 +269,8 @@ pub async fn prepare(
         start_stopped: req.start_stopped,
         max_failures: req.max_failures,
         filters,
-        costs: if provider.name() == "aws" {
-            Costs::aws()
+        costs: if provider.slow_control_plane() {
+            Costs::cloud()
         } else {
             Costs::default()
         },
@@ -385,7 +385,7 @@ impl CaChange {
                     .map_err(|e| bad(format!("writing the target CA: {e}")))?;
                 Some((ca_file, provider.credentials()?.admin))
             }
-            (None, true) if provider.name() == "local" => {
+            (None, true) if provider.gives_ca_certificates() => {
                 return Err(bad(format!(
                 "the provider gives no certificate for {}: the health gate cannot check the chain",
                 ca.id

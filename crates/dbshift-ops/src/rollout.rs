@@ -197,7 +197,7 @@ impl Costs {
     /// RDS and Aurora, as AWS documents them: a CA change without restart about a minute of
     /// control-plane work, with a restart a few minutes, an Aurora failover about a minute,
     /// starting a stopped instance several. Rough: the run reports the real durations.
-    pub fn aws() -> Self {
+    pub fn cloud() -> Self {
         Costs {
             no_restart_ms: 60_000,
             restart_ms: 300_000,
@@ -1330,7 +1330,7 @@ impl Rollout {
             return Ok(());
         }
         // Aurora readers share the writer's storage: there is no binlog replication to check.
-        if inst.engine.starts_with("aurora") {
+        if inst.shares_storage() {
             return Ok(());
         }
         let clusters = self

@@ -76,6 +76,14 @@ pub struct Instance {
     pub tags: BTreeMap<String, String>,
 }
 
+impl Instance {
+    /// Whether it keeps its data in storage shared with its cluster's other members (Aurora):
+    /// there is no binlog replication between them to check or repair.
+    pub fn shares_storage(&self) -> bool {
+        self.engine.starts_with("aurora")
+    }
+}
+
 /// A cluster: one writer and its readers.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Cluster {
@@ -260,6 +268,18 @@ pub struct GreenSpec {
 pub trait Provider: Send + Sync {
     /// `local`, `aws`.
     fn name(&self) -> &'static str;
+
+    /// Whether its control-plane actions take minutes (a cloud API: modify, reboot, failover)
+    /// rather than the seconds of local processes; plans estimate with it.
+    fn slow_control_plane(&self) -> bool {
+        false
+    }
+
+    /// Whether it gives the certificate (PEM) of every CA it lists: a health gate can then
+    /// check a server's chain itself, and a CA without one is an error, not a blind spot.
+    fn gives_ca_certificates(&self) -> bool {
+        false
+    }
 
     /// The identity of the fleet this provider acts on (one lab, one AWS account's region):
     /// the journal ties each run to it, and a run is resumed only against its own fleet.

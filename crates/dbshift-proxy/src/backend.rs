@@ -1,5 +1,6 @@
 //! The proxy's own connections to a backend server: TCP, TLS with the certificate verified,
-//! mysql_native_password answered from a session's [`SessionSecret`], and the few commands the
+//! the account's plugin (mysql_native_password, client_ed25519, caching_sha2_password)
+//! answered from a session's [`SessionSecret`], and the few commands the
 //! proxy runs itself on a client's backend session (session tracking, replay, re-prepare).
 //!
 //! Nothing here decides when to connect or switch; the session and the control do.
@@ -13,7 +14,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpStream;
 
-use crate::auth::SessionSecret;
+use crate::auth::{sha2_rsa_payload, Password, SessionSecret, CACHING_SHA2, CLIENT_ED25519};
 use crate::error::{Error, Result};
 use crate::protocol::{
     self, cap, handshake_response_payload, lenenc_bytes, parse_err, parse_server_handshake,
@@ -142,6 +143,12 @@ pub fn backend_caps(login: &LoginSpec, hs: &ServerHandshake, schema: bool) -> (u
     (caps, ext)
 }
 
+/// A backend connection whose greeting was read and nothing sent yet.
+pub struct Early {
+    wire: Wire,
+    pub hs: ServerHandshake,
+}
+
 /// One authenticated backend connection.
 pub struct BackendConn {
     pub wire: Wire,
@@ -149,6 +156,8 @@ pub struct BackendConn {
     pub caps: u32,
     /// MariaDB extended capabilities in force on this connection.
     pub ext_caps: u32,
+    /// Status flags of the last OK on the connection's setup (what a COM_CHANGE_USER answers).
+    pub status: u16,
 }
 
 impl Target {
@@ -193,17 +202,129 @@ impl Target {
             .map_err(|_| self.fail("authentication did not finish in time"))?
     }
 
+    /// A connection opened before the client logged in (its greeting read, nothing sent):
+    /// the proxy greets the client with this connection's id, so that `CONNECTION_ID()` and
+    /// the greeting agree.
+    pub async fn open_early(&self) -> Result<Early> {
+        let (wire, hs) = self.open().await?;
+        Ok(Early { wire, hs })
+    }
+
+    /// Close a connection opened early that no client logged in on, as a completed login (as
+    /// the admin user, then COM_QUIT): a server counts a connection dropped during its
+    /// handshake against the proxy's host (`max_connect_errors`), and a load balancer's health
+    /// checks would otherwise get the proxy blocked. Without the admin's password it is
+    /// dropped.
+    pub async fn settle_early(&self, early: Early, admin: Option<(String, Password)>) {
+        let Some((user, password)) = admin else {
+            return;
+        };
+        let login = LoginSpec {
+            user,
+            client_caps: cap::PROTOCOL_41 | cap::SECURE_CONNECTION | cap::PLUGIN_AUTH,
+            client_ext_caps: 0,
+            max_packet: 1 << 24,
+            charset: early.hs.charset,
+            connect_attrs: None,
+        };
+        let secret = SessionSecret::Password(password);
+        let fut = self.login_bare(early.wire, early.hs, &login, &secret);
+        match tokio::time::timeout(self.connect_timeout, fut).await {
+            Ok(Ok(mut wire)) => {
+                let _ = wire.write_packet(0, &[protocol::com::QUIT]).await;
+            }
+            Ok(Err(e)) => tracing::debug!(error = %e, "settling an early backend connection"),
+            Err(_) => tracing::debug!("settling an early backend connection timed out"),
+        }
+    }
+
+    /// [`Target::connect`] on a connection opened early; if it went stale (the server's own
+    /// `connect_timeout` passed while the client logged in) a fresh one is used.
+    pub async fn connect_early(
+        &self,
+        early: Early,
+        login: &LoginSpec,
+        secret: &SessionSecret,
+        schema: Option<&str>,
+    ) -> Result<BackendConn> {
+        let fut = self.login_on(early.wire, early.hs, login, secret, schema);
+        match tokio::time::timeout(self.connect_timeout * 2, fut).await {
+            Ok(Ok(conn)) => Ok(conn),
+            Ok(Err(e @ Error::BackendRefused { .. })) => Err(e),
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "the early backend connection failed; a fresh one");
+                self.connect(login, secret, schema).await
+            }
+            Err(_) => Err(self.fail("authentication did not finish in time")),
+        }
+    }
+
     async fn connect_inner(
         &self,
         login: &LoginSpec,
         secret: &SessionSecret,
         schema: Option<&str>,
     ) -> Result<BackendConn> {
-        let (mut wire, hs) = self.open().await?;
+        let (wire, hs) = self.open().await?;
+        self.login_on(wire, hs, login, secret, schema).await
+    }
+
+    async fn login_on(
+        &self,
+        wire: Wire,
+        hs: ServerHandshake,
+        login: &LoginSpec,
+        secret: &SessionSecret,
+        schema: Option<&str>,
+    ) -> Result<BackendConn> {
         if hs.capabilities & cap::SESSION_TRACK == 0 {
             return Err(self.fail("the server does not offer session tracking"));
         }
-        let (mut caps, ext_caps) = backend_caps(login, &hs, schema.is_some());
+        let (caps, ext_caps) = backend_caps(login, &hs, schema.is_some());
+        let (wire, caps) = self
+            .authenticate(wire, &hs, login, secret, schema, caps, ext_caps)
+            .await?;
+        let mut conn = BackendConn {
+            wire,
+            handshake: hs,
+            caps,
+            ext_caps,
+            status: 0,
+        };
+        match conn.simple(TRACKING_SQL).await {
+            Ok(c) => conn.status = c.last_status & !protocol::status::SESSION_STATE_CHANGED,
+            // An expired password puts the session in the server's sandbox, where the proxy
+            // cannot turn tracking on: refused as a server with disconnect_on_expired_password.
+            Err(Error::BackendRefused { code: 1820, .. }) => {
+                return Err(Error::BackendRefused {
+                    endpoint: self.backend.to_string(),
+                    code: 1862,
+                    state: "HY000".into(),
+                    message: "Your password has expired. To log in you must change it using a \
+                              client that supports expired passwords (dbshift proxy: change it \
+                              on the server directly)"
+                        .into(),
+                });
+            }
+            Err(e) => return Err(self.fail(format!("turning session tracking on: {e}"))),
+        }
+        Ok(conn)
+    }
+
+    /// The handshake on an opened connection: TLS when configured, then the answer to the
+    /// server's challenge (and to its switches) as `login` with `secret`. Gives the stream
+    /// and the capabilities in force.
+    #[allow(clippy::too_many_arguments)]
+    async fn authenticate(
+        &self,
+        mut wire: Wire,
+        hs: &ServerHandshake,
+        login: &LoginSpec,
+        secret: &SessionSecret,
+        schema: Option<&str>,
+        mut caps: u32,
+        ext_caps: u32,
+    ) -> Result<(Wire, u32)> {
         let mut seq = 1u8;
         if let Some(tls) = &self.tls {
             if hs.capabilities & cap::SSL == 0 {
@@ -227,8 +348,18 @@ impl Target {
                 .map_err(|e| self.fail(format!("TLS: {e}")))?;
             wire.stream = Stream::ClientTls(Box::new(tls));
         }
-        let scramble = hs.scramble.clone();
-        let answer = secret.answer(&scramble);
+        // Answer the greeting's plugin when the secret can, else mysql_native_password (the
+        // server then switches to the account's plugin).
+        let (mut plugin, answer) = match secret.answer(&hs.auth_plugin, &hs.scramble) {
+            Ok(a) => (hs.auth_plugin.clone(), a),
+            Err(_) => (
+                NATIVE_PASSWORD.to_string(),
+                secret
+                    .answer(NATIVE_PASSWORD, &hs.scramble)
+                    .map_err(|e| self.fail(e))?,
+            ),
+        };
+        let mut scramble = hs.scramble.clone();
         let payload = handshake_response_payload(
             caps,
             ext_caps,
@@ -238,10 +369,13 @@ impl Target {
             &answer,
             schema,
             login.connect_attrs.as_deref(),
+            &plugin,
         );
         wire.write_packet(seq, &payload).await?;
+        let tls = self.tls.is_some();
         loop {
             let (seq, p) = wire.read_packet().await?;
+            let reply = seq.wrapping_add(1);
             match p.first() {
                 Some(0x00) => break,
                 Some(0xFF) => {
@@ -254,33 +388,86 @@ impl Target {
                     });
                 }
                 Some(0xFE) => {
-                    // Auth switch: only to mysql_native_password, with a fresh scramble.
+                    // Auth switch: the account's plugin, with a fresh challenge.
                     let mut pos = 1;
-                    let plugin = protocol::nul_str(&p, &mut pos).unwrap_or(&[]);
-                    if plugin != NATIVE_PASSWORD.as_bytes() {
-                        return Err(self.fail(format!(
-                            "the server asks for authentication plugin {}, which the proxy cannot answer",
-                            String::from_utf8_lossy(plugin)
-                        )));
+                    plugin =
+                        String::from_utf8_lossy(protocol::nul_str(&p, &mut pos).unwrap_or(&[]))
+                            .into_owned();
+                    let data = p.get(pos..).unwrap_or(&[]);
+                    // Scrambles end with a NUL that is not theirs; ed25519's nonce is 32 raw
+                    // bytes.
+                    scramble = if plugin == CLIENT_ED25519 {
+                        data.to_vec()
+                    } else {
+                        data.strip_suffix(&[0]).unwrap_or(data).to_vec()
+                    };
+                    let answer = secret
+                        .answer(&plugin, &scramble)
+                        .map_err(|e| self.fail(e))?;
+                    wire.write_packet(reply, &answer).await?;
+                }
+                Some(0x01) if plugin == CACHING_SHA2 => {
+                    if let Some(out) =
+                        sha2_more_data(&p[1..], tls, secret, &scramble).map_err(|e| self.fail(e))?
+                    {
+                        wire.write_packet(reply, &out).await?;
                     }
-                    let s = &p[pos..];
-                    let s = s.strip_suffix(&[0]).unwrap_or(s);
-                    wire.write_packet(seq.wrapping_add(1), &secret.answer(s))
-                        .await?;
                 }
                 _ => return Err(self.fail("unexpected packet during authentication")),
             }
         }
-        let mut conn = BackendConn {
-            wire,
-            handshake: hs,
-            caps,
-            ext_caps,
-        };
-        conn.simple(TRACKING_SQL)
-            .await
-            .map_err(|e| self.fail(format!("turning session tracking on: {e}")))?;
-        Ok(conn)
+        Ok((wire, caps))
+    }
+
+    /// A login with no session set-up (for [`Target::settle_early`]).
+    async fn login_bare(
+        &self,
+        wire: Wire,
+        hs: ServerHandshake,
+        login: &LoginSpec,
+        secret: &SessionSecret,
+    ) -> Result<Wire> {
+        let (caps, ext_caps) = backend_caps(login, &hs, false);
+        let (wire, _) = self
+            .authenticate(wire, &hs, login, secret, None, caps, ext_caps)
+            .await?;
+        Ok(wire)
+    }
+}
+
+/// caching_sha2_password's AuthMoreData from the server (`data` after the 0x01): 0x03 is the
+/// fast path's success (nothing to send, the OK follows); 0x04 asks for the full
+/// authentication: the password in clear over TLS, else the server's RSA public key is
+/// requested (0x02) and, once it arrives (PEM), the password is sent encrypted with it.
+pub fn sha2_more_data(
+    data: &[u8],
+    tls: bool,
+    secret: &SessionSecret,
+    scramble: &[u8],
+) -> std::result::Result<Option<Vec<u8>>, String> {
+    match data {
+        [0x03] => Ok(None),
+        [0x04] => {
+            let pw = secret.password().ok_or_else(|| {
+                "caching_sha2_password asks for the full authentication, which needs the \
+                 user's password (add it to the secrets file)"
+                    .to_string()
+            })?;
+            if tls {
+                let mut out = pw.to_vec();
+                out.push(0);
+                Ok(Some(out))
+            } else {
+                Ok(Some(vec![0x02]))
+            }
+        }
+        pem if pem.starts_with(b"-----BEGIN") => {
+            let pw = secret
+                .password()
+                .ok_or_else(|| "the RSA exchange needs the user's password".to_string())?;
+            sha2_rsa_payload(pw, scramble, pem).map(Some)
+        }
+        _ => Err("unexpected caching_sha2_password data from the server".into()),
     }
 }
 

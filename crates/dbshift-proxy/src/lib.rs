@@ -1,8 +1,9 @@
 //! dbshift-proxy: a MySQL-protocol proxy in front of a cluster's writer that holds clients
 //! through a switch, so that they see added latency and nothing else.
 //!
-//! The proxy terminates every client connection (its own handshake, mysql_native_password
-//! checked against the stored hash) and opens its own backend connection per client session.
+//! The proxy terminates every client connection (its own handshake, the client checked against
+//! the account the server would pick: mysql_native_password by its stored hash, ed25519 by its
+//! public key, caching_sha2_password by the password in the secrets file) and opens its own backend connection per client session.
 //! It forwards one command at a time and follows each response to its end, so it always knows
 //! where the command boundaries are, whether the session is inside a transaction (status
 //! flags) and what session state it carries (the server's `session_track_*` reports, prepared
@@ -65,6 +66,10 @@ pub struct ProxyConfig {
     pub client_tls: Option<ClientTls>,
     /// Where the stored password hashes come from.
     pub auth: AuthSource,
+    /// A file of `user = "password"` lines (TOML, mode 0600): the passwords of the users whose
+    /// plugin needs one towards the server (ed25519, caching_sha2_password), and of users a
+    /// caching_sha2_password client may log in as. `None`: mysql_native_password only.
+    pub secrets_file: Option<PathBuf>,
     /// How long a switch waits for sessions with state that cannot move (and, when no bound
     /// is given, how long a pause lets open transactions finish).
     pub drain_bound: Duration,
@@ -84,6 +89,7 @@ impl ProxyConfig {
             backend_tls: None,
             client_tls: None,
             auth,
+            secrets_file: None,
             drain_bound: Duration::from_secs(5),
             hold_bound: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(5),
@@ -134,7 +140,8 @@ pub(crate) mod pin {
 /// What the control sees of one session; the session task owns everything else.
 pub(crate) struct SessionInfo {
     pub id: u32,
-    pub user: String,
+    /// The session's user: the login's, then the last successful COM_CHANGE_USER's.
+    pub user: Mutex<String>,
     pub client: SocketAddr,
     pub generation: AtomicU64,
     pub in_trans: AtomicBool,
@@ -166,15 +173,35 @@ pub(crate) struct Shared {
     pub client_tls: Option<Arc<rustls::ServerConfig>>,
     pub backend_tls: Option<Arc<rustls::ClientConfig>>,
     pub next_connection_id: AtomicU32,
+    /// The ids given in greetings of live connections (unique across this proxy's sessions).
+    pub claimed_ids: Mutex<std::collections::HashSet<u32>>,
     /// Connections held before their handshake.
     pub held_connections: AtomicU64,
     pub ops: tokio::sync::Mutex<()>,
     pub paused_at: Mutex<Option<Instant>>,
     pub pause_epoch: AtomicU64,
-    /// Stored password hashes by user, with when they were read: a storm of reconnections
-    /// (after a switch) costs the backend one lookup per user, not one per login. A hash is
-    /// not a login secret (the server stores it); a refused password re-reads it once.
+    /// The accounts (stored hashes and keys) by user, with when they were read: a storm of
+    /// reconnections (after a switch) costs the backend one lookup per user, not one per login.
+    /// A hash is not a login secret (the server stores it); a refused password re-reads it once.
     pub hash_cache: Mutex<HashMap<String, (Instant, Vec<auth::StoredCredential>)>>,
+    /// Passwords from `cfg.secrets_file` (read once at start).
+    pub secrets: auth::Secrets,
+}
+
+/// A greeting id held by a live connection (see [`Shared::claim_id`]).
+pub(crate) struct IdClaim {
+    shared: Arc<Shared>,
+    pub id: u32,
+}
+
+impl Drop for IdClaim {
+    fn drop(&mut self) {
+        self.shared
+            .claimed_ids
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.id);
+    }
 }
 
 /// What a new client session starts with, as on a direct connection to the current backend.
@@ -231,9 +258,9 @@ impl Shared {
             .collect()
     }
 
-    /// The user's stored credentials, from the cache while fresh (`fresh_only`: never the
-    /// cache), else read from the backend within twice the connect timeout (a hung writer
-    /// gives an error, not a hang).
+    /// The accounts that may match the user (its rows and the anonymous ones), from the cache
+    /// while fresh (`fresh_only`: never the cache), else read from the backend within twice the
+    /// connect timeout (a hung writer gives an error, not a hang).
     pub(crate) async fn stored_credentials(
         &self,
         user: &str,
@@ -262,6 +289,28 @@ impl Shared {
             .unwrap_or_else(|p| p.into_inner())
             .insert(user.to_string(), (Instant::now(), creds.clone()));
         Ok((creds, false))
+    }
+
+    /// The id to greet a new connection with: `wanted` (its backend connection's own id, so
+    /// that `CONNECTION_ID()` agrees) unless another live session has it, else one of the
+    /// proxy's own (counted from far above any server's counter). Released when the claim is
+    /// dropped.
+    pub(crate) fn claim_id(self: &Arc<Self>, wanted: Option<u32>) -> IdClaim {
+        let mut claimed = self.claimed_ids.lock().unwrap_or_else(|p| p.into_inner());
+        let id = match wanted.filter(|w| *w != 0 && !claimed.contains(w)) {
+            Some(w) => w,
+            None => loop {
+                let n = self.next_connection_id.fetch_add(1, Relaxed);
+                if n != 0 && !claimed.contains(&n) {
+                    break n;
+                }
+            },
+        };
+        claimed.insert(id);
+        IdClaim {
+            shared: self.clone(),
+            id,
+        }
     }
 
     /// Where a `KILL n` from a client goes: the backend connection of the proxy session
@@ -395,6 +444,10 @@ pub async fn start(cfg: ProxyConfig) -> Result<ProxyHandle> {
         Some(t) => Some(backend::server_tls_config(&t.cert, &t.key)?),
         None => None,
     };
+    let secrets = match &cfg.secrets_file {
+        Some(f) => auth::Secrets::load(f)?,
+        None => auth::Secrets::default(),
+    };
     if cfg.drain_bound.is_zero() || cfg.hold_bound.is_zero() {
         return Err(Error::Config(
             "drain and hold bounds must be positive".into(),
@@ -438,11 +491,13 @@ pub async fn start(cfg: ProxyConfig) -> Result<ProxyHandle> {
             &mut rand::rng(),
             0x4000_0000..0x6000_0000,
         )),
+        claimed_ids: Mutex::new(Default::default()),
         held_connections: AtomicU64::new(0),
         ops: tokio::sync::Mutex::new(()),
         paused_at: Mutex::new(None),
         pause_epoch: AtomicU64::new(0),
         hash_cache: Mutex::new(HashMap::new()),
+        secrets,
     });
     *shared.admin_pool.write().unwrap_or_else(|p| p.into_inner()) =
         shared.admin_pool_for(&shared.cfg.backend);
@@ -717,7 +772,7 @@ impl ProxyHandle {
             .iter()
             .map(|s| SessionStatus {
                 id: s.id,
-                user: s.user.clone(),
+                user: s.user.lock().unwrap_or_else(|p| p.into_inner()).clone(),
                 client: s.client.to_string(),
                 in_transaction: s.in_trans.load(Relaxed),
                 held: s.held.load(Relaxed),

@@ -4,7 +4,11 @@
 //! state information).
 //!
 //! Parsing here never allocates for the packets that stream through (rows, column
-//! definitions); only handshake-time packets become owned values.
+//! definitions); only handshake-time packets become owned values. The handshake packets (the
+//! server's greeting, the client's response) are read with `mysql_common`'s packet types; the
+//! per-command hot path reads first bytes and lengths only.
+
+use mysql_common::io::ParseBuf;
 
 use crate::error::{Error, Result};
 
@@ -400,7 +404,6 @@ pub struct ServerHandshake {
 }
 
 pub fn parse_server_handshake(p: &[u8]) -> Result<ServerHandshake> {
-    let bad = || Error::protocol("malformed server handshake");
     if p.first() == Some(&0xFF) {
         let e = parse_err(p);
         return Err(Error::protocol(format!(
@@ -413,48 +416,45 @@ pub fn parse_server_handshake(p: &[u8]) -> Result<ServerHandshake> {
             "server handshake is not protocol version 10",
         ));
     }
+    // mysql_common 0.37 computes `auth_plugin_data_len as i8 - 8`, which overflows (a panic
+    // in debug builds) for 0x80..=0x87: such a greeting is malformed anyway (found by
+    // tests/parsers.rs).
     let mut pos = 1;
-    let server_version = nul_str(p, &mut pos).ok_or_else(bad)?.to_vec();
-    let fixed = p.get(pos..pos + 31).ok_or_else(bad)?;
-    let connection_id = u32::from_le_bytes(fixed[0..4].try_into().map_err(|_| bad())?);
-    let mut scramble = fixed[4..12].to_vec();
-    let cap_low = u16::from_le_bytes([fixed[13], fixed[14]]) as u32;
-    let charset = fixed[15];
-    let status = u16::from_le_bytes([fixed[16], fixed[17]]);
-    let cap_high = u16::from_le_bytes([fixed[18], fixed[19]]) as u32;
-    let auth_len = fixed[20] as usize;
-    let capabilities = cap_low | cap_high << 16;
+    if nul_str(p, &mut pos).is_some() && p.get(pos + 20).is_some_and(|b| (0x80..=0x87).contains(b))
+    {
+        return Err(Error::protocol(
+            "malformed server handshake: bad auth data length",
+        ));
+    }
+    let hs: mysql_common::packets::HandshakePacket = ParseBuf(p)
+        .parse(())
+        .map_err(|e| Error::protocol(format!("malformed server handshake: {e}")))?;
+    let capabilities = hs.capabilities().bits();
+    // MariaDB's extended capabilities are there only when CLIENT_MYSQL is clear.
     let ext_capabilities = if capabilities & cap::LONG_PASSWORD == 0 {
-        u32::from_le_bytes([fixed[27], fixed[28], fixed[29], fixed[30]])
+        hs.mariadb_ext_capabilities().bits()
     } else {
         0
     };
-    pos += 31;
-    if capabilities & cap::SECURE_CONNECTION != 0 {
-        let n = auth_len.saturating_sub(8).max(13);
-        let part2 = p.get(pos..pos + n).ok_or_else(bad)?;
+    let mut scramble = hs.scramble_1_ref().to_vec();
+    if let Some(part2) = hs.scramble_2_ref() {
         // The second part ends with a NUL that is not part of the scramble.
-        let part2 = part2.strip_suffix(&[0]).unwrap_or(part2);
-        scramble.extend_from_slice(part2);
-        pos += n;
+        scramble.extend_from_slice(part2.strip_suffix(&[0]).unwrap_or(part2));
     }
-    let auth_plugin = if capabilities & cap::PLUGIN_AUTH != 0 {
-        let mut q = pos;
-        nul_str(p, &mut q)
-            .or_else(|| p.get(pos..))
-            .map(|s| String::from_utf8_lossy(s).into_owned())
-            .unwrap_or_default()
-    } else {
-        NATIVE_PASSWORD.to_string()
+    let auth_plugin = match hs.auth_plugin_name_ref() {
+        Some(name) if capabilities & cap::PLUGIN_AUTH != 0 => {
+            String::from_utf8_lossy(name).into_owned()
+        }
+        _ => NATIVE_PASSWORD.to_string(),
     };
     Ok(ServerHandshake {
-        server_version,
-        connection_id,
+        server_version: hs.server_version_ref().to_vec(),
+        connection_id: hs.connection_id(),
         scramble,
         capabilities,
         ext_capabilities,
-        charset,
-        status,
+        charset: hs.default_collation(),
+        status: hs.status_flags().bits(),
         auth_plugin,
     })
 }
@@ -529,26 +529,81 @@ pub fn is_ssl_request(p: &[u8]) -> bool {
 }
 
 pub fn parse_handshake_response(p: &[u8]) -> Result<HandshakeResponse> {
-    let bad = || Error::protocol("malformed handshake response");
-    let head = p.get(..32).ok_or_else(bad)?;
+    let head = p
+        .get(..8)
+        .ok_or_else(|| Error::protocol("malformed handshake response"))?;
     let capabilities = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
+    // Not exposed by mysql_common's type.
+    let max_packet = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
     if capabilities & cap::PROTOCOL_41 == 0 {
         return Err(Error::protocol(
             "the client does not speak protocol 4.1 (pre-4.1 clients are not supported)",
         ));
     }
-    let max_packet = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
-    let charset = head[8];
+    let r: mysql_common::packets::HandshakeResponse = ParseBuf(p)
+        .parse(())
+        .map_err(|e| Error::protocol(format!("malformed handshake response: {e}")))?;
+    // The flags as the client sent them (mysql_common drops the bits it does not know).
     let ext_capabilities = if capabilities & cap::LONG_PASSWORD == 0 {
-        u32::from_le_bytes([head[28], head[29], head[30], head[31]])
+        r.mariadb_ext_capabilities().bits()
     } else {
         0
     };
-    let mut pos = 32;
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let connect_attrs = r.connect_attributes().map(|attrs| {
+        let mut block = Vec::new();
+        for (k, v) in &attrs {
+            put_lenenc_bytes(&mut block, k.as_bytes());
+            put_lenenc_bytes(&mut block, v.as_bytes());
+        }
+        let mut out = Vec::with_capacity(block.len() + 9);
+        put_lenenc_bytes(&mut out, &block);
+        out
+    });
+    Ok(HandshakeResponse {
+        capabilities,
+        ext_capabilities,
+        max_packet,
+        charset: r.collation(),
+        user: text(r.user()),
+        auth_response: r.scramble_buf().to_vec(),
+        database: r.db_name().map(text).filter(|d| !d.is_empty()),
+        auth_plugin: r
+            .auth_plugin()
+            .map(|a| text(a.as_bytes()))
+            .filter(|a| !a.is_empty() || capabilities & cap::PLUGIN_AUTH != 0),
+        connect_attrs,
+    })
+}
+
+/// A client's COM_CHANGE_USER.
+#[derive(Clone)]
+pub struct ChangeUser {
+    pub user: String,
+    pub auth_response: Vec<u8>,
+    pub database: Option<String>,
+    /// The character set the client asks for (absent from old clients).
+    pub charset: Option<u8>,
+    pub auth_plugin: Option<String>,
+}
+
+impl std::fmt::Debug for ChangeUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChangeUser")
+            .field("user", &self.user)
+            .field("database", &self.database)
+            .field("auth_plugin", &self.auth_plugin)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Parse a COM_CHANGE_USER payload (the command byte included) sent by a client that
+/// negotiated `caps`.
+pub fn parse_change_user(p: &[u8], caps: u32) -> Result<ChangeUser> {
+    let bad = || Error::protocol("malformed COM_CHANGE_USER");
+    let mut pos = 1;
     let user = String::from_utf8_lossy(nul_str(p, &mut pos).ok_or_else(bad)?).into_owned();
-    let auth_response = if capabilities & cap::PLUGIN_AUTH_LENENC_CLIENT_DATA != 0 {
-        lenenc_bytes(p, &mut pos).ok_or_else(bad)?.to_vec()
-    } else if capabilities & cap::SECURE_CONNECTION != 0 {
+    let auth_response = if caps & cap::SECURE_CONNECTION != 0 {
         let n = *p.get(pos).ok_or_else(bad)? as usize;
         let v = p.get(pos + 1..pos + 1 + n).ok_or_else(bad)?.to_vec();
         pos += 1 + n;
@@ -556,39 +611,41 @@ pub fn parse_handshake_response(p: &[u8]) -> Result<HandshakeResponse> {
     } else {
         nul_str(p, &mut pos).ok_or_else(bad)?.to_vec()
     };
-    let database = if capabilities & cap::CONNECT_WITH_DB != 0 && pos < p.len() {
-        let d = nul_str(p, &mut pos).unwrap_or(&p[pos..]);
-        Some(String::from_utf8_lossy(d).into_owned()).filter(|d| !d.is_empty())
-    } else {
-        None
-    };
-    let auth_plugin = if capabilities & cap::PLUGIN_AUTH != 0 && pos < p.len() {
+    let database = nul_str(p, &mut pos)
+        .or_else(|| p.get(pos..).filter(|_| pos < p.len()))
+        .map(|d| String::from_utf8_lossy(d).into_owned())
+        .filter(|d| !d.is_empty());
+    let charset = p.get(pos..pos + 2).map(|b| b[0]);
+    if charset.is_some() {
+        pos += 2;
+    }
+    let auth_plugin = if caps & cap::PLUGIN_AUTH != 0 && pos < p.len() {
         let start = pos;
         let s = nul_str(p, &mut pos).unwrap_or(&p[start..]);
-        Some(String::from_utf8_lossy(s).into_owned())
+        Some(String::from_utf8_lossy(s).into_owned()).filter(|s| !s.is_empty())
     } else {
         None
     };
-    let connect_attrs = if capabilities & cap::CONNECT_ATTRS != 0 && pos < p.len() {
-        let start = pos;
-        lenenc_bytes(p, &mut pos).map(|_| p[start..pos].to_vec())
-    } else {
-        None
-    };
-    Ok(HandshakeResponse {
-        capabilities,
-        ext_capabilities,
-        max_packet,
-        charset,
+    Ok(ChangeUser {
         user,
         auth_response,
         database,
+        charset,
         auth_plugin,
-        connect_attrs,
     })
 }
 
-/// The proxy's HandshakeResponse41 to a backend. `ext_caps` go in the filler's last 4 bytes
+/// An AuthSwitchRequest: the client is to answer `data` with `plugin`.
+pub fn auth_switch_payload(plugin: &str, data: &[u8]) -> Vec<u8> {
+    let mut p = Vec::with_capacity(2 + plugin.len() + data.len());
+    p.push(0xFE);
+    p.extend_from_slice(plugin.as_bytes());
+    p.push(0);
+    p.extend_from_slice(data);
+    p
+}
+
+/// The proxy's HandshakeResponse41 to a backend, answering with `plugin`. `ext_caps` go in the filler's last 4 bytes
 /// when CLIENT_MYSQL is clear in `caps`; `connect_attrs` (a length-encoded block as a client
 /// sent it) follow the plugin name when `caps` has CONNECT_ATTRS.
 #[allow(clippy::too_many_arguments)]
@@ -601,6 +658,7 @@ pub fn handshake_response_payload(
     auth_response: &[u8],
     database: Option<&str>,
     connect_attrs: Option<&[u8]>,
+    plugin: &str,
 ) -> Vec<u8> {
     let mut p = ssl_request_payload(caps, ext_caps, max_packet, charset);
     p.extend_from_slice(user.as_bytes());
@@ -615,7 +673,7 @@ pub fn handshake_response_payload(
         p.extend_from_slice(db.as_bytes());
         p.push(0);
     }
-    p.extend_from_slice(NATIVE_PASSWORD.as_bytes());
+    p.extend_from_slice(plugin.as_bytes());
     p.push(0);
     if caps & cap::CONNECT_ATTRS != 0 {
         p.extend_from_slice(connect_attrs.unwrap_or(&[0]));
@@ -705,6 +763,23 @@ mod tests {
     }
 
     #[test]
+    fn change_user_parses() {
+        let mut p = vec![com::CHANGE_USER];
+        p.extend_from_slice(b"bob\0");
+        p.push(20);
+        p.extend_from_slice(&[7u8; 20]);
+        p.extend_from_slice(b"app\0");
+        p.extend_from_slice(&[45, 0]);
+        p.extend_from_slice(b"mysql_native_password\0");
+        let c = parse_change_user(&p, cap::SECURE_CONNECTION | cap::PLUGIN_AUTH).unwrap();
+        assert_eq!(c.user, "bob");
+        assert_eq!(c.auth_response, vec![7u8; 20]);
+        assert_eq!(c.database.as_deref(), Some("app"));
+        assert_eq!(c.charset, Some(45));
+        assert_eq!(c.auth_plugin.as_deref(), Some("mysql_native_password"));
+    }
+
+    #[test]
     fn err_packet_round_trip() {
         let p = err_payload(1927, "HY000", "ended");
         let e = parse_err(&p);
@@ -762,6 +837,7 @@ mod tests {
             &[1; 20],
             None,
             Some(&attrs),
+            NATIVE_PASSWORD,
         );
         let r = parse_handshake_response(&p).expect("a response");
         assert_eq!(r.ext_capabilities, ext::PROGRESS | ext::CACHE_METADATA);

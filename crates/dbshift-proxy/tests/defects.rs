@@ -361,6 +361,22 @@ async fn garbage_from_clients_never_hangs_the_proxy() {
             }
         }
     }
+    // What the server counts as handshakes broken off (towards `max_connect_errors`, which
+    // blocks a host): the proxy's backend connections opened for clients that never log in
+    // must not count (they are settled as completed logins).
+    async fn aborted(lab: &Lab) -> u64 {
+        let mut admin = lab
+            .connect_admin(&lab.state().clusters[0].writer)
+            .await
+            .unwrap();
+        let rows = admin
+            .query_rows("SHOW GLOBAL STATUS LIKE 'Aborted_connects'")
+            .await
+            .unwrap();
+        admin.close().await;
+        rows[0][1].1.as_deref().unwrap_or("0").parse().unwrap()
+    }
+    let aborted_before = aborted(lab).await;
     // Before login: a random handshake response.
     for case in 0..100 {
         let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
@@ -384,6 +400,18 @@ async fn garbage_from_clients_never_hangs_the_proxy() {
         pkt.extend_from_slice(&payload);
         s.write_all(&pkt).await.unwrap();
         settle(&mut s, bound, &format!("handshake case {case}")).await;
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let grew = aborted(lab).await - aborted_before;
+        if grew <= 10 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{grew} of 100 abandoned logins counted as broken handshakes on the server"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // After login: a random command, then a ping.
     for case in 0..200 {
@@ -492,5 +520,45 @@ async fn a_black_holed_old_writer_never_hangs_a_session_in_a_switch() {
         Err(e) => assert_eq!(server_code(&e), Some(1927), "{e}"),
     }
     relay.pass();
+    proxy.shutdown().await;
+}
+
+/// `CONNECTION_ID()` says what the greeting said, directly and through the proxy (the proxy
+/// greets with its backend connection's id; it used to greet with a counter of its own), and
+/// `KILL` of that id from another connection ends that connection only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_id_is_the_greetings_id() {
+    let lab = lab().await;
+    let proxy = start_proxy(lab).await;
+    for (how, port) in [
+        ("directly", writer_port(lab)),
+        ("through the proxy", proxy.local_addr().port()),
+    ] {
+        let mut a = mysql_async::Conn::new(app(lab, port)).await.unwrap();
+        let mut b = mysql_async::Conn::new(app(lab, port)).await.unwrap();
+        for c in [&mut a, &mut b] {
+            let id: u32 = c
+                .query_first("SELECT CONNECTION_ID()")
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(id, c.id(), "{how}");
+        }
+        assert_ne!(a.id(), b.id(), "{how}");
+        b.query_drop(format!("KILL {}", a.id())).await.unwrap();
+        let e = a.query_drop("SELECT 1").await.expect_err("a was killed");
+        assert!(
+            matches!(
+                e,
+                mysql_async::Error::Server(_)
+                    | mysql_async::Error::Io(_)
+                    | mysql_async::Error::Driver(_)
+            ),
+            "{how}: {e}"
+        );
+        let one: u64 = b.query_first("SELECT 1").await.unwrap().unwrap();
+        assert_eq!(one, 1, "{how}: the killer lives on");
+        b.disconnect().await.unwrap();
+    }
     proxy.shutdown().await;
 }

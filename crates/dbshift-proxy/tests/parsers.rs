@@ -70,7 +70,9 @@ proptest! {
             caps |= cap::CONNECT_WITH_DB;
         }
         let answer = if lenenc { answer } else { answer.into_iter().take(20).collect() };
-        let p = handshake_response_payload(caps, 0, max_packet, charset, &user, &answer, db.as_deref(), None);
+        let p = handshake_response_payload(
+            caps, 0, max_packet, charset, &user, &answer, db.as_deref(), None, "mysql_native_password",
+        );
         let r = parse_handshake_response(&p).expect("what the proxy writes, it reads");
         prop_assert_eq!(r.user, user);
         prop_assert_eq!(r.auth_response, answer);

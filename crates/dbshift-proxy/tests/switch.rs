@@ -206,6 +206,9 @@ async fn fifty_sessions_survive_a_bluegreen_switchover_and_rollback_with_their_s
     let probe = Probe::start(
         ProbeConfig {
             rate: 100.0,
+            // A held attempt waits for the switch; a busy 2-core machine must not turn that
+            // into a timeout.
+            timeout: Duration::from_secs(5),
             report_dir: Some(tl.dir().join("probe")),
             ..ProbeConfig::default()
         },

@@ -823,6 +823,10 @@ impl Provider for AwsProvider {
         "aws"
     }
 
+    fn slow_control_plane(&self) -> bool {
+        true
+    }
+
     fn fleet_id(&self) -> String {
         let region = self
             .client

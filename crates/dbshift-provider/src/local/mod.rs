@@ -1182,6 +1182,11 @@ impl Provider for Lab {
         "local"
     }
 
+    /// The lab's CAs are its own: their certificates are always there.
+    fn gives_ca_certificates(&self) -> bool {
+        true
+    }
+
     fn fleet_id(&self) -> String {
         let st = self.fresh().unwrap_or_else(|_| self.state.clone());
         if st.lab_id.is_empty() {
