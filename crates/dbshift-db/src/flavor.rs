@@ -161,6 +161,11 @@ impl Flavor {
         self.mariadb_at_least(10, 4, 0)
     }
 
+    /// MariaDB 10.4.1 added `BACKUP STAGE` (whose `BLOCK_COMMIT` stage stops every commit).
+    pub fn has_backup_stage(&self) -> bool {
+        self.mariadb_at_least(10, 4, 1)
+    }
+
     /// MariaDB 10.10 added `CHANGE MASTER TO MASTER_DEMOTE_TO_SLAVE=1`.
     pub fn has_demote_to_slave(&self) -> bool {
         self.mariadb_at_least(10, 10, 0)

@@ -11,13 +11,15 @@ pub mod error;
 pub mod flavor;
 pub mod gtid;
 pub mod position;
+pub mod replication_position;
 pub mod server;
 pub mod status;
 
-pub use dialect::{quote_literal, Dialect, SourceSpec, Statement};
+pub use dialect::{quote_literal, CommitLease, Dialect, ReplicaThread, SourceSpec, Statement};
 pub use error::{Cancel, Error, Result};
 pub use flavor::Flavor;
 pub use gtid::{mariadb, mysql};
 pub use position::BinlogPosition;
+pub use replication_position::{History, ReplicationPosition, Transactions};
 pub use server::{ConnectOptions, Server};
 pub use status::ReplicationStatus;

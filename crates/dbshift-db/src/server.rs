@@ -1,4 +1,7 @@
 //! One connection to one server, and the operations that read or change its replication role.
+//! The operations are grouped by concern in child modules (`server/lease.rs`, `sessions.rs`,
+//! `roles.rs`, `positions.rs`, `snapshot.rs`, `checks.rs`); every statement comes from the
+//! [`Dialect`], so a workflow never writes SQL.
 //!
 //! Every statement goes through [`Server::exec`] so that it is logged in its redacted form
 //! before and after it runs; a password never reaches a log or an error message. Functions that
@@ -26,6 +29,15 @@ use crate::flavor::Flavor;
 use crate::gtid::{mariadb, mysql};
 use crate::position::BinlogPosition;
 use crate::status::ReplicationStatus;
+
+mod checks;
+mod lease;
+mod positions;
+mod roles;
+mod sessions;
+mod snapshot;
+
+pub use checks::Heartbeats;
 
 /// TLS settings of a client connection.
 #[derive(Debug, Clone)]
@@ -678,11 +690,11 @@ impl Server {
         let was_read_only = self.read_only().await?;
         tracing::info!(endpoint = %self.endpoint, "fencing writes");
         if event_scheduler_before.eq_ignore_ascii_case("ON") {
-            self.exec_sql("SET GLOBAL event_scheduler=OFF").await?;
+            let stmt = self.dialect.set_event_scheduler(false)?;
+            self.exec(&stmt).await?;
         }
-        let lock_wait = opts.lock_wait.as_secs().max(1);
-        self.exec_sql(&format!("SET SESSION lock_wait_timeout={lock_wait}"))
-            .await?;
+        let stmt = self.dialect.lock_wait_timeout(opts.lock_wait);
+        self.exec(&stmt).await?;
         let mut attempts = 0;
         let set_ro = self.dialect.set_read_only(true)?;
         let outcome = loop {
@@ -699,7 +711,9 @@ impl Server {
         if let Err(e) = outcome {
             if event_scheduler_before.eq_ignore_ascii_case("ON") {
                 // Put the server back as it was found; the original error is what matters.
-                let _ = self.exec_sql("SET GLOBAL event_scheduler=ON").await;
+                if let Ok(stmt) = self.dialect.set_event_scheduler(true) {
+                    let _ = self.exec(&stmt).await;
+                }
             }
             return Err(e);
         }
@@ -716,40 +730,6 @@ impl Server {
         })
     }
 
-    /// End client sessions of users holding SUPER or READ_ONLY ADMIN (they can write through
-    /// `read_only`), except this connection and replication threads.
-    pub async fn end_privileged_sessions(&mut self) -> Result<Vec<(u64, String)>> {
-        let sql =
-            "SELECT p.ID, p.USER FROM information_schema.PROCESSLIST p \
-             WHERE p.ID <> CONNECTION_ID() \
-             AND p.COMMAND NOT IN ('Binlog Dump','Binlog Dump GTID','Daemon','Slave_IO','Slave_SQL','Slave_worker') \
-             AND p.USER NOT IN ('system user','event_scheduler','') \
-             AND EXISTS (SELECT 1 FROM information_schema.USER_PRIVILEGES u \
-               WHERE u.PRIVILEGE_TYPE IN ('SUPER','READ_ONLY ADMIN') \
-               AND u.GRANTEE LIKE CONCAT('''', REPLACE(REPLACE(p.USER,'_','\\_'),'%','\\%'), '''@%'))";
-        let rows = self.query_rows(sql).await?;
-        let mut killed = Vec::new();
-        for row in rows {
-            let id: u64 = row
-                .first()
-                .and_then(|c| c.1.as_deref())
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(0);
-            let user = row.get(1).and_then(|c| c.1.clone()).unwrap_or_default();
-            if id == 0 {
-                continue;
-            }
-            let stmt = self.dialect.kill_connection(id);
-            match self.exec(&stmt).await {
-                Ok(()) => killed.push((id, user)),
-                // 1094: unknown thread id: it ended by itself meanwhile.
-                Err(e) if e.server_code() == Some(1094) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(killed)
-    }
-
     /// Undo [`Server::fence_writes`]: `read_only` back off (unless it was on before) and the
     /// event scheduler as it was.
     pub async fn unfence_writes(&mut self, fence: &Fence) -> Result<()> {
@@ -759,7 +739,8 @@ impl Server {
             self.exec_all(&stmts).await?;
         }
         if fence.event_scheduler_before.eq_ignore_ascii_case("ON") {
-            self.exec_sql("SET GLOBAL event_scheduler=ON").await?;
+            let stmt = self.dialect.set_event_scheduler(true)?;
+            self.exec(&stmt).await?;
         }
         tracing::info!(endpoint = %self.endpoint, "writes unfenced");
         Ok(())

@@ -17,9 +17,8 @@ use std::cmp::Ordering;
 use std::time::{Duration, Instant};
 
 use dbshift_db::dialect::{SourceSpec, SourceStart};
-use dbshift_db::mariadb::GtidPos;
 use dbshift_db::status::IoState;
-use dbshift_db::Server;
+use dbshift_db::{ReplicationPosition, Server};
 use dbshift_provider::{Credentials, Endpoint, Provider};
 use serde::Serialize;
 
@@ -92,10 +91,10 @@ pub struct Candidate {
     pub sql_running: bool,
     pub io_error: Option<String>,
     pub sql_error: Option<String>,
-    /// What the IO thread received from the writer (`Gtid_IO_Pos`).
-    pub gtid_io_pos: Option<GtidPos>,
-    /// What the SQL thread applied (`gtid_slave_pos`).
-    pub gtid_slave_pos: Option<GtidPos>,
+    /// What the IO thread received from the writer (MariaDB `Gtid_IO_Pos`).
+    pub gtid_io_pos: Option<ReplicationPosition>,
+    /// What the SQL thread applied (MariaDB `gtid_slave_pos`).
+    pub gtid_slave_pos: Option<ReplicationPosition>,
     /// Transactions received and not yet applied.
     pub relay_backlog: u64,
     pub seconds_behind: Option<u64>,
@@ -116,10 +115,13 @@ pub struct Candidate {
 impl Candidate {
     /// What it holds from the writer, applied or in its relay log: per domain the further of
     /// `Gtid_IO_Pos` and `gtid_slave_pos` (a restarted IO thread starts from the latter).
-    pub fn received(&self) -> GtidPos {
-        let io = self.gtid_io_pos.clone().unwrap_or_default();
-        let applied = self.gtid_slave_pos.clone().unwrap_or_default();
-        io.merge_max(&applied)
+    /// `None`: nothing known.
+    pub fn received(&self) -> Option<ReplicationPosition> {
+        match (&self.gtid_io_pos, &self.gtid_slave_pos) {
+            (Some(io), Some(applied)) => Some(io.merge(applied)),
+            (Some(p), None) | (None, Some(p)) => Some(p.clone()),
+            (None, None) => None,
+        }
     }
 
     /// Whether its IO thread says the writer is gone (not connected, or a connect error).
@@ -304,37 +306,16 @@ async fn describe_candidate(
     };
     let read = async {
         let st = s.replication_status().await?;
-        let slave_pos = s.gtid_slave_pos().await?;
+        let slave_pos = s.applied_position().await?;
         let ro = s.read_only().await?;
-        // MariaDB's; another flavor has neither (then silence is never inferred).
-        let heard = s
-            .query_rows(
-                "SHOW GLOBAL STATUS WHERE Variable_name IN \
-                 ('Slave_received_heartbeats', 'Slave_heartbeat_period')",
-            )
-            .await
-            .unwrap_or_default();
+        // Not every flavor reports them (then silence is never inferred).
+        let heard = s.replica_heartbeats().await.unwrap_or_default();
         Ok::<_, dbshift_db::Error>((st, slave_pos, ro, heard))
     };
     match tokio::time::timeout(timeout * 2, read).await {
         Ok(Ok((st, slave_pos, ro, heard))) => {
-            for row in &heard {
-                let (Some(name), Some(value)) = (
-                    row.first().and_then(|c| c.1.as_deref()),
-                    row.get(1).and_then(|c| c.1.as_deref()),
-                ) else {
-                    continue;
-                };
-                if name.eq_ignore_ascii_case("Slave_received_heartbeats") {
-                    c.heartbeats = value.parse().ok();
-                } else if name.eq_ignore_ascii_case("Slave_heartbeat_period") {
-                    c.heartbeat_period_ms = value
-                        .parse::<f64>()
-                        .ok()
-                        .filter(|p| *p > 0.0)
-                        .map(|p| (p * 1000.0).round() as u64);
-                }
-            }
+            c.heartbeats = heard.received;
+            c.heartbeat_period_ms = heard.period_ms;
             c.source_log = st.source_log.as_ref().map(|p| p.to_string());
             c.reachable = true;
             c.io_running = Some(st.io_running);
@@ -342,8 +323,11 @@ async fn describe_candidate(
             c.io_error = error_text(&st.last_io_error);
             c.sql_error = error_text(&st.last_sql_error);
             c.seconds_behind = st.seconds_behind;
-            c.gtid_io_pos = st.gtid_io_pos.clone();
-            c.relay_backlog = slave_pos.behind(&st.gtid_io_pos.clone().unwrap_or_default());
+            c.gtid_io_pos = s.io_position(&st);
+            c.relay_backlog = match &c.gtid_io_pos {
+                Some(io) => slave_pos.behind(io).unwrap_or(0),
+                None => 0,
+            };
             c.gtid_slave_pos = Some(slave_pos);
             c.read_only = Some(ro);
             c.configured = st.configured;
@@ -398,12 +382,12 @@ async fn assess_as(
     let writer_check = async {
         match connect_within(&creds, &writer_ep, timeout).await {
             Ok(mut s) => {
-                let r = tokio::time::timeout(timeout, s.query_scalar("SELECT 1")).await;
+                let r = tokio::time::timeout(timeout, s.ping()).await;
                 s.close().await;
                 match r {
-                    Ok(Ok(_)) => Ok(()),
+                    Ok(Ok(())) => Ok(()),
                     Ok(Err(e)) => Err(e.to_string()),
-                    Err(_) => Err(format!("no answer to SELECT 1 within {} ms", ms(timeout))),
+                    Err(_) => Err(format!("no answer to a query within {} ms", ms(timeout))),
                 }
             }
             Err(e) => Err(e),
@@ -455,20 +439,25 @@ impl std::fmt::Display for Refusal {
     }
 }
 
-/// `a` against `b` over every domain either has: `Some(Greater)` when `a` is ahead somewhere
-/// and behind nowhere, `None` when each is ahead somewhere or they diverged.
-fn compare_positions(a: &GtidPos, b: &GtidPos) -> Option<Ordering> {
-    let mut result = Ordering::Equal;
-    let domains: std::collections::BTreeSet<u32> = a.domains().chain(b.domains()).collect();
-    for d in domains {
-        match (result, a.compare_domain(b, d)?) {
-            (_, Ordering::Equal) => {}
-            (Ordering::Equal, o) => result = o,
-            (r, o) if r == o => {}
-            _ => return None,
-        }
+/// `a` against `b` (see [`ReplicationPosition::compare`]); an unknown position counts as
+/// nothing received.
+fn compare_positions(
+    a: &Option<ReplicationPosition>,
+    b: &Option<ReplicationPosition>,
+) -> Option<Ordering> {
+    match (a, b) {
+        (Some(a), Some(b)) => a.compare(b),
+        (Some(a), None) if a.is_empty() => Some(Ordering::Equal),
+        (Some(_), None) => Some(Ordering::Greater),
+        (None, Some(b)) if b.is_empty() => Some(Ordering::Equal),
+        (None, Some(_)) => Some(Ordering::Less),
+        (None, None) => Some(Ordering::Equal),
     }
-    Some(result)
+}
+
+/// A position for a message; nothing known reads as nothing.
+fn shown(p: &Option<ReplicationPosition>) -> String {
+    p.as_ref().map(|p| p.to_string()).unwrap_or_default()
 }
 
 /// Pick the replica to promote: among the fit ones, the most advanced by what it received
@@ -532,10 +521,7 @@ pub fn choose(writer: &str, candidates: &[Candidate], to: Option<&str>) -> Resul
             Some(Ordering::Greater) => best = c,
             Some(Ordering::Less) => {}
             Some(Ordering::Equal) => {
-                let applied = compare_positions(
-                    c.gtid_slave_pos.as_ref().unwrap_or(&GtidPos::new()),
-                    best.gtid_slave_pos.as_ref().unwrap_or(&GtidPos::new()),
-                );
+                let applied = compare_positions(&c.gtid_slave_pos, &best.gtid_slave_pos);
                 let key = |x: &Candidate| {
                     (
                         to != Some(x.id.as_str()),
@@ -556,9 +542,9 @@ pub fn choose(writer: &str, candidates: &[Candidate], to: Option<&str>) -> Resul
                     "{} ({}) and {} ({}) each hold transactions the other lacks: promoting either \
                      would lose the other's; compare their relay logs by hand",
                     c.id,
-                    c.received(),
+                    shown(&c.received()),
                     best.id,
-                    best.received()
+                    shown(&best.received())
                 )))
             }
         }
@@ -583,9 +569,9 @@ pub fn choose(writer: &str, candidates: &[Candidate], to: Option<&str>) -> Resul
                     "--to {t} is behind {}: it received {} while {} received {}; promoting it \
                      would lose those transactions (omit --to, or name {})",
                     best.id,
-                    c.received(),
+                    shown(&c.received()),
                     best.id,
-                    best.received(),
+                    shown(&best.received()),
                     best.id
                 )));
             }
@@ -632,7 +618,7 @@ pub async fn plan(
                 ),
                 format!("apply relay log on {new_writer} (at most {} ms)", ms(req.timeout)),
                 format!("redirect: {} resolves to {new_writer}; proxy switched", a.cluster),
-                format!("promote {new_writer}: STOP SLAVE; RESET SLAVE ALL, events enabled, read_only=OFF; proxy resumed"),
+                format!("promote {new_writer}: replication stopped and forgotten, events enabled, read_only=OFF; proxy resumed"),
                 format!(
                     "re-point {} to {new_writer} by GTID",
                     if others.is_empty() { "no other replica".to_string() } else { others.join(", ") }
@@ -1134,28 +1120,24 @@ impl Unplanned<'_> {
     }
 
     /// The chosen replica applies everything it received; its replication then stops.
-    async fn apply_relay_log(&mut self) -> Step<GtidPos> {
+    async fn apply_relay_log(&mut self) -> Step<ReplicationPosition> {
         let mut s = self.connect(&self.new).await?;
         let st = db(s.replication_status().await)?;
-        let slave_pos = db(s.gtid_slave_pos().await)?;
+        let applied = db(s.applied_position().await)?;
         if !st.configured && self.resumed {
             // An interrupted run promoted it already (replication reset).
             s.close().await;
-            return Ok(slave_pos);
+            return Ok(applied);
         }
-        let received = st
-            .gtid_io_pos
-            .clone()
-            .unwrap_or_default()
-            .merge_max(&slave_pos);
-        db(s.wait_for_gtid(&received, self.req.timeout).await).map_err(|e| {
+        let received = s.received_position(&st, &applied);
+        db(s.wait_until_contains(&received, self.req.timeout).await).map_err(|e| {
             format!(
                 "{} did not apply its relay log up to {received}: {e}",
                 self.new
             )
         })?;
         db(s.stop_replication().await)?;
-        let applied = db(s.gtid_slave_pos().await)?;
+        let applied = db(s.applied_position().await)?;
         s.close().await;
         Ok(applied)
     }
@@ -1182,15 +1164,15 @@ impl Unplanned<'_> {
     async fn promote(&mut self) -> Step<serde_json::Value> {
         let mut s = self.connect(&self.new).await?;
         db(s.reset_replication().await)?;
-        let enabled = db(switchover::enable_replicated_events(&mut s).await)?;
-        if !enabled.is_empty() && !db(s.variable_bool("event_scheduler").await)? {
+        let enabled = db(s.enable_replicated_events().await)?;
+        if !enabled.is_empty() && !db(s.event_scheduler_on().await)? {
             self.warnings.push(format!(
                 "{} has enabled events and its event scheduler is off: turn it on if {} ran them",
                 self.new, self.old
             ));
         }
-        let semi_sync = db(switchover::semi_sync_follow_role(&mut s, true).await)?;
-        if s.flavor().needs_rds_procedures() {
+        let semi_sync = db(s.semi_sync_follow_role(true).await)?;
+        if !s.can_set_read_only() {
             self.provider
                 .set_read_only(&self.new, false)
                 .await
@@ -1246,7 +1228,7 @@ impl Unplanned<'_> {
         if db(new.read_only().await)? {
             return Err(format!("{} is still read-only after promotion", self.new));
         }
-        let target = db(new.gtid_binlog_pos().await)?;
+        let target = db(new.executed_position().await)?;
         new.close().await;
         for id in replicas {
             let Ok(mut s) = self.connect(id).await else {
@@ -1258,7 +1240,10 @@ impl Unplanned<'_> {
                     self.new
                 ));
             }
-            if let Err(e) = s.wait_for_gtid(&target, Duration::from_secs(10)).await {
+            if let Err(e) = s
+                .wait_until_contains(&target, Duration::from_secs(10))
+                .await
+            {
                 self.warnings
                     .push(format!("{id} has not caught up with {} ({e})", self.new));
             }
@@ -1273,8 +1258,8 @@ mod tests {
     use super::*;
 
     fn cand(id: &str, io: &str, applied: &str) -> Candidate {
-        let io: GtidPos = io.parse().unwrap();
-        let applied: GtidPos = applied.parse().unwrap();
+        let io: dbshift_db::mariadb::GtidPos = io.parse().unwrap();
+        let applied: dbshift_db::mariadb::GtidPos = applied.parse().unwrap();
         Candidate {
             id: id.into(),
             reachable: true,
@@ -1283,8 +1268,8 @@ mod tests {
             io_error: Some("error 2003: can't connect".into()),
             sql_error: None,
             relay_backlog: applied.behind(&io),
-            gtid_io_pos: Some(io),
-            gtid_slave_pos: Some(applied),
+            gtid_io_pos: Some(ReplicationPosition::MariaDb(io)),
+            gtid_slave_pos: Some(ReplicationPosition::MariaDb(applied)),
             seconds_behind: None,
             read_only: Some(true),
             configured: true,

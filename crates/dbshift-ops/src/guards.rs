@@ -2,7 +2,6 @@
 //! writer is moved, checked on the servers themselves. Each guard passes, warns or fails with a
 //! reason an operator can act on. Guards only read: they never change a server.
 
-use dbshift_db::mariadb::BinlogState;
 use dbshift_db::status::IoState;
 use dbshift_db::{Result as DbResult, Server};
 use serde::Serialize;
@@ -114,23 +113,6 @@ impl Collector {
     }
 }
 
-async fn count(server: &mut Server, sql: &str) -> DbResult<u64> {
-    Ok(server
-        .query_scalar(sql)
-        .await?
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0))
-}
-
-async fn list(server: &mut Server, sql: &str) -> DbResult<Vec<String>> {
-    Ok(server
-        .query_rows(sql)
-        .await?
-        .into_iter()
-        .filter_map(|r| r.into_iter().next().and_then(|(_, v)| v))
-        .collect())
-}
-
 /// Run every guard for moving the writer from `old` to `new` (which must replicate from
 /// `old`, listening on `old_port`).
 pub async fn run_guards(
@@ -181,13 +163,14 @@ pub async fn run_guards(
     );
 
     // Lag, by GTID distance, small over the whole window.
-    if new.flavor().is_mariadb() {
+    {
         let mut worst = 0u64;
         let mut worst_s = 0u64;
         for i in 0..limits.lag_samples.max(1) {
-            let old_pos = old.gtid_binlog_pos().await?;
-            let new_pos = new.gtid_slave_pos().await?;
-            worst = worst.max(new_pos.behind(&old_pos));
+            let old_pos = old.executed_position().await?;
+            let new_pos = new.applied_position().await?;
+            // Positions of two server families cannot be compared: as far behind as can be.
+            worst = worst.max(new_pos.behind(&old_pos).unwrap_or(u64::MAX));
             worst_s = worst_s.max(
                 new.replication_status()
                     .await?
@@ -231,33 +214,26 @@ pub async fn run_guards(
         "new_writer_read_only",
         new.read_only().await?,
         format!("{new_id} is read-only until promoted"),
-        format!(
-            "{new_id} is writable already: a replica must be read-only (SET GLOBAL read_only=ON)"
-        ),
+        format!("{new_id} is writable already: a replica must be read-only (turn read_only on)"),
     );
 
-    // Errant transactions: in gtid_binlog_state, never gtid_current_pos.
-    if new.flavor().is_mariadb() {
+    // Errant transactions: in the history (MariaDB's gtid_binlog_state), never in a position
+    // that the replica's own statements move (gtid_current_pos).
+    {
         // The replica first: whatever it had then, the source had too, however many writes
         // the source took meanwhile; in the other order those writes would look errant.
-        let new_state: BinlogState = new.gtid_binlog_state().await?;
-        let old_state: BinlogState = old.gtid_binlog_state().await?;
-        let old_pos = old.gtid_current_pos().await?;
+        let new_history = new.history().await?;
+        let old_history = old.history().await?;
         // By entry, or by domain position where the old writer was restored from a backup (a
         // green being rolled back from) and knows only each domain's last GTID.
-        let errant = new_state.missing_from(new.server_id(), &old_state, &old_pos);
+        let errant = new_history.missing_from(new.server_id(), &old_history);
         c.check(
             "no_errant_transactions",
             errant.is_empty(),
             format!("{new_id} has no transaction {old_id} lacks"),
             format!(
-                "{new_id} has transactions {old_id} never had: {}; they would be lost or \
-                 replicated back; inspect them first",
-                errant
-                    .iter()
-                    .map(|g| g.to_string())
-                    .collect::<Vec<_>>()
-                    .join(",")
+                "{new_id} has transactions {old_id} never had: {errant}; they would be lost or \
+                 replicated back; inspect them first"
             ),
         );
     }
@@ -298,27 +274,18 @@ pub async fn run_guards(
     );
 
     for (who, server) in [(old_id, &mut *old), (new_id, &mut *new)] {
-        let xa = server.query_rows("XA RECOVER").await?;
+        let xa = server.prepared_xa_transactions().await?;
         c.check(
             "no_prepared_xa",
-            xa.is_empty(),
+            xa == 0,
             format!("{who}: no prepared XA transaction"),
             format!(
-                "{who}: {} prepared XA transaction(s) (XA RECOVER); commit or roll them back first",
-                xa.len()
+                "{who}: {xa} prepared XA transaction(s) (XA RECOVER); commit or roll them back first"
             ),
         );
     }
 
-    let osc = list(
-        old,
-        "SELECT CONCAT(TABLE_SCHEMA,'.',TABLE_NAME) FROM information_schema.TABLES \
-         WHERE TABLE_NAME LIKE '\\_%\\_gho' OR TABLE_NAME LIKE '\\_%\\_ghc' \
-         OR TABLE_NAME LIKE '\\_%\\_new' \
-         UNION SELECT CONCAT(TRIGGER_SCHEMA,'.',TRIGGER_NAME) FROM information_schema.TRIGGERS \
-         WHERE TRIGGER_NAME LIKE 'pt\\_osc\\_%'",
-    )
-    .await?;
+    let osc = old.online_schema_change_leftovers().await?;
     c.check(
         "no_online_schema_change",
         osc.is_empty(),
@@ -330,22 +297,7 @@ pub async fn run_guards(
     );
 
     // Routines and events that run as a definer who can write through read_only.
-    let privileged = list(
-        old,
-        "SELECT CONCAT('routine ', r.ROUTINE_SCHEMA, '.', r.ROUTINE_NAME, ' (', r.DEFINER, ')') \
-         FROM information_schema.ROUTINES r \
-         WHERE r.SECURITY_TYPE='DEFINER' AND r.ROUTINE_SCHEMA NOT IN ('sys','mysql') \
-         AND EXISTS (SELECT 1 FROM information_schema.USER_PRIVILEGES u \
-           WHERE u.PRIVILEGE_TYPE IN ('SUPER','READ_ONLY ADMIN') AND u.GRANTEE = CONCAT('''', \
-           SUBSTRING_INDEX(r.DEFINER,'@',1), '''@''', SUBSTRING_INDEX(r.DEFINER,'@',-1), '''')) \
-         UNION ALL \
-         SELECT CONCAT('event ', e.EVENT_SCHEMA, '.', e.EVENT_NAME, ' (', e.DEFINER, ')') \
-         FROM information_schema.EVENTS e WHERE e.STATUS='ENABLED' \
-         AND EXISTS (SELECT 1 FROM information_schema.USER_PRIVILEGES u \
-           WHERE u.PRIVILEGE_TYPE IN ('SUPER','READ_ONLY ADMIN') AND u.GRANTEE = CONCAT('''', \
-           SUBSTRING_INDEX(e.DEFINER,'@',1), '''@''', SUBSTRING_INDEX(e.DEFINER,'@',-1), ''''))",
-    )
-    .await?;
+    let privileged = old.privileged_definers().await?;
     c.check(
         "no_privileged_definers",
         privileged.is_empty(),
@@ -390,16 +342,7 @@ pub async fn run_guards(
         );
     }
 
-    let no_pk = list(
-        old,
-        "SELECT CONCAT(t.TABLE_SCHEMA,'.',t.TABLE_NAME) FROM information_schema.TABLES t \
-         WHERE t.TABLE_TYPE='BASE TABLE' \
-         AND t.TABLE_SCHEMA NOT IN ('mysql','sys','information_schema','performance_schema') \
-         AND NOT EXISTS (SELECT 1 FROM information_schema.TABLE_CONSTRAINTS k \
-           WHERE k.TABLE_SCHEMA=t.TABLE_SCHEMA AND k.TABLE_NAME=t.TABLE_NAME \
-           AND k.CONSTRAINT_TYPE='PRIMARY KEY') LIMIT 20",
-    )
-    .await?;
+    let no_pk = old.tables_without_primary_key(20).await?;
     if no_pk.is_empty() {
         c.push(
             "primary_keys",
@@ -418,7 +361,7 @@ pub async fn run_guards(
     }
 
     for (who, server) in [(old_id, &mut *old), (new_id, &mut *new)] {
-        let sync = count(server, "SELECT @@GLOBAL.sync_binlog").await?;
+        let sync = server.sync_binlog().await?;
         if sync == 1 {
             c.push(
                 "sync_binlog",

@@ -9,9 +9,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use dbshift_db::mariadb::GtidPos;
 use dbshift_db::status::IoState;
-use dbshift_db::Server;
+use dbshift_db::{ReplicationPosition, Server};
 use dbshift_provider::{Cluster, Deployment, Endpoint, Instance, InstanceStatus, Provider, Role};
 use serde::Serialize;
 
@@ -32,7 +31,7 @@ pub struct ReplicationHealth {
     pub source: Option<String>,
     /// The instance whose endpoint `source` is, when it is one the provider knows.
     pub source_instance: Option<String>,
-    /// `@@gtid_current_pos` (MariaDB).
+    /// Where the server stands (MariaDB `@@gtid_current_pos`, MySQL `@@gtid_executed`).
     pub gtid_position: Option<String>,
     pub read_only: bool,
 }
@@ -112,8 +111,8 @@ const NOT_OBSERVED: &str = "not observed";
 
 struct Observed {
     health: ReplicationHealth,
-    binlog_pos: Option<GtidPos>,
-    slave_pos: Option<GtidPos>,
+    binlog_pos: Option<ReplicationPosition>,
+    slave_pos: Option<ReplicationPosition>,
     encrypted: bool,
 }
 
@@ -129,15 +128,9 @@ async fn observe(provider: &dyn Provider, inst: &Instance) -> Result<Observed, S
             s.variable("innodb_encrypt_tables").await?.as_deref(),
             None | Some("OFF") | Some("0")
         );
-        let (binlog_pos, slave_pos, current) = if s.flavor().is_mariadb() {
-            (
-                Some(s.gtid_binlog_pos().await?),
-                Some(s.gtid_slave_pos().await?),
-                Some(s.gtid_current_pos().await?.to_string()),
-            )
-        } else {
-            (None, None, Some(s.gtid_executed().await?.to_string()))
-        };
+        let binlog_pos = Some(s.executed_position().await?);
+        let slave_pos = Some(s.applied_position().await?);
+        let current = Some(s.current_position().await?.to_string());
         let last_error = st
             .last_io_error
             .clone()
@@ -192,7 +185,7 @@ pub async fn inventory(provider: &dyn Provider) -> Result<Vec<InventoryRow>, Err
     // Lag in transactions: how far each replica's applied position is behind what its source
     // has written (its cluster's writer, or in a chain or a blue/green pair, whatever it
     // replicates from), in the source's domains.
-    let source_pos = |source: &str| -> Option<GtidPos> {
+    let source_pos = |source: &str| -> Option<ReplicationPosition> {
         instances
             .iter()
             .zip(observed.iter())
@@ -214,7 +207,7 @@ pub async fn inventory(provider: &dyn Provider) -> Result<Vec<InventoryRow>, Err
                 if h.replicating {
                     let from = h.source.as_deref().and_then(source_pos);
                     if let (Some(w), Some(mine)) = (from, &o.slave_pos) {
-                        h.lag_transactions = Some(mine.behind(&w));
+                        h.lag_transactions = mine.behind(&w);
                     }
                 }
                 (Some(h), None, o.encrypted || inst.encrypted)

@@ -10,13 +10,10 @@
 
 use std::time::Duration;
 
-use dbshift_db::dialect::SourceStart;
-use dbshift_db::mariadb::Gtid;
 use dbshift_provider::{InstanceStatus, Provider};
 use serde::Serialize;
 
 use crate::journal::{Journal, RunStatus};
-use crate::switchover;
 
 /// The journal kind of a rejoin.
 pub const RUN_KIND: &str = "rejoin";
@@ -174,16 +171,15 @@ async fn rejoin_steps(
         );
         s.set_read_only().await?;
     }
-    switchover::semi_sync_follow_role(&mut s, false).await?;
+    s.semi_sync_follow_role(false).await?;
     journal.begin(run, "compare").await?;
-    let mine = s.gtid_binlog_state().await?;
-    let theirs = w.gtid_binlog_state().await?;
-    let theirs_pos = w.gtid_current_pos().await?;
+    let mine = s.history().await?;
+    let theirs = w.history().await?;
     let writer_id = w.server_id();
     w.close().await;
     // By entry, or by domain position where the writer was restored from a backup (a green)
     // and knows only each domain's last GTID.
-    let errant: Vec<Gtid> = mine.missing_from(s.server_id(), &theirs, &theirs_pos);
+    let errant = mine.missing_from(s.server_id(), &theirs);
     journal
         .end(
             run,
@@ -191,7 +187,7 @@ async fn rejoin_steps(
             serde_json::json!({
                 "instance_binlog_state": mine.to_string(),
                 "writer_binlog_state": theirs.to_string(),
-                "errant": errant.iter().map(|g| g.to_string()).collect::<Vec<_>>(),
+                "errant": errant.to_strings(),
             }),
         )
         .await?;
@@ -206,7 +202,7 @@ async fn rejoin_steps(
             run_id: run.to_string(),
             instance: instance.to_string(),
             writer: writer.to_string(),
-            errant: errant.iter().map(|g| g.to_string()).collect(),
+            errant: errant.to_strings(),
             instance_binlog_state: mine.to_string(),
             writer_binlog_state: theirs.to_string(),
         });
@@ -220,12 +216,13 @@ async fn rejoin_steps(
         };
     if !already {
         // Its own history is in the writer already: replication starts after it.
-        let spec = crate::replica_source(&creds, &wep, SourceStart::DemoteToReplica);
+        let start = s.start_after_own_history().await?;
+        let spec = crate::replica_source(&creds, &wep, start);
         s.point_replica_at(&spec).await?;
     } else if !st.healthy() {
         s.start_replication().await?;
     }
-    let events_disabled = switchover::disable_events_as_replica(&mut s).await?;
+    let events_disabled = s.disable_events_as_replica().await?;
     // Healthy within a bound, or say what replication reports.
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     loop {

@@ -1398,13 +1398,13 @@ pub async fn caught_up(
         ));
     }
     let mut w = connect(source.to_string()).await?;
-    let pos = w.gtid_binlog_pos().await.map_err(|e| e.to_string());
+    let pos = w.executed_position().await.map_err(|e| e.to_string());
     w.close().await;
     let pos = pos?;
     let left = deadline
         .saturating_duration_since(Instant::now())
         .max(Duration::from_secs(1));
-    let res = r.wait_for_gtid(&pos, left).await;
+    let res = r.wait_until_contains(&pos, left).await;
     r.close().await;
     res.map_err(|e| format!("{replica} has not caught up with {source} ({pos}): {e}"))
 }

@@ -18,10 +18,9 @@
 
 use std::time::{Duration, Instant};
 
-use dbshift_db::dialect::{alter_event, SourceSpec, SourceStart, SslSpec};
-use dbshift_db::mariadb::{BinlogState, GtidPos};
+use dbshift_db::dialect::{SourceSpec, SourceStart, SslSpec};
 use dbshift_db::server::{Fence, FenceOptions};
-use dbshift_db::Server;
+use dbshift_db::{History, Server};
 use dbshift_provider::{Credentials, Endpoint, Provider, Rename};
 use serde::{Deserialize, Serialize};
 
@@ -57,11 +56,11 @@ async fn bounded<T>(
     }
 }
 
-/// End the BACKUP STAGE lease and close its connection, within a bound: on a hung connection
-/// the lease ends with the session when the connection is dropped.
+/// End the commit lease and close its connection, within a bound: on a hung connection the
+/// lease ends with the session when the connection is dropped.
 async fn release_lease(mut lease: Server) {
     let ended = tokio::time::timeout(OLD_WRITER_STATEMENT_TIMEOUT, async {
-        let _ = lease.exec_sql("BACKUP STAGE END").await;
+        let _ = lease.release_commit_lease().await;
         lease
     })
     .await;
@@ -325,9 +324,9 @@ pub fn plan(params: &SwitchoverParams) -> Plan {
     let p = params;
     let steps = vec![
         format!("guards: replication {} <- {}, lag, errant transactions, binlog, filters, XA, online schema changes, definers, retention", p.to, p.from),
-        format!("fence {}: event_scheduler=OFF, read_only=ON (lock wait {} ms, {} attempts), end SUPER/READ_ONLY ADMIN sessions, BACKUP STAGE BLOCK_COMMIT lease", p.from, p.fence_lock_wait_ms, p.fence_attempts),
+        format!("fence {}: event scheduler off, read-only (lock wait {} ms, {} attempts), end SUPER/READ_ONLY ADMIN sessions, hold the commit lease (MariaDB's BLOCK_COMMIT backup stage)", p.from, p.fence_lock_wait_ms, p.fence_attempts),
         format!("wait: {} applies {}'s last GTID (at most {} ms), gtid_binlog_state contained", p.to, p.from, p.timeout_ms),
-        format!("point of no return: STOP SLAVE; RESET SLAVE ALL on {}", p.to),
+        format!("point of no return: replication stopped and forgotten on {}", p.to),
         match p.redirect {
             Redirect::Name => format!("redirect: {} resolves to {} (the lab: at once; AWS: the holder of the name renamed away, then {} renamed to it, each journaled; minutes, plus DNS caches)", p.cluster, p.to, p.to),
             Redirect::Proxy => format!("redirect: the proxy in front of {} switches to {} ({} keeps its name)", p.cluster, p.to, p.cluster),
@@ -714,10 +713,11 @@ impl<'a> Engine<'a> {
             }
     }
 
-    /// `gtid_binlog_state` and `gtid_current_pos` of `id`, on a connection of their own.
-    async fn history_of(&self, id: &str) -> StepResult<(BinlogState, GtidPos)> {
+    /// The history of `id` (MariaDB: `gtid_binlog_state` and `gtid_current_pos`), on a
+    /// connection of its own.
+    async fn history_of(&self, id: &str) -> StepResult<History> {
         let mut s = self.connect(id).await?;
-        let read = async { Ok((s.gtid_binlog_state().await?, s.gtid_current_pos().await?)) }.await;
+        let read = s.history().await;
         s.close().await;
         db(read)
     }
@@ -733,7 +733,7 @@ impl<'a> Engine<'a> {
     /// nor verify the certificate (they turn the check off), so there TLS stays on unverified.
     fn source_spec_for(&self, server: &Server, ep: &Endpoint, start: SourceStart) -> SourceSpec {
         let mut spec = self.source_spec(ep, start);
-        if server.flavor().needs_rds_procedures() {
+        if !server.can_verify_source_certificate() {
             spec.ssl = Some(SslSpec {
                 ca_path: None,
                 verify_server_cert: false,
@@ -974,7 +974,7 @@ impl<'a> Engine<'a> {
             attempts: self.p.fence_attempts,
             kill_privileged_sessions: true,
         };
-        let mut fence = if old.flavor().needs_rds_procedures() {
+        let mut fence = if !old.can_set_read_only() {
             self.fence_without_super(&mut old).await?
         } else {
             db(old.fence_writes(&opts).await)?
@@ -988,22 +988,13 @@ impl<'a> Engine<'a> {
         // The lease: commits stop even for sessions that could write through read_only, and
         // the block lifts by itself if this process dies.
         // Without SUPER there are no sessions that write through read_only but the platform's,
-        // and BACKUP STAGE needs RELOAD, which the RDS master user may lack: no lease there.
-        if old.flavor().is_mariadb()
-            && old.flavor().at_least(10, 4, 1)
-            && !old.flavor().needs_rds_procedures()
-        {
-            db(old
-                .exec_sql(&format!(
-                    "SET SESSION lock_wait_timeout={}",
-                    (self.p.fence_lock_wait_ms / 1000).max(1)
-                ))
-                .await)?;
-            db(old.exec_sql("BACKUP STAGE START").await)?;
-            if let Err(e) = old.exec_sql("BACKUP STAGE BLOCK_COMMIT").await {
-                let _ = old.exec_sql("BACKUP STAGE END").await;
-                return Err(format!("BACKUP STAGE BLOCK_COMMIT: {e}"));
-            }
+        // and the lease needs RELOAD, which the RDS master user may lack: no lease there (the
+        // dialect says where there is one).
+        if old.can_hold_commit_lease() {
+            let lock_wait = Duration::from_millis(self.p.fence_lock_wait_ms);
+            old.hold_commit_lease(lock_wait)
+                .await
+                .map_err(|e| format!("holding the commit lease: {e}"))?;
             self.lease = Some(old);
         } else {
             old.close().await;
@@ -1042,7 +1033,7 @@ impl<'a> Engine<'a> {
 
     /// `read_only` off (or on) by SQL, or through the provider where the user has no SUPER.
     async fn set_writable(&self, server: &mut Server, id: &str, writable: bool) -> StepResult<()> {
-        if server.flavor().needs_rds_procedures() {
+        if !server.can_set_read_only() {
             self.provider
                 .set_read_only(id, !writable)
                 .await
@@ -1064,13 +1055,12 @@ impl<'a> Engine<'a> {
         let old_id = old.server_id();
         let what = format!("reading {}'s final GTID position", self.p.from);
         let read = async {
-            let pos = bounded(&what, old.gtid_binlog_pos()).await?;
-            let state = bounded(&what, old.gtid_binlog_state()).await?;
-            let current = bounded(&what, old.gtid_current_pos()).await?;
-            Ok::<_, String>((pos, state, current))
+            let pos = bounded(&what, old.executed_position()).await?;
+            let history = bounded(&what, old.history()).await?;
+            Ok::<_, String>((pos, history))
         }
         .await;
-        let (final_pos, old_state, old_current): (GtidPos, BinlogState, GtidPos) = match read {
+        let (final_pos, old_history) = match read {
             Ok(r) => r,
             Err(e) => {
                 // A connection that did not answer is of no further use; dropping it ends
@@ -1084,46 +1074,40 @@ impl<'a> Engine<'a> {
         }
         let mut new = self.connect(&self.p.to).await?;
         let deadline = Duration::from_millis(self.p.timeout_ms);
-        db(new.wait_for_gtid(&final_pos, deadline).await).map_err(|e| {
+        db(new.wait_until_contains(&final_pos, deadline).await).map_err(|e| {
             format!(
                 "{} did not apply {}'s last transaction {final_pos} in time: {e}",
                 self.p.to, self.p.from
             )
         })?;
-        let new_state = db(new.gtid_binlog_state().await)?;
-        let new_pos = db(new.gtid_current_pos().await)?;
+        let new_history = db(new.history().await)?;
+        let new_pos = db(new.current_position().await)?;
         let new_id = new.server_id();
         new.close().await;
         // Every transaction of the old writer on the new one, by entry or, where the new one
         // was restored from a backup and knows only each domain's last GTID, by position.
-        let missing = old_state.missing_from(old_id, &new_state, &new_pos);
+        let missing = old_history.missing_from(old_id, &new_history);
         if !missing.is_empty() {
             return Err(format!(
-                "{} lacks transactions of {}: {} ({}'s binlog state {old_state}; {}'s {new_state}, \
-                 position {new_pos})",
-                self.p.to,
-                self.p.from,
-                gtid_list(&missing),
-                self.p.from,
-                self.p.to
+                "{} lacks transactions of {}: {missing} ({}'s binlog state {old_history}; {}'s \
+                 {new_history}, position {new_pos})",
+                self.p.to, self.p.from, self.p.from, self.p.to
             ));
         }
         // Caught up means equal: a new writer ahead of the fenced old one has transactions
         // of its own, which the old one would never have.
-        let ahead = new_state.missing_from(new_id, &old_state, &old_current);
+        let ahead = new_history.missing_from(new_id, &old_history);
         if !ahead.is_empty() {
             return Err(format!(
-                "{} has transactions {} never had: {}; inspect them before switching",
-                self.p.to,
-                self.p.from,
-                gtid_list(&ahead)
+                "{} has transactions {} never had: {ahead}; inspect them before switching",
+                self.p.to, self.p.from
             ));
         }
         self.final_position = Some(final_pos.to_string());
         Ok(serde_json::json!({
             "final_position": final_pos.to_string(),
-            "old_binlog_state": old_state.to_string(),
-            "new_binlog_state": new_state.to_string(),
+            "old_binlog_state": old_history.to_string(),
+            "new_binlog_state": new_history.to_string(),
         }))
     }
 
@@ -1174,7 +1158,7 @@ impl<'a> Engine<'a> {
         let unfenced = match &self.fence {
             None => Ok(()),
             Some(fence) => match self.connect(&self.p.from).await {
-                Ok(mut old) if old.flavor().needs_rds_procedures() => {
+                Ok(mut old) if !old.can_set_read_only() => {
                     let r = if fence.was_read_only {
                         Ok(())
                     } else {
@@ -1399,20 +1383,20 @@ impl<'a> Engine<'a> {
         let mut new = self.connect(&self.p.to).await?;
         // Events replicated from the old writer arrived SLAVESIDE_DISABLED; their definers
         // are kept (a plain ALTER EVENT would make dbshift's user their definer).
-        let enabled = db(enable_replicated_events(&mut new).await)?;
+        let enabled = db(new.enable_replicated_events().await)?;
         let scheduler_was_on = self
             .fence
             .as_ref()
             .is_some_and(|f| f.event_scheduler_before.eq_ignore_ascii_case("ON"));
-        if scheduler_was_on && !new.flavor().needs_rds_procedures() {
-            db(new.exec_sql("SET GLOBAL event_scheduler=ON").await)?;
-        } else if scheduler_was_on && !db(new.variable_bool("event_scheduler").await)? {
+        if scheduler_was_on && new.can_set_event_scheduler() {
+            db(new.set_event_scheduler(true).await)?;
+        } else if scheduler_was_on && !db(new.event_scheduler_on().await)? {
             self.warnings.push(format!(
                 "the event scheduler was on at {} and is off at {}: turn it on in its parameter group",
                 self.p.from, self.p.to
             ));
         }
-        db(semi_sync_follow_role(&mut new, true).await)?;
+        db(new.semi_sync_follow_role(true).await)?;
         self.set_writable(&mut new, &self.p.to, true).await?;
         new.close().await;
         if let Some(proxy) = &self.proxy {
@@ -1483,35 +1467,25 @@ impl<'a> Engine<'a> {
         // Containment first: every transaction of the old writer is on the new one, or the
         // old writer took writes the new one never had (a fence undone by hand, another run):
         // demoting it would bury them.
-        if old.flavor().is_mariadb() {
-            let old_state = db(old.gtid_binlog_state().await)?;
-            let (new_state, new_pos) = self.history_of(&self.p.to).await?;
-            let missing = old_state.missing_from(old.server_id(), &new_state, &new_pos);
-            if !missing.is_empty() {
-                old.close().await;
-                return Err(format!(
-                    "{} has transactions {} lacks: {}; it was left as it is (not made a \
-                     replica, which would hide them). Compare them with the new writer's data, \
-                     apply what is missing there or discard them by hand, then `dbshift rejoin {}`",
-                    self.p.from,
-                    self.p.to,
-                    gtid_list(&missing),
-                    self.p.from
-                ));
-            }
+        let old_history = db(old.history().await)?;
+        let new_history = self.history_of(&self.p.to).await?;
+        let missing = old_history.missing_from(old.server_id(), &new_history);
+        if !missing.is_empty() {
+            old.close().await;
+            return Err(format!(
+                "{} has transactions {} lacks: {missing}; it was left as it is (not made a \
+                 replica, which would hide them). Compare them with the new writer's data, \
+                 apply what is missing there or discard them by hand, then `dbshift rejoin {}`",
+                self.p.from, self.p.to, self.p.from
+            ));
         }
-        db(semi_sync_follow_role(&mut old, false).await)?;
+        db(old.semi_sync_follow_role(false).await)?;
         let st = db(old.replication_status().await)?;
         let already = Self::replicates_from(&st, new_id, &new_ep);
-        let rds = old.flavor().needs_rds_procedures();
         if !already {
             // Its own history is in the new writer already: replication starts after it
             // (MASTER_DEMOTE_TO_SLAVE does exactly this; the RDS procedures take the position).
-            let start = if rds {
-                SourceStart::GtidAt(db(old.gtid_current_pos().await)?)
-            } else {
-                SourceStart::DemoteToReplica
-            };
+            let start = db(old.start_after_own_history().await)?;
             let spec = self.source_spec_for(&old, &new_ep, start);
             db(old.point_replica_at(&spec).await)?;
         } else if !st.healthy() {
@@ -1521,7 +1495,7 @@ impl<'a> Engine<'a> {
         // it would be an errant transaction.
         let events = db(old.events_with_status("ENABLED").await)?;
         let mut disabled = Vec::new();
-        if !events.is_empty() && rds {
+        if !events.is_empty() && !old.can_skip_binlog() {
             // Without sql_log_bin=0 (SUPER), ALTER EVENT would plant an errant GTID here.
             self.warnings.push(format!(
                 "{} keeps {} enabled event(s) as a replica; disable them in its parameter group \
@@ -1530,30 +1504,10 @@ impl<'a> Engine<'a> {
                 events.len()
             ));
         } else if !events.is_empty() {
-            disabled = db(disable_events_as_replica(&mut old).await)?;
+            disabled = db(old.disable_events_as_replica().await)?;
         }
         // Leftover client sessions: ended, so that pools reconnect and follow the name.
-        let sessions = db(old
-            .query_rows(
-                "SELECT ID FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() \
-                 AND COMMAND NOT IN ('Binlog Dump','Binlog Dump GTID','Daemon','Slave_IO','Slave_SQL','Slave_worker') \
-                 AND USER NOT IN ('system user','event_scheduler','')",
-            )
-            .await)?;
-        let mut ended = 0;
-        for row in sessions {
-            let id = row
-                .first()
-                .and_then(|c| c.1.as_deref())
-                .and_then(|s| s.parse::<u64>().ok());
-            if let Some(id) = id {
-                // KILL, or mysql.rds_kill where the user has no SUPER.
-                let kill = old.dialect().kill_connection(id);
-                if old.exec(&kill).await.is_ok() {
-                    ended += 1;
-                }
-            }
-        }
+        let ended = db(old.end_client_sessions().await)?;
         old.close().await;
         Ok(
             serde_json::json!({ "demoted": true, "already": already, "events_disabled": disabled, "sessions_ended": ended }),
@@ -1583,14 +1537,8 @@ impl<'a> Engine<'a> {
                 if Self::replicates_from(&st, new_id, &new_ep) {
                     return Ok(false);
                 }
-                let start = if s.flavor().needs_rds_procedures() {
-                    // The procedures take an explicit position: what it applied, read once
-                    // its replication has stopped.
-                    s.stop_replication().await?;
-                    SourceStart::GtidAt(s.gtid_slave_pos().await?)
-                } else {
-                    SourceStart::Gtid
-                };
+                // From what it applied (the RDS procedures take that explicitly).
+                let start = s.continue_where_applied().await?;
                 let spec = self.source_spec_for(&s, &new_ep, start);
                 s.point_replica_at(&spec).await?;
                 Ok::<_, dbshift_db::Error>(true)
@@ -1615,7 +1563,7 @@ impl<'a> Engine<'a> {
         if db(new.read_only().await)? {
             return Err(format!("{} is still read-only after promotion", self.p.to));
         }
-        let target = db(new.gtid_binlog_pos().await)?;
+        let target = db(new.executed_position().await)?;
         new.close().await;
         let mut replicas = vec![self.p.from.clone()];
         replicas.extend(self.p.siblings.iter().cloned());
@@ -1625,18 +1573,13 @@ impl<'a> Engine<'a> {
         // binlogged since; the blue replicas still hold their own transactions from when they
         // were writers, which the old writer has).
         let history = match self.connect(&self.p.from).await {
-            Ok(mut old) if old.flavor().is_mariadb() => {
-                let st = old.gtid_binlog_state().await.ok();
+            Ok(mut old) => {
+                let h = old.history().await.ok();
                 old.close().await;
-                st
-            }
-            Ok(old) => {
-                old.close().await;
-                None
+                h
             }
             Err(_) => None,
-        }
-        .unwrap_or_default();
+        };
         let mut checked = Vec::new();
         for id in replicas {
             let Ok(mut s) = self.connect(&id).await else {
@@ -1648,27 +1591,31 @@ impl<'a> Engine<'a> {
                     self.p.to
                 ));
             }
-            if let Err(e) = s.wait_for_gtid(&target, Duration::from_secs(10)).await {
+            if let Err(e) = s
+                .wait_until_contains(&target, Duration::from_secs(10))
+                .await
+            {
                 let st = db(s.replication_status().await)?;
                 self.warnings.push(format!(
                     "{id} has not caught up with {} ({e}); replication: {:?}",
                     self.p.to,
                     st.last_io_error.or(st.last_sql_error)
                 ));
-            } else if s.flavor().is_mariadb() {
+            } else {
                 // Caught up means equal, never ahead: the replica first, then the writer, so
                 // that the writer's newer transactions cannot make the replica look ahead.
-                let mine = db(s.gtid_binlog_state().await)?;
-                let (theirs, theirs_pos) = self.history_of(&self.p.to).await?;
-                let theirs = theirs.merge_max(&history);
-                let ahead = mine.missing_from(s.server_id(), &theirs, &theirs_pos);
+                let mine = db(s.history().await)?;
+                let theirs = self.history_of(&self.p.to).await?;
+                let theirs = match &history {
+                    Some(old) => theirs.merge(old),
+                    None => theirs,
+                };
+                let ahead = mine.missing_from(s.server_id(), &theirs);
                 if !ahead.is_empty() {
                     s.close().await;
                     return Err(format!(
-                        "{id} is ahead of the new writer {}: it has {} that {} lacks",
-                        self.p.to,
-                        gtid_list(&ahead),
-                        self.p.to
+                        "{id} is ahead of the new writer {}: it has {ahead} that {} lacks",
+                        self.p.to, self.p.to
                     ));
                 }
             }
@@ -1815,76 +1762,6 @@ async fn cluster_changed(
         ));
     }
     Ok((!wrong.is_empty()).then(|| wrong.join("; ")))
-}
-
-/// GTIDs as `d-s-n,d-s-n`.
-fn gtid_list(gtids: &[dbshift_db::mariadb::Gtid]) -> String {
-    gtids
-        .iter()
-        .map(|g| g.to_string())
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-/// Enable the events that arrived from a writer as `SLAVESIDE_DISABLED` (a promotion); their
-/// definers are kept (a plain ALTER EVENT would make dbshift's user their definer). Gives
-/// `schema.name` of each.
-pub(crate) async fn enable_replicated_events(
-    server: &mut Server,
-) -> dbshift_db::Result<Vec<String>> {
-    let mut enabled = Vec::new();
-    for e in server.events_with_status("SLAVESIDE_DISABLED").await? {
-        server.exec_sql(&alter_event(&e, "ENABLE")).await?;
-        enabled.push(format!("{}.{}", e.schema, e.name));
-    }
-    Ok(enabled)
-}
-
-/// Where semi-synchronous replication is set up (the server is a semi-sync replica,
-/// `rpl_semi_sync_slave_enabled=ON`), make it a semi-sync source exactly when it is the
-/// writer: a replica that is a source too would hold each applied transaction for an
-/// acknowledgement no one sends, until the timeout. Gives whether semi-sync is set up.
-pub(crate) async fn semi_sync_follow_role(
-    server: &mut Server,
-    writer: bool,
-) -> dbshift_db::Result<bool> {
-    if !server.flavor().is_mariadb() || server.flavor().needs_rds_procedures() {
-        return Ok(false);
-    }
-    let configured = matches!(
-        server.variable("rpl_semi_sync_slave_enabled").await?,
-        Some(v) if v.eq_ignore_ascii_case("ON") || v == "1"
-    );
-    if configured {
-        server
-            .exec_sql(&format!(
-                "SET GLOBAL rpl_semi_sync_master_enabled={}",
-                if writer { "ON" } else { "OFF" }
-            ))
-            .await?;
-    }
-    Ok(configured)
-}
-
-/// Disable a former writer's enabled events (`DISABLE ON SLAVE`) without binlogging the change,
-/// where it would be an errant transaction. Needs SUPER (`sql_log_bin`). Gives `schema.name`.
-pub(crate) async fn disable_events_as_replica(
-    server: &mut Server,
-) -> dbshift_db::Result<Vec<String>> {
-    let events = server.events_with_status("ENABLED").await?;
-    let mut disabled = Vec::new();
-    if events.is_empty() {
-        return Ok(disabled);
-    }
-    server.exec_sql("SET SESSION sql_log_bin=0").await?;
-    for e in events {
-        server
-            .exec_sql(&alter_event(&e, "DISABLE ON SLAVE"))
-            .await?;
-        disabled.push(format!("{}.{}", e.schema, e.name));
-    }
-    server.exec_sql("SET SESSION sql_log_bin=1").await?;
-    Ok(disabled)
 }
 
 /// Run only the guards (the `check` command).

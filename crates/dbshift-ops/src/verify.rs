@@ -19,9 +19,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use dbshift_db::checksum::{self, Bound, TableShape};
-use dbshift_db::mariadb::GtidPos;
+use dbshift_db::dialect::ReplicaThread;
 use dbshift_db::status::IoState;
-use dbshift_db::{quote_literal, ConnectOptions, Server};
+use dbshift_db::{ConnectOptions, ReplicationPosition, Server};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
@@ -144,8 +144,8 @@ pub enum VerifyError {
         reason: String,
     },
     #[error(
-        "{endpoint}: replication could not be put back as it was ({source}); check SHOW SLAVE \
-         STATUS and START SLAVE by hand. The verify itself: {outcome}"
+        "{endpoint}: replication could not be put back as it was ({source}); check the \
+         replica's status and start its replication by hand. The verify itself: {outcome}"
     )]
     Restore {
         endpoint: String,
@@ -167,11 +167,7 @@ pub async fn verify(
     let endpoint = green_admin.endpoint().to_string();
     let status = green_admin.replication_status().await?;
     let using_gtid = status.using_gtid.clone().unwrap_or_default();
-    if !green_admin.flavor().is_mariadb()
-        || !status.configured
-        || !(using_gtid.eq_ignore_ascii_case("Slave_Pos")
-            || using_gtid.eq_ignore_ascii_case("Current_Pos"))
-    {
+    if !green_admin.can_run_until_position(&status) {
         return Err(VerifyError::NotGtidReplica {
             endpoint,
             found: format!(
@@ -222,7 +218,7 @@ pub async fn verify(
     }
     let outcome = compare(&mut blue_conn, &mut green_admin, green, opts, &mut warnings).await;
     // Blue's snapshot only read; ending it cannot lose anything.
-    let _ = blue_conn.exec_sql("ROLLBACK").await;
+    let _ = blue_conn.end_snapshot().await;
     blue_conn.close().await;
 
     let restored = restore_replication(green_admin, green, was_io, was_sql).await;
@@ -292,20 +288,13 @@ async fn restore_on(admin: &mut Server, was_io: bool, was_sql: bool) -> dbshift_
             .as_deref()
             .is_some_and(|c| !c.eq_ignore_ascii_case("none"))
         {
-            let mode = match st.using_gtid.as_deref() {
-                Some(m) if m.eq_ignore_ascii_case("current_pos") => "current_pos",
-                Some(m) if m.eq_ignore_ascii_case("no") => "no",
-                _ => "slave_pos",
-            };
-            admin
-                .exec_sql(&format!("CHANGE MASTER TO MASTER_USE_GTID = {mode}"))
-                .await?;
+            admin.clear_replication_until(&st).await?;
         }
     }
     match (was_io, was_sql) {
         (true, true) => admin.start_replication().await,
-        (true, false) => admin.exec_sql("START SLAVE IO_THREAD").await,
-        (false, true) => admin.exec_sql("START SLAVE SQL_THREAD").await,
+        (true, false) => admin.start_replication_thread(ReplicaThread::Io).await,
+        (false, true) => admin.start_replication_thread(ReplicaThread::Sql).await,
         (false, false) => Ok(()),
     }
 }
@@ -353,18 +342,12 @@ async fn compare(
     opts: &VerifyOptions,
     warnings: &mut Vec<String>,
 ) -> Result<VerifyReport, VerifyError> {
-    let green_start = green_admin.gtid_slave_pos().await?;
+    let green_start = green_admin.applied_position().await?;
 
-    blue.exec_sql("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        .await?;
-    blue.exec_sql("START TRANSACTION WITH CONSISTENT SNAPSHOT")
-        .await?;
+    blue.begin_consistent_snapshot().await?;
     let position = snapshot_position(blue).await?;
-    if !green_start.reached_by(&position)
-        || green_start
-            .domains()
-            .any(|d| green_start.compare_domain(&position, d).is_none())
-    {
+    // Blue's snapshot must hold everything green applied, or the histories diverged.
+    if !position.contains(&green_start) {
         return Err(VerifyError::Diverged {
             green: green_start.to_string(),
             blue: position.to_string(),
@@ -426,66 +409,43 @@ async fn compare(
     ))
 }
 
-/// The GTID position of blue's snapshot: `BINLOG_GTID_POS()` of the binlog coordinates the
+/// The replication position of blue's snapshot: the position at the binlog coordinates the
 /// snapshot is consistent with.
-async fn snapshot_position(blue: &mut Server) -> Result<GtidPos, VerifyError> {
-    let rows = blue
-        .query_rows("SHOW STATUS LIKE 'binlog_snapshot_%'")
-        .await?;
-    let value = |name: &str| {
-        rows.iter()
-            .find(|r| {
-                r.first()
-                    .and_then(|c| c.1.as_deref())
-                    .is_some_and(|n| n.eq_ignore_ascii_case(name))
-            })
-            .and_then(|r| r.get(1).and_then(|c| c.1.clone()))
-            .filter(|v| !v.is_empty())
-    };
-    let (Some(file), Some(pos)) = (
-        value("binlog_snapshot_file"),
-        value("binlog_snapshot_position"),
-    ) else {
-        return Err(VerifyError::NoSnapshotPosition(
-            "binlog_snapshot_file/position are empty (is the binary log on?)".into(),
-        ));
-    };
-    let pos: u64 = pos
-        .parse()
-        .map_err(|_| VerifyError::NoSnapshotPosition(format!("position {pos:?}")))?;
-    let text = blue
-        .query_scalar(&format!(
-            "SELECT BINLOG_GTID_POS({}, {pos})",
-            quote_literal(&file)
+async fn snapshot_position(blue: &mut Server) -> Result<ReplicationPosition, VerifyError> {
+    let at = blue.snapshot_coordinates().await.map_err(|e| match e {
+        dbshift_db::Error::State { message, .. } => VerifyError::NoSnapshotPosition(message),
+        dbshift_db::Error::Parse { input, .. } => {
+            VerifyError::NoSnapshotPosition(format!("position {input:?}"))
+        }
+        e => VerifyError::Db(e),
+    })?;
+    blue.position_at_coordinates(&at).await?.ok_or_else(|| {
+        VerifyError::NoSnapshotPosition(format!(
+            "the binlog coordinates {at} of the snapshot have no GTID position"
         ))
-        .await?
-        .ok_or_else(|| {
-            VerifyError::NoSnapshotPosition(format!("BINLOG_GTID_POS('{file}', {pos}) is NULL"))
-        })?;
-    Ok(text.parse()?)
+    })
 }
 
 /// Run green's replication until exactly `position` and wait until it stopped there.
 async fn run_until(
     green: &mut Server,
-    position: &GtidPos,
+    position: &ReplicationPosition,
     timeout: Duration,
 ) -> Result<(), VerifyError> {
     let endpoint = green.endpoint().to_string();
-    let at = green.gtid_slave_pos().await?;
-    if exactly_at(&at, position) {
+    let at = green.applied_position().await?;
+    if at.is_at(position) {
         // Nothing to apply; an UNTIL already reached would start the threads for nothing.
         return Ok(());
     }
     tracing::info!(endpoint = %endpoint, position = %position, "running green's replication until blue's snapshot");
-    let stmts = green.dialect().start_replica_until_gtid(position)?;
-    green.exec_all(&stmts).await?;
+    green.run_replication_until(position).await?;
     let started = Instant::now();
     loop {
         let status = green.replication_status().await?;
-        let at = green.gtid_slave_pos().await?;
+        let at = green.applied_position().await?;
         if !status.sql_running {
-            if exactly_at(&at, position) {
+            if at.is_at(position) {
                 tracing::info!(endpoint = %endpoint, position = %position, elapsed = ?started.elapsed(), "green stopped at blue's snapshot");
                 return Ok(());
             }
@@ -520,10 +480,6 @@ async fn run_until(
 }
 
 /// Whether `at` holds exactly the GTIDs of `position` in each of its domains.
-fn exactly_at(at: &GtidPos, position: &GtidPos) -> bool {
-    position.iter().all(|g| at.get(g.domain) == Some(g))
-}
-
 /// Every user base table's shape.
 async fn load_shapes(server: &mut Server) -> Result<Vec<TableShape>, VerifyError> {
     let tables: BTreeSet<(String, String)> = server

@@ -189,20 +189,8 @@ async fn semi_sync(
         .await
         .ok()?
         .ok()?;
-    let enabled = s
-        .variable_bool("rpl_semi_sync_master_enabled")
-        .await
-        .unwrap_or(false);
-    let active = s
-        .query_rows("SHOW GLOBAL STATUS LIKE 'Rpl_semi_sync_master_status'")
-        .await
-        .ok()
-        .and_then(|rows| {
-            rows.first()
-                .and_then(|r| r.get(1))
-                .and_then(|c| c.1.clone())
-        })
-        .is_some_and(|v| v.eq_ignore_ascii_case("ON"));
+    let enabled = s.semi_sync_source_enabled().await.unwrap_or(false);
+    let active = s.semi_sync_source_active().await.unwrap_or(false);
     s.close().await;
     Some((enabled, active))
 }
