@@ -1,20 +1,23 @@
 //! dbshift-ops: the workflows. Each one combines the control plane (`dbshift-provider`) with
-//! what the servers themselves say (`dbshift-db`). The inventory, the switchover guards and core, and the journal. This crate must
-//! never talk to a platform or a server except through those two layers.
+//! what the servers themselves say (`dbshift-db`). The inventory, the switchover guards and
+//! core; the journal and locks they write are `dbshift-state`'s. This crate must never talk to
+//! a platform or a server except through those two layers.
 
 pub mod bluegreen;
 pub mod ca_rotate;
 pub mod failover;
 pub mod guards;
 pub mod inventory;
-pub mod journal;
-pub mod lock;
 pub mod proxy_admin;
 pub mod rejoin;
 pub mod rollout;
 pub mod switchover;
 pub mod verify;
 pub mod watch;
+
+// The journal and the cluster locks live in the state store; their paths here stay as they were.
+pub use dbshift_state::journal;
+pub use dbshift_state::lock;
 
 use dbshift_db::server::{ConnectOptions, TlsOptions};
 use dbshift_provider::{Credential, Credentials, Endpoint};
