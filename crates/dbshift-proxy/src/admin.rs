@@ -17,7 +17,7 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::auth::constant_time_eq;
 use crate::backend::Backend;
 use crate::error::{Error, Result};
-use crate::ProxyHandle;
+use crate::handle::ProxyHandle;
 
 const MAX_REQUEST: usize = 64 * 1024;
 

@@ -1,8 +1,8 @@
-//! The proxy's control: pause, switch and resume, the hooks a switchover drives (through
-//! [`ProxyHandle`] or the admin API). A change is published on the control channel
-//! ([`Control`]) and each session acts on it at its next command boundary; these functions
-//! wait for the sessions, bounded, and report what they did. They must never answer a held
-//! command with an error, nor drop a session that could move.
+//! The proxy's control: pause, switch, resume and shutdown, the hooks a switchover drives
+//! (through [`ProxyHandle`] or the admin API). A change is published on the control channel
+//! ([`Control`](crate::shared::Control)) and each session acts on it at its next command
+//! boundary; these functions wait for the sessions, bounded, and report what they did. They
+//! must never answer a held command with an error, nor drop a session that could move.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -10,26 +10,12 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::backend::{Backend, Target};
+use crate::backend::Backend;
 use crate::error::{Error, Result};
+use crate::handle::ProxyHandle;
 use crate::metrics::Metrics;
+use crate::shared::{ClientDefaults, SessionInfo, Shared};
 use crate::{protocol, tracking};
-use crate::{ClientDefaults, ProxyHandle, SessionInfo, Shared};
-
-/// What every session follows. Sessions act on a change at their next command boundary
-/// (at once when idle).
-#[derive(Clone)]
-pub(crate) struct Control {
-    pub paused: bool,
-    /// The pause's bound has passed: sessions with state that cannot move are held too.
-    pub drain_over: bool,
-    pub generation: u64,
-    pub target: Arc<Target>,
-    /// Raised to end every session that is still in a transaction (or busy) or that holds
-    /// state that cannot move.
-    pub end_pinned: u64,
-    pub shutdown: bool,
-}
 
 /// What [`ProxyHandle::pause`] did.
 #[derive(Debug, Clone, Serialize)]
@@ -156,7 +142,7 @@ impl ProxyHandle {
         });
     }
 
-    pub(crate) async fn wait_gone(&self, sessions: &[Arc<SessionInfo>], limit: Duration) {
+    async fn wait_gone(&self, sessions: &[Arc<SessionInfo>], limit: Duration) {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
             let notified = self.shared.session_event.notified();
@@ -278,6 +264,24 @@ impl ProxyHandle {
     pub async fn resume(&self) -> ResumeReport {
         let _op = self.shared.ops.lock().await;
         resume_inner(&self.shared)
+    }
+
+    /// Stop accepting, end every session (clients see their connection closed) and close the
+    /// admin connections.
+    pub async fn shutdown(&self) {
+        tracing::info!("proxy shutting down");
+        self.shared.control.send_modify(|c| c.shutdown = true);
+        let all = self.shared.sessions();
+        self.wait_gone(&all, Duration::from_secs(2)).await;
+        let pool = self
+            .shared
+            .admin_pool
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(p) = pool {
+            let _ = p.disconnect().await;
+        }
     }
 }
 

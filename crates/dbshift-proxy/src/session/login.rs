@@ -19,8 +19,8 @@ use crate::metrics::Metrics;
 use crate::protocol::{
     self, cap, com, ok_payload, parse_handshake_response, server_handshake_payload, NATIVE_PASSWORD,
 };
+use crate::shared::{SessionInfo, Shared};
 use crate::wire::{Stream, Wire};
-use crate::{SessionInfo, Shared};
 
 /// A backend connection opened before the greeting, settled (logged in and closed as the
 /// admin) if no client logs in on it: see [`Target::settle_early`]. At most a few at once, so

@@ -22,10 +22,10 @@ use crate::auth::SessionSecret;
 use crate::backend::{BackendConn, LoginSpec};
 use crate::metrics::Metrics;
 use crate::protocol::{com, err_payload};
+use crate::shared::{pin, Control, IdClaim, SessionInfo, Shared};
 use crate::sql::Effects;
 use crate::tracking::ClientTracking;
 use crate::wire::Wire;
-use crate::{pin, Control, SessionInfo, Shared};
 
 mod command;
 mod login;
@@ -161,7 +161,7 @@ struct Session {
     generation: u64,
     end_seen: u64,
     /// The greeting's id, held while the session lives.
-    _id: crate::IdClaim,
+    _id: IdClaim,
 }
 
 /// How a boundary ends.

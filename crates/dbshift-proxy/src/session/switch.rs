@@ -11,8 +11,8 @@ use crate::backend::{BackendConn, Target};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::protocol::cap;
+use crate::shared::Control;
 use crate::tracking;
-use crate::Control;
 
 /// Variables the tracker reports that no session may set; never replayed.
 const READ_ONLY_TRACKED: &[&str] = &[
