@@ -16,11 +16,14 @@ pub(super) async fn connect_within(
     creds: &Credentials,
     ep: &Endpoint,
     timeout: Duration,
-) -> Result<Server, String> {
+) -> StepResult<Server> {
     match tokio::time::timeout(timeout, Server::connect(&options(creds, ep, timeout))).await {
         Ok(Ok(s)) => Ok(s),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!("no answer within {} ms", ms(timeout))),
+        Ok(Err(e)) => Err(e.into()),
+        Err(_) => Err(StepError::timeout(format!(
+            "no answer within {} ms",
+            ms(timeout)
+        ))),
     }
 }
 
@@ -146,7 +149,7 @@ pub(super) async fn assess_as(
                     Err(_) => Err(format!("no answer to a query within {} ms", ms(timeout))),
                 }
             }
-            Err(e) => Err(e),
+            Err(e) => Err(e.to_string()),
         }
     };
     let mut replica_eps = Vec::new();

@@ -22,10 +22,14 @@ use dbshift_db::{ReplicationPosition, Server};
 use dbshift_provider::{Credentials, Endpoint, Provider};
 use serde::Serialize;
 
+use crate::endpoints::Endpoints;
+use crate::error::{StepError, StepResult};
+use crate::events::{Event, Observer, Workflow};
 use crate::journal::{Journal, RunStatus};
 use crate::ms;
 use crate::proxy_admin::ProxySet;
-use crate::switchover::{self, Observer, SwitchoverError, SwitchoverRequest};
+use crate::runner::{Begun, StepRunner};
+use crate::switchover::{self, SwitchoverError, SwitchoverRequest};
 
 mod assess;
 mod choose;
@@ -406,8 +410,9 @@ pub async fn run(
     let u = Unplanned {
         provider,
         journal,
-        observer,
+        steps: StepRunner::new(journal, &run_id, Workflow::Failover, observer),
         creds: provider.credentials()?,
+        endpoints: Endpoints::default(),
         run: run_id,
         req: req.clone(),
         old: a.writer.clone(),
@@ -415,7 +420,6 @@ pub async fn run(
         keep_new: false,
         resumed: false,
         proxy: None,
-        step_ms: Vec::new(),
         warnings: Vec::new(),
     };
     finish(u, a, detection).await
@@ -532,8 +536,9 @@ async fn resume(
     let u = Unplanned {
         provider,
         journal,
-        observer,
+        steps: StepRunner::new(journal, &run.id, Workflow::Failover, observer),
         creds: provider.credentials()?,
+        endpoints: Endpoints::default(),
         run: run.id.clone(),
         req: req.clone(),
         old: a.writer.clone(),
@@ -541,7 +546,6 @@ async fn resume(
         keep_new: kept.is_some(),
         resumed: true,
         proxy: None,
-        step_ms: Vec::new(),
         warnings: Vec::new(),
     };
     finish(u, a, req.detection + looked.elapsed()).await
@@ -565,6 +569,7 @@ async fn finish(
             Ok(FailoverOutcome::Unplanned(report))
         }
         Err(reason) => {
+            let reason = reason.to_string();
             journal
                 .set_status(&run_id, RunStatus::NeedsHuman, Some(&reason))
                 .await?;
@@ -576,8 +581,11 @@ async fn finish(
 struct Unplanned<'a> {
     provider: &'a dyn Provider,
     journal: &'a Journal,
-    observer: &'a dyn Observer,
+    /// Journals, times and reports each step.
+    steps: StepRunner<'a>,
     creds: Credentials,
+    /// The servers' endpoints, resolved at the start and again after the redirect.
+    endpoints: Endpoints,
     run: String,
     req: FailoverRequest,
     old: String,
@@ -587,12 +595,9 @@ struct Unplanned<'a> {
     /// This continues an interrupted run.
     resumed: bool,
     proxy: Option<ProxySet>,
-    step_ms: Vec<(String, u64)>,
     warnings: Vec<String>,
 }
 
-type Step<T> = Result<T, String>;
-
-fn db<T>(r: dbshift_db::Result<T>) -> Step<T> {
-    r.map_err(|e| e.to_string())
+fn db<T>(r: dbshift_db::Result<T>) -> StepResult<T> {
+    r.map_err(StepError::from)
 }

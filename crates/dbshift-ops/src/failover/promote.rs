@@ -6,24 +6,23 @@ use super::*;
 impl Unplanned<'_> {
     /// Clients held at the proxy, then the old writer stopped by the provider. Nothing is
     /// promoted unless the provider confirms the stop.
-    pub(super) async fn fence(&mut self) -> Step<serde_json::Value> {
+    pub(super) async fn fence(&mut self) -> StepResult<serde_json::Value> {
         let paused = crate::proxy_admin::pause_if_any(
             self.proxy.as_ref(),
             Duration::from_millis(PROXY_DRAIN_MS),
-            self.observer,
+            self.steps.observer(),
         )
         .await?;
         tracing::info!(instance = %self.old, "stopping the failed writer");
-        self.provider
-            .stop_instance(&self.old)
-            .await
-            .map_err(|e| format!("the provider could not stop {}: {e}", self.old))?;
+        self.provider.stop_instance(&self.old).await.map_err(|e| {
+            StepError::from(e).context(format!("the provider could not stop {}", self.old))
+        })?;
         tracing::info!(instance = %self.old, "failed writer stopped");
         Ok(serde_json::json!({ "stopped": self.old, "proxy_pause": paused }))
     }
 
     /// The chosen replica applies everything it received; its replication then stops.
-    pub(super) async fn apply_relay_log(&mut self) -> Step<ReplicationPosition> {
+    pub(super) async fn apply_relay_log(&mut self) -> StepResult<ReplicationPosition> {
         let mut s = self.connect(&self.new).await?;
         let st = db(s.replication_status().await)?;
         let applied = db(s.applied_position().await)?;
@@ -34,10 +33,12 @@ impl Unplanned<'_> {
         }
         let received = s.received_position(&st, &applied);
         db(s.wait_until_contains(&received, self.req.timeout).await).map_err(|e| {
-            format!(
-                "{} did not apply its relay log up to {received}: {e}",
-                self.new
-            )
+            e.map_message(|e| {
+                format!(
+                    "{} did not apply its relay log up to {received}: {e}",
+                    self.new
+                )
+            })
         })?;
         db(s.stop_replication().await)?;
         let applied = db(s.applied_position().await)?;
@@ -45,18 +46,16 @@ impl Unplanned<'_> {
         Ok(applied)
     }
 
-    pub(super) async fn redirect(&mut self) -> Step<serde_json::Value> {
+    pub(super) async fn redirect(&mut self) -> StepResult<serde_json::Value> {
         self.provider
             .set_writer(&self.req.cluster, &self.new)
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         let mut switched = serde_json::Value::Null;
         if let Some(proxy) = &self.proxy {
             let ep = self.endpoint(&self.new).await?;
-            switched = proxy
-                .switch(&ep.host, ep.port)
-                .await
-                .map_err(|e| format!("switching the proxy to {}: {e}", self.new))?;
+            switched = proxy.switch(&ep.host, ep.port).await.map_err(|e| {
+                StepError::from(e).context(format!("switching the proxy to {}", self.new))
+            })?;
         }
         Ok(
             serde_json::json!({ "cluster": self.req.cluster, "writer": self.new, "proxy_switch": switched }),
@@ -64,7 +63,7 @@ impl Unplanned<'_> {
     }
 
     /// Replication forgotten, events enabled, `read_only=OFF`, as the switchover core does.
-    pub(super) async fn promote(&mut self) -> Step<serde_json::Value> {
+    pub(super) async fn promote(&mut self) -> StepResult<serde_json::Value> {
         let mut s = self.connect(&self.new).await?;
         db(s.reset_replication().await)?;
         let enabled = db(s.enable_replicated_events().await)?;
@@ -80,10 +79,10 @@ impl Unplanned<'_> {
                 .set_read_only(&self.new, false)
                 .await
                 .map_err(|e| {
-                    format!(
-                        "setting read_only on {} through the provider: {e}",
+                    StepError::from(e).context(format!(
+                        "setting read_only on {} through the provider",
                         self.new
-                    )
+                    ))
                 })?;
         } else {
             db(s.set_writable().await)?;
@@ -93,8 +92,8 @@ impl Unplanned<'_> {
             proxy
                 .resume()
                 .await
-                .map_err(|e| format!("resuming the proxy: {e}"))?;
-            self.observer.event("proxy resumed");
+                .map_err(|e| StepError::from(e).context("resuming the proxy"))?;
+            self.steps.tell(Event::ProxyResumed);
         }
         Ok(serde_json::json!({ "events_enabled": enabled, "semi_sync_source": semi_sync }))
     }

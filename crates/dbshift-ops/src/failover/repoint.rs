@@ -3,7 +3,7 @@
 use super::*;
 
 impl Unplanned<'_> {
-    pub(super) async fn repoint(&mut self, others: &[String]) -> Step<Vec<String>> {
+    pub(super) async fn repoint(&mut self, others: &[String]) -> StepResult<Vec<String>> {
         let ep = self.endpoint(&self.new).await?;
         let mut moved = Vec::new();
         for id in others {
@@ -30,10 +30,13 @@ impl Unplanned<'_> {
     }
 
     /// One writable server (the new one); the re-pointed replicas caught up with it.
-    pub(super) async fn verify(&mut self, replicas: &[String]) -> Step<serde_json::Value> {
+    pub(super) async fn verify(&mut self, replicas: &[String]) -> StepResult<serde_json::Value> {
         let mut new = self.connect(&self.new).await?;
         if db(new.read_only().await)? {
-            return Err(format!("{} is still read-only after promotion", self.new));
+            return Err(StepError::unsafe_(format!(
+                "{} is still read-only after promotion",
+                self.new
+            )));
         }
         let target = db(new.executed_position().await)?;
         new.close().await;
@@ -42,10 +45,10 @@ impl Unplanned<'_> {
                 continue;
             };
             if !db(s.read_only().await)? {
-                return Err(format!(
+                return Err(StepError::unsafe_(format!(
                     "{id} is writable besides {}: two writers",
                     self.new
-                ));
+                )));
             }
             if let Err(e) = s
                 .wait_until_contains(&target, Duration::from_secs(10))

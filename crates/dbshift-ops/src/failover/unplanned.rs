@@ -3,19 +3,23 @@
 use super::*;
 
 impl Unplanned<'_> {
-    pub(super) async fn endpoint(&self, id: &str) -> Step<Endpoint> {
-        self.provider
-            .describe_instance(id)
-            .await
-            .map(|i| i.endpoint)
-            .map_err(|e| e.to_string())
+    /// The endpoint of `id` as resolved at the start of the run (or after its redirect).
+    pub(super) async fn endpoint(&self, id: &str) -> StepResult<Endpoint> {
+        Ok(self.endpoints.get(self.provider, id).await?)
     }
 
-    pub(super) async fn connect(&self, id: &str) -> Step<Server> {
+    /// Resolve the endpoints of the old writer and every replica of the cluster.
+    pub(super) async fn resolve_endpoints(&mut self, first: &Assessment) {
+        let mut ids = vec![self.old.clone(), self.new.clone()];
+        ids.extend(first.replicas.iter().map(|c| c.id.clone()));
+        self.endpoints = Endpoints::resolve(self.provider, &ids).await;
+    }
+
+    pub(super) async fn connect(&self, id: &str) -> StepResult<Server> {
         let ep = self.endpoint(id).await?;
         connect_within(&self.creds, &ep, Duration::from_secs(2))
             .await
-            .map_err(|e| format!("{id}: {e}"))
+            .map_err(|e| e.context(id))
     }
 
     pub(super) fn source_spec(&self, ep: &Endpoint) -> SourceSpec {
@@ -23,38 +27,31 @@ impl Unplanned<'_> {
     }
 
     /// Journal a step as begun, before it runs.
-    pub(super) async fn begin(&mut self, name: &str) -> Result<Instant, FailoverError> {
+    pub(super) async fn begin(&mut self, name: &str) -> Result<Begun, FailoverError> {
         // The cluster's lock, taken by `run` for the whole failover, still held, or the
         // failover stops before this step changes anything.
         if let Some(lock) = self.journal.locks().held(&self.req.cluster) {
             lock.check()?;
         }
-        self.observer.event(&format!("{name}: start"));
-        self.journal.begin(&self.run, name).await?;
-        crate::crash_if(&format!("failover:{name}:begin"));
-        Ok(Instant::now())
+        Ok(self.steps.begin(name).await?)
     }
 
     /// Journal a step's result; its error ends the failover as "needs a human".
     pub(super) async fn end<T: Serialize>(
         &mut self,
-        name: &str,
-        started: Instant,
-        r: Step<T>,
-    ) -> Result<Step<T>, FailoverError> {
+        begun: Begun,
+        r: StepResult<T>,
+    ) -> Result<StepResult<T>, FailoverError> {
         match r {
             Ok(v) => {
-                crate::crash_if(&format!("failover:{name}:run"));
                 let detail = serde_json::to_value(&v).unwrap_or_default();
-                self.journal.end(&self.run, name, detail).await?;
-                crate::crash_if(&format!("failover:{name}:end"));
-                self.step_ms.push((name.to_string(), ms(started.elapsed())));
-                self.observer.event(&format!("{name}: done"));
+                self.steps.end(begun, detail).await?;
                 Ok(Ok(v))
             }
             Err(e) => {
-                self.journal.failed(&self.run, name, &e).await?;
-                Ok(Err(format!("{name}: {e}")))
+                let name = begun.step().to_string();
+                self.steps.failed(begun, &e).await?;
+                Ok(Err(e.context(name)))
             }
         }
     }
@@ -63,15 +60,16 @@ impl Unplanned<'_> {
         &mut self,
         first: Assessment,
         detection: Duration,
-    ) -> Result<Step<FailoverReport>, FailoverError> {
+    ) -> Result<StepResult<FailoverReport>, FailoverError> {
         let proxies = self.provider.proxies_of(&self.req.cluster).await?;
         match ProxySet::of(&proxies, Duration::from_secs(5)) {
             Ok(set) => self.proxy = set,
-            Err(e) => self.warnings.push(e),
+            Err(e) => self.warnings.push(e.to_string()),
         }
+        self.resolve_endpoints(&first).await;
         let t = self.begin("detect").await?;
         let detected = serde_json::to_value(&first).unwrap_or_default();
-        if let Err(e) = self.end("detect", t, Ok::<_, String>(detected)).await? {
+        if let Err(e) = self.end(t, Ok::<_, StepError>(detected)).await? {
             return Ok(Err(e));
         }
         let mut phases = Phases {
@@ -83,13 +81,18 @@ impl Unplanned<'_> {
         let old = self.old.clone();
         let t = self.begin("fence").await?;
         let fenced = self.fence().await;
-        if let Err(e) = self.end("fence", t, fenced).await? {
-            return Ok(Err(format!(
-                "{e}. Nothing was promoted: {old} may still accept writes, so no replica was made \
-                 writable. Make sure {old} is down, then run `dbshift failover {}` again",
-                self.req.cluster
-            )));
+        if let Err(e) = self.end(t, fenced).await? {
+            return Ok(Err(e.map_message(|e| {
+                format!(
+                    "{e}. Nothing was promoted: {old} may still accept writes, so no replica was \
+                     made writable. Make sure {old} is down, then run `dbshift failover {}` again",
+                    self.req.cluster
+                )
+            })));
         }
+        self.steps.tell(Event::Fenced {
+            writer: old.clone(),
+        });
         phases.fencing_ms = ms(fence_started.elapsed());
 
         let promotion_started = Instant::now();
@@ -109,44 +112,54 @@ impl Unplanned<'_> {
         };
         let candidates = looked.replicas.clone();
         let choice = rechosen.map_err(|r| {
-            format!(
+            StepError::refused(format!(
                 "{r}. {old} is stopped and no replica was promoted: clients cannot write. Fix \
                  the cause, then `dbshift failover {}`",
                 self.req.cluster
-            )
+            ))
         });
         if let Ok(id) = &choice {
             self.new = id.clone();
         }
         let detail =
             choice.map(|id| serde_json::json!({ "new_writer": id, "candidates": candidates }));
-        if let Err(e) = self.end("choose", t, detail).await? {
+        if let Err(e) = self.end(t, detail).await? {
             return Ok(Err(e));
         }
         let t = self.begin("apply_relay_log").await?;
         let applied = self.apply_relay_log().await;
-        let promoted_at = match self.end("apply_relay_log", t, applied).await? {
+        let promoted_at = match self.end(t, applied).await? {
             Ok(p) => p,
             Err(e) => {
-                return Ok(Err(format!(
-                    "{e}. {old} is stopped and {} was not promoted: clients cannot write",
-                    self.new
-                )))
+                return Ok(Err(e.map_message(|e| {
+                    format!(
+                        "{e}. {old} is stopped and {} was not promoted: clients cannot write",
+                        self.new
+                    )
+                })))
             }
         };
         let t = self.begin("redirect").await?;
         let redirected = self.redirect().await;
-        if let Err(e) = self.end("redirect", t, redirected).await? {
+        if let Err(e) = self.end(t, redirected).await? {
             return Ok(Err(e));
         }
+        // The redirect may have moved endpoints (a provider that renames).
+        let first_after = Assessment {
+            replicas: candidates.clone(),
+            ..first
+        };
+        self.resolve_endpoints(&first_after).await;
         let t = self.begin("promote").await?;
         let promoted = self.promote().await;
-        if let Err(e) = self.end("promote", t, promoted).await? {
+        if let Err(e) = self.end(t, promoted).await? {
             return Ok(Err(e));
         }
         phases.promotion_ms = ms(promotion_started.elapsed());
         phases.write_gap_ms = ms(fence_started.elapsed());
-        self.observer.event("promoted: new writer accepts writes");
+        self.steps.tell(Event::Promoted {
+            writer: self.new.clone(),
+        });
 
         let repoint_started = Instant::now();
         let others: Vec<String> = candidates
@@ -156,14 +169,14 @@ impl Unplanned<'_> {
             .collect();
         let t = self.begin("repoint").await?;
         let repointed = self.repoint(&others).await;
-        let repointed = match self.end("repoint", t, repointed).await? {
+        let repointed = match self.end(t, repointed).await? {
             Ok(r) => r,
             Err(e) => return Ok(Err(e)),
         };
         phases.repointing_ms = ms(repoint_started.elapsed());
         let t = self.begin("verify").await?;
         let verified = self.verify(&repointed).await;
-        if let Err(e) = self.end("verify", t, verified).await? {
+        if let Err(e) = self.end(t, verified).await? {
             return Ok(Err(e));
         }
         Ok(Ok(FailoverReport {
@@ -175,7 +188,7 @@ impl Unplanned<'_> {
             promoted_at: promoted_at.to_string(),
             repointed,
             candidates,
-            step_ms: self.step_ms.clone(),
+            step_ms: self.steps.step_ms().to_vec(),
             warnings: self.warnings.clone(),
             resumed: self.resumed,
         }))

@@ -10,7 +10,7 @@ impl Rollout {
             run_id: run_id.to_string(),
             failures: AtomicUsize::new(0),
             max_failures: plan.options.max_failures,
-            ended_steps: AtomicUsize::new(0),
+            counts: PhaseCounts::default(),
             needs_human: AtomicBool::new(false),
             started: Instant::now(),
         });
@@ -196,7 +196,7 @@ impl Rollout {
                 indeterminate_writes: 0,
                 lost_writes: 0,
                 report_dir: None,
-                error: Some(e),
+                error: Some(e.to_string()),
             }),
             Some(Ok(h)) => Some(stop_probe(h).await),
         };
@@ -215,7 +215,7 @@ impl Rollout {
         &self,
         p: &ProbeSettings,
         cluster: &str,
-    ) -> Result<dbshift_probe::ProbeHandle, String> {
+    ) -> StepResult<dbshift_probe::ProbeHandle> {
         let config = dbshift_probe::ProbeConfig {
             rate: p.rate,
             report_dir: p.report_dir.as_ref().map(|d| d.join(cluster)),
@@ -224,7 +224,9 @@ impl Rollout {
         let target = dbshift_probe::TargetResolver::provider(self.provider.clone(), cluster);
         let h = dbshift_probe::Probe::start(config, target)
             .await
-            .map_err(|e| format!("the probe on {cluster} did not start: {e}"))?;
+            .map_err(|e| {
+                StepError::database(format!("the probe on {cluster} did not start: {e}"))
+            })?;
         // A baseline before the first change, so the chart shows normal latency first.
         tokio::time::sleep(Duration::from_millis(300)).await;
         Ok(h)
@@ -256,9 +258,10 @@ impl Rollout {
             };
             return Ok(report);
         }
-        let name = step.step_name();
-        self.journal.begin(&state.run_id, &name).await?;
-        crash_at("begin", &step.instance);
+        // The rollout reports its steps through its own observer; the runner journals them.
+        let mut steps = StepRunner::new(&self.journal, &state.run_id, Workflow::Rollout, &Silent)
+            .counting(state.counts.clone());
+        let begun = steps.begin(&step.step_name()).await?;
         let result = match &step.action {
             Action::Switchover { to } => self
                 .switchover(cluster, &step.instance, to, marker)
@@ -274,15 +277,31 @@ impl Rollout {
                     .await
                 {
                     Ok(()) => {
-                        self.change_instance(cluster, &step.instance, restart, false, cooldown)
-                            .await
+                        self.change_instance(
+                            &steps,
+                            begun.step(),
+                            cluster,
+                            &step.instance,
+                            restart,
+                            false,
+                            cooldown,
+                        )
+                        .await
                     }
                     Err(e) => Err(e),
                 }
             }
             Action::StartChangeStop { restart } => {
-                self.change_instance(cluster, &step.instance, *restart, true, cooldown)
-                    .await
+                self.change_instance(
+                    &steps,
+                    begun.step(),
+                    cluster,
+                    &step.instance,
+                    *restart,
+                    true,
+                    cooldown,
+                )
+                .await
             }
             Action::Skip { .. } => unreachable!("handled above"),
         };
@@ -297,18 +316,16 @@ impl Rollout {
                     "duration_ms": report.duration_ms,
                     "outcome": serde_json::to_value(&report.outcome).unwrap_or_default(),
                 });
-                self.journal.end(&state.run_id, &name, detail).await?;
-                let n = state.ended_steps.fetch_add(1, Ordering::SeqCst) + 1;
-                crash_after(n);
+                steps.end(begun, detail).await?;
             }
             Err(StepFailure::Failed(e)) => {
                 tracing::warn!(instance = %step.instance, "{e}");
-                self.journal.failed(&state.run_id, &name, &e).await?;
+                steps.failed(begun, &e).await?;
                 report.outcome = StepOutcome::Failed { error: e };
             }
             Err(StepFailure::NeedsHuman(e)) => {
                 tracing::error!(instance = %step.instance, "{e}");
-                self.journal.failed(&state.run_id, &name, &e).await?;
+                steps.failed(begun, &e).await?;
                 report.outcome = StepOutcome::NeedsHuman { reason: e };
             }
         }

@@ -5,8 +5,11 @@ use super::*;
 impl Rollout {
     /// Change one instance and gate it. A stopped one (`start_stop`) is started first and
     /// stopped again after its gate.
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn change_instance(
         &self,
+        steps: &StepRunner<'_>,
+        step: &str,
         cluster: &str,
         id: &str,
         restart: bool,
@@ -34,13 +37,11 @@ impl Rollout {
         let already = self.change.in_effect(&inst).await.unwrap_or(false);
         if !already {
             tracing::info!(instance = id, restart, "applying the change");
-            self.change
-                .apply(&inst, restart)
-                .await
-                .map_err(StepFailure::Failed)?;
+            self.change.apply(&inst, restart).await.map_err(fail)?;
             tracing::info!(instance = id, "change applied; health gate");
         }
-        crash_at("gate", id);
+        // Crash point `rollout:<step>:gate`: the change applied, its health gate not passed.
+        steps.point(step, "gate").await;
         let gate = self.gate(cluster, id).await;
         if gate.is_ok() {
             let elapsed = started.elapsed();
@@ -55,7 +56,7 @@ impl Rollout {
                 .await
                 .map_err(|e| StepFailure::Failed(format!("stopping {id} again: {e}")))?;
         }
-        gate.map_err(StepFailure::Failed)?;
+        gate.map_err(fail)?;
         Ok(if already {
             StepOutcome::AlreadyDone
         } else {
@@ -66,11 +67,11 @@ impl Rollout {
     /// The health gate: the instance runs, shows the change, and (a replica) replicates
     /// without error and has applied what its source had when it was asked; polled until
     /// true or `gate_timeout`, never a fixed sleep.
-    pub async fn gate(&self, cluster: &str, id: &str) -> Result<(), String> {
+    pub async fn gate(&self, cluster: &str, id: &str) -> StepResult<()> {
         let deadline = Instant::now() + self.gate_timeout;
         // No database credentials (AWS): the control plane alone (see `gate_once`).
         let creds = if self.provider.sql_access() {
-            self.provider.credentials().map_err(|e| e.to_string())?
+            self.provider.credentials()?
         } else {
             Credentials {
                 admin: dbshift_provider::Credential {
@@ -96,10 +97,12 @@ impl Rollout {
                 Err(e) => last = e,
             }
             if Instant::now() >= deadline {
-                return Err(format!(
-                    "{id} did not pass its health gate within {:?}: {last}",
-                    self.gate_timeout
-                ));
+                return Err(last.map_message(|last| {
+                    format!(
+                        "{id} did not pass its health gate within {:?}: {last}",
+                        self.gate_timeout
+                    )
+                }));
             }
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_millis(250));
@@ -112,17 +115,19 @@ impl Rollout {
         cluster: &str,
         id: &str,
         deadline: Instant,
-    ) -> Result<(), String> {
+    ) -> StepResult<()> {
         let inst = self
             .provider
             .describe_instance(id)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(StepError::from)?;
         if inst.status != InstanceStatus::Available {
-            return Err(format!("{id} is {}", inst.status));
+            return Err(StepError::provider(format!("{id} is {}", inst.status)));
         }
         if !self.change.in_effect(&inst).await? {
-            return Err(format!("{id} does not show the change yet"));
+            return Err(StepError::refused(format!(
+                "{id} does not show the change yet"
+            )));
         }
         // Available (with nothing pending) and the change recorded is all the control plane
         // can tell; without database credentials that is the whole gate.
@@ -137,12 +142,12 @@ impl Rollout {
             .provider
             .list_clusters()
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(StepError::from)?;
         let writer = clusters
             .iter()
             .find(|c| c.name == cluster)
             .map(|c| c.writer.clone())
-            .ok_or_else(|| format!("cluster {cluster} is gone"))?;
+            .ok_or_else(|| StepError::provider(format!("cluster {cluster} is gone")))?;
         if writer != id {
             return caught_up(&*self.provider, creds, id, &writer, deadline).await;
         }
@@ -157,7 +162,7 @@ impl Rollout {
                 .provider
                 .describe_instance(r)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(StepError::from)?;
             if inst.status == InstanceStatus::Available {
                 caught_up(&*self.provider, creds, r, &writer, deadline).await?;
             }
@@ -173,32 +178,32 @@ pub async fn caught_up(
     replica: &str,
     source: &str,
     deadline: Instant,
-) -> Result<(), String> {
+) -> StepResult<()> {
     let connect = |id: String| async move {
         let ep = provider
             .describe_instance(&id)
             .await
-            .map_err(|e| e.to_string())?
+            .map_err(StepError::from)?
             .endpoint;
         let opts = crate::connect_options(creds, &creds.admin, &ep)
             .connect_timeout(Duration::from_secs(2));
         Server::connect(&opts)
             .await
-            .map_err(|e| format!("{id}: {e}"))
+            .map_err(|e| StepError::from(e).context(&id))
     };
     let mut r = connect(replica.to_string()).await?;
-    let st = r.replication_status().await.map_err(|e| e.to_string())?;
+    let st = r.replication_status().await.map_err(StepError::from)?;
     if !st.healthy() {
         r.close().await;
-        return Err(format!(
+        return Err(StepError::database(format!(
             "{replica}'s replication is not running: io {:?}, sql {}, error {:?}",
             st.io_running,
             st.sql_running,
             st.last_io_error.or(st.last_sql_error)
-        ));
+        )));
     }
     let mut w = connect(source.to_string()).await?;
-    let pos = w.executed_position().await.map_err(|e| e.to_string());
+    let pos = w.executed_position().await.map_err(StepError::from);
     w.close().await;
     let pos = pos?;
     let left = deadline
@@ -206,5 +211,8 @@ pub async fn caught_up(
         .max(Duration::from_secs(1));
     let res = r.wait_until_contains(&pos, left).await;
     r.close().await;
-    res.map_err(|e| format!("{replica} has not caught up with {source} ({pos}): {e}"))
+    res.map_err(|e| {
+        StepError::from(e)
+            .map_message(|e| format!("{replica} has not caught up with {source} ({pos}): {e}"))
+    })
 }

@@ -31,8 +31,11 @@ use dbshift_db::Server;
 use dbshift_provider::{Cluster, Credentials, Instance, InstanceStatus, Provider, Role};
 use serde::{Deserialize, Serialize};
 
+use crate::error::{StepError, StepResult};
+use crate::events::{Silent, Workflow};
 use crate::journal::{Journal, JournalError, RunStatus};
 use crate::ms;
+use crate::runner::{PhaseCounts, StepRunner};
 use crate::switchover::{self, Outcome as SwitchoverOutcome, SwitchoverRequest};
 
 mod execute;
@@ -186,9 +189,9 @@ impl ClusterPlan {
 pub trait Change: Send + Sync {
     /// Whether the change is in effect on the instance, as its server shows it and the
     /// provider records it (never as the journal says). Called on running instances only.
-    async fn in_effect(&self, instance: &Instance) -> Result<bool, String>;
+    async fn in_effect(&self, instance: &Instance) -> StepResult<bool>;
     /// Apply the change and put it in effect (`restart`: by restarting the server).
-    async fn apply(&self, instance: &Instance, restart: bool) -> Result<(), String>;
+    async fn apply(&self, instance: &Instance, restart: bool) -> StepResult<()>;
     /// The instance's value of what changes (its CA), for the report.
     async fn value(&self, instance: &str) -> String;
 }
@@ -375,25 +378,14 @@ pub struct Rollout {
     pub gate_timeout: Duration,
 }
 
-/// Fault injection for the crash tests (`DBSHIFT_CRASH_AT=rollout:after:<N>`): killed right
-/// after the N-th instance action is journaled as ended.
-fn crash_after(n: usize) {
-    crate::crash_if(&format!("rollout:after:{n}"));
-}
-
-/// Fault injection inside one instance's action: `rollout:begin:<instance>` (journaled as
-/// begun, nothing done) and `rollout:gate:<instance>` (the change applied, its health gate
-/// not yet passed).
-fn crash_at(point: &str, instance: &str) {
-    crate::crash_if(&format!("rollout:{point}:{instance}"));
-}
-
 /// Shared by the cluster tasks of one run.
 struct RunState {
     run_id: String,
     failures: AtomicUsize,
     max_failures: usize,
-    ended_steps: AtomicUsize,
+    /// The `#<n>` crash points' counts (`rollout:#<n>:end`: killed right after the n-th
+    /// instance action of this process is journaled as ended).
+    counts: PhaseCounts,
     needs_human: AtomicBool,
     started: Instant,
 }

@@ -2,6 +2,7 @@
 //! or a switchover left unfinished resumed.
 
 use super::*;
+use crate::events::Event;
 
 impl Rollout {
     /// The writer of `cluster` moves from `from` to `to` through the switchover core. Done
@@ -141,14 +142,14 @@ pub(super) fn switchover_outcome(
 /// Marks the probe's chart with the switchover's steps.
 pub(super) struct MarkObserver(Option<dbshift_probe::Marker>);
 
-impl switchover::Observer for MarkObserver {
-    fn event(&self, label: &str) {
-        tracing::info!("{label}");
+impl crate::events::Observer for MarkObserver {
+    fn event(&self, event: &Event) {
+        tracing::info!("{event}");
         if let Some(m) = &self.0 {
-            if label.starts_with("promoted") {
-                m.mark("promoted");
-            } else if label == "fence: start" {
-                m.mark("fence");
+            match event {
+                Event::Promoted { .. } => m.mark("promoted"),
+                Event::StepStarted { step, .. } if step == "fence" => m.mark("fence"),
+                _ => {}
             }
         }
     }

@@ -28,12 +28,12 @@ impl Engine<'_> {
         let missing = old_history.missing_from(old.server_id(), &new_history);
         if !missing.is_empty() {
             old.close().await;
-            return Err(format!(
+            return Err(StepError::unsafe_(format!(
                 "{} has transactions {} lacks: {missing}; it was left as it is (not made a \
                  replica, which would hide them). Compare them with the new writer's data, \
                  apply what is missing there or discard them by hand, then `dbshift rejoin {}`",
                 self.p.from, self.p.to, self.p.from
-            ));
+            )));
         }
         db(old.semi_sync_follow_role(false).await)?;
         let st = db(old.replication_status().await)?;

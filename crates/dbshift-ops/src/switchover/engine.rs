@@ -12,20 +12,21 @@ impl<'a> Engine<'a> {
         observer: &'a dyn Observer,
     ) -> Result<Self, SwitchoverError> {
         let creds = provider.credentials()?;
+        let steps = StepRunner::new(journal, &run, Workflow::Switchover, observer);
         Ok(Engine {
             provider,
             journal,
             run,
             p,
-            observer,
+            steps,
             creds,
+            endpoints: Endpoints::default(),
             lease: None,
             proxy: None,
             fence: None,
             fence_started: None,
             write_gap: None,
             final_position: None,
-            step_ms: Vec::new(),
             warnings: Vec::new(),
             locks: Vec::new(),
         })
@@ -86,7 +87,16 @@ impl<'a> Engine<'a> {
         renaming: bool,
         changed: bool,
     ) -> Result<Option<Outcome>, SwitchoverError> {
-        let e = match cluster_changed(self.provider, &self.creds, &self.p, moment, renaming).await {
+        let e = match cluster_changed(
+            self.provider,
+            &self.creds,
+            &self.endpoints,
+            &self.p,
+            moment,
+            renaming,
+        )
+        .await
+        {
             Ok(None) => return Ok(None),
             Ok(Some(what)) => {
                 return self
@@ -94,7 +104,7 @@ impl<'a> Engine<'a> {
                     .await
                     .map(Some)
             }
-            Err(e) => e,
+            Err(e) => e.to_string(),
         };
         // Fenced by this run and nothing promoted: put the old writer back (the rollback
         // looks at the cluster once more before it does).
@@ -126,12 +136,19 @@ impl<'a> Engine<'a> {
         Ok(())
     }
 
+    /// The endpoint of `id` as resolved at the start of the run (or after its redirect): no
+    /// control-plane call inside the write pause.
     pub(super) async fn endpoint(&self, id: &str) -> StepResult<Endpoint> {
-        self.provider
-            .describe_instance(id)
-            .await
-            .map(|i| i.endpoint)
-            .map_err(|e| e.to_string())
+        Ok(self.endpoints.get(self.provider, id).await?)
+    }
+
+    /// Resolve the endpoints of every server of the run: at its start, and again after the
+    /// redirect (a rename moves an instance's endpoint).
+    pub(super) async fn resolve_endpoints(&mut self) {
+        let mut ids = vec![self.p.from.clone(), self.p.to.clone()];
+        ids.extend(self.p.siblings.iter().cloned());
+        ids.extend(self.p.followers.iter().cloned());
+        self.endpoints = Endpoints::resolve(self.provider, &ids).await;
     }
 
     /// An admin connection, retried briefly: a restart or a cut connection may be in progress.
@@ -140,19 +157,17 @@ impl<'a> Engine<'a> {
         let opts = crate::connect_options(&self.creds, &self.creds.admin, &ep)
             .connect_timeout(Duration::from_secs(2))
             .statement_timeout(Duration::from_millis(self.p.statement_timeout_ms));
-        let mut last = String::new();
-        for attempt in 0..3 {
+        let mut attempt = 0;
+        loop {
             match Server::connect(&opts).await {
                 Ok(s) => return Ok(s),
-                Err(e) => {
-                    last = format!("{id}: {e}");
-                    if attempt < 2 {
-                        tokio::time::sleep(Duration::from_millis(300)).await;
-                    }
+                Err(e) if attempt >= 2 => return Err(StepError::from(e).context(id)),
+                Err(_) => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(300)).await;
                 }
             }
         }
-        Err(last)
     }
 
     /// Whether a replica's status names `source` (server_id, endpoint) as its source: by
@@ -207,27 +222,26 @@ impl<'a> Engine<'a> {
         crate::replica_source(&self.creds, ep, start)
     }
 
-    pub(super) async fn begin(&mut self, step: &str) -> Result<Instant, SwitchoverError> {
+    /// Journal `step` as begun, once the run's locks are checked still held.
+    pub(super) async fn begin(&mut self, step: &str) -> Result<Begun, SwitchoverError> {
         self.check_locks()?;
-        self.observer.event(&format!("{step}: start"));
-        self.journal.begin(&self.run, step).await?;
-        crash_point(step, "begin");
-        crate::pause_if(&format!("{step}:begin")).await;
-        Ok(Instant::now())
+        Ok(self.steps.begin(step).await?)
     }
 
     pub(super) async fn end(
         &mut self,
-        step: &str,
-        started: Instant,
+        begun: Begun,
         detail: serde_json::Value,
     ) -> Result<(), SwitchoverError> {
-        crash_point(step, "run");
-        self.journal.end(&self.run, step, detail).await?;
-        crash_point(step, "end");
-        self.step_ms.push((step.to_string(), ms(started.elapsed())));
-        self.observer.event(&format!("{step}: done"));
-        Ok(())
+        Ok(self.steps.end(begun, detail).await?)
+    }
+
+    pub(super) async fn failed(
+        &mut self,
+        begun: Begun,
+        error: &impl std::fmt::Display,
+    ) -> Result<(), SwitchoverError> {
+        Ok(self.steps.failed(begun, error).await?)
     }
 
     pub(super) async fn finish(
@@ -248,8 +262,11 @@ impl<'a> Engine<'a> {
         let proxies = self.provider.proxies_of(&self.p.cluster).await?;
         // A pause returns once every session is held, within its bound.
         let timeout = Duration::from_millis(PROXY_DRAIN_MS) + Duration::from_secs(10);
-        self.proxy = ProxySet::of(&proxies, timeout).map_err(SwitchoverError::BadInput)?;
-        let done = |s: &str| record.as_ref().is_some_and(|r| r.step_done(s));
+        self.proxy = ProxySet::of(&proxies, timeout)
+            .map_err(|e| SwitchoverError::BadInput(e.to_string()))?;
+        self.resolve_endpoints().await;
+        // Steps journaled as ended are not run again on resume, but for those that re-check.
+        let skip = |s: &str| skip_on_resume(record.as_ref(), s, RECHECKED_ON_RESUME);
         let pnr_begun = record
             .as_ref()
             .is_some_and(|r| r.step_begun("point_of_no_return"));
@@ -282,18 +299,18 @@ impl<'a> Engine<'a> {
             match self.guards().await {
                 Ok(report) if report.passed() => {
                     let detail = serde_json::to_value(&report).unwrap_or_default();
-                    self.end("guards", started, detail).await?;
+                    self.end(started, detail).await?;
                 }
                 Ok(report) if fence_begun => {
                     let why = report.failure_text();
-                    self.journal.failed(&self.run, "guards", &why).await?;
+                    self.failed(started, &why).await?;
                     return self
                         .roll_back(format!("on resume the guards failed: {why}"))
                         .await;
                 }
                 Ok(report) => {
                     let why = report.failure_text();
-                    self.journal.failed(&self.run, "guards", &why).await?;
+                    self.failed(started, &why).await?;
                     self.finish(
                         RunStatus::Failed,
                         &format!("guards failed, nothing changed: {why}"),
@@ -302,13 +319,13 @@ impl<'a> Engine<'a> {
                     return Ok(Outcome::Refused(report));
                 }
                 Err(e) if fence_begun => {
-                    self.journal.failed(&self.run, "guards", &e).await?;
+                    self.failed(started, &e).await?;
                     return self
                         .roll_back(format!("on resume the guards could not run: {e}"))
                         .await;
                 }
                 Err(e) => {
-                    self.journal.failed(&self.run, "guards", &e).await?;
+                    self.failed(started, &e).await?;
                     let reason = format!("nothing was changed: the guards could not run: {e}");
                     self.finish(RunStatus::Failed, &reason).await?;
                     return Ok(Outcome::RolledBack { reason });
@@ -332,7 +349,7 @@ impl<'a> Engine<'a> {
                 return Ok(stop);
             }
         }
-        match self.after_point_of_no_return(&done).await? {
+        match self.after_point_of_no_return(&skip).await? {
             Ok(()) => {
                 let report = SwitchoverReport {
                     run_id: self.run.clone(),
@@ -341,7 +358,7 @@ impl<'a> Engine<'a> {
                     new_writer: self.p.to.clone(),
                     write_gap_ms: self.write_gap.map(ms),
                     final_position: self.final_position.clone(),
-                    step_ms: self.step_ms.clone(),
+                    step_ms: self.steps.step_ms().to_vec(),
                     warnings: self.warnings.clone(),
                 };
                 if self.warnings.is_empty() {
@@ -394,17 +411,17 @@ impl<'a> Engine<'a> {
 
     pub(super) async fn after_point_of_no_return(
         &mut self,
-        done: &(dyn Fn(&str) -> bool + Sync),
+        skip: &(dyn Fn(&str) -> bool + Sync),
     ) -> Result<StepResult<()>, SwitchoverError> {
         macro_rules! step {
             ($name:expr, $call:expr) => {{
-                if !done($name) || RECHECKED_ON_RESUME.contains(&$name) {
+                if !skip($name) {
                     let started = self.begin($name).await?;
                     match $call {
-                        Ok(detail) => self.end($name, started, detail).await?,
+                        Ok(detail) => self.end(started, detail).await?,
                         Err(e) => {
-                            self.journal.failed(&self.run, $name, &e).await?;
-                            return Ok(Err(format!("{}: {e}", $name)));
+                            self.failed(started, &e).await?;
+                            return Ok(Err(e.context($name)));
                         }
                     }
                 }

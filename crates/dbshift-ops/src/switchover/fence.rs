@@ -10,10 +10,10 @@ pub(super) async fn bounded<T>(
 ) -> StepResult<T> {
     match tokio::time::timeout(OLD_WRITER_STATEMENT_TIMEOUT, f).await {
         Ok(r) => db(r),
-        Err(_) => Err(format!(
+        Err(_) => Err(StepError::timeout(format!(
             "{what}: no answer within {} s (the network or the server hangs)",
             OLD_WRITER_STATEMENT_TIMEOUT.as_secs()
-        )),
+        ))),
     }
 }
 
@@ -40,11 +40,16 @@ impl Engine<'_> {
         &mut self,
     ) -> Result<Result<(), Stop>, SwitchoverError> {
         let started = self.begin("fence").await?;
-        self.fence_started = Some(started);
+        self.fence_started = Some(Instant::now());
         match self.fence_old().await {
-            Ok(detail) => self.end("fence", started, detail).await?,
+            Ok(detail) => {
+                self.end(started, detail).await?;
+                self.steps.tell(Event::Fenced {
+                    writer: self.p.from.clone(),
+                });
+            }
             Err(e) => {
-                self.journal.failed(&self.run, "fence", &e).await?;
+                self.failed(started, &e).await?;
                 return Ok(Err(Stop::RollBack(format!(
                     "fencing {} failed: {e}",
                     self.p.from
@@ -53,19 +58,27 @@ impl Engine<'_> {
         }
         let started = self.begin("wait").await?;
         let (provider, creds, p) = (self.provider, self.creds.clone(), self.p.clone());
+        let endpoints = self.endpoints.clone();
         let (waited, changed) = tokio::join!(
             self.wait_caught_up(),
-            cluster_changed(provider, &creds, &p, Moment::BeforePointOfNoReturn, false)
+            cluster_changed(
+                provider,
+                &creds,
+                &endpoints,
+                &p,
+                Moment::BeforePointOfNoReturn,
+                false
+            )
         );
         match (waited, changed) {
             (_, Ok(Some(what))) => {
-                self.journal.failed(&self.run, "wait", &what).await?;
+                self.failed(started, &what).await?;
                 return Ok(Err(Stop::Changed(what)));
             }
-            (Ok(detail), Ok(None)) => self.end("wait", started, detail).await?,
+            (Ok(detail), Ok(None)) => self.end(started, detail).await?,
             (Err(e), _) | (Ok(_), Err(e)) => {
-                self.journal.failed(&self.run, "wait", &e).await?;
-                return Ok(Err(Stop::RollBack(e)));
+                self.failed(started, &e).await?;
+                return Ok(Err(Stop::RollBack(e.to_string())));
             }
         }
         Ok(Ok(()))
@@ -77,7 +90,7 @@ impl Engine<'_> {
         let paused = crate::proxy_admin::pause_if_any(
             self.proxy.as_ref(),
             Duration::from_millis(PROXY_DRAIN_MS),
-            self.observer,
+            self.steps.observer(),
         )
         .await?;
         let mut old = self.connect(&self.p.from).await?;
@@ -106,7 +119,7 @@ impl Engine<'_> {
             let lock_wait = Duration::from_millis(self.p.fence_lock_wait_ms);
             old.hold_commit_lease(lock_wait)
                 .await
-                .map_err(|e| format!("holding the commit lease: {e}"))?;
+                .map_err(|e| StepError::from(e).context("holding the commit lease"))?;
             self.lease = Some(old);
         } else {
             old.close().await;
@@ -128,12 +141,12 @@ impl Engine<'_> {
         self.provider
             .set_read_only(&self.p.from, true)
             .await
-            .map_err(|e| format!("setting read_only through the provider: {e}"))?;
+            .map_err(|e| StepError::from(e).context("setting read_only through the provider"))?;
         if !db(old.read_only().await)? {
-            return Err(format!(
+            return Err(StepError::unsafe_(format!(
                 "{} is still writable after the read_only change",
                 self.p.from
-            ));
+            )));
         }
         Ok(Fence {
             event_scheduler_before,
@@ -154,7 +167,10 @@ impl Engine<'_> {
             self.provider
                 .set_read_only(id, !writable)
                 .await
-                .map_err(|e| format!("setting read_only on {id} through the provider: {e}"))
+                .map_err(|e| {
+                    StepError::from(e)
+                        .context(format!("setting read_only on {id} through the provider"))
+                })
         } else if writable {
             db(server.set_writable().await)
         } else {
@@ -171,6 +187,7 @@ impl Engine<'_> {
             match cluster_changed(
                 self.provider,
                 &self.creds,
+                &self.endpoints,
                 &self.p,
                 Moment::BeforeRollback,
                 false,
@@ -202,7 +219,7 @@ impl Engine<'_> {
                 }
             }
         }
-        self.observer.event("rollback: start");
+        self.steps.tell(Event::RollbackStarted);
         if let Some(lease) = self.lease.take() {
             release_lease(lease).await;
         }
@@ -219,7 +236,7 @@ impl Engine<'_> {
                     r
                 }
                 Ok(mut old) => {
-                    let r = old.unfence_writes(fence).await.map_err(|e| e.to_string());
+                    let r = old.unfence_writes(fence).await.map_err(StepError::from);
                     old.close().await;
                     r
                 }
@@ -233,7 +250,7 @@ impl Engine<'_> {
                 tracing::warn!("resuming the proxy after the rollback: {e}");
             }
         }
-        self.observer.event("rollback: done");
+        self.steps.tell(Event::RollbackEnded);
         match unfenced {
             Ok(()) => {
                 let msg = if self.fence.is_some() {

@@ -24,11 +24,15 @@ use dbshift_db::{History, Server};
 use dbshift_provider::{Credentials, Endpoint, Provider, Rename};
 use serde::{Deserialize, Serialize};
 
+use crate::endpoints::Endpoints;
+use crate::error::{StepError, StepResult};
+use crate::events::{Event, Observer, Workflow};
 use crate::guards::{run_guards, GuardLimits, GuardReport};
 use crate::journal::{Journal, JournalError, RunRecord, RunStatus};
 use crate::lock::{ClusterLock, LockError};
 use crate::ms;
 use crate::proxy_admin::ProxySet;
+use crate::runner::{skip_on_resume, Begun, StepRunner};
 
 mod demote;
 mod engine;
@@ -160,20 +164,6 @@ pub struct SwitchoverRequest {
     pub hooks: Vec<String>,
 }
 
-/// Told about each step as it starts and ends (the probe marks its chart with these).
-pub trait Observer: Send + Sync {
-    fn event(&self, label: &str);
-}
-
-/// An observer that logs only.
-pub struct LogObserver;
-
-impl Observer for LogObserver {
-    fn event(&self, label: &str) {
-        tracing::info!("{label}");
-    }
-}
-
 /// How a switchover ended.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
@@ -227,13 +217,6 @@ pub struct SwitchoverReport {
 pub struct Plan {
     pub params: SwitchoverParams,
     pub steps: Vec<String>,
-}
-
-/// Fault injection for the crash tests (`DBSHIFT_CRASH_AT=<step>:<begin|run|end>`; `begin`:
-/// journaled as begun, nothing done; `run`: done on the servers, not journaled as ended;
-/// `end`: journaled as ended).
-fn crash_point(step: &str, phase: &str) {
-    crate::crash_if(&format!("{step}:{phase}"));
 }
 
 /// Resolve names and check the request; changes nothing.
@@ -421,8 +404,11 @@ struct Engine<'a> {
     journal: &'a Journal,
     run: String,
     p: SwitchoverParams,
-    observer: &'a dyn Observer,
+    /// Journals, times and reports each step.
+    steps: StepRunner<'a>,
     creds: Credentials,
+    /// The servers' endpoints, resolved at the start and again after the redirect.
+    endpoints: Endpoints,
     /// The connection holding the BACKUP STAGE lease on the old writer.
     lease: Option<Server>,
     /// The dbshift proxy in front of the cluster, if one runs: clients are held there from the
@@ -432,14 +418,10 @@ struct Engine<'a> {
     fence_started: Option<Instant>,
     write_gap: Option<Duration>,
     final_position: Option<String>,
-    step_ms: Vec<(String, u64)>,
     warnings: Vec<String>,
     /// The clusters this run owns, held until it ends.
     locks: Vec<ClusterLock>,
 }
-
-/// A step's failure: before the point of no return it rolls back; after it, needs a human.
-type StepResult<T> = Result<T, String>;
 
 /// Why a run stops before the point of no return.
 enum Stop {
@@ -449,8 +431,10 @@ enum Stop {
     Changed(String),
 }
 
+/// A server's error as a step's failure (before the point of no return it rolls back; after
+/// it, needs a human).
 fn db<T>(r: dbshift_db::Result<T>) -> StepResult<T> {
-    r.map_err(|e| e.to_string())
+    r.map_err(StepError::from)
 }
 
 /// Run only the guards (the `check` command).

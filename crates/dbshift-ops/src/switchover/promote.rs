@@ -12,11 +12,11 @@ impl Engine<'_> {
                 let ro = db(old.read_only().await)?;
                 old.close().await;
                 if !ro {
-                    return Err(format!(
+                    return Err(StepError::unsafe_(format!(
                         "{} is writable again (someone turned read_only off); refusing to make a \
                          second writer",
                         self.p.from
-                    ));
+                    )));
                 }
             }
             Err(e) => self.warnings.push(format!(
@@ -47,13 +47,15 @@ impl Engine<'_> {
             proxy
                 .resume()
                 .await
-                .map_err(|e| format!("resuming the proxy: {e}"))?;
-            self.observer.event("proxy resumed");
+                .map_err(|e| StepError::from(e).context("resuming the proxy"))?;
+            self.steps.tell(Event::ProxyResumed);
         }
         if let Some(started) = self.fence_started {
             self.write_gap = Some(started.elapsed());
         }
-        self.observer.event("promoted: new writer accepts writes");
+        self.steps.tell(Event::Promoted {
+            writer: self.p.to.clone(),
+        });
         Ok(serde_json::json!({ "events_enabled": enabled }))
     }
 

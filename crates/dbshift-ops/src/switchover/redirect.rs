@@ -17,33 +17,34 @@ impl Engine<'_> {
 
     pub(super) async fn redirect(&mut self) -> StepResult<serde_json::Value> {
         if self.p.redirect == Redirect::Proxy && self.proxy.is_none() {
-            return Err(format!(
+            return Err(StepError::refused(format!(
                 "--redirect proxy, but no dbshift proxy is in front of {}",
                 self.p.cluster
-            ));
+            )));
         }
         let mut renamed = Vec::new();
         if self.p.redirect == Redirect::Name {
             renamed = self.renames().await?;
             self.provider
                 .set_writer(&self.p.cluster, &self.p.to)
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?;
+            if !renamed.is_empty() {
+                // The renames moved the endpoints: the ones resolved at the start are stale.
+                self.resolve_endpoints().await;
+            }
         } else {
             self.provider
                 .record_writer(&self.p.cluster, &self.p.to)
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?;
         }
         let mut switched = serde_json::Value::Null;
         if let Some(proxy) = &self.proxy {
             // Every held session re-attached to the new writer (still read-only: the commands
             // stay held until the promotion's resume).
             let ep = self.endpoint(&self.p.to).await?;
-            switched = proxy
-                .switch(&ep.host, ep.port)
-                .await
-                .map_err(|e| format!("switching the proxy to {}: {e}", self.p.to))?;
+            switched = proxy.switch(&ep.host, ep.port).await.map_err(|e| {
+                StepError::from(e).context(format!("switching the proxy to {}", self.p.to))
+            })?;
         }
         Ok(serde_json::json!({
             "cluster": self.p.cluster,
@@ -58,11 +59,7 @@ impl Engine<'_> {
     /// (`redirect_rename_<n>`) under the plan journaled first (`redirect_plan`): a resumed run
     /// applies the same plan from the first rename not journaled as done.
     pub(super) async fn renames(&mut self) -> StepResult<Vec<Rename>> {
-        let record = self
-            .journal
-            .run(&self.run)
-            .await
-            .map_err(|e| e.to_string())?;
+        let record = self.journal.run(&self.run).await?;
         let planned = record
             .step_detail("redirect_plan")
             .and_then(|d| serde_json::from_value::<Vec<Rename>>(d.clone()).ok());
@@ -72,25 +69,17 @@ impl Engine<'_> {
                 let p = self
                     .provider
                     .redirect_plan(&self.p.cluster, &self.p.to)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                    .await?;
                 // Nothing to rename (the lab; the name already there): nothing to journal.
                 if p.is_empty() {
                     return Ok(p);
                 }
-                let j = |e: JournalError| e.to_string();
-                self.journal
-                    .begin(&self.run, "redirect_plan")
-                    .await
-                    .map_err(j)?;
-                self.journal
-                    .end(
-                        &self.run,
+                self.steps
+                    .record(
                         "redirect_plan",
                         serde_json::to_value(&p).unwrap_or_default(),
                     )
-                    .await
-                    .map_err(j)?;
+                    .await?;
                 p
             }
         };
@@ -99,31 +88,28 @@ impl Engine<'_> {
             if record.step_done(&step) {
                 continue;
             }
-            self.observer.event(&format!(
-                "rename {} ({}) to {}: start",
-                r.from, r.instance, r.to
-            ));
-            self.journal
-                .begin(&self.run, &step)
-                .await
-                .map_err(|e| e.to_string())?;
-            crash_point(&step, "begin");
+            let started = Event::RenameStarted {
+                from: r.from.clone(),
+                instance: r.instance.clone(),
+                to: r.to.clone(),
+            };
+            let begun = self.steps.begin_telling(&step, Some(started)).await?;
             if let Err(e) = self.provider.rename(r).await {
-                let msg = format!("renaming {} to {}: {e}", r.from, r.to);
-                let _ = self.journal.failed(&self.run, &step, &msg).await;
-                return Err(msg);
+                let e = StepError::from(e).context(format!("renaming {} to {}", r.from, r.to));
+                let _ = self.steps.failed(begun, &e).await;
+                return Err(e);
             }
-            self.journal
-                .end(
-                    &self.run,
-                    &step,
+            let ended = Event::RenameEnded {
+                from: r.from.clone(),
+                to: r.to.clone(),
+            };
+            self.steps
+                .end_telling(
+                    begun,
                     serde_json::to_value(r).unwrap_or_default(),
+                    Some(ended),
                 )
-                .await
-                .map_err(|e| e.to_string())?;
-            crash_point(&step, "end");
-            self.observer
-                .event(&format!("rename {} to {}: done", r.from, r.to));
+                .await?;
         }
         Ok(plan)
     }

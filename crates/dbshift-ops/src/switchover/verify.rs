@@ -8,7 +8,10 @@ impl Engine<'_> {
     pub(super) async fn verify(&mut self) -> StepResult<serde_json::Value> {
         let mut new = self.connect(&self.p.to).await?;
         if db(new.read_only().await)? {
-            return Err(format!("{} is still read-only after promotion", self.p.to));
+            return Err(StepError::unsafe_(format!(
+                "{} is still read-only after promotion",
+                self.p.to
+            )));
         }
         let target = db(new.executed_position().await)?;
         new.close().await;
@@ -33,10 +36,10 @@ impl Engine<'_> {
                 continue;
             };
             if !db(s.read_only().await)? {
-                return Err(format!(
+                return Err(StepError::unsafe_(format!(
                     "{id} is writable besides {}: two writers",
                     self.p.to
-                ));
+                )));
             }
             if let Err(e) = s
                 .wait_until_contains(&target, Duration::from_secs(10))
@@ -60,29 +63,25 @@ impl Engine<'_> {
                 let ahead = mine.missing_from(s.server_id(), &theirs);
                 if !ahead.is_empty() {
                     s.close().await;
-                    return Err(format!(
+                    return Err(StepError::unsafe_(format!(
                         "{id} is ahead of the new writer {}: it has {ahead} that {} lacks",
                         self.p.to, self.p.to
-                    ));
+                    )));
                 }
             }
             s.close().await;
             checked.push(id);
         }
-        let clusters = self
-            .provider
-            .list_clusters()
-            .await
-            .map_err(|e| e.to_string())?;
+        let clusters = self.provider.list_clusters().await?;
         let named = clusters
             .iter()
             .find(|c| c.name == self.p.cluster)
             .map(|c| c.writer.clone());
         if self.p.redirect == Redirect::Name && named.as_deref() != Some(self.p.to.as_str()) {
-            return Err(format!(
+            return Err(StepError::unsafe_(format!(
                 "the provider resolves {} to {named:?}, not {}",
                 self.p.cluster, self.p.to
-            ));
+            )));
         }
         Ok(serde_json::json!({ "caught_up_to": target.to_string(), "replicas_checked": checked }))
     }

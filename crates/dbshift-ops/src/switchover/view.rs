@@ -85,12 +85,13 @@ pub(super) enum Moment {
 pub(super) async fn observe(
     provider: &dyn Provider,
     creds: &Credentials,
+    endpoints: &Endpoints,
     p: &SwitchoverParams,
 ) -> StepResult<ClusterView> {
     let clusters = provider
         .list_clusters()
         .await
-        .map_err(|e| format!("listing the clusters: {e}"))?;
+        .map_err(|e| StepError::from(e).context("listing the clusters"))?;
     let named_writer = clusters
         .iter()
         .find(|c| c.name == p.cluster)
@@ -99,7 +100,7 @@ pub(super) async fn observe(
     ids.extend(p.siblings.iter().cloned());
     ids.extend(p.followers.iter().cloned());
     let looks = ids.into_iter().map(|id| async move {
-        let Ok(ep) = provider.describe_instance(&id).await.map(|i| i.endpoint) else {
+        let Ok(ep) = endpoints.get(provider, &id).await else {
             return Err(id);
         };
         let opts = crate::connect_options(creds, &creds.admin, &ep)
@@ -145,11 +146,12 @@ pub(super) async fn observe(
 pub(super) async fn cluster_changed(
     provider: &dyn Provider,
     creds: &Credentials,
+    endpoints: &Endpoints,
     p: &SwitchoverParams,
     moment: Moment,
     renaming: bool,
 ) -> StepResult<Option<String>> {
-    let v = observe(provider, creds, p).await?;
+    let v = observe(provider, creds, endpoints, p).await?;
     let (from, to) = (p.from.as_str(), p.to.as_str());
     let named = v.named_writer.clone().unwrap_or_else(|| "nothing".into());
     let mut wrong = Vec::new();

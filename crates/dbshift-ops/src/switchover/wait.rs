@@ -16,7 +16,7 @@ impl Engine<'_> {
         let read = async {
             let pos = bounded(&what, old.executed_position()).await?;
             let history = bounded(&what, old.history()).await?;
-            Ok::<_, String>((pos, history))
+            Ok::<_, StepError>((pos, history))
         }
         .await;
         let (final_pos, old_history) = match read {
@@ -34,10 +34,12 @@ impl Engine<'_> {
         let mut new = self.connect(&self.p.to).await?;
         let deadline = Duration::from_millis(self.p.timeout_ms);
         db(new.wait_until_contains(&final_pos, deadline).await).map_err(|e| {
-            format!(
-                "{} did not apply {}'s last transaction {final_pos} in time: {e}",
-                self.p.to, self.p.from
-            )
+            e.map_message(|e| {
+                format!(
+                    "{} did not apply {}'s last transaction {final_pos} in time: {e}",
+                    self.p.to, self.p.from
+                )
+            })
         })?;
         let new_history = db(new.history().await)?;
         let new_pos = db(new.current_position().await)?;
@@ -47,20 +49,20 @@ impl Engine<'_> {
         // was restored from a backup and knows only each domain's last GTID, by position.
         let missing = old_history.missing_from(old_id, &new_history);
         if !missing.is_empty() {
-            return Err(format!(
+            return Err(StepError::refused(format!(
                 "{} lacks transactions of {}: {missing} ({}'s binlog state {old_history}; {}'s \
                  {new_history}, position {new_pos})",
                 self.p.to, self.p.from, self.p.from, self.p.to
-            ));
+            )));
         }
         // Caught up means equal: a new writer ahead of the fenced old one has transactions
         // of its own, which the old one would never have.
         let ahead = new_history.missing_from(new_id, &old_history);
         if !ahead.is_empty() {
-            return Err(format!(
+            return Err(StepError::refused(format!(
                 "{} has transactions {} never had: {ahead}; inspect them before switching",
                 self.p.to, self.p.from
-            ));
+            )));
         }
         self.final_position = Some(final_pos.to_string());
         Ok(serde_json::json!({
