@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use dbshift_ops::events::{Event, LogObserver, Observer};
 use dbshift_ops::guards::{GuardReport, Verdict};
 use dbshift_ops::journal::Journal;
-use dbshift_ops::switchover::{self, LogObserver, Outcome, SwitchoverRequest};
+use dbshift_ops::switchover::{self, Outcome, SwitchoverRequest};
 
 use crate::output::{print_json, Table};
 use crate::provider_cmd::{confirm, Ctx};
@@ -94,15 +95,18 @@ pub struct SwitchoverArgs {
 /// Forwards the switchover's step events to the probe's chart, and to the log.
 struct ProbeObserver(dbshift_probe::Marker);
 
-impl switchover::Observer for ProbeObserver {
-    fn event(&self, label: &str) {
-        tracing::info!("{label}");
+impl Observer for ProbeObserver {
+    fn event(&self, event: &Event) {
+        tracing::info!("{event}");
         // Step starts and the promotion: enough to read the chart, not so many it clutters.
-        if label.starts_with("promoted") {
-            self.0.mark("promoted");
-        } else if label.ends_with(": start") {
-            // "rollback: start" stays "rollback", "fence: start" is "fence".
-            self.0.mark(label.trim_end_matches(": start"));
+        match event {
+            Event::Promoted { .. } => self.0.mark("promoted"),
+            Event::StepStarted { step, .. } => self.0.mark(step.as_str()),
+            Event::RollbackStarted => self.0.mark("rollback"),
+            Event::RenameStarted { from, instance, to } => {
+                self.0.mark(format!("rename {from} ({instance}) to {to}"))
+            }
+            _ => {}
         }
     }
 }
@@ -175,9 +179,7 @@ pub(crate) async fn start_probe(
 }
 
 /// The observer of a run: the probe's chart marks when there is a probe, the log otherwise.
-pub(crate) fn observer_for(
-    probe: Option<&dbshift_probe::ProbeHandle>,
-) -> Box<dyn switchover::Observer> {
+pub(crate) fn observer_for(probe: Option<&dbshift_probe::ProbeHandle>) -> Box<dyn Observer> {
     match probe {
         Some(h) => Box::new(ProbeObserver(h.marker())),
         None => Box::new(LogObserver),

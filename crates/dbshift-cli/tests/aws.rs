@@ -450,7 +450,7 @@ async fn bluegreen_switchover_resumed_mid_swap_and_rollback_on_moto_mapped_onto_
     // Killed between the two renames: blue is renamed away, green not yet at blue's name.
     let o = run(
         &["bluegreen", "switchover", "orders-green", "--yes"],
-        Some("redirect_rename_0:end"),
+        Some("switchover:redirect_rename_0:end"),
     );
     assert_eq!(o.status.code(), None, "killed: {}", text(&o));
     assert_eq!(

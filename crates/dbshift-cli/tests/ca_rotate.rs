@@ -1,6 +1,6 @@
 //! `dbshift ca list` and `dbshift ca-rotate` as a user runs them: bad input (exit 2, nothing
 //! changed), `--plan -o json` saved and applied with `--plan-file`, `kill -9` mid-rollout
-//! (DBSHIFT_CRASH_AT=rollout:after:N) then the same command finishing without redoing the
+//! (DBSHIFT_CRASH_AT=rollout:#N:end) then the same command finishing without redoing the
 //! instances done before the kill, a stale saved plan refused, `dbshift resume <run>`, and
 //! every server presenting the target chain (checked with `openssl s_client -CAfile`).
 //! Run with `make test`. One lab of two clusters of three servers.
@@ -14,7 +14,7 @@ use common::{dbshift, dbshift_env, json, text, CliLab};
 use serde_json::Value;
 
 fn run_crashing(dir: &Path, args: &[&str], after: usize) -> Output {
-    let at = format!("rollout:after:{after}");
+    let at = format!("rollout:#{after}:end");
     dbshift_env(dir, args, &[("DBSHIFT_CRASH_AT", at.as_str())])
 }
 

@@ -168,7 +168,7 @@ fn never_two_writers_when_operators_race() {
     let a = spawn(
         &dir,
         &["switchover", "lab-1", "--to", &replicas[0], "--yes"],
-        &[("DBSHIFT_PAUSE_AT", "wait:begin:3000")],
+        &[("DBSHIFT_PAUSE_AT", "switchover:wait:begin:3000")],
     );
     wait_for_running_run(&dir);
     let b = dbshift(
@@ -200,7 +200,7 @@ fn never_two_writers_when_operators_race() {
     let killed = dbshift_env(
         &dir,
         &["switchover", "lab-1", "--to", &replicas[0], "--yes"],
-        &[("DBSHIFT_CRASH_AT", "guards:end")],
+        &[("DBSHIFT_CRASH_AT", "switchover:guards:end")],
     );
     assert_eq!(killed.status.code(), None, "killed: {}", text(&killed));
     let (stale, _, status) = last_run(&dir);
@@ -378,7 +378,7 @@ fn never_two_writers_when_operators_race() {
     let killed = dbshift_env(
         &dir,
         &["switchover", "lab-1", "--to", &replicas[0], "--yes"],
-        &[("DBSHIFT_CRASH_AT", "hooks:begin")],
+        &[("DBSHIFT_CRASH_AT", "switchover:hooks:begin")],
     );
     assert_eq!(killed.status.code(), None, "killed: {}", text(&killed));
     let (cut_short, _, status) = last_run(&dir);

@@ -167,12 +167,12 @@ fn kill_9_at_every_step_of_a_ca_rotation_then_resume() {
     // Each instance's action (readers first): begun, inside the health gate, ended.
     let mut to = OLD;
     for at in [
-        "rollout:begin:lab-1-2",
-        "rollout:gate:lab-1-2",
-        "rollout:after:1",
-        "rollout:begin:lab-1-1",
-        "rollout:gate:lab-1-1",
-        "rollout:after:2",
+        "rollout:lab-1-2:no-restart:begin",
+        "rollout:lab-1-2:no-restart:gate",
+        "rollout:#1:end",
+        "rollout:lab-1-1:no-restart:begin",
+        "rollout:lab-1-1:no-restart:gate",
+        "rollout:#2:end",
     ] {
         cli.crash_and_resume(to, "no-restart", at);
         to = if to == OLD { NEW } else { OLD };
@@ -181,12 +181,12 @@ fn kill_9_at_every_step_of_a_ca_rotation_then_resume() {
     // Failover-first: the writer moves through the switchover core inside the rotation; killed
     // at the core's boundaries around the point of no return and inside its wait.
     for at in [
-        "fence:run",
-        "wait:begin",
-        "wait:run",
-        "point_of_no_return:run",
-        "promote:end",
-        "demote_old_writer:begin",
+        "switchover:fence:run",
+        "switchover:wait:begin",
+        "switchover:wait:run",
+        "switchover:point_of_no_return:run",
+        "switchover:promote:end",
+        "switchover:demote_old_writer:begin",
     ] {
         let before = cli.sole_writer();
         cli.crash_and_resume(to, "failover-first", at);

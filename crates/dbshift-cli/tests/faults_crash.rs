@@ -253,7 +253,7 @@ fn kill_9_at_every_step_of_bluegreen_switchover_and_rollback_then_resume() {
             // Both directions at every point: the switch to green, then the rollback to blue.
             for _ in 0..2 {
                 let (cmd, to) = next_switch(&writer);
-                let at = format!("{step}:{phase}");
+                let at = format!("switchover:{step}:{phase}");
                 let o = cli.run(&["bluegreen", cmd, "--yes"], Some(&at));
                 assert_eq!(
                     o.status.code(),

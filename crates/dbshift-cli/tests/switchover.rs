@@ -11,7 +11,7 @@ use common::{dbshift_env, json, text, CliLab};
 
 use serde_json::Value;
 
-/// Run dbshift, killing itself at `crash_at` (`step:phase`) when given.
+/// Run dbshift, killing itself at `crash_at` (`switchover:<step>:<phase>`) when given.
 fn dbshift(dir: &Path, args: &[&str], crash_at: Option<&str>) -> Output {
     match crash_at {
         Some(at) => dbshift_env(dir, args, &[("DBSHIFT_CRASH_AT", at)]),
@@ -200,7 +200,7 @@ fn check_switchover_plan_bad_input_and_crash_resume_at_every_step() {
             } else {
                 "lab-1-1"
             };
-            let at = format!("{step}:{phase}");
+            let at = format!("switchover:{step}:{phase}");
             let o = dbshift(
                 &dir,
                 &["switchover", "lab-1", "--to", to, "--yes"],

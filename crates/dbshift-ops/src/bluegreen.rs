@@ -14,10 +14,11 @@ use std::time::Duration;
 use dbshift_provider::{Deployment, GreenSpec, Provider, Side};
 use serde::Serialize;
 
+use crate::events::Observer;
 use crate::guards::GuardReport;
 use crate::inventory::{self, InventoryRow};
 use crate::journal::Journal;
-use crate::switchover::{self, Observer, Outcome, Redirect, SwitchoverError, SwitchoverParams};
+use crate::switchover::{self, Outcome, Redirect, SwitchoverError, SwitchoverParams};
 
 /// Errors of the blue/green workflow before any switch starts.
 #[derive(Debug, thiserror::Error)]

@@ -21,11 +21,14 @@ use dbshift_db::Server;
 use dbshift_provider::{CaApply, CertificateAuthority, Instance, Provider};
 use serde::{Deserialize, Serialize};
 
+use crate::error::{StepError, StepResult};
+use crate::events::{Silent, Workflow};
 use crate::journal::{Journal, RunRecord, RunStatus};
 use crate::rollout::{
     self, Change, Control, Costs, Filter, Mode, Plan, PlanOptions, ProbeSettings, Rollout,
     RolloutError, RolloutObserver, RolloutReport,
 };
+use crate::runner::StepRunner;
 
 /// The journal kind of a CA rotation run.
 pub const RUN_KIND: &str = "ca-rotate";
@@ -412,7 +415,7 @@ pub async fn presents_chain(
     inst: &Instance,
     admin: &dbshift_provider::Credential,
     ca_path: &Path,
-) -> Result<bool, String> {
+) -> StepResult<bool> {
     let opts = ConnectOptions::new(
         inst.endpoint.host.clone(),
         inst.endpoint.port,
@@ -435,7 +438,7 @@ pub async fn presents_chain(
             if lower.contains("certificate") || lower.contains("issuer") || lower.contains("tls") {
                 Ok(false)
             } else {
-                Err(format!("{}: {text}", inst.id))
+                Err(StepError::from(e).context(&inst.id))
             }
         }
     }
@@ -443,7 +446,7 @@ pub async fn presents_chain(
 
 #[async_trait::async_trait]
 impl Change for CaChange {
-    async fn in_effect(&self, instance: &Instance) -> Result<bool, String> {
+    async fn in_effect(&self, instance: &Instance) -> StepResult<bool> {
         // The platform's record must agree with the server: dbshift killed after the server
         // took the new certificate but before the provider recorded it leaves them apart, and
         // the change (idempotent) is then applied again so that both say the target CA.
@@ -456,7 +459,7 @@ impl Change for CaChange {
         }
     }
 
-    async fn apply(&self, instance: &Instance, restart: bool) -> Result<(), String> {
+    async fn apply(&self, instance: &Instance, restart: bool) -> StepResult<()> {
         let apply = if restart {
             CaApply::Restart
         } else {
@@ -465,7 +468,9 @@ impl Change for CaChange {
         self.provider
             .modify_ca(&instance.id, &self.ca, apply)
             .await
-            .map_err(|e| format!("moving {} to {}: {e}", instance.id, self.ca))
+            .map_err(|e| {
+                StepError::from(e).context(format!("moving {} to {}", instance.id, self.ca))
+            })
     }
 
     async fn value(&self, instance: &str) -> String {
@@ -527,17 +532,15 @@ pub async fn execute(
     } else {
         let mut deploy = trusted_now.clone();
         deploy.push(plan.ca.id.clone());
-        journal.begin(&run_id, "trust").await?;
-        crate::crash_if("ca-rotate:trust:begin");
+        let mut steps = StepRunner::new(journal, &run_id, Workflow::CaRotate, &Silent);
+        let begun = steps.begin("trust").await?;
         tracing::info!(cas = ?deploy, "deploying the trust bundle to every trust point");
         match provider.deploy_trust(&deploy).await {
             Ok(bundle) => {
                 tracing::info!(bundle = ?bundle, "trust bundle deployed");
-                crate::crash_if("ca-rotate:trust:run");
-                journal
+                steps
                     .end(
-                        &run_id,
-                        "trust",
+                        begun,
                         serde_json::json!({ "cas": deploy, "bundle": bundle }),
                     )
                     .await?;
@@ -546,7 +549,7 @@ pub async fn execute(
                 let msg = format!(
                     "deploying the trust bundle {deploy:?}: {e}; no certificate was changed"
                 );
-                journal.failed(&run_id, "trust", &msg).await?;
+                steps.failed(begun, &msg).await?;
                 journal
                     .set_status(&run_id, RunStatus::Failed, Some(&msg))
                     .await?;

@@ -5,12 +5,16 @@
 
 pub mod bluegreen;
 pub mod ca_rotate;
+pub(crate) mod endpoints;
+pub mod error;
+pub mod events;
 pub mod failover;
 pub mod guards;
 pub mod inventory;
 pub mod proxy_admin;
 pub mod rejoin;
 pub mod rollout;
+pub mod runner;
 pub mod switchover;
 pub mod verify;
 pub mod watch;
@@ -18,6 +22,8 @@ pub mod watch;
 // The journal and the cluster locks live in the state store; their paths here stay as they were.
 pub use dbshift_state::journal;
 pub use dbshift_state::lock;
+
+pub use error::{Error, Result, StepError, StepErrorKind, StepResult};
 
 use dbshift_db::server::{ConnectOptions, TlsOptions};
 use dbshift_provider::{Credential, Credentials, Endpoint};
@@ -56,40 +62,6 @@ pub(crate) fn replica_source(
         }),
         connect_retry_s: Some(1),
         heartbeat_period_ms: Some(dbshift_db::dialect::HEARTBEAT_PERIOD_MS),
-    }
-}
-
-/// Fault injection for the crash tests: when `DBSHIFT_CRASH_AT` equals `point`, the process
-/// kills itself with SIGKILL at once, exactly as a `kill -9` would. Unset in normal use. The
-/// points: the switchover's `<step>:<begin|run|end>`, the rollout's `rollout:after:<N>`,
-/// `rollout:begin:<instance>` and `rollout:gate:<instance>`, and the CA rotation's
-/// `ca-rotate:trust:<begin|run>`.
-pub(crate) fn crash_if(point: &str) {
-    if std::env::var("DBSHIFT_CRASH_AT").is_ok_and(|at| at == point) {
-        tracing::warn!("DBSHIFT_CRASH_AT={point}: killing this process");
-        // SAFETY: kill(2) on our own PID; SIGKILL ends the process at once, as kill -9.
-        unsafe {
-            libc::kill(libc::getpid(), libc::SIGKILL);
-        }
-    }
-}
-
-/// Fault injection for the concurrency tests: when `DBSHIFT_PAUSE_AT` is `<point>:<ms>` (the
-/// points of [`crash_if`]), the run sleeps that long there, as a slow server or a stalled
-/// network would hold it, so that a test can act meanwhile (start a second run, change the
-/// cluster by hand). Unset in normal use.
-pub(crate) async fn pause_if(point: &str) {
-    let Ok(at) = std::env::var("DBSHIFT_PAUSE_AT") else {
-        return;
-    };
-    let Some((p, ms)) = at.rsplit_once(':') else {
-        return;
-    };
-    if p == point {
-        if let Ok(ms) = ms.parse::<u64>() {
-            tracing::warn!("DBSHIFT_PAUSE_AT={at}: pausing {ms} ms");
-            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
-        }
     }
 }
 

@@ -23,6 +23,9 @@ pub enum ProxyAdminError {
         status: u16,
         body: String,
     },
+    /// The provider names a proxy whose admin address is not one.
+    #[error("the proxy's admin address {admin}: {what}")]
+    Address { admin: String, what: String },
 }
 
 /// One proxy's admin API.
@@ -54,10 +57,13 @@ impl ProxyAdmin {
     pub fn of(
         p: &dbshift_provider::ProxyEndpoint,
         timeout: Duration,
-    ) -> Result<ProxyAdmin, String> {
+    ) -> Result<ProxyAdmin, ProxyAdminError> {
         let addr = format!("{}:{}", p.admin.host, p.admin.port)
             .parse()
-            .map_err(|e| format!("the proxy's admin address {}: {e}", p.admin))?;
+            .map_err(|e: std::net::AddrParseError| ProxyAdminError::Address {
+                admin: p.admin.to_string(),
+                what: e.to_string(),
+            })?;
         Ok(ProxyAdmin::new(addr, p.token.clone(), timeout))
     }
 
@@ -159,7 +165,7 @@ impl ProxySet {
     pub fn of(
         endpoints: &[dbshift_provider::ProxyEndpoint],
         timeout: Duration,
-    ) -> Result<Option<ProxySet>, String> {
+    ) -> Result<Option<ProxySet>, ProxyAdminError> {
         let proxies = endpoints
             .iter()
             .map(|p| ProxyAdmin::of(p, timeout))
@@ -238,14 +244,16 @@ impl ProxySet {
 pub(crate) async fn pause_if_any(
     proxy: Option<&ProxySet>,
     bound: Duration,
-    observer: &dyn crate::switchover::Observer,
-) -> Result<Option<serde_json::Value>, String> {
+    observer: &dyn crate::events::Observer,
+) -> Result<Option<serde_json::Value>, crate::StepError> {
     let Some(proxy) = proxy else {
         return Ok(None);
     };
     let report = proxy.pause(bound).await.map_err(|e| {
-        format!("pausing the proxy: {e} (every proxy of the cluster must hold its clients)")
+        crate::StepError::provider(format!(
+            "pausing the proxy: {e} (every proxy of the cluster must hold its clients)"
+        ))
     })?;
-    observer.event("proxy paused");
+    observer.event(&crate::events::Event::ProxyPaused);
     Ok(Some(report))
 }

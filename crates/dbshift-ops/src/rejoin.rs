@@ -13,7 +13,9 @@ use std::time::Duration;
 use dbshift_provider::{InstanceStatus, Provider};
 use serde::Serialize;
 
+use crate::events::{Silent, Workflow};
 use crate::journal::{Journal, RunStatus};
+use crate::runner::StepRunner;
 
 /// The journal kind of a rejoin.
 pub const RUN_KIND: &str = "rejoin";
@@ -149,12 +151,13 @@ async fn rejoin_steps(
     start_timeout: Duration,
 ) -> Result<RejoinOutcome, RejoinError> {
     let creds = provider.credentials()?;
+    let mut steps = StepRunner::new(journal, run, Workflow::Rejoin, &Silent);
     let started = status == InstanceStatus::Stopped;
     if started {
-        journal.begin(run, "start").await?;
+        let begun = steps.begin("start").await?;
         provider.start_instance(instance, start_timeout).await?;
-        journal
-            .end(run, "start", serde_json::json!({ "started": instance }))
+        steps
+            .end(begun, serde_json::json!({ "started": instance }))
             .await?;
     }
     let ep = provider.describe_instance(instance).await?.endpoint;
@@ -172,7 +175,7 @@ async fn rejoin_steps(
         s.set_read_only().await?;
     }
     s.semi_sync_follow_role(false).await?;
-    journal.begin(run, "compare").await?;
+    let begun = steps.begin("compare").await?;
     let mine = s.history().await?;
     let theirs = w.history().await?;
     let writer_id = w.server_id();
@@ -180,10 +183,9 @@ async fn rejoin_steps(
     // By entry, or by domain position where the writer was restored from a backup (a green)
     // and knows only each domain's last GTID.
     let errant = mine.missing_from(s.server_id(), &theirs);
-    journal
+    steps
         .end(
-            run,
-            "compare",
+            begun,
             serde_json::json!({
                 "instance_binlog_state": mine.to_string(),
                 "writer_binlog_state": theirs.to_string(),
@@ -207,7 +209,7 @@ async fn rejoin_steps(
             writer_binlog_state: theirs.to_string(),
         });
     }
-    journal.begin(run, "replicate").await?;
+    let begun = steps.begin("replicate").await?;
     let st = s.replication_status().await?;
     let already = st.configured
         && match st.source_server_id {
@@ -239,7 +241,7 @@ async fn rejoin_steps(
                     format!("IO {:?}, SQL running {}", st.io_running, st.sql_running)
                 });
             s.close().await;
-            journal.failed(run, "replicate", &why).await?;
+            steps.failed(begun, &why).await?;
             return Err(RejoinError::Failed(format!(
                 "{instance} was pointed at {writer} but replication is not healthy: {why}"
             )));
@@ -247,8 +249,8 @@ async fn rejoin_steps(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     s.close().await;
-    journal
-        .end(run, "replicate", serde_json::json!({ "writer": writer, "already": already, "events_disabled": events_disabled }))
+    steps
+        .end(begun, serde_json::json!({ "writer": writer, "already": already, "events_disabled": events_disabled }))
         .await?;
     Ok(RejoinOutcome::Rejoined {
         run_id: run.to_string(),

@@ -15,10 +15,10 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::events::{LogObserver, Observer};
 use crate::failover::{self, FailoverOutcome, FailoverRequest};
 use crate::journal::{Journal, RunStatus};
 use crate::rejoin::{self, RejoinOutcome};
-use crate::switchover::{LogObserver, Observer};
 use dbshift_provider::Provider;
 
 /// The journal kind of a watch.

@@ -15,8 +15,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dbshift_ops::bluegreen::{self, BlueGreenError, SwitchOptions};
+use dbshift_ops::events::LogObserver;
 use dbshift_ops::journal::Journal;
-use dbshift_ops::switchover::{LogObserver, Outcome, Redirect};
+use dbshift_ops::switchover::{Outcome, Redirect};
 use dbshift_provider::aws::{AwsOptions, AwsProvider, TAG_ID};
 use dbshift_provider::{GreenSpec, Provider, Side};
 use dbshift_testkit::moto::{self, Moto};

@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use dbshift_db::Server;
 use dbshift_ops::bluegreen::{self, BlueGreenError, SwitchOptions};
+use dbshift_ops::events::LogObserver;
 use dbshift_ops::journal::Journal;
-use dbshift_ops::switchover::{LogObserver, Outcome};
+use dbshift_ops::switchover::Outcome;
 use dbshift_provider::local::Lab;
 use dbshift_provider::{GreenSpec, Provider, Side};
 use dbshift_testkit::{

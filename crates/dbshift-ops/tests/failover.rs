@@ -11,10 +11,11 @@ use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
 use dbshift_db::Server;
+use dbshift_ops::events::LogObserver;
 use dbshift_ops::failover::{self, FailoverError, FailoverOutcome, FailoverRequest};
 use dbshift_ops::journal::Journal;
 use dbshift_ops::rejoin::{self, RejoinOutcome};
-use dbshift_ops::switchover::{LogObserver, Outcome};
+use dbshift_ops::switchover::Outcome;
 use dbshift_ops::watch::{self, WatchEvent, WatchOptions, WatchSink};
 use dbshift_probe::{Probe, ProbeConfig, ProbeHandle, TargetResolver};
 use dbshift_provider::local::Lab;
@@ -1032,15 +1033,15 @@ async fn an_interrupted_failover_is_not_continued_once_the_cluster_moved_on() {
     checker.stop().await.assert_never_two_writers();
 }
 
-/// Deletes a directory when a step starts (the lock store lost under a running failover).
+/// Deletes a directory when a step ends (the lock store lost under a running failover).
 struct LoseLocksOn {
-    label: &'static str,
+    ended: &'static str,
     dir: std::path::PathBuf,
 }
 
-impl dbshift_ops::switchover::Observer for LoseLocksOn {
-    fn event(&self, label: &str) {
-        if label == self.label {
+impl dbshift_ops::events::Observer for LoseLocksOn {
+    fn event(&self, event: &dbshift_ops::events::Event) {
+        if event.ended() == Some(self.ended) {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
@@ -1057,7 +1058,7 @@ async fn a_failover_that_loses_its_lock_stops_before_its_next_change() {
     let j = journal(&t).await;
     kill_9(&lab, "lab-1-1");
     let lose = LoseLocksOn {
-        label: "choose: done",
+        ended: "choose",
         dir: t.dir().join("locks"),
     };
     let out = failover::run(&lab, &j, &FailoverRequest::new("lab-1"), &lose).await;

@@ -18,9 +18,10 @@ use std::time::Duration;
 
 use dbshift_ops::bluegreen::{self, SwitchOptions};
 use dbshift_ops::ca_rotate::{self, CaRotateRequest, ExecuteOptions};
+use dbshift_ops::events::{Event, Observer};
 use dbshift_ops::journal::{Journal, RunStatus};
 use dbshift_ops::rollout::{Control, Mode, PlannedStep, RolloutObserver, RunOutcome, StepOutcome};
-use dbshift_ops::switchover::{Observer, Outcome};
+use dbshift_ops::switchover::Outcome;
 use dbshift_provider::local::Lab;
 use dbshift_provider::{Deployment, GreenSpec, Provider, Side};
 use dbshift_testkit::{
@@ -32,23 +33,23 @@ use tokio::sync::Mutex as AsyncMutex;
 /// The tests of this binary take turns: each runs a lab of its own.
 static SERIAL: AsyncMutex<()> = AsyncMutex::const_new(());
 
-/// Runs an action once, when the switchover core reports `label` (`<step>: start`,
-/// `<step>: done`): the fault is injected at an exact point of the run.
+/// Runs an action once, when the switchover core reports an event `when` accepts (a step
+/// started or ended): the fault is injected at an exact point of the run.
 struct OnEvent {
-    label: &'static str,
+    when: fn(&Event) -> bool,
     action: Mutex<Option<Box<dyn FnOnce() + Send>>>,
 }
 
-fn on(label: &'static str, action: impl FnOnce() + Send + 'static) -> OnEvent {
+fn on(when: fn(&Event) -> bool, action: impl FnOnce() + Send + 'static) -> OnEvent {
     OnEvent {
-        label,
+        when,
         action: Mutex::new(Some(Box::new(action))),
     }
 }
 
 impl Observer for OnEvent {
-    fn event(&self, label: &str) {
-        if label == self.label {
+    fn event(&self, event: &Event) {
+        if (self.when)(event) {
             if let Some(f) = self.action.lock().unwrap().take() {
                 f();
             }
@@ -200,7 +201,10 @@ async fn bluegreen_survives_server_and_replication_faults() {
         &lab,
         &j,
         Duration::from_secs(2),
-        &on("wait: start", move || signal(p, libc::SIGSTOP)),
+        &on(
+            |e| e.started() == Some("wait"),
+            move || signal(p, libc::SIGSTOP),
+        ),
     )
     .await;
     signal(p, libc::SIGCONT);
@@ -224,7 +228,10 @@ async fn bluegreen_survives_server_and_replication_faults() {
         &lab,
         &j,
         Duration::from_secs(5),
-        &on("wait: start", move || signal(p, libc::SIGKILL)),
+        &on(
+            |e| e.started() == Some("wait"),
+            move || signal(p, libc::SIGKILL),
+        ),
     )
     .await;
     assert!(matches!(out, Outcome::RolledBack { .. }), "{out:?}");
@@ -235,7 +242,7 @@ async fn bluegreen_survives_server_and_replication_faults() {
         .unwrap();
     assert_eq!(writable(&lab).await, vec![serving.clone()]);
     // Until it replicates, the next switch is refused by its guards: nothing changes.
-    let (run, out) = switch(&lab, &j, Duration::from_secs(5), &on("-", || {})).await;
+    let (run, out) = switch(&lab, &j, Duration::from_secs(5), &on(|_| false, || {})).await;
     assert!(matches!(out, Outcome::Refused(_)), "{out:?}");
     assert_eq!(status_of(&j, &run).await, RunStatus::Failed);
     sql(&lab, &standby, "START SLAVE").await;
@@ -251,7 +258,7 @@ async fn bluegreen_survives_server_and_replication_faults() {
     let sc = Scenario::start(&lab, "lab-1", "f_sql_stopped").await;
     sql(&lab, &standby, "STOP SLAVE SQL_THREAD").await;
     sc.wait_for_writes(10, Duration::from_secs(30)).await;
-    let (run, out) = switch(&lab, &j, Duration::from_secs(5), &on("-", || {})).await;
+    let (run, out) = switch(&lab, &j, Duration::from_secs(5), &on(|_| false, || {})).await;
     let Outcome::Refused(report) = &out else {
         panic!("{out:?}")
     };
@@ -272,10 +279,13 @@ async fn bluegreen_survives_server_and_replication_faults() {
         &lab,
         &j,
         Duration::from_secs(2),
-        &on("guards: done", move || {
-            sql_now(&l2, &st, "STOP SLAVE SQL_THREAD");
-            sql_now(&l2, &sv, "INSERT INTO app.f_marker VALUES (NULL)");
-        }),
+        &on(
+            |e| e.ended() == Some("guards"),
+            move || {
+                sql_now(&l2, &st, "STOP SLAVE SQL_THREAD");
+                sql_now(&l2, &sv, "INSERT INTO app.f_marker VALUES (NULL)");
+            },
+        ),
     )
     .await;
     assert!(matches!(out, Outcome::RolledBack { .. }), "{out:?}");
@@ -296,7 +306,10 @@ async fn bluegreen_survives_server_and_replication_faults() {
         &lab,
         &j,
         Duration::from_secs(5),
-        &on("fence: done", move || signal(p, libc::SIGKILL)),
+        &on(
+            |e| e.ended() == Some("fence"),
+            move || signal(p, libc::SIGKILL),
+        ),
     )
     .await;
     let Outcome::NeedsHuman { reason } = &out else {
@@ -316,7 +329,7 @@ async fn bluegreen_survives_server_and_replication_faults() {
     lab.wait_replicating(&standby, Duration::from_secs(30))
         .await
         .unwrap();
-    let out = dbshift_ops::switchover::resume(&lab, &j, &run, &on("-", || {}))
+    let out = dbshift_ops::switchover::resume(&lab, &j, &run, &on(|_| false, || {}))
         .await
         .unwrap();
     assert!(matches!(out, Outcome::Done(_)), "{out:?}");
@@ -357,7 +370,7 @@ async fn bluegreen_survives_server_and_replication_faults() {
         "the duplicate-key error on the standby",
         (replication_errors(&lab, &standby).await.0 == Some(1062)).then_some(())
     );
-    let (run, out) = switch(&lab, &j, Duration::from_secs(5), &on("-", || {})).await;
+    let (run, out) = switch(&lab, &j, Duration::from_secs(5), &on(|_| false, || {})).await;
     assert!(matches!(out, Outcome::Refused(_)), "{out:?}");
     assert_eq!(status_of(&j, &run).await, RunStatus::Failed);
     assert_eq!(writable(&lab).await, vec![serving.clone()]);
@@ -432,14 +445,17 @@ async fn bluegreen_survives_server_and_replication_faults() {
         let params = bluegreen::switch_params(&lab, &d, to, &opts).await.unwrap();
         let c = control.clone();
         let black_hole = fault == "black hole";
-        let obs = on("fence: done", move || {
-            if black_hole {
-                c.set_drop(true);
-            } else {
-                c.refuse_new(true);
-                c.cut_all();
-            }
-        });
+        let obs = on(
+            |e| e.ended() == Some("fence"),
+            move || {
+                if black_hole {
+                    c.set_drop(true);
+                } else {
+                    c.refuse_new(true);
+                    c.cut_all();
+                }
+            },
+        );
         let Ok(ended) = tokio::time::timeout(
             Duration::from_secs(120),
             bluegreen::switch(&provider, &j, params, to, &obs),
@@ -460,7 +476,7 @@ async fn bluegreen_survives_server_and_replication_faults() {
             "{fault}: fenced, nothing promoted"
         );
         control.pass();
-        let out = dbshift_ops::switchover::resume(&provider, &j, &run, &on("-", || {}))
+        let out = dbshift_ops::switchover::resume(&provider, &j, &run, &on(|_| false, || {}))
             .await
             .unwrap();
         assert!(matches!(out, Outcome::Done(_)), "{fault}: {out:?}");
@@ -484,7 +500,10 @@ async fn bluegreen_survives_server_and_replication_faults() {
         &lab,
         &j,
         Duration::from_secs(5),
-        &on("promote: done", move || signal(p, libc::SIGKILL)),
+        &on(
+            |e| e.ended() == Some("promote"),
+            move || signal(p, libc::SIGKILL),
+        ),
     )
     .await;
     let Outcome::NeedsHuman { reason } = &out else {
@@ -502,7 +521,7 @@ async fn bluegreen_survives_server_and_replication_faults() {
         .await
         .unwrap();
     assert_eq!(writable(&lab).await, vec![standby.clone()]);
-    let out = dbshift_ops::switchover::resume(&lab, &j, &run, &on("-", || {}))
+    let out = dbshift_ops::switchover::resume(&lab, &j, &run, &on(|_| false, || {}))
         .await
         .unwrap();
     assert!(matches!(out, Outcome::Done(_)), "{out:?}");
@@ -551,7 +570,7 @@ async fn bluegreen_survives_server_and_replication_faults() {
         }
         dbshift_testkit::poll_pause().await;
     }
-    let (run, out) = switch(&lab, &j, Duration::from_secs(5), &on("-", || {})).await;
+    let (run, out) = switch(&lab, &j, Duration::from_secs(5), &on(|_| false, || {})).await;
     assert!(matches!(out, Outcome::Refused(_)), "{out:?}");
     assert_eq!(status_of(&j, &run).await, RunStatus::Failed);
     let v = bluegreen::verify(

@@ -8,8 +8,9 @@
 use std::time::{Duration, Instant};
 
 use dbshift_db::Server;
+use dbshift_ops::events::{Event, Observer};
 use dbshift_ops::journal::{Journal, RunStatus};
-use dbshift_ops::switchover::{self, Observer, Outcome, SwitchoverRequest};
+use dbshift_ops::switchover::{self, Outcome, SwitchoverRequest};
 use dbshift_provider::local::Lab;
 use dbshift_provider::Provider;
 use dbshift_testkit::{check_lab_gtid_history, AckedWriter, InvariantChecker, Relay, TestLab};
@@ -74,15 +75,15 @@ impl TwoWriterWatch {
     }
 }
 
-/// An observer that runs an action when a given event is announced.
+/// An observer that runs an action when an event `when` accepts is announced.
 struct OnEvent {
-    label: String,
+    when: fn(&Event) -> bool,
     action: Box<dyn Fn() + Send + Sync>,
 }
 
 impl Observer for OnEvent {
-    fn event(&self, label: &str) {
-        if label == self.label {
+    fn event(&self, event: &Event) {
+        if (self.when)(event) {
             (self.action)();
         }
     }
@@ -90,7 +91,7 @@ impl Observer for OnEvent {
 
 fn nothing() -> OnEvent {
     OnEvent {
-        label: String::new(),
+        when: |_| false,
         action: Box::new(|| {}),
     }
 }
@@ -377,7 +378,7 @@ async fn new_writer_stopped_or_killed_during_the_wait_rolls_back() {
     // SIGSTOP: the wait runs out, the old writer is put back.
     let pid = lab.pid("lab-1-2").unwrap().unwrap();
     let stop = OnEvent {
-        label: "wait: start".into(),
+        when: |e| e.started() == Some("wait"),
         action: Box::new(move || unsafe {
             libc::kill(pid as i32, libc::SIGSTOP);
         }),
@@ -395,7 +396,7 @@ async fn new_writer_stopped_or_killed_during_the_wait_rolls_back() {
     // SIGKILL: the same, and the lab brings the replica back.
     let pid = lab.pid("lab-1-2").unwrap().unwrap();
     let kill = OnEvent {
-        label: "wait: start".into(),
+        when: |e| e.started() == Some("wait"),
         action: Box::new(move || unsafe {
             libc::kill(pid as i32, libc::SIGKILL);
         }),
@@ -498,7 +499,7 @@ async fn losing_the_old_writer_right_after_the_fence_needs_a_human_then_resumes(
 
     // Right after the fence, dbshift loses the old writer: its connections cut, new ones refused.
     let cut = OnEvent {
-        label: "fence: done".into(),
+        when: |e| e.ended() == Some("fence"),
         action: {
             let c = control.clone();
             Box::new(move || {
@@ -575,7 +576,7 @@ async fn a_cluster_changed_under_the_run_stops_it_before_the_point_of_no_return(
     let watch = TwoWriterWatch::start(lab).await;
     let by_hand = lab.clone();
     let on_wait = OnEvent {
-        label: "wait: start".into(),
+        when: |e| e.started() == Some("wait"),
         action: Box::new(move || {
             let lab = by_hand.clone();
             tokio::task::block_in_place(|| {
