@@ -11,7 +11,6 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use dbshift_provider::Provider;
 use dbshift_testkit::moto::{self, Fleet, Moto};
 use serde_json::Value;
 
@@ -317,50 +316,13 @@ async fn encrypted_bluegreen_builds_then_stops_for_a_human_and_lab_commands_refu
     assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-db"));
 }
 
-/// dbshift's id of the instance holding the identifier `name` in moto.
-async fn holder_of(m: &Moto, name: &str) -> Option<String> {
-    moto::raw_tags(&m.moto_url(), name)
-        .await
-        .and_then(|t| t.get("dbshift:id").cloned())
-}
-
-async fn read_only(lab: &dbshift_provider::local::Lab, id: &str) -> bool {
-    let mut s = lab.connect_admin(id).await.unwrap();
-    let ro = s.read_only().await.unwrap();
-    s.close().await;
-    ro
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bluegreen_switchover_resumed_mid_swap_and_rollback_on_moto_mapped_onto_lab_servers() {
-    let t = dbshift_testkit::TestLab::start_rds(1, 1).await;
-    let lab = t.lab().clone();
-    let m = Moto::start(moto::default_shim()).await;
-    moto::seed_instance(
-        &m.moto_url(),
-        "orders",
-        "mariadb",
-        "10.11.8",
-        "mariadb10.11",
-        "orders-params",
-    )
-    .await;
-    moto::map_parameter_groups(
-        &m,
-        &lab,
-        &[
-            ("orders-params", "lab-1-1"),
-            ("orders-green-params", "lab-1-2"),
-        ],
-    );
+    let f = dbshift_testkit::AwsBlueGreen::start().await;
+    let m = &f.moto;
     let dir = tempfile::tempdir().unwrap();
-    let users = lab.state().users.clone();
-    let endpoints = format!(
-        "orders={},orders-green={}",
-        lab.resolve("lab-1-1").await.unwrap(),
-        lab.resolve("lab-1-2").await.unwrap()
-    );
-    let ca = lab.ca_bundle().display().to_string();
+    let users = f.lab().state().users.clone();
+    let sql_half = f.cli_env().await;
     let url = m.url();
     let run = |args: &[&str], crash_at: Option<&str>| {
         let mut c = Command::new(env!("CARGO_BIN_EXE_dbshift"));
@@ -378,12 +340,7 @@ async fn bluegreen_switchover_resumed_mid_swap_and_rollback_on_moto_mapped_onto_
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .env("DBSHIFT_AWS_POLL_MS", "50")
             .env("DBSHIFT_AWS_WAIT_TIMEOUT_S", "60")
-            .env("DBSHIFT_DB_USER", &users.admin.user)
-            .env("DBSHIFT_DB_PASSWORD", &users.admin.password)
-            .env("DBSHIFT_REPL_USER", &users.replication.user)
-            .env("DBSHIFT_REPL_PASSWORD", &users.replication.password)
-            .env("DBSHIFT_DB_CA_BUNDLE", &ca)
-            .env("DBSHIFT_AWS_ENDPOINTS", &endpoints);
+            .envs(sql_half.iter().cloned());
         if let Some(at) = crash_at {
             c.env("DBSHIFT_CRASH_AT", at);
         }
@@ -436,8 +393,8 @@ async fn bluegreen_switchover_resumed_mid_swap_and_rollback_on_moto_mapped_onto_
         None,
     );
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    assert_eq!(holder_of(&m, "orders").await.as_deref(), Some("orders"));
-    assert!(!read_only(&lab, "lab-1-1").await);
+    assert_eq!(f.holder_of("orders").await.as_deref(), Some("orders"));
+    assert!(!f.read_only("lab-1-1").await);
 
     let o = run(&["bluegreen", "switchover", "orders-green", "--plan"], None);
     assert!(o.status.success(), "{}", text(&o));
@@ -454,11 +411,11 @@ async fn bluegreen_switchover_resumed_mid_swap_and_rollback_on_moto_mapped_onto_
     );
     assert_eq!(o.status.code(), None, "killed: {}", text(&o));
     assert_eq!(
-        holder_of(&m, "orders").await,
+        f.holder_of("orders").await,
         None,
         "the name is free mid-swap"
     );
-    assert!(read_only(&lab, "lab-1-1").await && read_only(&lab, "lab-1-2").await);
+    assert!(f.read_only("lab-1-1").await && f.read_only("lab-1-2").await);
     let runs = json(&run(&["runs", "-o", "json"], None));
     let id = runs[0]["id"].as_str().unwrap().to_string();
     assert_eq!(runs[0]["kind"], "bluegreen-switchover");
@@ -466,12 +423,9 @@ async fn bluegreen_switchover_resumed_mid_swap_and_rollback_on_moto_mapped_onto_
     // A new process finishes the swap from the journaled plan.
     let o = run(&["resume", &id, "--yes", "-o", "json"], None);
     assert!(o.status.success(), "{}", text(&o));
-    assert_eq!(
-        holder_of(&m, "orders").await.as_deref(),
-        Some("orders-green")
-    );
-    assert!(read_only(&lab, "lab-1-1").await);
-    assert!(!read_only(&lab, "lab-1-2").await);
+    assert_eq!(f.holder_of("orders").await.as_deref(), Some("orders-green"));
+    assert!(f.read_only("lab-1-1").await);
+    assert!(!f.read_only("lab-1-2").await);
     let st = json(&run(
         &["bluegreen", "status", "orders-green", "-o", "json"],
         None,
@@ -480,7 +434,7 @@ async fn bluegreen_switchover_resumed_mid_swap_and_rollback_on_moto_mapped_onto_
 
     let o = run(&["bluegreen", "rollback", "orders-green", "--yes"], None);
     assert!(o.status.success(), "{}", text(&o));
-    assert_eq!(holder_of(&m, "orders").await.as_deref(), Some("orders"));
-    assert!(!read_only(&lab, "lab-1-1").await);
-    assert!(read_only(&lab, "lab-1-2").await);
+    assert_eq!(f.holder_of("orders").await.as_deref(), Some("orders"));
+    assert!(!f.read_only("lab-1-1").await);
+    assert!(f.read_only("lab-1-2").await);
 }

@@ -8,14 +8,15 @@
 mod common;
 
 use std::path::Path;
-use std::process::Output;
 
-use common::{dbshift, dbshift_env, json, text, CliLab};
+use common::{cli, dbshift, json, text, CliLab};
 use serde_json::Value;
 
-fn run_crashing(dir: &Path, args: &[&str], after: usize) -> Output {
+/// Run a rotation killed by dbshift itself after `after` instances; gives the run it left
+/// running.
+fn run_crashing(dir: &Path, args: &[&str], after: usize) -> String {
     let at = format!("rollout:#{after}:end");
-    dbshift_env(dir, args, &[("DBSHIFT_CRASH_AT", at.as_str())])
+    cli(dir).crash(args, &at, "ca-rotate")
 }
 
 /// Instance ids per CA, from `ca list -o json`.
@@ -150,12 +151,11 @@ fn plan_bad_input_crash_and_resume() {
 
     // Applied from the saved plan, killed after two instances.
     let pf = plan_file.to_str().unwrap();
-    let o = run_crashing(
+    run_crashing(
         dir,
         &["ca-rotate", "--plan-file", pf, "--yes", "-o", "json"],
         2,
     );
-    assert_eq!(o.status.code(), None, "killed by SIGKILL: {}", text(&o));
     assert_eq!(on(dir, "lab-ca-2026"), 2, "{:?}", usage(dir));
 
     // The saved plan no longer matches the fleet.
@@ -216,19 +216,8 @@ fn plan_bad_input_crash_and_resume() {
         "-o",
         "json",
     ];
-    let o = run_crashing(dir, &args, 1);
-    assert_eq!(o.status.code(), None, "{}", text(&o));
-    let runs = json(&dbshift(dir, &["runs", "-o", "json"]));
-    let run = runs
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["kind"] == "ca-rotate" && r["status"] == "running")
-        .unwrap_or_else(|| panic!("an unfinished run: {runs:#}"));
-    let id = run["id"].as_str().unwrap();
-    let o = dbshift(dir, &["resume", id, "--yes", "-o", "json"]);
-    let report = json(&o);
-    assert_eq!(report["outcome"], "done", "{report:#}");
+    let id = run_crashing(dir, &args, 1);
+    cli(dir).resume(&id, "killed after one instance");
     assert_eq!(on(dir, "lab-ca-2024"), 6);
     assert_openssl_verifies(dir, "lab-ca-2024");
     let inv = json(&dbshift(dir, &["inventory", "-o", "json"]));

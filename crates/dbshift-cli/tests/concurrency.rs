@@ -19,7 +19,7 @@ use std::path::Path;
 use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{command, dbshift, dbshift_env, json, text, CliLab};
+use common::{command, dbshift, json, text, CliLab};
 use dbshift_provider::local::Lab;
 use dbshift_testkit::{allowed_writers, assert_caught_up_and_equal, Scenario};
 
@@ -197,14 +197,11 @@ fn never_two_writers_when_operators_race() {
     // A run killed after its guards; another switchover completes; the stale run's resume is
     // refused, changing nothing, and the run is closed.
     let (writer, replicas) = roles(&dir);
-    let killed = dbshift_env(
-        &dir,
+    let stale = common::cli(&dir).crash(
         &["switchover", "lab-1", "--to", &replicas[0], "--yes"],
-        &[("DBSHIFT_CRASH_AT", "switchover:guards:end")],
+        "switchover:guards:end",
+        "switchover",
     );
-    assert_eq!(killed.status.code(), None, "killed: {}", text(&killed));
-    let (stale, _, status) = last_run(&dir);
-    assert_eq!(status, "running");
     let other = dbshift(
         &dir,
         &["switchover", "lab-1", "--to", &replicas[1], "--yes"],
@@ -375,14 +372,11 @@ fn never_two_writers_when_operators_race() {
             .unwrap();
         w.close().await;
     });
-    let killed = dbshift_env(
-        &dir,
+    let cut_short = common::cli(&dir).crash(
         &["switchover", "lab-1", "--to", &replicas[0], "--yes"],
-        &[("DBSHIFT_CRASH_AT", "switchover:hooks:begin")],
+        "switchover:hooks:begin",
+        "switchover",
     );
-    assert_eq!(killed.status.code(), None, "killed: {}", text(&killed));
-    let (cut_short, _, status) = last_run(&dir);
-    assert_eq!(status, "running");
     rt.block_on(async {
         let mut old = lab.connect_admin(&writer).await.unwrap();
         assert!(old.read_only().await.unwrap());

@@ -4,21 +4,13 @@
 
 mod common;
 
+use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::{dbshift, json, text, CliLab};
-
-fn pid_of(dir: &std::path::Path, id: &str) -> i32 {
-    let s = json(&dbshift(dir, &["lab", "status", "-o", "json"]));
-    s["instances"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|i| i["id"] == id)
-        .and_then(|i| i["pid"].as_i64())
-        .unwrap_or_else(|| panic!("{id} runs: {s:#}")) as i32
-}
+use dbshift_provider::local::Lab;
+use dbshift_testkit::{eventually_blocking, holds, kill_9};
 
 #[test]
 fn failover_rejoin_watch_and_replica_add_from_the_command_line() {
@@ -42,16 +34,14 @@ fn failover_rejoin_watch_and_replica_add_from_the_command_line() {
     ));
     assert_eq!(plan["mode"], "planned", "{plan:#}");
 
-    // SAFETY: kill(2) on the PID of a server this test's lab started.
-    unsafe {
-        libc::kill(pid_of(dir, "lab-1-1"), libc::SIGKILL);
-    }
-    std::thread::sleep(Duration::from_millis(300));
-    let plan = json(&dbshift(
-        dir,
-        &["failover", "lab-1", "--plan", "-o", "json"],
-    ));
-    assert_eq!(plan["mode"], "unplanned", "{plan:#}");
+    kill_9(&Lab::open(dir).unwrap(), "lab-1-1");
+    let plan = eventually_blocking(Duration::from_secs(20), "an unplanned failover", || {
+        let plan = json(&dbshift(
+            dir,
+            &["failover", "lab-1", "--plan", "-o", "json"],
+        ));
+        holds(plan["mode"] == "unplanned", plan.clone()).map(|()| plan)
+    });
     assert_eq!(plan["new_writer"], "lab-1-2");
     let done = json(&dbshift(dir, &["failover", "lab-1", "--yes", "-o", "json"]));
     assert_eq!(done["mode"], "unplanned", "{done:#}");
@@ -76,7 +66,7 @@ fn failover_rejoin_watch_and_replica_add_from_the_command_line() {
     assert_eq!(rejoined["started"], true);
 
     // The watcher: a line per event, stopped cleanly by Ctrl-C (SIGINT).
-    let child = Command::new(env!("CARGO_BIN_EXE_dbshift"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dbshift"))
         .arg("--dir")
         .arg(dir)
         .args(["watch", "lab-1", "--interval", "200ms", "-o", "json"])
@@ -86,15 +76,27 @@ fn failover_rejoin_watch_and_replica_add_from_the_command_line() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
+    // Its lines as they come, so that Ctrl-C goes once it has started, not after a guess.
+    let (tx, lines) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let _ = tx.send(line.unwrap());
+        }
+    });
+    let first = lines
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the watcher printed its first event within 20 s");
     // SAFETY: kill(2) on the child this test started.
     unsafe {
         libc::kill(child.id() as i32, libc::SIGINT);
     }
     let o = child.wait_with_output().unwrap();
-    assert!(o.status.success(), "{}", text(&o));
-    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
-        .lines()
+    reader.join().unwrap();
+    let printed: Vec<String> = std::iter::once(first).chain(lines.iter()).collect();
+    assert!(o.status.success(), "{}\n{printed:#?}", text(&o));
+    let events: Vec<serde_json::Value> = printed
+        .iter()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(events.first().unwrap()["event"], "started", "{events:?}");

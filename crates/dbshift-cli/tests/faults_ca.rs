@@ -10,136 +10,63 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::Output;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{dbshift_env, json, text, CliLab};
+use common::{cli, json, text, CliLab, Dbshift};
 use dbshift_provider::local::Lab;
 use dbshift_testkit::{
     allowed_writers, assert_caught_up_and_equal, assert_no_secret, lab_secrets, Scenario,
 };
-use serde_json::Value;
 
 const OLD: &str = "lab-ca-2024";
 const NEW: &str = "lab-ca-2026";
 
-struct Cli<'a> {
-    dir: &'a Path,
-    printed: Vec<u8>,
+/// The CA of every instance, from `ca list`.
+fn cas(cli: &mut Dbshift) -> Vec<(String, String)> {
+    let v = cli.json(&["ca", "list", "-o", "json"]);
+    let mut out: Vec<(String, String)> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|c| {
+            let ca = c["id"].as_str().unwrap().to_string();
+            c["instances"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(move |i| (i.as_str().unwrap().to_string(), ca.clone()))
+        })
+        .collect();
+    out.sort();
+    out
 }
 
-impl Cli<'_> {
-    fn run(&mut self, args: &[&str], crash_at: Option<&str>) -> Output {
-        let mut all = vec!["-vv"];
-        all.extend_from_slice(args);
-        let env: Vec<(&str, &str)> = crash_at
-            .map(|at| ("DBSHIFT_CRASH_AT", at))
-            .into_iter()
-            .collect();
-        let o = dbshift_env(self.dir, &all, &env);
-        self.printed.extend_from_slice(&o.stdout);
-        self.printed.extend_from_slice(&o.stderr);
-        o
-    }
-
-    /// The CA of every instance, from `ca list`.
-    fn cas(&mut self) -> Vec<(String, String)> {
-        let v = json(&self.run(&["ca", "list", "-o", "json"], None));
-        let mut out: Vec<(String, String)> = v
-            .as_array()
-            .unwrap()
-            .iter()
-            .flat_map(|c| {
-                let ca = c["id"].as_str().unwrap().to_string();
-                c["instances"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(move |i| (i.as_str().unwrap().to_string(), ca.clone()))
-            })
-            .collect();
-        out.sort();
-        out
-    }
-
-    /// Exactly one writable instance, the one the cluster name resolves to, and every other
-    /// one replicating (polled with a deadline); gives its id.
-    fn sole_writer(&mut self) -> String {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let inv = json(&self.run(&["inventory", "-o", "json"], None));
-            let rows = inv.as_array().unwrap();
-            let writable: Vec<&Value> = rows
-                .iter()
-                .filter(|r| r["replication"]["read_only"] == false)
-                .collect();
-            assert_eq!(writable.len(), 1, "exactly one writable server: {inv:#}");
-            let w = writable[0]["id"].as_str().unwrap().to_string();
-            let named: Vec<&Value> = rows.iter().filter(|r| r["role"] == "writer").collect();
-            let healthy = rows.iter().filter(|r| r["id"] != w.as_str()).all(|r| {
-                r["replication"]["io_running"] == "Yes" && r["replication"]["sql_running"] == true
-            });
-            if healthy && named.len() == 1 && named[0]["id"] == w.as_str() {
-                return w;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "replication did not become healthy: {inv:#}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// Rotate every instance to `to` in `mode`, killed at `at`; then `resume` must finish it.
-    fn crash_and_resume(&mut self, to: &str, mode: &str, at: &str) {
-        let args = [
-            "ca-rotate",
-            "--to",
-            to,
-            "--mode",
-            mode,
-            "--yes",
-            "-o",
-            "json",
-        ];
-        let o = self.run(&args, Some(at));
-        assert_eq!(
-            o.status.code(),
-            None,
-            "{at}: dbshift must have been killed: {}",
-            text(&o)
-        );
-        let runs = json(&self.run(&["runs", "-o", "json"], None));
-        let run = runs
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["kind"] == "ca-rotate" && r["status"] == "running")
-            .unwrap_or_else(|| panic!("{at}: an unfinished rotation: {runs:#}"))["id"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        let o = self.run(&["resume", &run, "--yes", "-o", "json"], None);
-        let report = json(&o);
-        assert_eq!(report["outcome"], "done", "{at}: {report:#}");
-        assert!(
-            self.cas().iter().all(|(_, ca)| ca == to),
-            "{at}: every instance on {to}: {:?}",
-            self.cas()
-        );
-        self.sole_writer();
-    }
+/// Rotate every instance to `to` in `mode`, killed at `at`; then `resume` must finish it.
+fn crash_and_resume(cli: &mut Dbshift, to: &str, mode: &str, at: &str) {
+    let args = [
+        "ca-rotate",
+        "--to",
+        to,
+        "--mode",
+        mode,
+        "--yes",
+        "-o",
+        "json",
+    ];
+    cli.crash_and_resume(&args, at, "ca-rotate");
+    let now = cas(cli);
+    assert!(
+        now.iter().all(|(_, ca)| ca == to),
+        "{at}: every instance on {to}: {now:?}"
+    );
+    cli.sole_writer();
 }
 
 #[test]
 fn kill_9_at_every_step_of_a_ca_rotation_then_resume() {
     let lab_guard = CliLab::up(1, 1);
     let dir = lab_guard.dir.clone();
-    let mut cli = Cli {
-        dir: &dir,
-        printed: Vec::new(),
-    };
+    let mut cli = cli(&dir).verbose();
     assert_eq!(cli.sole_writer(), "lab-1-1");
     let rt = tokio::runtime::Runtime::new().unwrap();
     let lab = Lab::open(&dir).unwrap();
@@ -148,7 +75,7 @@ fn kill_9_at_every_step_of_a_ca_rotation_then_resume() {
 
     // The trust bundle: killed once it is journaled as begun, and once it is deployed but not
     // journaled as such. Between the two, back to the old CA alone.
-    cli.crash_and_resume(NEW, "no-restart", "ca-rotate:trust:begin");
+    crash_and_resume(&mut cli, NEW, "no-restart", "ca-rotate:trust:begin");
     let o = cli.run(
         &[
             "ca-rotate",
@@ -162,7 +89,7 @@ fn kill_9_at_every_step_of_a_ca_rotation_then_resume() {
         None,
     );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    cli.crash_and_resume(NEW, "no-restart", "ca-rotate:trust:run");
+    crash_and_resume(&mut cli, NEW, "no-restart", "ca-rotate:trust:run");
 
     // Each instance's action (readers first): begun, inside the health gate, ended.
     let mut to = OLD;
@@ -174,7 +101,7 @@ fn kill_9_at_every_step_of_a_ca_rotation_then_resume() {
         "rollout:lab-1-1:no-restart:gate",
         "rollout:#2:end",
     ] {
-        cli.crash_and_resume(to, "no-restart", at);
+        crash_and_resume(&mut cli, to, "no-restart", at);
         to = if to == OLD { NEW } else { OLD };
     }
 
@@ -189,7 +116,7 @@ fn kill_9_at_every_step_of_a_ca_rotation_then_resume() {
         "switchover:demote_old_writer:begin",
     ] {
         let before = cli.sole_writer();
-        cli.crash_and_resume(to, "failover-first", at);
+        crash_and_resume(&mut cli, to, "failover-first", at);
         assert_ne!(cli.sole_writer(), before, "{at}: the writer moved");
         to = if to == OLD { NEW } else { OLD };
     }
@@ -215,7 +142,7 @@ fn kill_9_at_every_step_of_a_ca_rotation_then_resume() {
         Duration::from_secs(60),
     ));
 
-    assert_no_secret(&secrets, "dbshift's output at -vv", &cli.printed);
+    assert_no_secret(&secrets, "dbshift's output at -vv", cli.printed());
     for entry in std::fs::read_dir(&dir).unwrap().flatten() {
         let name = entry.file_name().to_string_lossy().to_string();
         if name.starts_with("journal.sqlite") {

@@ -11,11 +11,10 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{dbshift_env, json, text, CliLab};
+use common::{cli, json, text, CliLab, Dbshift};
 use dbshift_ops::journal::{Journal, RunStatus};
 use dbshift_provider::local::Lab;
 use dbshift_testkit::{
@@ -24,72 +23,18 @@ use dbshift_testkit::{
 };
 use serde_json::Value;
 
-/// Runs dbshift with `-vv`, keeping everything it printed for the secrets scan.
-struct Cli<'a> {
-    dir: &'a Path,
-    printed: Vec<u8>,
-}
-
-impl Cli<'_> {
-    fn run(&mut self, args: &[&str], crash_at: Option<&str>) -> Output {
-        let mut all = vec!["-vv"];
-        all.extend_from_slice(args);
-        let env: Vec<(&str, &str)> = crash_at
-            .map(|at| ("DBSHIFT_CRASH_AT", at))
-            .into_iter()
-            .collect();
-        let o = dbshift_env(self.dir, &all, &env);
-        self.printed.extend_from_slice(&o.stdout);
-        self.printed.extend_from_slice(&o.stderr);
-        o
-    }
-
-    /// The newest run's id and status.
-    fn last_run(&mut self) -> (String, String) {
-        let runs = json(&self.run(&["runs", "-o", "json"], None));
-        (
-            runs[0]["id"].as_str().unwrap().to_string(),
-            runs[0]["status"].as_str().unwrap().to_string(),
-        )
-    }
-
-    /// The one writable instance: asserts there is exactly one, that the cluster name
-    /// resolves to it, and that every other instance replicates (polled with a deadline).
-    fn sole_writer(&mut self) -> String {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let inv = json(&self.run(&["inventory", "-o", "json"], None));
-            let rows = inv.as_array().unwrap();
-            let writable: Vec<&Value> = rows
-                .iter()
-                .filter(|r| r["replication"]["read_only"] == false)
-                .collect();
-            assert_eq!(writable.len(), 1, "exactly one writable server: {inv:#}");
-            let w = writable[0]["id"].as_str().unwrap().to_string();
-            let healthy = rows.iter().filter(|r| r["id"] != w.as_str()).all(|r| {
-                r["replication"]["io_running"] == "Yes" && r["replication"]["sql_running"] == true
-            });
-            if healthy {
-                let st = json(&self.run(&["bluegreen", "status", "-o", "json"], None));
-                let serving = if st["blue"]["serving"] == true {
-                    &st["blue"]["writer"]
-                } else {
-                    &st["green"]["writer"]
-                };
-                assert_eq!(
-                    serving,
-                    w.as_str(),
-                    "the serving side's writer is the writable one"
-                );
-                return w;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "replication did not become healthy: {inv:#}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
+/// The one writable instance: exactly one, the serving side's writer, and every other
+/// instance replicating (polled with a deadline).
+fn sole_writer(cli: &mut Dbshift) -> String {
+    cli.sole_writer_where(|cli, _, w| {
+        let st = cli.json(&["bluegreen", "status", "-o", "json"]);
+        let serving = if st["blue"]["serving"] == true {
+            &st["blue"]["writer"]
+        } else {
+            &st["green"]["writer"]
+        };
+        assert_eq!(serving, w, "the serving side's writer is the writable one");
+    })
 }
 
 /// `bluegreen switchover` when blue serves, `bluegreen rollback` when green does.
@@ -146,29 +91,28 @@ fn unblock_green(rt: &tokio::runtime::Runtime, mut locker: dbshift_db::Server) {
 
 /// Start a switch to green (blue serving, green's SQL thread blocked) and kill dbshift with
 /// SIGKILL once the journal shows it inside the wait step; gives the run id.
-fn kill_inside_the_wait(cli: &mut Cli, rt: &tokio::runtime::Runtime) -> String {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dbshift"))
-        .arg("--dir")
-        .arg(cli.dir)
+fn kill_inside_the_wait(cli: &mut Dbshift, rt: &tokio::runtime::Runtime) -> String {
+    let mut child = cli
         // The guards would refuse a green whose lag grows past their bound while it is
         // blocked; the bound is raised so that the run reaches its wait.
-        .args([
-            "-vv",
-            "bluegreen",
-            "switchover",
-            "--yes",
-            "--timeout",
-            "4s",
-            "--max-lag",
-            "1000000",
-        ])
-        .env_remove("DBSHIFT_CRASH_AT")
+        .command(
+            &[
+                "bluegreen",
+                "switchover",
+                "--yes",
+                "--timeout",
+                "4s",
+                "--max-lag",
+                "1000000",
+            ],
+            &[],
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let journal = rt
-        .block_on(Journal::open(&cli.dir.join("journal.sqlite")))
+        .block_on(Journal::open(&cli.dir().join("journal.sqlite")))
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     let run = loop {
@@ -194,8 +138,7 @@ fn kill_inside_the_wait(cli: &mut Cli, rt: &tokio::runtime::Runtime) -> String {
     child.kill().unwrap();
     let o = child.wait_with_output().unwrap();
     assert_eq!(o.status.code(), None, "killed: {}", text(&o));
-    cli.printed.extend_from_slice(&o.stdout);
-    cli.printed.extend_from_slice(&o.stderr);
+    cli.keep_printed(&o);
     rt.block_on(journal.close());
     run
 }
@@ -204,10 +147,7 @@ fn kill_inside_the_wait(cli: &mut Cli, rt: &tokio::runtime::Runtime) -> String {
 fn kill_9_at_every_step_of_bluegreen_switchover_and_rollback_then_resume() {
     let lab_guard = CliLab::up(1, 1);
     let dir = lab_guard.dir.clone();
-    let mut cli = Cli {
-        dir: &dir,
-        printed: Vec::new(),
-    };
+    let mut cli = cli(&dir).verbose();
     let o = cli.run(
         &[
             "bluegreen",
@@ -224,7 +164,7 @@ fn kill_9_at_every_step_of_bluegreen_switchover_and_rollback_then_resume() {
         None,
     );
     json(&o);
-    assert_eq!(cli.sole_writer(), "lab-1-1");
+    assert_eq!(sole_writer(&mut cli), "lab-1-1");
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     let lab = Lab::open(&dir).unwrap();
@@ -246,7 +186,7 @@ fn kill_9_at_every_step_of_bluegreen_switchover_and_rollback_then_resume() {
     let o = cli.run(&["bluegreen", "rollback", "--yes", "-o", "json"], None);
     assert_eq!(json(&o)["outcome"], "done");
 
-    let mut writer = cli.sole_writer();
+    let mut writer = sole_writer(&mut cli);
     assert_eq!(writer, "lab-1-1");
     for step in dbshift_ops::switchover::STEPS {
         for phase in ["begin", "run", "end"] {
@@ -254,19 +194,9 @@ fn kill_9_at_every_step_of_bluegreen_switchover_and_rollback_then_resume() {
             for _ in 0..2 {
                 let (cmd, to) = next_switch(&writer);
                 let at = format!("switchover:{step}:{phase}");
-                let o = cli.run(&["bluegreen", cmd, "--yes"], Some(&at));
-                assert_eq!(
-                    o.status.code(),
-                    None,
-                    "{cmd} {at}: dbshift must have been killed: {}",
-                    text(&o)
-                );
-                let (run, status) = cli.last_run();
-                assert_eq!(status, "running", "{cmd} {at}");
-                let o = cli.run(&["resume", &run, "--yes", "-o", "json"], None);
-                assert_eq!(o.status.code(), Some(0), "{cmd} {at}: {}", text(&o));
-                assert_eq!(json(&o)["outcome"], "done", "{cmd} {at}");
-                writer = cli.sole_writer();
+                let kind = format!("bluegreen-{cmd}");
+                cli.crash_and_resume(&["bluegreen", cmd, "--yes"], &at, &kind);
+                writer = sole_writer(&mut cli);
                 assert_eq!(writer, to, "{cmd} {at}");
             }
         }
@@ -283,14 +213,14 @@ fn kill_9_at_every_step_of_bluegreen_switchover_and_rollback_then_resume() {
     assert_eq!(out["outcome"], "rolled_back", "{out:#}");
     assert_eq!(cli.last_run(), (run, "rolled_back".to_string()));
     unblock_green(&rt, locker);
-    assert_eq!(cli.sole_writer(), "lab-1-1");
+    assert_eq!(sole_writer(&mut cli), "lab-1-1");
     // Killed inside the wait again; green unblocked before the resume: done.
     let locker = block_green(&lab, &rt, 2);
     let run = kill_inside_the_wait(&mut cli, &rt);
     unblock_green(&rt, locker);
     let o = cli.run(&["resume", &run, "--yes", "-o", "json"], None);
     assert_eq!(json(&o)["outcome"], "done", "{}", text(&o));
-    assert_eq!(cli.sole_writer(), "green-1");
+    assert_eq!(sole_writer(&mut cli), "green-1");
 
     // Every run ended done or rolled back; nothing left running or needing a human.
     let runs = json(&cli.run(&["runs", "-o", "json"], None));
@@ -313,7 +243,7 @@ fn kill_9_at_every_step_of_bluegreen_switchover_and_rollback_then_resume() {
     ));
 
     // No password of the lab in anything dbshift printed (at -vv), journaled or reported.
-    assert_no_secret(&secrets, "dbshift's output at -vv", &cli.printed);
+    assert_no_secret(&secrets, "dbshift's output at -vv", cli.printed());
     let mut journal_files = 0;
     for entry in std::fs::read_dir(&dir).unwrap().flatten() {
         let name = entry.file_name().to_string_lossy().to_string();

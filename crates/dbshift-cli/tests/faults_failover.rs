@@ -18,14 +18,12 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use common::{dbshift_env, json, text};
+use common::{cli, json, text};
+use dbshift_testkit::kill_9;
 use serde_json::Value;
 
 fn dbshift(dir: &Path, args: &[&str], crash_at: Option<&str>) -> Output {
-    match crash_at {
-        Some(at) => dbshift_env(dir, args, &[("DBSHIFT_CRASH_AT", at)]),
-        None => dbshift_env(dir, args, &[]),
-    }
+    cli(dir).run(args, crash_at)
 }
 
 /// A semi-sync lab built by the binary, taken down even when the test panics.
@@ -76,43 +74,12 @@ fn writer_of(dir: &Path) -> String {
         .to_string()
 }
 
-fn kill_9(dir: &Path, id: &str) {
-    let s = status(dir);
-    let pid = s["instances"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|i| i["id"] == id)
-        .and_then(|i| i["pid"].as_i64())
-        .unwrap_or_else(|| panic!("{id} runs: {s:#}"));
-    // SAFETY: kill(2) on the PID of a server this test's lab started.
-    unsafe {
-        libc::kill(pid as i32, libc::SIGKILL);
-    }
-}
-
 /// The one writable instance, asserting there is exactly one, that the cluster name resolves
 /// to it, and (once replication settled) that every other replicates.
 fn sole_writer(dir: &Path) -> String {
-    for _ in 0..100 {
-        let inv = json(&dbshift(dir, &["inventory", "-o", "json"], None));
-        let rows = inv.as_array().unwrap();
-        let writable: Vec<&Value> = rows
-            .iter()
-            .filter(|r| r["replication"]["read_only"] == false)
-            .collect();
-        assert_eq!(writable.len(), 1, "exactly one writable server: {inv:#}");
-        let w = writable[0]["id"].as_str().unwrap().to_string();
-        let healthy = rows.iter().filter(|r| r["id"] != w.as_str()).all(|r| {
-            r["replication"]["io_running"] == "Yes" && r["replication"]["sql_running"] == true
-        });
-        if healthy {
-            assert_eq!(writer_of(dir), w, "the name resolves to the writable one");
-            return w;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("replication did not become healthy");
+    cli(dir).sole_writer_where(|_, _, w| {
+        assert_eq!(writer_of(dir), w, "the name resolves to the writable one");
+    })
 }
 
 #[test]
@@ -150,22 +117,12 @@ fn kill_9_of_dbshift_at_every_failover_step_then_failover_again() {
             writer.acked()
         });
         let old = writer_of(&dir);
-        kill_9(&dir, &old);
-        let o = dbshift(
-            &dir,
+        kill_9(&lab, &old);
+        let run = cli(&dir).crash(
             &["failover", "lab-1", "--yes", "-o", "json"],
-            Some(at),
+            at,
+            "failover",
         );
-        assert_eq!(
-            o.status.code(),
-            None,
-            "{at}: dbshift must have been killed: {}",
-            text(&o)
-        );
-        let runs = json(&dbshift(&dir, &["runs", "-o", "json"], None));
-        assert_eq!(runs[0]["kind"], "failover", "{at}: {runs:#}");
-        assert_eq!(runs[0]["status"], "running", "{at}: {runs:#}");
-        let run = runs[0]["id"].as_str().unwrap().to_string();
         if rounds == 0 {
             let o = dbshift(&dir, &["resume", &run, "--yes"], None);
             assert_eq!(o.status.code(), Some(2), "{}", text(&o));
@@ -260,13 +217,12 @@ fn kill_9_of_dbshift_at_every_failover_step_then_failover_again() {
             .collect()
     };
     let truncated_before = truncations(&old).len();
-    kill_9(&dir, &old);
-    let o = dbshift(
-        &dir,
+    kill_9(&lab, &old);
+    cli(&dir).crash(
         &["failover", "lab-1", "--yes", "-o", "json"],
-        Some("failover:promote:begin"),
+        "failover:promote:begin",
+        "failover",
     );
-    assert_eq!(o.status.code(), None, "{}", text(&o));
     let o = dbshift(&dir, &["failover", "lab-1", "--yes", "-o", "json"], None);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let done = json(&o);

@@ -22,9 +22,20 @@ fn proxy_port(dir: &std::path::Path) -> u64 {
 }
 
 /// A probe through the proxy, in the background, for `secs` seconds.
-fn probe(dir: &std::path::Path, port: u64, password: &str, secs: u32) -> std::process::Child {
-    let reports = dir.with_file_name(format!("probe-{}", std::process::id()));
-    Command::new(env!("CARGO_BIN_EXE_dbshift"))
+/// A probe of `secs` seconds through a proxy; gives it and its report directory.
+fn probe(
+    dir: &std::path::Path,
+    port: u64,
+    password: &str,
+    secs: u32,
+) -> (std::process::Child, std::path::PathBuf) {
+    let reports = dir
+        .with_file_name(format!("probe-{}", std::process::id()))
+        .join(format!(
+            "{secs}-{}",
+            std::time::UNIX_EPOCH.elapsed().unwrap().as_millis()
+        ));
+    let child = Command::new(env!("CARGO_BIN_EXE_dbshift"))
         .arg("--dir")
         .arg(dir)
         .args([
@@ -41,16 +52,14 @@ fn probe(dir: &std::path::Path, port: u64, password: &str, secs: u32) -> std::pr
             "json",
         ])
         .arg("--report-dir")
-        .arg(reports.join(format!(
-            "{secs}-{}",
-            std::time::UNIX_EPOCH.elapsed().unwrap().as_millis()
-        )))
+        .arg(&reports)
         .env("DBSHIFT_PROBE_PASSWORD", password)
         .env_remove("DBSHIFT_LAB_DIR")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap()
+        .unwrap();
+    (child, reports)
 }
 
 fn assert_clean(summary: &Value) {
@@ -116,8 +125,19 @@ fn clients_behind_the_lab_proxy_see_no_error_through_a_bluegreen_switch_and_back
 
     // The switch through the first proxy, the rollback through the second: both follow.
     for (verb, port) in [("switchover", ports[0]), ("rollback", ports[1])] {
-        let p = probe(dir, port, &password, 6);
-        std::thread::sleep(std::time::Duration::from_secs(2));
+        let (p, reports) = probe(dir, port, &password, 6);
+        // Switch once the probe is writing (its attempts file has lines), not after a guess.
+        let attempts = reports.join("attempts.jsonl");
+        dbshift_testkit::eventually_blocking(
+            std::time::Duration::from_secs(30),
+            "the probe writing through the proxy",
+            || {
+                let n = std::fs::read_to_string(&attempts)
+                    .map(|s| s.lines().count())
+                    .unwrap_or(0);
+                dbshift_testkit::holds(n >= 50, n)
+            },
+        );
         let o = dbshift(dir, &["bluegreen", verb, "--yes"]);
         assert!(o.status.success(), "{verb}: {}", text(&o));
         let out = p.wait_with_output().unwrap();

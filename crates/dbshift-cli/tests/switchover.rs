@@ -7,16 +7,11 @@ mod common;
 use std::path::Path;
 use std::process::Output;
 
-use common::{dbshift_env, json, text, CliLab};
-
-use serde_json::Value;
+use common::{cli, json, text, CliLab};
 
 /// Run dbshift, killing itself at `crash_at` (`switchover:<step>:<phase>`) when given.
 fn dbshift(dir: &Path, args: &[&str], crash_at: Option<&str>) -> Output {
-    match crash_at {
-        Some(at) => dbshift_env(dir, args, &[("DBSHIFT_CRASH_AT", at)]),
-        None => dbshift_env(dir, args, &[]),
-    }
+    cli(dir).run(args, crash_at)
 }
 
 /// A plain switchover that must succeed, and leave `to` the sole writer.
@@ -26,33 +21,10 @@ fn switch_to(dir: &Path, to: &str) {
     assert_eq!(sole_writer(dir), to);
 }
 
-/// The one writable instance, asserting there is exactly one and every other replicates.
+/// The one writable instance, asserting there is exactly one, that the name resolves to it,
+/// and every other replicates.
 fn sole_writer(dir: &Path) -> String {
-    for _ in 0..100 {
-        let inv = json(&dbshift(dir, &["inventory", "-o", "json"], None));
-        let rows = inv.as_array().unwrap();
-        let writable: Vec<&Value> = rows
-            .iter()
-            .filter(|r| r["replication"]["read_only"] == false)
-            .collect();
-        assert_eq!(writable.len(), 1, "exactly one writable server: {inv:#}");
-        let w = writable[0]["id"].as_str().unwrap().to_string();
-        let healthy = rows.iter().filter(|r| r["id"] != w.as_str()).all(|r| {
-            r["replication"]["io_running"] == "Yes" && r["replication"]["sql_running"] == true
-        });
-        if healthy {
-            let writers: Vec<&Value> = rows.iter().filter(|r| r["role"] == "writer").collect();
-            assert_eq!(writers.len(), 1);
-            assert_eq!(
-                writers[0]["id"],
-                w.as_str(),
-                "the name resolves to the writable one"
-            );
-            return w;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    panic!("replication did not become healthy");
+    cli(dir).sole_writer()
 }
 
 #[test]
@@ -201,23 +173,11 @@ fn check_switchover_plan_bad_input_and_crash_resume_at_every_step() {
                 "lab-1-1"
             };
             let at = format!("switchover:{step}:{phase}");
-            let o = dbshift(
-                &dir,
+            cli(&dir).crash_and_resume(
                 &["switchover", "lab-1", "--to", to, "--yes"],
-                Some(&at),
+                &at,
+                "switchover",
             );
-            assert_eq!(
-                o.status.code(),
-                None,
-                "{at}: dbshift must have been killed: {}",
-                text(&o)
-            );
-            let runs = json(&dbshift(&dir, &["runs", "-o", "json"], None));
-            let run = runs[0]["id"].as_str().unwrap().to_string();
-            assert_eq!(runs[0]["status"], "running", "{at}");
-            let o = dbshift(&dir, &["resume", &run, "--yes", "-o", "json"], None);
-            let outcome = json(&o);
-            assert_eq!(outcome["outcome"], "done", "{at}: {outcome:#}");
             expected = to.to_string();
             assert_eq!(sole_writer(&dir), expected, "{at}");
         }

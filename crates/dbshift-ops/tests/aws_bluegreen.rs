@@ -10,7 +10,6 @@
 //! rollback swaps back; never two writable servers, no acknowledged write lost.
 //! Run: `cargo test -p dbshift-ops --test aws_bluegreen` (needs `moto_server` and MariaDB).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,65 +17,16 @@ use dbshift_ops::bluegreen::{self, BlueGreenError, SwitchOptions};
 use dbshift_ops::events::LogObserver;
 use dbshift_ops::journal::Journal;
 use dbshift_ops::switchover::{Outcome, Redirect};
-use dbshift_provider::aws::{AwsOptions, AwsProvider, TAG_ID};
+use dbshift_provider::aws::AwsProvider;
 use dbshift_provider::{GreenSpec, Provider, Side};
 use dbshift_testkit::moto::{self, Moto};
-use dbshift_testkit::{eventually, AckedWriter, InvariantChecker, TestLab};
-
-/// dbshift's id of the instance that holds the identifier `name` at AWS, straight from moto.
-async fn holder_of(m: &Moto, name: &str) -> Option<String> {
-    moto::raw_tags(&m.moto_url(), name)
-        .await
-        .and_then(|t| t.get(TAG_ID).cloned())
-}
-
-async fn read_only(lab: &dbshift_provider::local::Lab, id: &str) -> bool {
-    let mut s = lab.connect_admin(id).await.unwrap();
-    let ro = s.read_only().await.unwrap();
-    s.close().await;
-    ro
-}
+use dbshift_testkit::{eventually, AckedWriter, AwsBlueGreen, InvariantChecker};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn switchover_and_rollback_by_rename_swap_with_the_sql_half_on_real_servers() {
-    let t = TestLab::start_rds(1, 1).await;
-    let lab = t.lab().clone();
-    let m = Moto::start(moto::default_shim()).await;
-    moto::seed_instance(
-        &m.moto_url(),
-        "orders",
-        "mariadb",
-        "10.11.8",
-        "mariadb10.11",
-        "orders-params",
-    )
-    .await;
-
-    // Each parameter group is one lab server's `read_only` (green's group is the copy
-    // `bluegreen create` makes).
-    moto::map_parameter_groups(
-        &m,
-        &lab,
-        &[
-            ("orders-params", "lab-1-1"),
-            ("orders-green-params", "lab-1-2"),
-        ],
-    );
-
-    let mut endpoints = BTreeMap::new();
-    endpoints.insert("orders".to_string(), lab.resolve("lab-1-1").await.unwrap());
-    endpoints.insert(
-        "orders-green".to_string(),
-        lab.resolve("lab-1-2").await.unwrap(),
-    );
-    moto::set_test_credentials();
-    let opts = AwsOptions {
-        endpoint_url: Some(m.url()),
-        db: Some(lab.credentials().unwrap()),
-        endpoints,
-        ..moto::test_options()
-    };
-    let p: Arc<dyn Provider> = Arc::new(AwsProvider::connect(opts).await.unwrap());
+    let f = AwsBlueGreen::start().await;
+    let lab = f.lab().clone();
+    let p: Arc<dyn Provider> = Arc::new(AwsProvider::connect(f.options().await).await.unwrap());
 
     // Green: snapshot, encrypted copy, restore in moto; the SQL half on lab-1-2.
     let d = bluegreen::create(
@@ -95,7 +45,7 @@ async fn switchover_and_rollback_by_rename_swap_with_the_sql_half_on_real_server
         (d.blue_writer.as_str(), d.green_writer.as_str()),
         ("orders", "orders-green")
     );
-    assert_eq!(holder_of(&m, "orders").await.as_deref(), Some("orders"));
+    assert_eq!(f.holder_of("orders").await.as_deref(), Some("orders"));
 
     // Bad input changes nothing.
     assert!(matches!(
@@ -134,7 +84,7 @@ async fn switchover_and_rollback_by_rename_swap_with_the_sql_half_on_real_server
     eventually!(Duration::from_secs(20), "writes through orders", {
         (writer.acked() > 20).then_some(())
     });
-    let journal = Journal::open(&t.dir().join("aws-journal.sqlite"))
+    let journal = Journal::open(&f.lab.dir().join("aws-journal.sqlite"))
         .await
         .unwrap();
     let opts = SwitchOptions {
@@ -153,8 +103,8 @@ async fn switchover_and_rollback_by_rename_swap_with_the_sql_half_on_real_server
         .unwrap();
     assert!(matches!(out, Outcome::Refused(_)), "{out:?}");
     assert_eq!(out.exit_code(), 1);
-    assert!(!read_only(&lab, "lab-1-1").await);
-    assert_eq!(holder_of(&m, "orders").await.as_deref(), Some("orders"));
+    assert!(!f.read_only("lab-1-1").await);
+    assert_eq!(f.holder_of("orders").await.as_deref(), Some("orders"));
     g.exec_sql("CALL mysql.rds_start_replication")
         .await
         .unwrap();
@@ -188,12 +138,9 @@ async fn switchover_and_rollback_by_rename_swap_with_the_sql_half_on_real_server
     let record = journal.run(&run).await.unwrap();
     assert!(record.step_done("redirect_plan"));
     assert!(record.step_done("redirect_rename_0") && record.step_done("redirect_rename_1"));
-    assert_eq!(
-        holder_of(&m, "orders").await.as_deref(),
-        Some("orders-green")
-    );
-    assert!(read_only(&lab, "lab-1-1").await);
-    assert!(!read_only(&lab, "lab-1-2").await);
+    assert_eq!(f.holder_of("orders").await.as_deref(), Some("orders-green"));
+    assert!(f.read_only("lab-1-1").await);
+    assert!(!f.read_only("lab-1-2").await);
     let blue_now = p.describe_instance("orders").await.unwrap();
     assert!(blue_now.cluster.starts_with("orders-old-"), "{blue_now:?}");
     let d = bluegreen::find(&*p, Some("orders-green")).await.unwrap();
@@ -215,9 +162,9 @@ async fn switchover_and_rollback_by_rename_swap_with_the_sql_half_on_real_server
         .await
         .unwrap();
     assert!(matches!(out, Outcome::Done(_)), "{out:?}");
-    assert_eq!(holder_of(&m, "orders").await.as_deref(), Some("orders"));
-    assert!(!read_only(&lab, "lab-1-1").await);
-    assert!(read_only(&lab, "lab-1-2").await);
+    assert_eq!(f.holder_of("orders").await.as_deref(), Some("orders"));
+    assert!(!f.read_only("lab-1-1").await);
+    assert!(f.read_only("lab-1-2").await);
     assert_eq!(
         bluegreen::find(&*p, Some("orders-green"))
             .await

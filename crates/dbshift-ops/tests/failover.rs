@@ -20,7 +20,10 @@ use dbshift_ops::watch::{self, WatchEvent, WatchOptions, WatchSink};
 use dbshift_probe::{Probe, ProbeConfig, ProbeHandle, TargetResolver};
 use dbshift_provider::local::Lab;
 use dbshift_provider::Provider;
-use dbshift_testkit::{check_lab_gtid_history, eventually, tied, InvariantChecker, TestLab};
+use dbshift_testkit::{
+    check_lab_gtid_history, eventually, kill_9, tied, writer_behind_relays, CutOff,
+    InvariantChecker, TestLab,
+};
 use tokio::sync::Mutex;
 
 static SERIAL: Mutex<()> = Mutex::const_new(());
@@ -33,14 +36,6 @@ async fn journal(t: &TestLab) -> Journal {
 
 async fn admin(lab: &Lab, id: &str) -> Server {
     lab.connect_admin(id).await.unwrap()
-}
-
-fn kill_9(lab: &Lab, id: &str) {
-    let pid = lab.pid(id).unwrap().expect("the writer runs");
-    // SAFETY: kill(2) on the PID of a server this test started.
-    unsafe {
-        libc::kill(pid as i32, libc::SIGKILL);
-    }
 }
 
 async fn start_probe(lab: &Lab, dir: &std::path::Path) -> ProbeHandle {
@@ -645,122 +640,6 @@ async fn watch_rejoins_an_old_writer_that_comes_back() {
     invariants.stop().await.assert_never_two_writers();
 }
 
-/// The lab, with one instance reached at another address (a relay in front of it) by
-/// everything that asks the provider: dbshift, the probe through the cluster name.
-struct Relayed {
-    lab: Lab,
-    id: String,
-    via: dbshift_provider::Endpoint,
-}
-
-impl Relayed {
-    fn map(&self, mut i: dbshift_provider::Instance) -> dbshift_provider::Instance {
-        if i.id == self.id {
-            i.endpoint = self.via.clone();
-        }
-        i
-    }
-}
-
-#[async_trait::async_trait]
-impl Provider for Relayed {
-    fn name(&self) -> &'static str {
-        "local"
-    }
-    async fn list_clusters(&self) -> dbshift_provider::Result<Vec<dbshift_provider::Cluster>> {
-        self.lab.list_clusters().await
-    }
-    async fn list_instances(&self) -> dbshift_provider::Result<Vec<dbshift_provider::Instance>> {
-        let all = self.lab.list_instances().await?;
-        Ok(all.into_iter().map(|i| self.map(i)).collect())
-    }
-    async fn describe_instance(
-        &self,
-        id: &str,
-    ) -> dbshift_provider::Result<dbshift_provider::Instance> {
-        Ok(self.map(self.lab.describe_instance(id).await?))
-    }
-    async fn resolve(&self, name: &str) -> dbshift_provider::Result<dbshift_provider::Endpoint> {
-        let writer = self
-            .lab
-            .fresh()?
-            .cluster(name)
-            .map(|c| c.writer.clone())
-            .unwrap_or_else(|| name.to_string());
-        if writer == self.id {
-            return Ok(self.via.clone());
-        }
-        Provider::resolve(&self.lab, name).await
-    }
-    async fn set_writer(&self, cluster: &str, instance: &str) -> dbshift_provider::Result<()> {
-        Provider::set_writer(&self.lab, cluster, instance).await
-    }
-    async fn reboot(&self, id: &str, timeout: Duration) -> dbshift_provider::Result<()> {
-        self.lab.reboot(id, timeout).await
-    }
-    async fn set_read_only(&self, instance: &str, on: bool) -> dbshift_provider::Result<()> {
-        Provider::set_read_only(&self.lab, instance, on).await
-    }
-    fn credentials(&self) -> dbshift_provider::Result<dbshift_provider::Credentials> {
-        self.lab.credentials()
-    }
-    async fn start_instance(
-        &self,
-        instance: &str,
-        timeout: Duration,
-    ) -> dbshift_provider::Result<()> {
-        Provider::start_instance(&self.lab, instance, timeout).await
-    }
-    async fn stop_instance(&self, instance: &str) -> dbshift_provider::Result<()> {
-        Provider::stop_instance(&self.lab, instance).await
-    }
-}
-
-/// lab-1-1 (the writer) behind two relays: one for everything that asks the provider
-/// (dbshift, clients: the returned provider names the relay as its address), one for the
-/// replicas' IO threads (re-pointed to it, heartbeat period as dbshift sets it).
-async fn writer_behind_relays(
-    lab: &Lab,
-) -> (dbshift_testkit::Relay, dbshift_testkit::Relay, Arc<Relayed>) {
-    let direct = lab.describe_instance("lab-1-1").await.unwrap().endpoint;
-    let upstream: std::net::SocketAddr =
-        format!("{}:{}", direct.host, direct.port).parse().unwrap();
-    let clients = dbshift_testkit::Relay::start(upstream).await.unwrap();
-    let replication = dbshift_testkit::Relay::start(upstream).await.unwrap();
-    for r in ["lab-1-2", "lab-1-3"] {
-        let mut s = admin(lab, r).await;
-        s.exec_sql(&format!(
-            "STOP SLAVE; CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={}, \
-             MASTER_HEARTBEAT_PERIOD=0.5; START SLAVE",
-            replication.addr().port()
-        ))
-        .await
-        .unwrap();
-        s.close().await;
-    }
-    eventually!(
-        Duration::from_secs(20),
-        "the replicas replicate through the relay",
-        (replication.connections() == 2).then_some(())
-    );
-    for r in ["lab-1-2", "lab-1-3"] {
-        eventually!(
-            Duration::from_secs(20),
-            "healthy replication",
-            source_of(lab, r).await
-        );
-    }
-    let cut = Arc::new(Relayed {
-        lab: lab.clone(),
-        id: "lab-1-1".into(),
-        via: dbshift_provider::Endpoint {
-            host: clients.addr().ip().to_string(),
-            port: clients.addr().port(),
-        },
-    });
-    (clients, replication, cut)
-}
-
 /// Issue 9: a writer alive and writable but cut off from dbshift, its clients and its
 /// replicas (all reach it through fault-injecting relays, switched to a black hole at once).
 /// The watcher sees it unreachable and the replicas hearing nothing (no event, no heartbeat)
@@ -773,7 +652,11 @@ async fn a_writer_cut_off_by_the_relay_is_detected_by_heartbeats_fenced_and_repl
     let t = TestLab::start_semi_sync(1, 2).await;
     let lab = tied(t.lab());
     let j = journal(&t).await;
-    let (clients, replication, cut) = writer_behind_relays(&lab).await;
+    let CutOff {
+        clients,
+        replication,
+        provider: cut,
+    } = writer_behind_relays(&lab, "lab-1-1", &["lab-1-2", "lab-1-3"]).await;
     let invariants = InvariantChecker::start_lab(&lab).await.unwrap();
     let provider: Arc<dyn Provider> = cut.clone();
     let probe = Probe::start(
@@ -899,7 +782,11 @@ async fn a_writer_cut_off_from_dbshift_alone_or_from_its_replicas_alone_is_not_f
     let t = TestLab::start(1, 2).await;
     let lab = tied(t.lab());
     let j = journal(&t).await;
-    let (clients, replication, cut) = writer_behind_relays(&lab).await;
+    let CutOff {
+        clients,
+        replication,
+        provider: cut,
+    } = writer_behind_relays(&lab, "lab-1-1", &["lab-1-2", "lab-1-3"]).await;
     let invariants = InvariantChecker::start_lab(&lab).await.unwrap();
     let mut opts = WatchOptions::new("lab-1");
     opts.interval = Duration::from_millis(200);

@@ -25,8 +25,8 @@ use dbshift_ops::switchover::Outcome;
 use dbshift_provider::local::Lab;
 use dbshift_provider::{Deployment, GreenSpec, Provider, Side};
 use dbshift_testkit::{
-    allowed_writers, assert_caught_up_and_equal, eventually, tied, Relay, RelayedProvider,
-    Scenario, TestLab,
+    allowed_writers, assert_caught_up_and_equal, eventually, pid_of, signal, tied, writable, Relay,
+    RelayedProvider, Scenario, TestLab,
 };
 use tokio::sync::Mutex as AsyncMutex;
 
@@ -57,17 +57,6 @@ impl Observer for OnEvent {
     }
 }
 
-/// Signal a server process (SIGSTOP, SIGCONT, SIGKILL).
-fn signal(pid: u32, sig: i32) {
-    // SAFETY: kill(2) on a server process this test started.
-    let rc = unsafe { libc::kill(pid as i32, sig) };
-    assert_eq!(rc, 0, "kill({pid}, {sig})");
-}
-
-fn pid(lab: &Lab, id: &str) -> u32 {
-    lab.pid(id).unwrap().unwrap_or_else(|| panic!("{id} runs"))
-}
-
 /// Run SQL on an instance from synchronous code inside the test's (multi-thread) runtime:
 /// the observer's callback is synchronous.
 fn sql_now(lab: &Lab, id: &str, sql: &'static str) {
@@ -87,20 +76,6 @@ async fn sql(lab: &Lab, id: &str, sql: &str) {
         .await
         .unwrap_or_else(|e| panic!("{id}: {sql}: {e}"));
     s.close().await;
-}
-
-/// The instances whose `read_only` is off, of those that answer.
-async fn writable(lab: &Lab) -> Vec<String> {
-    let mut out = Vec::new();
-    for rec in &lab.state().instances {
-        if let Ok(mut s) = lab.connect_admin(&rec.id).await {
-            if !s.read_only().await.unwrap() {
-                out.push(rec.id.clone());
-            }
-            s.close().await;
-        }
-    }
-    out
 }
 
 async fn deployment(lab: &Lab) -> Deployment {
@@ -196,7 +171,7 @@ async fn bluegreen_survives_server_and_replication_faults() {
     // 1. Green's writer hung (SIGSTOP) during the wait: the wait runs out, blue is put back.
     let (serving, standby, _) = sides(&lab).await;
     let sc = Scenario::start(&lab, "lab-1", "f_hung").await;
-    let p = pid(&lab, &standby);
+    let p = pid_of(&lab, &standby);
     let (run, out) = switch(
         &lab,
         &j,
@@ -223,7 +198,7 @@ async fn bluegreen_survives_server_and_replication_faults() {
     // 2. Green's writer killed during the wait: rolled back; it comes back read-only and, as
     // restored green's writer does (skip_slave_start), replicating only once told to.
     let sc = Scenario::start(&lab, "lab-1", "f_killed").await;
-    let p = pid(&lab, &standby);
+    let p = pid_of(&lab, &standby);
     let (run, out) = switch(
         &lab,
         &j,
@@ -301,7 +276,7 @@ async fn bluegreen_survives_server_and_replication_faults() {
     // promoted: needs a human (exit 3). Restarted, it serves again; `resume` finishes the
     // switch to green with every acknowledged write on green.
     let sc = Scenario::start(&lab, "lab-1", "f_blue_killed").await;
-    let p = pid(&lab, &serving);
+    let p = pid_of(&lab, &serving);
     let (run, out) = switch(
         &lab,
         &j,
@@ -495,7 +470,7 @@ async fn bluegreen_survives_server_and_replication_faults() {
     // no longer serves); `resume` makes it a replica of the new writer.
     let (serving, standby, _) = sides(&lab).await;
     let sc = Scenario::start(&lab, "lab-1", "f_old_killed").await;
-    let p = pid(&lab, &serving);
+    let p = pid_of(&lab, &serving);
     let (run, out) = switch(
         &lab,
         &j,

@@ -12,8 +12,10 @@ use dbshift_ops::events::{Event, Observer};
 use dbshift_ops::journal::{Journal, RunStatus};
 use dbshift_ops::switchover::{self, Outcome, SwitchoverRequest};
 use dbshift_provider::local::Lab;
-use dbshift_provider::Provider;
-use dbshift_testkit::{check_lab_gtid_history, AckedWriter, InvariantChecker, Relay, TestLab};
+use dbshift_testkit::{
+    check_lab_gtid_history, eventually, holds, pid_of, signal, writable, AckedWriter,
+    InvariantChecker, Relay, RelayedProvider, TestLab,
+};
 use tokio::sync::Mutex;
 
 static SERIAL: Mutex<()> = Mutex::const_new(());
@@ -37,20 +39,6 @@ async fn journal(t: &TestLab) -> Journal {
 
 async fn admin(lab: &Lab, id: &str) -> Server {
     lab.connect_admin(id).await.unwrap()
-}
-
-/// Which instances of the lab are writable now.
-async fn writable(lab: &Lab) -> Vec<String> {
-    let mut w = Vec::new();
-    for rec in &lab.state().instances {
-        if let Ok(mut s) = lab.connect_admin(&rec.id).await {
-            if !s.read_only().await.unwrap() {
-                w.push(rec.id.clone());
-            }
-            s.close().await;
-        }
-    }
-    w
 }
 
 /// The invariant checker (read_only of every instance every 10 ms) for a scenario.
@@ -96,9 +84,27 @@ fn nothing() -> OnEvent {
     }
 }
 
+/// `writer` the only writable server and the one the cluster names, every other replicating
+/// from it; retried until so (replicas reconnect a moment after a switch).
 async fn assert_topology(lab: &Lab, writer: &str) {
-    assert_eq!(writable(lab).await, vec![writer.to_string()]);
-    assert_eq!(lab.fresh().unwrap().clusters[0].writer, writer);
+    eventually(
+        Duration::from_secs(20),
+        &format!("{writer} the sole writer, the others replicating from it"),
+        || topology(lab, writer),
+    )
+    .await;
+}
+
+/// What [`assert_topology`] expects, or what was seen instead.
+async fn topology(lab: &Lab, writer: &str) -> Result<(), String> {
+    let w = writable(lab).await;
+    if w != vec![writer.to_string()] {
+        return Err(format!("writable: {w:?}"));
+    }
+    let named = lab.fresh().unwrap().clusters[0].writer.clone();
+    if named != writer {
+        return Err(format!("the cluster names {named}"));
+    }
     let port = lab.state().instance(writer).unwrap().port;
     for rec in &lab.state().instances {
         if rec.id == writer {
@@ -106,15 +112,15 @@ async fn assert_topology(lab: &Lab, writer: &str) {
         }
         let mut s = admin(lab, &rec.id).await;
         let st = s.replication_status().await.unwrap();
-        assert!(st.healthy(), "{}: {st:?}", rec.id);
-        assert_eq!(
-            st.source_port,
-            Some(port),
-            "{} must replicate from {writer}",
-            rec.id
-        );
         s.close().await;
+        if !st.healthy() || st.source_port != Some(port) {
+            return Err(format!(
+                "{} must replicate from {writer} (port {port}): {st:?}",
+                rec.id
+            ));
+        }
     }
+    Ok(())
 }
 
 #[tokio::test]
@@ -125,7 +131,7 @@ async fn switchover_there_and_back_under_writes_loses_nothing() {
     let j = journal(&t).await;
     let watch = TwoWriterWatch::start(lab).await;
     let writer = AckedWriter::start(lab, "lab-1", "acked").await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    writer.wait_for_acked(10, Duration::from_secs(20)).await;
 
     let params = switchover::prepare(lab, &request("lab-1-2")).await.unwrap();
     assert_eq!(params.from, "lab-1-1");
@@ -137,14 +143,13 @@ async fn switchover_there_and_back_under_writes_loses_nothing() {
     assert_eq!(report.new_writer, "lab-1-2");
     assert!(report.write_gap_ms.is_some());
     assert_eq!(j.run(&run).await.unwrap().status, RunStatus::Done);
-    tokio::time::sleep(Duration::from_millis(300)).await;
     assert_topology(lab, "lab-1-2").await;
 
     // And back: the old writer, now a replica, becomes the writer again.
     let params = switchover::prepare(lab, &request("lab-1-1")).await.unwrap();
     let (_, outcome) = switchover::run(lab, &j, params, &nothing()).await.unwrap();
     assert!(matches!(outcome, Outcome::Done(_)), "{outcome:?}");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    writer.wait_for_acked(10, Duration::from_secs(20)).await;
     let acked = writer.stop_and_audit(lab).await;
     assert!(
         acked > 20,
@@ -321,7 +326,24 @@ async fn a_lock_or_long_write_through_the_fence_rolls_back_within_its_bound() {
         slow.close().await;
         r
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The fence must meet the statement running on the server.
+    eventually(
+        Duration::from_secs(10),
+        "the long write running",
+        || async {
+            let mut s = admin(lab, "lab-1-1").await;
+            let n = s
+                .query_scalar(
+                    "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
+                 WHERE INFO LIKE 'INSERT INTO app.locked SELECT 2 %'",
+                )
+                .await
+                .unwrap();
+            s.close().await;
+            holds(n.as_deref() == Some("1"), n)
+        },
+    )
+    .await;
     let params = switchover::prepare(lab, &request("lab-1-2")).await.unwrap();
     let started = Instant::now();
     let (_, outcome) = switchover::run(lab, &j, params, &nothing()).await.unwrap();
@@ -361,7 +383,6 @@ async fn a_lock_or_long_write_through_the_fence_rolls_back_within_its_bound() {
         Some("0")
     );
     new.close().await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
     assert_topology(lab, "lab-1-2").await;
     app.close().await;
     w.close().await;
@@ -376,30 +397,24 @@ async fn new_writer_stopped_or_killed_during_the_wait_rolls_back() {
     let watch = TwoWriterWatch::start(lab).await;
 
     // SIGSTOP: the wait runs out, the old writer is put back.
-    let pid = lab.pid("lab-1-2").unwrap().unwrap();
+    let pid = pid_of(lab, "lab-1-2");
     let stop = OnEvent {
         when: |e| e.started() == Some("wait"),
-        action: Box::new(move || unsafe {
-            libc::kill(pid as i32, libc::SIGSTOP);
-        }),
+        action: Box::new(move || signal(pid, libc::SIGSTOP)),
     };
     let mut req = request("lab-1-2");
     req.timeout = Duration::from_secs(2);
     let params = switchover::prepare(lab, &req).await.unwrap();
     let (_, outcome) = switchover::run(lab, &j, params, &stop).await.unwrap();
-    unsafe {
-        libc::kill(pid as i32, libc::SIGCONT);
-    }
+    signal(pid, libc::SIGCONT);
     assert!(matches!(outcome, Outcome::RolledBack { .. }), "{outcome:?}");
     assert_eq!(writable(lab).await, vec!["lab-1-1".to_string()]);
 
     // SIGKILL: the same, and the lab brings the replica back.
-    let pid = lab.pid("lab-1-2").unwrap().unwrap();
+    let pid = pid_of(lab, "lab-1-2");
     let kill = OnEvent {
         when: |e| e.started() == Some("wait"),
-        action: Box::new(move || unsafe {
-            libc::kill(pid as i32, libc::SIGKILL);
-        }),
+        action: Box::new(move || signal(pid, libc::SIGKILL)),
     };
     let params = switchover::prepare(lab, &req).await.unwrap();
     let (_, outcome) = switchover::run(lab, &j, params, &kill).await.unwrap();
@@ -420,63 +435,6 @@ async fn new_writer_stopped_or_killed_during_the_wait_rolls_back() {
     assert_topology(lab, "lab-1-1").await;
 }
 
-/// The lab as a provider, except that one instance is reached through a fault relay: dbshift's
-/// connections to it can be cut, as a network would.
-struct RelayedLab {
-    lab: Lab,
-    instance: String,
-    relay: std::net::SocketAddr,
-}
-
-impl RelayedLab {
-    fn patch(&self, mut i: dbshift_provider::Instance) -> dbshift_provider::Instance {
-        if i.id == self.instance {
-            i.endpoint.port = self.relay.port();
-        }
-        i
-    }
-}
-
-#[async_trait::async_trait]
-impl Provider for RelayedLab {
-    fn name(&self) -> &'static str {
-        "local-relayed"
-    }
-    async fn list_clusters(&self) -> dbshift_provider::Result<Vec<dbshift_provider::Cluster>> {
-        self.lab.list_clusters().await
-    }
-    async fn list_instances(&self) -> dbshift_provider::Result<Vec<dbshift_provider::Instance>> {
-        Ok(self
-            .lab
-            .list_instances()
-            .await?
-            .into_iter()
-            .map(|i| self.patch(i))
-            .collect())
-    }
-    async fn describe_instance(
-        &self,
-        id: &str,
-    ) -> dbshift_provider::Result<dbshift_provider::Instance> {
-        Ok(self.patch(self.lab.describe_instance(id).await?))
-    }
-    async fn resolve(&self, name: &str) -> dbshift_provider::Result<dbshift_provider::Endpoint> {
-        self.lab.resolve(name).await
-    }
-    async fn set_writer(&self, cluster: &str, instance: &str) -> dbshift_provider::Result<()> {
-        Provider::set_writer(&self.lab, cluster, instance).await
-    }
-    async fn reboot(&self, id: &str, timeout: Duration) -> dbshift_provider::Result<()> {
-        self.lab.reboot(id, timeout).await
-    }
-    async fn set_read_only(&self, instance: &str, on: bool) -> dbshift_provider::Result<()> {
-        Provider::set_read_only(&self.lab, instance, on).await
-    }
-    fn credentials(&self) -> dbshift_provider::Result<dbshift_provider::Credentials> {
-        self.lab.credentials()
-    }
-}
-
 #[tokio::test]
 async fn losing_the_old_writer_right_after_the_fence_needs_a_human_then_resumes() {
     let _g = SERIAL.lock().await;
@@ -488,14 +446,10 @@ async fn losing_the_old_writer_right_after_the_fence_needs_a_human_then_resumes(
         .await
         .unwrap();
     let control = relay.control();
-    let provider = RelayedLab {
-        lab: lab.clone(),
-        instance: "lab-1-1".into(),
-        relay: relay.addr(),
-    };
+    let provider = RelayedProvider::new(lab, "lab-1-1", relay.addr());
     let watch = TwoWriterWatch::start(lab).await;
     let writer = AckedWriter::start(lab, "lab-1", "acked").await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    writer.wait_for_acked(10, Duration::from_secs(20)).await;
 
     // Right after the fence, dbshift loses the old writer: its connections cut, new ones refused.
     let cut = OnEvent {
@@ -531,7 +485,7 @@ async fn losing_the_old_writer_right_after_the_fence_needs_a_human_then_resumes(
         .unwrap();
     assert!(matches!(outcome, Outcome::Done(_)), "{outcome:?}");
     assert_eq!(j.run(&run).await.unwrap().status, RunStatus::Done);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    writer.wait_for_acked(10, Duration::from_secs(20)).await;
     writer.stop_and_audit(lab).await;
     watch.assert_clean(lab, &["lab-1-1", "lab-1-2"]).await;
     assert_topology(lab, "lab-1-2").await;
@@ -549,14 +503,13 @@ async fn rds_mode_switchover_without_super_there_and_back() {
     a.close().await;
     let watch = TwoWriterWatch::start(lab).await;
     let writer = AckedWriter::start(lab, "lab-1", "acked").await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    writer.wait_for_acked(10, Duration::from_secs(20)).await;
 
     for to in ["lab-1-2", "lab-1-1"] {
         let params = switchover::prepare(lab, &request(to)).await.unwrap();
         let (run, outcome) = switchover::run(lab, &j, params, &nothing()).await.unwrap();
         assert!(matches!(outcome, Outcome::Done(_)), "to {to}: {outcome:?}");
         assert_eq!(j.run(&run).await.unwrap().status, RunStatus::Done);
-        tokio::time::sleep(Duration::from_millis(300)).await;
         assert_topology(lab, to).await;
     }
     writer.stop_and_audit(lab).await;

@@ -146,7 +146,11 @@ async fn verify_on_a_real_writer_and_replica() {
 
     // 1. Equal under a concurrent write load; the replica replicates again afterwards.
     let load = Load::start(blue.clone());
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    dbshift_testkit::eventually(Duration::from_secs(20), "the load writing", || async {
+        let done = load.done.load(Ordering::Relaxed);
+        dbshift_testkit::holds(done >= 30, done)
+    })
+    .await;
     let report = verify::verify(&blue, &green, &opts(7)).await.unwrap();
     // The IO thread reconnects ("Connecting") for a moment after START SLAVE.
     let status = dbshift_testkit::eventually!(Duration::from_secs(10), "replication running", {

@@ -20,40 +20,21 @@ use dbshift_ops::bluegreen::{self, SwitchOptions};
 use dbshift_ops::events::LogObserver;
 use dbshift_ops::journal::Journal;
 use dbshift_ops::switchover::{Outcome, Redirect};
-use dbshift_provider::aws::{AwsOptions, AwsProvider, TAG_ID};
+use dbshift_provider::aws::{AwsOptions, AwsProvider};
 use dbshift_provider::{Endpoint, GreenSpec, Provider, ProxyEndpoint, Side};
 use dbshift_proxy::{AuthSource, Backend, ProxyConfig};
-use dbshift_testkit::moto::{self, Moto};
-use dbshift_testkit::TestLab;
+use dbshift_testkit::AwsBlueGreen;
 use mysql_async::prelude::*;
 
 const CLIENTS: u64 = 5;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn switchover_and_rollback_through_the_proxy_move_no_name() {
-    let t = TestLab::start_rds(1, 1).await;
-    let lab = t.lab().clone();
+    let f = AwsBlueGreen::start().await;
+    let lab = f.lab().clone();
     let st = lab.state().clone();
     let blue_port = st.instance("lab-1-1").unwrap().port;
     let green_port = st.instance("lab-1-2").unwrap().port;
-    let m = Moto::start(moto::default_shim()).await;
-    moto::seed_instance(
-        &m.moto_url(),
-        "orders",
-        "mariadb",
-        "10.11.8",
-        "mariadb10.11",
-        "orders-params",
-    )
-    .await;
-    moto::map_parameter_groups(
-        &m,
-        &lab,
-        &[
-            ("orders-params", "lab-1-1"),
-            ("orders-green-params", "lab-1-2"),
-        ],
-    );
 
     let mut cfg = ProxyConfig::new(
         "127.0.0.1:0".parse().unwrap(),
@@ -79,12 +60,6 @@ async fn switchover_and_rollback_through_the_proxy_move_no_name() {
             .await
             .unwrap();
 
-    let mut endpoints = BTreeMap::new();
-    endpoints.insert("orders".to_string(), lab.resolve("lab-1-1").await.unwrap());
-    endpoints.insert(
-        "orders-green".to_string(),
-        lab.resolve("lab-1-2").await.unwrap(),
-    );
     let mut proxies = BTreeMap::new();
     proxies.insert(
         "orders".to_string(),
@@ -101,14 +76,10 @@ async fn switchover_and_rollback_through_the_proxy_move_no_name() {
             token,
         }],
     );
-    moto::set_test_credentials();
     let p: Arc<dyn Provider> = Arc::new(
         AwsProvider::connect(AwsOptions {
-            endpoint_url: Some(m.url()),
-            db: Some(lab.credentials().unwrap()),
-            endpoints,
             proxies,
-            ..moto::test_options()
+            ..f.options().await
         })
         .await
         .unwrap(),
@@ -183,7 +154,7 @@ async fn switchover_and_rollback_through_the_proxy_move_no_name() {
     };
     wait_commits("commits before the switch").await;
 
-    let journal = Journal::open(&t.dir().join("aws-journal.sqlite"))
+    let journal = Journal::open(&f.lab.dir().join("aws-journal.sqlite"))
         .await
         .unwrap();
     let switch = |to: Side| {
@@ -209,11 +180,7 @@ async fn switchover_and_rollback_through_the_proxy_move_no_name() {
             eprintln!("{to} by proxy: write gap {:?} ms", report.write_gap_ms);
         }
     };
-    let name_holder = || async {
-        moto::raw_tags(&m.moto_url(), "orders")
-            .await
-            .and_then(|t| t.get(TAG_ID).cloned())
-    };
+    let name_holder = || f.holder_of("orders");
 
     switch(Side::Green).await;
     assert_eq!(proxy.backend().port, green_port, "the proxy follows");

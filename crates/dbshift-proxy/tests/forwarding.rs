@@ -436,17 +436,16 @@ async fn a_backend_that_is_down_or_hung_gives_a_clear_error_not_a_hang() {
     cfg.backend_tls = Some(lab.ca_bundle());
     cfg.connect_timeout = Duration::from_secs(1);
     let proxy = dbshift_proxy::start(cfg).await.unwrap();
-    let pid = lab.pid(&replica.id).unwrap().unwrap() as i32;
-    // SAFETY: kill(2) on the replica's server, which this test resumes below.
-    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    // The replica's server, resumed below.
+    let pid = dbshift_testkit::pid_of(lab, &replica.id);
+    dbshift_testkit::signal(pid, libc::SIGSTOP);
     let started = std::time::Instant::now();
     let r = tokio::time::timeout(
         Duration::from_secs(20),
         mysql_async::Conn::new(app_opts(lab, &proxy, false)),
     )
     .await;
-    // SAFETY: as above.
-    unsafe { libc::kill(pid, libc::SIGCONT) };
+    dbshift_testkit::signal(pid, libc::SIGCONT);
     let r = r.expect("the client got an answer, not a hang");
     let Err(err) = r else {
         panic!("a hung writer cannot let anyone in");

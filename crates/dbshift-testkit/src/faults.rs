@@ -235,6 +235,7 @@ pub struct RelayedProvider {
     lab: Lab,
     instance: String,
     relay: SocketAddr,
+    names_too: bool,
 }
 
 impl RelayedProvider {
@@ -244,7 +245,15 @@ impl RelayedProvider {
             lab: lab.clone(),
             instance: instance.to_string(),
             relay,
+            names_too: false,
         }
+    }
+
+    /// Also resolve a cluster name whose writer is the relayed instance to the relay, so that
+    /// clients connecting by name (an application, the probe) go through it as well.
+    pub fn resolving_names(mut self) -> RelayedProvider {
+        self.names_too = true;
+        self
     }
 
     fn patch(&self, mut i: Instance) -> Instance {
@@ -277,6 +286,20 @@ impl Provider for RelayedProvider {
         Ok(self.patch(self.lab.describe_instance(id).await?))
     }
     async fn resolve(&self, name: &str) -> dbshift_provider::Result<Endpoint> {
+        if self.names_too {
+            let writer = self
+                .lab
+                .fresh()?
+                .cluster(name)
+                .map(|c| c.writer.clone())
+                .unwrap_or_else(|| name.to_string());
+            if writer == self.instance {
+                return Ok(Endpoint {
+                    host: self.relay.ip().to_string(),
+                    port: self.relay.port(),
+                });
+            }
+        }
         self.lab.resolve(name).await
     }
     async fn set_writer(&self, cluster: &str, instance: &str) -> dbshift_provider::Result<()> {
@@ -290,6 +313,16 @@ impl Provider for RelayedProvider {
     }
     fn credentials(&self) -> dbshift_provider::Result<Credentials> {
         self.lab.credentials()
+    }
+    async fn start_instance(
+        &self,
+        instance: &str,
+        timeout: Duration,
+    ) -> dbshift_provider::Result<()> {
+        Provider::start_instance(&self.lab, instance, timeout).await
+    }
+    async fn stop_instance(&self, instance: &str) -> dbshift_provider::Result<()> {
+        Provider::stop_instance(&self.lab, instance).await
     }
     async fn proxies_of(&self, cluster: &str) -> dbshift_provider::Result<Vec<ProxyEndpoint>> {
         Provider::proxies_of(&self.lab, cluster).await

@@ -7,11 +7,15 @@
 //! deleted when the binary exits. Run the tests with `make test` (it installs MariaDB when
 //! missing); they need `mariadbd` and `mariadb-install-db`, and fail loudly without them.
 
+pub mod aws_bluegreen;
+pub mod cli;
 pub mod faults;
 pub mod invariants;
 pub mod moto;
+pub mod outage;
 pub mod proxied;
 pub mod relay;
+pub mod wait;
 pub mod writer;
 
 use std::path::{Path, PathBuf};
@@ -20,6 +24,7 @@ use std::sync::Mutex;
 use dbshift_provider::local::{Lab, UpOptions};
 use tokio::sync::OnceCell;
 
+pub use aws_bluegreen::AwsBlueGreen;
 pub use faults::{
     allowed_writers, assert_caught_up_and_equal, assert_no_secret, assert_no_secret_in_dir,
     lab_secrets, RelayedProvider, Scenario, ScenarioReport,
@@ -28,13 +33,16 @@ pub use invariants::{
     check_gtid_history, check_lab_gtid_history, lab_targets, lab_writers, InvariantChecker,
     InvariantReport,
 };
+pub use outage::{kill_9, pid_of, signal, writable, writer_behind_relays, CutOff};
 pub use proxied::ProxiedLab;
 pub use relay::{Relay, RelayControl};
+pub use wait::{eventually, eventually_blocking, holds};
 pub use writer::{admin_at, admin_via, AckedWriter};
 
 /// Evaluate `$body` (an expression giving an `Option`, `.await`s allowed) until it is `Some`,
 /// and give that value; panic after `$timeout` with `$what`. Tests wait for what they expect
-/// this way, never by sleeping and hoping.
+/// this way, never by sleeping and hoping. [`wait::eventually`] does the same and fails with
+/// the last value it saw.
 #[macro_export]
 macro_rules! eventually {
     ($timeout:expr, $what:expr, $body:expr) => {{

@@ -126,6 +126,18 @@ impl AckedWriter {
         self.acked.lock().unwrap().len()
     }
 
+    /// Wait until `n` more inserts than now are acknowledged (writes flow through the name);
+    /// fails after `timeout` with the count reached.
+    pub async fn wait_for_acked(&self, n: usize, timeout: Duration) {
+        let target = self.acked() + n;
+        crate::wait::eventually(
+            timeout,
+            &format!("{n} more acknowledged inserts into app.{}", self.table),
+            || async { crate::wait::holds(self.acked() >= target, self.acked()) },
+        )
+        .await;
+    }
+
     /// Stop, then check every acknowledged insert is on the writer the cluster name resolves
     /// to now; gives how many there were.
     pub async fn stop_and_audit(self, lab: &Lab) -> usize {

@@ -2,7 +2,7 @@
 //! restarts, `down`, and bad input that changes nothing. Run with `make test`.
 
 use dbshift_testkit::eventually;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use dbshift_db::server::{ConnectOptions, TlsOptions};
 use dbshift_db::Server;
@@ -182,18 +182,11 @@ async fn up_is_idempotent_restarts_the_dead_and_down_leaves_nothing() {
     // Kill the replica hard: `up` restarts it, and replication resumes by itself.
     let lab = t.lab();
     let replica = "lab-1-2";
-    let pid = lab.pid(replica).unwrap().expect("the replica runs");
-    unsafe {
-        libc::kill(pid as i32, libc::SIGKILL);
-    }
-    let started = Instant::now();
-    while lab.pid(replica).unwrap().is_some() {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "SIGKILL did not stop it"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    dbshift_testkit::kill_9(lab, replica);
+    dbshift_testkit::eventually(Duration::from_secs(10), "SIGKILL to stop it", || async {
+        dbshift_testkit::holds(lab.pid(replica).unwrap().is_none(), lab.pid(replica))
+    })
+    .await;
     let (lab2, report) = Lab::up(&dir, &opts).await.unwrap();
     assert_eq!(report.started, vec![replica.to_string()]);
     lab2.wait_replicating(replica, Duration::from_secs(20))

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use serde_json::Value;
+pub use dbshift_testkit::cli::{json, text, Dbshift};
 
 /// Run `dbshift --dir DIR ARGS` with `env` set, and none of dbshift's variables inherited.
 pub fn dbshift_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
@@ -18,20 +18,7 @@ pub fn dbshift_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
 /// `dbshift --dir DIR ARGS` with `env` set and none of dbshift's variables inherited, to run
 /// or to start (a second terminal).
 pub fn command(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_dbshift"));
-    c.arg("--dir")
-        .arg(dir)
-        .args(args)
-        .env_remove("DBSHIFT_LAB_DIR")
-        .env_remove("DBSHIFT_OUTPUT")
-        .env_remove("DBSHIFT_CONFIG")
-        .env_remove("DBSHIFT_PROBE_PASSWORD")
-        .env_remove("DBSHIFT_CRASH_AT")
-        .env_remove("DBSHIFT_PAUSE_AT");
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    c
+    dbshift_testkit::cli::command(env!("CARGO_BIN_EXE_dbshift").as_ref(), dir, args, env)
 }
 
 /// Run `dbshift --dir DIR ARGS`.
@@ -39,20 +26,9 @@ pub fn dbshift(dir: &Path, args: &[&str]) -> Output {
     dbshift_env(dir, args, &[])
 }
 
-/// Exit code, stdout and stderr, for assertion messages.
-pub fn text(o: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-/// The JSON a successful command printed.
-pub fn json(o: &Output) -> Value {
-    assert!(o.status.success(), "{}", text(o));
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(o)))
+/// This crate's binary pointed at `dir`, for the crash loop (`DBSHIFT_CRASH_AT`, `resume`).
+pub fn cli(dir: &Path) -> Dbshift {
+    Dbshift::new(env!("CARGO_BIN_EXE_dbshift"), dir)
 }
 
 /// Takes the lab down even when the test panics: the CLI's servers are not tied to the test.
