@@ -9,7 +9,7 @@ use clap::{Args, Subcommand};
 use dbshift_ops::bluegreen::{self, BlueGreenError, SwitchOptions};
 use dbshift_ops::journal::Journal;
 use dbshift_ops::switchover;
-use dbshift_provider::{Deployment, GreenSpec, Provider, Side};
+use dbshift_provider::{Deployment, Fleet, GreenSpec, Provider, Side};
 
 use crate::output::{print_json, Table};
 use crate::provider_cmd::{confirm, Ctx};
@@ -437,7 +437,7 @@ async fn cleanup(a: CleanupArgs, ctx: &Ctx) -> anyhow::Result<()> {
     let lab = ctx.lab("bluegreen cleanup")?;
     let d = deployment(&lab, a.name.as_deref()).await?;
     let standby = d.serving.other();
-    let ids: Vec<String> = dbshift_provider::Provider::list_instances(&lab)
+    let ids: Vec<String> = Fleet::list_instances(&lab)
         .await?
         .into_iter()
         .filter(|i| i.cluster == d.cluster(standby))

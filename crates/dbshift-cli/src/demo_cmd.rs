@@ -21,7 +21,7 @@ use dbshift_ops::journal::Journal;
 use dbshift_ops::switchover::Outcome;
 use dbshift_ops::verify::{VerifyOptions, VerifyReport};
 use dbshift_provider::local::{Lab, UpOptions};
-use dbshift_provider::{Deployment, GreenSpec, Provider, Side};
+use dbshift_provider::{Deployment, Fleet, GreenSpec, Provider, Side};
 use serde::Serialize;
 use tokio::sync::watch;
 

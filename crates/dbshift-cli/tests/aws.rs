@@ -11,7 +11,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use dbshift_provider::Provider;
+use dbshift_provider::Fleet as _;
 use dbshift_testkit::moto::{self, Fleet, Moto};
 use serde_json::Value;
 

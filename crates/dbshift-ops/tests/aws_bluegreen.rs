@@ -18,7 +18,7 @@ use dbshift_ops::bluegreen::{self, BlueGreenError, SwitchOptions};
 use dbshift_ops::journal::Journal;
 use dbshift_ops::switchover::{LogObserver, Outcome, Redirect};
 use dbshift_provider::aws::{AwsOptions, AwsProvider, TAG_ID};
-use dbshift_provider::{GreenSpec, Provider, Side};
+use dbshift_provider::{Fleet, GreenSpec, Provider, Side};
 use dbshift_testkit::moto::{self, Moto};
 use dbshift_testkit::{eventually, AckedWriter, InvariantChecker, TestLab};
 

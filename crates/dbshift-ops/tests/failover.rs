@@ -18,7 +18,7 @@ use dbshift_ops::switchover::{LogObserver, Outcome};
 use dbshift_ops::watch::{self, WatchEvent, WatchOptions, WatchSink};
 use dbshift_probe::{Probe, ProbeConfig, ProbeHandle, TargetResolver};
 use dbshift_provider::local::Lab;
-use dbshift_provider::Provider;
+use dbshift_provider::{BlueGreen, Certificates, Fleet, InstanceControl, Provider, Redirect};
 use dbshift_testkit::{check_lab_gtid_history, eventually, tied, InvariantChecker, TestLab};
 use tokio::sync::Mutex;
 
@@ -662,23 +662,27 @@ impl Relayed {
 }
 
 #[async_trait::async_trait]
-impl Provider for Relayed {
+impl Fleet for Relayed {
     fn name(&self) -> &'static str {
         "local"
     }
+
     async fn list_clusters(&self) -> dbshift_provider::Result<Vec<dbshift_provider::Cluster>> {
         self.lab.list_clusters().await
     }
+
     async fn list_instances(&self) -> dbshift_provider::Result<Vec<dbshift_provider::Instance>> {
         let all = self.lab.list_instances().await?;
         Ok(all.into_iter().map(|i| self.map(i)).collect())
     }
+
     async fn describe_instance(
         &self,
         id: &str,
     ) -> dbshift_provider::Result<dbshift_provider::Instance> {
         Ok(self.map(self.lab.describe_instance(id).await?))
     }
+
     async fn resolve(&self, name: &str) -> dbshift_provider::Result<dbshift_provider::Endpoint> {
         let writer = self
             .lab
@@ -689,31 +693,47 @@ impl Provider for Relayed {
         if writer == self.id {
             return Ok(self.via.clone());
         }
-        Provider::resolve(&self.lab, name).await
+        Fleet::resolve(&self.lab, name).await
     }
-    async fn set_writer(&self, cluster: &str, instance: &str) -> dbshift_provider::Result<()> {
-        Provider::set_writer(&self.lab, cluster, instance).await
-    }
-    async fn reboot(&self, id: &str, timeout: Duration) -> dbshift_provider::Result<()> {
-        self.lab.reboot(id, timeout).await
-    }
-    async fn set_read_only(&self, instance: &str, on: bool) -> dbshift_provider::Result<()> {
-        Provider::set_read_only(&self.lab, instance, on).await
-    }
+
     fn credentials(&self) -> dbshift_provider::Result<dbshift_provider::Credentials> {
         self.lab.credentials()
     }
+}
+
+#[async_trait::async_trait]
+impl Redirect for Relayed {
+    async fn set_writer(&self, cluster: &str, instance: &str) -> dbshift_provider::Result<()> {
+        Redirect::set_writer(&self.lab, cluster, instance).await
+    }
+}
+
+#[async_trait::async_trait]
+impl InstanceControl for Relayed {
+    async fn reboot(&self, id: &str, timeout: Duration) -> dbshift_provider::Result<()> {
+        self.lab.reboot(id, timeout).await
+    }
+
+    async fn set_read_only(&self, instance: &str, on: bool) -> dbshift_provider::Result<()> {
+        InstanceControl::set_read_only(&self.lab, instance, on).await
+    }
+
     async fn start_instance(
         &self,
         instance: &str,
         timeout: Duration,
     ) -> dbshift_provider::Result<()> {
-        Provider::start_instance(&self.lab, instance, timeout).await
+        InstanceControl::start_instance(&self.lab, instance, timeout).await
     }
+
     async fn stop_instance(&self, instance: &str) -> dbshift_provider::Result<()> {
-        Provider::stop_instance(&self.lab, instance).await
+        InstanceControl::stop_instance(&self.lab, instance).await
     }
 }
+
+impl Certificates for Relayed {}
+
+impl BlueGreen for Relayed {}
 
 /// lab-1-1 (the writer) behind two relays: one for everything that asks the provider
 /// (dbshift, clients: the returned provider names the relay as its address), one for the

@@ -11,7 +11,7 @@ use dbshift_db::Server;
 use dbshift_ops::journal::{Journal, RunStatus};
 use dbshift_ops::switchover::{self, Observer, Outcome, SwitchoverRequest};
 use dbshift_provider::local::Lab;
-use dbshift_provider::Provider;
+use dbshift_provider::{BlueGreen, Certificates, Fleet, InstanceControl, Redirect};
 use dbshift_testkit::{check_lab_gtid_history, AckedWriter, InvariantChecker, Relay, TestLab};
 use tokio::sync::Mutex;
 
@@ -437,13 +437,15 @@ impl RelayedLab {
 }
 
 #[async_trait::async_trait]
-impl Provider for RelayedLab {
+impl Fleet for RelayedLab {
     fn name(&self) -> &'static str {
         "local-relayed"
     }
+
     async fn list_clusters(&self) -> dbshift_provider::Result<Vec<dbshift_provider::Cluster>> {
         self.lab.list_clusters().await
     }
+
     async fn list_instances(&self) -> dbshift_provider::Result<Vec<dbshift_provider::Instance>> {
         Ok(self
             .lab
@@ -453,28 +455,44 @@ impl Provider for RelayedLab {
             .map(|i| self.patch(i))
             .collect())
     }
+
     async fn describe_instance(
         &self,
         id: &str,
     ) -> dbshift_provider::Result<dbshift_provider::Instance> {
         Ok(self.patch(self.lab.describe_instance(id).await?))
     }
+
     async fn resolve(&self, name: &str) -> dbshift_provider::Result<dbshift_provider::Endpoint> {
         self.lab.resolve(name).await
     }
-    async fn set_writer(&self, cluster: &str, instance: &str) -> dbshift_provider::Result<()> {
-        Provider::set_writer(&self.lab, cluster, instance).await
-    }
-    async fn reboot(&self, id: &str, timeout: Duration) -> dbshift_provider::Result<()> {
-        self.lab.reboot(id, timeout).await
-    }
-    async fn set_read_only(&self, instance: &str, on: bool) -> dbshift_provider::Result<()> {
-        Provider::set_read_only(&self.lab, instance, on).await
-    }
+
     fn credentials(&self) -> dbshift_provider::Result<dbshift_provider::Credentials> {
         self.lab.credentials()
     }
 }
+
+#[async_trait::async_trait]
+impl Redirect for RelayedLab {
+    async fn set_writer(&self, cluster: &str, instance: &str) -> dbshift_provider::Result<()> {
+        Redirect::set_writer(&self.lab, cluster, instance).await
+    }
+}
+
+#[async_trait::async_trait]
+impl InstanceControl for RelayedLab {
+    async fn reboot(&self, id: &str, timeout: Duration) -> dbshift_provider::Result<()> {
+        self.lab.reboot(id, timeout).await
+    }
+
+    async fn set_read_only(&self, instance: &str, on: bool) -> dbshift_provider::Result<()> {
+        InstanceControl::set_read_only(&self.lab, instance, on).await
+    }
+}
+
+impl Certificates for RelayedLab {}
+
+impl BlueGreen for RelayedLab {}
 
 #[tokio::test]
 async fn losing_the_old_writer_right_after_the_fence_needs_a_human_then_resumes() {

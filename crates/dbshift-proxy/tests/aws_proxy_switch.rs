@@ -20,7 +20,7 @@ use dbshift_ops::bluegreen::{self, SwitchOptions};
 use dbshift_ops::journal::Journal;
 use dbshift_ops::switchover::{LogObserver, Outcome, Redirect};
 use dbshift_provider::aws::{AwsOptions, AwsProvider, TAG_ID};
-use dbshift_provider::{Endpoint, GreenSpec, Provider, ProxyEndpoint, Side};
+use dbshift_provider::{Endpoint, Fleet, GreenSpec, Provider, ProxyEndpoint, Side};
 use dbshift_proxy::{AuthSource, Backend, ProxyConfig};
 use dbshift_testkit::moto::{self, Moto};
 use dbshift_testkit::TestLab;

@@ -135,7 +135,7 @@ impl Lab {
             .await;
         if let Err(e) = attached {
             tracing::warn!(error = %e, "green's writer could not replicate from blue; removing green");
-            lab.remove_restored(&spec.name, &ids);
+            lab.remove_restored(&spec.name, &ids).await;
             return Err(e);
         }
         let deployment = Deployment {
@@ -149,10 +149,10 @@ impl Lab {
             snapshot_taken_on: taken_on,
             encrypted: spec.encrypt,
             engine_binary: spec.engine_binary.clone(),
-            created_at: super::now_rfc3339(),
+            created_at: super::files::now_rfc3339(),
         };
         {
-            let _lock = state::LabLock::acquire(&self.dir)?;
+            let _lock = state::LabLock::acquire_async(&self.dir).await?;
             let mut st = self.fresh()?;
             st.deployments.push(deployment.clone());
             // The deployment now keeps green's writer read-only at every start (it is the
