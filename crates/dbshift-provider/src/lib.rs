@@ -16,6 +16,10 @@ pub mod local;
 mod model;
 pub mod provider;
 
+/// The lab directory used when none is given; dbshift's journal and locks live there too,
+/// whichever provider a command works on.
+pub const DEFAULT_DIR: &str = ".dbshift/lab";
+
 pub use error::{Error, Result};
 pub use model::{
     CaApply, CertificateAuthority, Cluster, Credential, Credentials, Deployment, Endpoint,

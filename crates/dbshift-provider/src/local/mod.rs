@@ -52,8 +52,7 @@ pub use up::{UpOptions, UpReport, SEMI_SYNC_TIMEOUT};
 use crate::error::{IoContext, Result};
 use crate::model::{Credential, Endpoint};
 
-/// The lab directory used when none is given.
-pub const DEFAULT_DIR: &str = ".dbshift/lab";
+pub use crate::DEFAULT_DIR;
 /// The trust bundle every lab server and client uses (`ssl_ca`, `MASTER_SSL_CA`).
 pub const TRUST_BUNDLE: &str = "tls/trust.pem";
 const MAX_CLUSTERS: u32 = 50;
