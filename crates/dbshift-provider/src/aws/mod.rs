@@ -9,7 +9,7 @@
 //!
 //! The SQL side needs database credentials, from `DBSHIFT_DB_USER` / `DBSHIFT_DB_PASSWORD`
 //! (replication: `DBSHIFT_REPL_USER` / `DBSHIFT_REPL_PASSWORD`, default the same); without
-//! them [`Provider::sql_access`] is false and workflows gate on the control plane alone.
+//! them [`crate::Fleet::sql_access`] is false and workflows gate on the control plane alone.
 //! This module must never print, log or journal a password.
 
 //!

@@ -102,7 +102,7 @@ impl Fleet for AwsProvider {
 #[async_trait::async_trait]
 impl Redirect for AwsProvider {
     /// Redirect by identifier swap, as AWS's own blue/green does: the renames of
-    /// [`Provider::redirect_plan`], then a check that the name is `instance`'s.
+    /// [`Redirect::redirect_plan`], then a check that the name is `instance`'s.
     async fn set_writer(&self, cluster: &str, instance: &str) -> Result<()> {
         for r in self.redirect_plan(cluster, instance).await? {
             self.rename(&r).await?;
@@ -117,7 +117,7 @@ impl Redirect for AwsProvider {
         self.mark_serving(cluster, instance).await
     }
 
-    /// No rename (the proxy or hooks move clients): only the [`TAG_SERVES`] record.
+    /// No rename (the proxy or hooks move clients): only the [`super::TAG_SERVES`] record.
     async fn record_writer(&self, cluster: &str, instance: &str) -> Result<()> {
         self.mark_serving(cluster, instance).await
     }

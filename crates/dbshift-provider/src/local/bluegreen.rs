@@ -93,7 +93,7 @@ impl Lab {
         Ok(writer)
     }
 
-    /// Build green (see [`crate::Provider::create_green`]).
+    /// Build green (see [`crate::BlueGreen::create_green`]).
     pub async fn create_green(&self, spec: &GreenSpec) -> Result<Deployment> {
         let st = self.fresh()?;
         self.check_green(&st, spec)?;
@@ -197,7 +197,7 @@ impl Lab {
     }
 
     /// Remove the side of `deployment` that does not serve (see
-    /// [`crate::Provider::remove_standby`]).
+    /// [`crate::BlueGreen::remove_standby`]).
     pub fn remove_standby(&self, deployment: &str) -> Result<Vec<String>> {
         let _lock = state::LabLock::acquire(&self.dir)?;
         let mut st = self.fresh()?;

@@ -6,14 +6,13 @@
 //! `./.dbshift/lab`) with a state file, so later commands find the lab without flags. The test
 //! harness uses this same code. This module must never decide a workflow: it builds, starts,
 //! stops and describes, and nothing more.
-
 //!
 //! Its files, and who uses whom (no module imports one that imports it back): `files`
 //! (atomic writes, the clock) and `blocking` (work off the async runtime) use nothing of the
-//! lab; `state` (the state file and its lock) uses `files`; `tls` and `process` use `state`
-//! and `files`; `proxy`, `ca`, `snapshot`, `replica` and `bluegreen` use those. The rest add
-//! to [`Lab`] what their names say: `up`, `down`, `status`, `servers`, `replication`,
-//! `redirect`, and `provider` (the lab as a [`crate::Provider`]).
+//! lab; `state` (the state file and its lock) uses them; `process` uses `files`; `tls` uses
+//! `state` and `files`; `proxy`, `ca`, `snapshot`, `replica` and `bluegreen` use those. The
+//! rest add to [`Lab`] what their names say: `up`, `down`, `status`, `servers`,
+//! `replication`, `redirect`, and `provider` (the lab as a [`crate::Provider`]).
 
 mod blocking;
 mod bluegreen;
@@ -83,7 +82,7 @@ fn password() -> String {
 }
 
 impl Lab {
-    /// Open the lab in `dir`. [`Error::NoLab`] when there is none.
+    /// Open the lab in `dir`. [`crate::Error::NoLab`] when there is none.
     pub fn open(dir: &Path) -> Result<Lab> {
         let dir = absolute(dir)?;
         let state = LabState::load(&dir)?;
