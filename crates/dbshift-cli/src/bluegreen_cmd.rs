@@ -434,10 +434,12 @@ async fn switch(a: SwitchArgs, ctx: &Ctx, to: Side) -> anyhow::Result<()> {
 }
 
 async fn cleanup(a: CleanupArgs, ctx: &Ctx) -> anyhow::Result<()> {
-    let lab = ctx.lab("bluegreen cleanup")?;
-    let d = deployment(&lab, a.name.as_deref()).await?;
+    ctx.require_local("bluegreen cleanup")?;
+    let lab = ctx.provider().await?;
+    let d = deployment(&*lab, a.name.as_deref()).await?;
     let standby = d.serving.other();
-    let ids: Vec<String> = dbshift_provider::Provider::list_instances(&lab)
+    let ids: Vec<String> = lab
+        .list_instances()
         .await?
         .into_iter()
         .filter(|i| i.cluster == d.cluster(standby))
@@ -459,11 +461,11 @@ async fn cleanup(a: CleanupArgs, ctx: &Ctx) -> anyhow::Result<()> {
             )
             .map_err(|e| Exit::new(1, e.to_string()))?;
     let journal = if ctx.dir.join("journal.sqlite").exists() {
-        Some(ctx.journal(&lab).await?)
+        Some(ctx.journal(&*lab).await?)
     } else {
         None
     };
-    let removed = bluegreen::cleanup(&lab, journal.as_ref(), &d)
+    let removed = bluegreen::cleanup(&*lab, journal.as_ref(), &d)
         .await
         .map_err(bg_err)?;
     match a.output.output {

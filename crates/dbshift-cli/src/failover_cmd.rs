@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::Args;
 use dbshift_ops::failover::{self, FailoverError, FailoverOutcome, FailoverRequest};
 use dbshift_ops::rejoin::{self, RejoinError, RejoinOutcome};
@@ -510,7 +509,16 @@ pub enum ReplicaCommand {
     },
 }
 
+/// `replica add` builds servers of the local lab: a build without it says which feature to
+/// build with.
+#[cfg(not(feature = "local"))]
+pub async fn replica(_cmd: ReplicaCommand, ctx: &Ctx) -> anyhow::Result<()> {
+    ctx.require_local("replica add")
+}
+
+#[cfg(feature = "local")]
 pub async fn replica(cmd: ReplicaCommand, ctx: &Ctx) -> anyhow::Result<()> {
+    use anyhow::Context;
     let ReplicaCommand::Add {
         cluster,
         count,

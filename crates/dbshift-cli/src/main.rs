@@ -6,11 +6,13 @@
 mod bluegreen_cmd;
 mod ca_cmd;
 mod config;
+#[cfg(feature = "local")]
 mod demo_cmd;
 mod failover_cmd;
 mod output;
 mod probe_cmd;
 mod provider_cmd;
+#[cfg(feature = "local")]
 mod proxy_cmd;
 mod switchover_cmd;
 
@@ -20,6 +22,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+#[cfg(feature = "local")]
 use dbshift_provider::local::{Lab, UpOptions};
 
 use output::print_json;
@@ -36,7 +39,7 @@ struct Cli {
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     quiet: bool,
     /// The local lab's directory.
-    #[arg(long, global = true, env = "DBSHIFT_LAB_DIR", default_value = dbshift_provider::local::DEFAULT_DIR)]
+    #[arg(long, global = true, env = "DBSHIFT_LAB_DIR", default_value = dbshift_provider::DEFAULT_DIR)]
     dir: PathBuf,
     /// A configuration file (keys: dir, output, log, provider, region, profile); flags and
     /// DBSHIFT_* variables win over it. Default: ./dbshift.toml, then
@@ -52,6 +55,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// The local lab: real MariaDB servers on 127.0.0.1, the embedded default provider.
+    #[cfg(feature = "local")]
     #[command(subcommand)]
     Lab(LabCommand),
     /// Every instance: role, endpoint, engine, status, CA, encryption, replication health.
@@ -105,12 +109,18 @@ enum Command {
     Bluegreen(bluegreen_cmd::BlueGreenCommand),
     /// A MySQL-protocol proxy in front of a cluster's writer that holds clients through a
     /// switchover: they see added latency, no error. Runs until SIGTERM or Ctrl-C.
+    #[cfg(feature = "local")]
     Proxy(proxy_cmd::ProxyArgs),
     /// The blue/green workflow end to end on a lab of its own, under a write load: build an
     /// encrypted green from a hot snapshot, verify it, switch over and roll back with the
     /// downtime probe running, verify again, and report what clients saw (write gaps, failed
     /// and lost writes, charts). The lab is deleted at the end unless --keep.
+    #[cfg(feature = "local")]
     Demo(demo_cmd::DemoArgs),
+    /// A command of the local lab (`lab`, `demo`, `proxy`) in a dbshift built without it.
+    #[cfg(not(feature = "local"))]
+    #[command(external_subcommand)]
+    NotBuilt(Vec<String>),
     /// The CAs server certificates can be issued from: validity, trust, which instances use
     /// each.
     #[command(subcommand)]
@@ -146,6 +156,7 @@ impl std::fmt::Display for Exit {
 
 impl std::error::Error for Exit {}
 
+#[cfg(feature = "local")]
 #[derive(Subcommand, Debug)]
 enum LabCommand {
     /// Build the lab, or start what is not running in an existing one. Idempotent.
@@ -325,8 +336,11 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let ctx = &provider_cmd::Ctx::new(cli.dir.clone(), cli.provider.clone());
     match &cli.command {
+        #[cfg(feature = "local")]
         Command::Lab(_) => ctx.require_local("lab")?,
+        #[cfg(feature = "local")]
         Command::Demo(_) => ctx.require_local("demo")?,
+        #[cfg(feature = "local")]
         Command::Proxy(_) => ctx.require_local("proxy")?,
         Command::Probe(_) => ctx.require_local("probe")?,
         Command::Check(_) => ctx.require_local("check")?,
@@ -334,6 +348,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         _ => {}
     }
     match cli.command {
+        #[cfg(feature = "local")]
         Command::Lab(LabCommand::Up {
             clusters,
             replicas,
@@ -372,6 +387,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
         }
+        #[cfg(feature = "local")]
         Command::Lab(LabCommand::Status(output)) => {
             let lab = ctx.lab("lab status")?;
             let status = lab.status();
@@ -380,6 +396,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Format::Table => output::print_lab_status(&status),
             }
         }
+        #[cfg(feature = "local")]
         Command::Lab(LabCommand::Down { purge, output }) => {
             let report = Lab::down(&cli.dir, purge)
                 .with_context(|| format!("taking down the lab in {}", cli.dir.display()))?;
@@ -412,6 +429,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         );
                     }
                     // The clusters' stable client endpoints (`lab proxy up`).
+                    #[cfg(feature = "local")]
                     if !ctx.is_aws() {
                         for c in ctx.lab("inventory")?.status().clusters {
                             for p in &c.proxies {
@@ -453,9 +471,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Runs(output) => switchover_cmd::runs(output, ctx).await?,
         Command::Resume(args) => switchover_cmd::resume(args, ctx).await?,
         Command::Bluegreen(cmd) => bluegreen_cmd::run(cmd, ctx).await?,
+        #[cfg(feature = "local")]
         Command::Proxy(args) => proxy_cmd::run(args, ctx).await?,
+        #[cfg(feature = "local")]
         Command::Lab(LabCommand::Proxy(cmd)) => proxy_cmd::lab_proxy(cmd, ctx).await?,
+        #[cfg(feature = "local")]
         Command::Demo(args) => demo_cmd::run(args).await?,
+        #[cfg(not(feature = "local"))]
+        Command::NotBuilt(args) => return Err(provider_cmd::not_built_command(&args)),
         Command::Ca(cmd) => ca_cmd::ca(cmd, ctx).await?,
         Command::CaRotate(args) => ca_cmd::rotate(args, ctx).await?,
     }

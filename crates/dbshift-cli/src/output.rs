@@ -1,6 +1,7 @@
 //! Human output: aligned tables. JSON output is serde's, with stable field names.
 
 use dbshift_ops::inventory::InventoryRow;
+#[cfg(feature = "local")]
 use dbshift_provider::local::LabStatus;
 use serde::Serialize;
 
@@ -56,6 +57,7 @@ impl Table {
     }
 }
 
+#[cfg(feature = "local")]
 pub fn print_lab_status(s: &LabStatus) {
     let mode = if s.rds_mode { ", RDS mode" } else { "" };
     println!(

@@ -10,7 +10,9 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use dbshift_ops::journal::Journal;
+#[cfg(feature = "aws")]
 use dbshift_provider::aws::{AwsOptions, AwsProvider};
+#[cfg(feature = "local")]
 use dbshift_provider::local::Lab;
 use dbshift_provider::Provider;
 
@@ -72,22 +74,28 @@ impl Ctx {
             )
             .into());
         }
+        if cfg!(not(feature = "local")) {
+            return Err(not_built("local"));
+        }
         Ok(())
     }
 
     /// The lab itself, for the lab's own commands (`lab`, `demo`, `replica add`, `bluegreen
     /// cleanup`, `proxy`): refused with `--provider aws`.
+    #[cfg(feature = "local")]
     pub fn lab(&self, command: &str) -> anyhow::Result<Lab> {
         self.lab_in(&self.dir, command)
     }
 
     /// A lab named by something other than `--dir` (a proxy option file names its own).
+    #[cfg(feature = "local")]
     pub fn lab_in(&self, dir: &Path, command: &str) -> anyhow::Result<Lab> {
         self.require_local(command)?;
         Lab::open(dir).with_context(|| format!("opening the lab in {}", dir.display()))
     }
 
     /// The AWS provider with the flags and the `DBSHIFT_*` variables.
+    #[cfg(feature = "aws")]
     pub async fn aws(&self) -> anyhow::Result<AwsProvider> {
         let c = &self.provider;
         let mut opts = AwsOptions::from_env().context("reading the AWS settings")?;
@@ -102,12 +110,18 @@ impl Ctx {
     /// The provider the command works on.
     pub async fn provider(&self) -> anyhow::Result<Arc<dyn Provider>> {
         match self.provider.provider {
+            #[cfg(feature = "local")]
             Kind::Local => {
                 let lab = Lab::open(&self.dir)
                     .with_context(|| format!("opening the lab in {}", self.dir.display()))?;
                 Ok(Arc::new(lab))
             }
+            #[cfg(not(feature = "local"))]
+            Kind::Local => Err(not_built("local")),
+            #[cfg(feature = "aws")]
             Kind::Aws => Ok(Arc::new(self.aws().await?)),
+            #[cfg(not(feature = "aws"))]
+            Kind::Aws => Err(not_built("aws")),
         }
     }
 
@@ -115,6 +129,37 @@ impl Ctx {
     /// resumed only on the fleet it was started on), with the cluster locks of this command.
     pub async fn journal(&self, provider: &dyn Provider) -> anyhow::Result<Journal> {
         journal_in(&self.dir, provider).await
+    }
+}
+
+/// The error for a provider this dbshift was built without (exit 2): it names the cargo
+/// feature to build with.
+pub fn not_built(feature: &str) -> anyhow::Error {
+    Exit::new(
+        2,
+        format!(
+            "this dbshift was built without the `{feature}` provider; build it with \
+             `cargo build --release -p dbshift-cli --features {feature}` (the default features \
+             hold both `local` and `aws`)"
+        ),
+    )
+    .into()
+}
+
+/// A command line whose command this dbshift does not have: the local lab's commands (`lab`,
+/// `demo`, `proxy`) in a build without the `local` provider, or no command at all.
+#[cfg(not(feature = "local"))]
+pub fn not_built_command(args: &[String]) -> anyhow::Error {
+    match args.first().map(String::as_str) {
+        Some("lab" | "demo" | "proxy") => not_built("local"),
+        other => Exit::new(
+            2,
+            format!(
+                "unrecognized command {:?}; see `dbshift --help`",
+                other.unwrap_or_default()
+            ),
+        )
+        .into(),
     }
 }
 

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use dbshift_provider::local::proxy::ProxyOptions;
-use dbshift_provider::Provider;
+use dbshift_provider::Fleet;
 use dbshift_proxy::{AuthSource, Backend, ClientTls, ProxyConfig};
 
 use crate::output::{print_json, Table};

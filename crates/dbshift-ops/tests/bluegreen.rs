@@ -13,7 +13,7 @@ use dbshift_ops::events::LogObserver;
 use dbshift_ops::journal::Journal;
 use dbshift_ops::switchover::Outcome;
 use dbshift_provider::local::Lab;
-use dbshift_provider::{GreenSpec, Provider, Side};
+use dbshift_provider::{BlueGreen, Fleet, GreenSpec, Side};
 use dbshift_testkit::{
     admin_at, check_gtid_history, eventually, lab_targets, AckedWriter, InvariantChecker, TestLab,
 };

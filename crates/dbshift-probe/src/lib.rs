@@ -17,16 +17,22 @@
 //! # Ok(()) }
 //! ```
 //!
-//! The probe must never write anything but its own rows, and never record a password.
+//! [`load`] is the other kind of client: an application load of mixed transactions (what
+//! `dbshift demo` runs through its switchovers), counted by outcome.
+//!
+//! The probe must never write anything but its own rows (the load, its own tables), and never
+//! record a password.
 
 pub mod chart;
 pub mod error;
+pub mod load;
 pub mod probe;
 pub mod record;
 pub mod summary;
 pub mod target;
 
 pub use error::{Error, Result};
+pub use load::{Load, LoadError, LoadTotals};
 pub use probe::{Marker, Probe, ProbeConfig, ProbeHandle, Progress, PROBE_TABLE};
 pub use record::{Attempt, Event, Kind, Outcome};
 pub use summary::{Audit, Gap, KindSummary, Latency, Outage, Summary};

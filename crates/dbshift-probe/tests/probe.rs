@@ -15,7 +15,7 @@ use dbshift_probe::{
     Error, Kind, Outcome, Probe, ProbeConfig, ProbeHandle, TargetResolver, UrlTarget,
 };
 use dbshift_provider::local::Lab;
-use dbshift_provider::Provider;
+use dbshift_provider::{Fleet, InstanceControl, Provider};
 use dbshift_testkit::{tied, TestLab};
 use tokio::sync::{Mutex, MutexGuard, OnceCell};
 

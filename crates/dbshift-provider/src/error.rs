@@ -71,11 +71,13 @@ pub enum Error {
 /// The result type of the provider layer.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Attach a description to an I/O error.
+/// Attach a description to an I/O error (the lab's files and processes).
+#[cfg(feature = "local")]
 pub(crate) trait IoContext<T> {
     fn ctx(self, what: impl FnOnce() -> String) -> Result<T>;
 }
 
+#[cfg(feature = "local")]
 impl<T> IoContext<T> for std::io::Result<T> {
     fn ctx(self, what: impl FnOnce() -> String) -> Result<T> {
         self.map_err(|source| Error::Io {

@@ -1,17 +1,28 @@
 //! dbshift-provider: the control plane.
 //!
 //! [`Provider`] is what workflows use to find clusters and instances and to act on them as a
-//! platform does (reboot, later: modify CA, snapshot, restore). [`local`] is the embedded
-//! default: a lab of real `mariadbd` processes. This crate must never know about workflows:
-//! it acts on one instance or cluster at a time, when told.
+//! platform does (reboot, modify CA, build a green copy): a core, [`Fleet`], and capabilities
+//! ([`Redirect`], [`InstanceControl`], [`Certificates`], [`BlueGreen`]); see [`provider`].
+//! Two providers implement it, each behind a cargo feature (both on by default): `local`, the
+//! embedded default, a lab of real `mariadbd` processes, and `aws`, RDS and Aurora through the
+//! RDS API. This crate must never know about workflows: it acts on one instance or cluster at
+//! a time, when told.
 
+#[cfg(feature = "aws")]
 pub mod aws;
 pub mod error;
+#[cfg(feature = "local")]
 pub mod local;
 mod model;
+pub mod provider;
+
+/// The lab directory used when none is given; dbshift's journal and locks live there too,
+/// whichever provider a command works on.
+pub const DEFAULT_DIR: &str = ".dbshift/lab";
 
 pub use error::{Error, Result};
 pub use model::{
     CaApply, CertificateAuthority, Cluster, Credential, Credentials, Deployment, Endpoint,
-    GreenSpec, Instance, InstanceStatus, Provider, ProxyEndpoint, Rename, Role, Side,
+    GreenSpec, Instance, InstanceStatus, ProxyEndpoint, Rename, Role, Side,
 };
+pub use provider::{BlueGreen, Certificates, Fleet, InstanceControl, Provider, Redirect};

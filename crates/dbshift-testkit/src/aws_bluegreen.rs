@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use dbshift_provider::aws::{AwsOptions, TAG_ID};
 use dbshift_provider::local::Lab;
-use dbshift_provider::{Endpoint, Provider};
+use dbshift_provider::{Endpoint, Fleet};
 
 use crate::moto::{self, Moto};
 use crate::TestLab;

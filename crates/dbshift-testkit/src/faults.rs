@@ -19,9 +19,8 @@ use std::time::Duration;
 use std::net::SocketAddr;
 
 use dbshift_provider::local::Lab;
-use dbshift_provider::{
-    Cluster, Credentials, Deployment, Endpoint, Instance, Provider, ProxyEndpoint,
-};
+use dbshift_provider::{BlueGreen, Certificates, Fleet, InstanceControl, Redirect};
+use dbshift_provider::{Cluster, Credentials, Deployment, Endpoint, Instance, ProxyEndpoint};
 
 use crate::invariants::{check_lab_gtid_history, InvariantChecker, InvariantReport};
 use crate::writer::AckedWriter;
@@ -266,13 +265,15 @@ impl RelayedProvider {
 }
 
 #[async_trait::async_trait]
-impl Provider for RelayedProvider {
+impl Fleet for RelayedProvider {
     fn name(&self) -> &'static str {
         "local-relayed"
     }
+
     async fn list_clusters(&self) -> dbshift_provider::Result<Vec<Cluster>> {
         self.lab.list_clusters().await
     }
+
     async fn list_instances(&self) -> dbshift_provider::Result<Vec<Instance>> {
         Ok(self
             .lab
@@ -282,9 +283,11 @@ impl Provider for RelayedProvider {
             .map(|i| self.patch(i))
             .collect())
     }
+
     async fn describe_instance(&self, id: &str) -> dbshift_provider::Result<Instance> {
         Ok(self.patch(self.lab.describe_instance(id).await?))
     }
+
     async fn resolve(&self, name: &str) -> dbshift_provider::Result<Endpoint> {
         if self.names_too {
             let writer = self
@@ -302,33 +305,51 @@ impl Provider for RelayedProvider {
         }
         self.lab.resolve(name).await
     }
-    async fn set_writer(&self, cluster: &str, instance: &str) -> dbshift_provider::Result<()> {
-        Provider::set_writer(&self.lab, cluster, instance).await
-    }
-    async fn reboot(&self, id: &str, timeout: Duration) -> dbshift_provider::Result<()> {
-        self.lab.reboot(id, timeout).await
-    }
-    async fn set_read_only(&self, instance: &str, on: bool) -> dbshift_provider::Result<()> {
-        Provider::set_read_only(&self.lab, instance, on).await
-    }
+
     fn credentials(&self) -> dbshift_provider::Result<Credentials> {
         self.lab.credentials()
     }
+    async fn proxies_of(&self, cluster: &str) -> dbshift_provider::Result<Vec<ProxyEndpoint>> {
+        Fleet::proxies_of(&self.lab, cluster).await
+    }
+}
+
+#[async_trait::async_trait]
+impl Redirect for RelayedProvider {
+    async fn set_writer(&self, cluster: &str, instance: &str) -> dbshift_provider::Result<()> {
+        Redirect::set_writer(&self.lab, cluster, instance).await
+    }
+}
+
+#[async_trait::async_trait]
+impl InstanceControl for RelayedProvider {
+    async fn reboot(&self, id: &str, timeout: Duration) -> dbshift_provider::Result<()> {
+        self.lab.reboot(id, timeout).await
+    }
+
+    async fn set_read_only(&self, instance: &str, on: bool) -> dbshift_provider::Result<()> {
+        InstanceControl::set_read_only(&self.lab, instance, on).await
+    }
+
     async fn start_instance(
         &self,
         instance: &str,
         timeout: Duration,
     ) -> dbshift_provider::Result<()> {
-        Provider::start_instance(&self.lab, instance, timeout).await
+        InstanceControl::start_instance(&self.lab, instance, timeout).await
     }
+
     async fn stop_instance(&self, instance: &str) -> dbshift_provider::Result<()> {
-        Provider::stop_instance(&self.lab, instance).await
+        InstanceControl::stop_instance(&self.lab, instance).await
     }
-    async fn proxies_of(&self, cluster: &str) -> dbshift_provider::Result<Vec<ProxyEndpoint>> {
-        Provider::proxies_of(&self.lab, cluster).await
-    }
+}
+
+impl Certificates for RelayedProvider {}
+
+#[async_trait::async_trait]
+impl BlueGreen for RelayedProvider {
     async fn deployments(&self) -> dbshift_provider::Result<Vec<Deployment>> {
-        Provider::deployments(&self.lab).await
+        BlueGreen::deployments(&self.lab).await
     }
 }
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dbshift_provider::local::Lab;
-use dbshift_provider::Provider;
+use dbshift_provider::Fleet;
 
 use crate::faults::RelayedProvider;
 use crate::relay::Relay;

@@ -6,7 +6,10 @@
 
 use std::time::Duration;
 
-use dbshift_provider::{CaApply, Error, GreenSpec, InstanceStatus, Provider, Role};
+use dbshift_provider::{
+    BlueGreen, CaApply, Certificates, Error, Fleet as _, GreenSpec, InstanceControl,
+    InstanceStatus, Redirect, Role,
+};
 use dbshift_testkit::moto::{self, Fleet, Moto};
 
 async fn fleet() -> (Moto, dbshift_provider::aws::AwsProvider) {

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use dbshift_provider::aws::start_green_replication;
-use dbshift_provider::Provider;
+use dbshift_provider::Fleet;
 use dbshift_testkit::{eventually, TestLab};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,7 +12,7 @@ use dbshift_db::server::{ConnectOptions, TlsOptions};
 use dbshift_db::Server;
 use dbshift_provider::local::ca::{CURRENT_CA, NEXT_CA};
 use dbshift_provider::local::Lab;
-use dbshift_provider::{CaApply, Error, InstanceStatus, Provider};
+use dbshift_provider::{CaApply, Error, Fleet, InstanceControl, InstanceStatus};
 use dbshift_testkit::{eventually, TestLab};
 
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -265,7 +265,7 @@ async fn a_ca_rotation_with_and_without_restart_keeps_replication_verified() {
 
     // Stopped and started: back read-only, and replicating over a connection made with the
     // new bundle alone.
-    Provider::stop_instance(lab, &replica).await.unwrap();
+    InstanceControl::stop_instance(lab, &replica).await.unwrap();
     let inst = lab.describe_instance(&replica).await.unwrap();
     assert_eq!(inst.status, InstanceStatus::Stopped);
     let err = lab
@@ -278,12 +278,12 @@ async fn a_ca_rotation_with_and_without_restart_keeps_replication_verified() {
         .await
         .unwrap();
     w.close().await;
-    Provider::start_instance(lab, &replica, PATIENCE)
+    InstanceControl::start_instance(lab, &replica, PATIENCE)
         .await
         .unwrap();
     let pid = lab.pid(&replica).unwrap();
     assert!(pid.is_some());
-    Provider::start_instance(lab, &replica, PATIENCE)
+    InstanceControl::start_instance(lab, &replica, PATIENCE)
         .await
         .unwrap();
     assert_eq!(

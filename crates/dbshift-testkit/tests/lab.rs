@@ -7,7 +7,7 @@ use std::time::Duration;
 use dbshift_db::server::{ConnectOptions, TlsOptions};
 use dbshift_db::Server;
 use dbshift_provider::local::{Lab, UpOptions};
-use dbshift_provider::{Error, Provider, Role};
+use dbshift_provider::{Error, Fleet, InstanceControl, Role};
 use dbshift_testkit::{init, shared_lab, TestLab};
 
 #[tokio::test]

@@ -14,7 +14,7 @@ use dbshift_db::dialect::{SourceSpec, SourceStart, SslSpec};
 use dbshift_db::server::{ConnectOptions, TlsOptions};
 use dbshift_db::{mariadb, Server};
 use dbshift_provider::local::{rds, Lab, UpOptions};
-use dbshift_provider::{Error, Provider};
+use dbshift_provider::{Error, Fleet, InstanceControl, Provider};
 use dbshift_testkit::TestLab;
 use tokio::sync::{Mutex, MutexGuard, OnceCell};
 

@@ -11,7 +11,7 @@ use dbshift_db::dialect::{SourceSpec, SourceStart, SslSpec};
 use dbshift_db::Server;
 use dbshift_provider::local::snapshot::RestoreOptions;
 use dbshift_provider::local::{find_mariadbd, Lab, LabState, LabUsers};
-use dbshift_provider::{Credential, Error, Provider};
+use dbshift_provider::{Credential, Error, Fleet};
 use dbshift_testkit::{eventually, init, TestLab};
 
 const TABLE: &str = "app.snap_load";

@@ -113,8 +113,9 @@ pub struct StaticCertificates {
 }
 
 impl StaticCertificates {
-    pub fn from_file(path: &std::path::Path) -> Result<StaticCertificates> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
+    /// Read the file (with tokio's file I/O: it is read while the provider connects).
+    pub async fn from_file(path: &std::path::Path) -> Result<StaticCertificates> {
+        let text = tokio::fs::read_to_string(path).await.map_err(|e| {
             Error::BadInput(format!("DBSHIFT_AWS_CERTIFICATES {}: {e}", path.display()))
         })?;
         serde_json::from_str(&text).map_err(|e| {

@@ -19,7 +19,8 @@ use super::errors::platform;
 use super::{
     AwsProvider, TAG_BLUE, TAG_DEPLOYMENT, TAG_ID, TAG_SERVES, TAG_SIDE, TAG_SOURCE_POSITION,
 };
-use crate::model::{Deployment, Endpoint, GreenSpec, Provider, Side};
+use crate::model::{Deployment, Endpoint, GreenSpec, Side};
+use crate::provider::Fleet;
 use crate::{Error, Result};
 
 /// What the control-plane half built.
@@ -448,7 +449,7 @@ pub async fn create_green(p: &AwsProvider, spec: &GreenSpec) -> Result<Deploymen
     // Run again after a stop for a human: green built before is reused, not rebuilt.
     let existing = match p.describe_db_instance(&green_writer).await {
         Ok(d) => {
-            let t = super::tags(d.tag_list());
+            let t = super::describe::tags(d.tag_list());
             if t.get(TAG_DEPLOYMENT) != Some(&spec.name)
                 || t.get(TAG_BLUE) != Some(&spec.source)
                 || t.get(TAG_SIDE).map(String::as_str) != Some("green")

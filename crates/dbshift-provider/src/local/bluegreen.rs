@@ -93,7 +93,7 @@ impl Lab {
         Ok(writer)
     }
 
-    /// Build green (see [`crate::Provider::create_green`]).
+    /// Build green (see [`crate::BlueGreen::create_green`]).
     pub async fn create_green(&self, spec: &GreenSpec) -> Result<Deployment> {
         let st = self.fresh()?;
         self.check_green(&st, spec)?;
@@ -135,7 +135,7 @@ impl Lab {
             .await;
         if let Err(e) = attached {
             tracing::warn!(error = %e, "green's writer could not replicate from blue; removing green");
-            lab.remove_restored(&spec.name, &ids);
+            lab.remove_restored(&spec.name, &ids).await;
             return Err(e);
         }
         let deployment = Deployment {
@@ -149,10 +149,10 @@ impl Lab {
             snapshot_taken_on: taken_on,
             encrypted: spec.encrypt,
             engine_binary: spec.engine_binary.clone(),
-            created_at: super::now_rfc3339(),
+            created_at: super::files::now_rfc3339(),
         };
         {
-            let _lock = state::LabLock::acquire(&self.dir)?;
+            let _lock = state::LabLock::acquire_async(&self.dir).await?;
             let mut st = self.fresh()?;
             st.deployments.push(deployment.clone());
             // The deployment now keeps green's writer read-only at every start (it is the
@@ -197,7 +197,7 @@ impl Lab {
     }
 
     /// Remove the side of `deployment` that does not serve (see
-    /// [`crate::Provider::remove_standby`]).
+    /// [`crate::BlueGreen::remove_standby`]).
     pub fn remove_standby(&self, deployment: &str) -> Result<Vec<String>> {
         let _lock = state::LabLock::acquire(&self.dir)?;
         let mut st = self.fresh()?;

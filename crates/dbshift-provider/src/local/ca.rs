@@ -93,7 +93,7 @@ impl Lab {
     pub async fn deploy_trust(&self, cas: &[String]) -> Result<Option<PathBuf>> {
         let path = self.ca_bundle();
         let trusted = {
-            let _lock = LabLock::acquire(&self.dir)?;
+            let _lock = LabLock::acquire_async(&self.dir).await?;
             let mut st = self.fresh()?;
             if cas.is_empty() {
                 return Err(Error::BadInput(format!(
@@ -221,7 +221,7 @@ impl Lab {
             CaApply::Restart => self.restart(instance, START_TIMEOUT).await?,
         }
         {
-            let _lock = LabLock::acquire(&self.dir)?;
+            let _lock = LabLock::acquire_async(&self.dir).await?;
             let mut st = self.fresh()?;
             if let Some(r) = st.instances.iter_mut().find(|i| i.id == instance) {
                 if r.ca != ca {

@@ -113,7 +113,7 @@ pub fn install_template(mariadbd: &Path, template: &Path, extra_sql: &str) -> Re
     )
     .ctx(|| format!("writing {}", cnf.display()))?;
     let sql = template.join("users.sql");
-    super::tls::write_atomic(&sql, extra_sql.as_bytes(), 0o600)?;
+    super::files::write_atomic(&sql, extra_sql.as_bytes(), 0o600)?;
     let data = template.join("data");
     let mut cmd = Command::new(&install_db);
     cmd.arg(format!("--defaults-file={}", cnf.display()))

@@ -15,26 +15,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-
 use super::process::{self, InstancePaths};
 use super::state;
-use super::{endpoint, tls, Lab, STOP_GRACE};
+pub use super::state::ProxyRecord;
+use super::{endpoint, files, tls, Lab, STOP_GRACE};
 use crate::error::{Error, IoContext, Result};
 use crate::model::ProxyEndpoint;
 
 const START_TIMEOUT: Duration = Duration::from_secs(20);
-
-/// A proxy in the lab state.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ProxyRecord {
-    pub cluster: String,
-    /// 0 for the cluster's first proxy (labs written before several proxies had only that).
-    #[serde(default)]
-    pub index: u32,
-    pub port: u16,
-    pub admin_port: u16,
-}
 
 /// What `dbshift proxy --defaults-file=F` reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -219,7 +207,7 @@ impl Lab {
         std::fs::create_dir_all(&paths.dir).ctx(|| format!("creating {}", paths.dir.display()))?;
         let token_file = paths.dir.join("token");
         if !token_file.exists() {
-            tls::write_atomic(&token_file, super::password().as_bytes(), 0o600)?;
+            files::write_atomic(&token_file, super::password().as_bytes(), 0o600)?;
         }
         let st = self.fresh()?;
         let ca = st
@@ -239,7 +227,7 @@ impl Lab {
             tls_key: tls_dir.join("server.key"),
         };
         let cnf = cnf_of(&self.dir, cluster, index);
-        tls::write_atomic(&cnf, opts.render().as_bytes(), 0o644)?;
+        files::write_atomic(&cnf, opts.render().as_bytes(), 0o644)?;
         let log_path = paths.dir.join("proxy.log");
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -260,7 +248,7 @@ impl Lab {
             .env_remove("DBSHIFT_CRASH_AT");
         let pid = process::spawn_detached(cmd, self.die_with_parent)
             .ctx(|| format!("starting {}", dbshift_exe.display()))?;
-        tls::write_atomic(
+        files::write_atomic(
             &paths.dir.join("proxy.pid"),
             pid.to_string().as_bytes(),
             0o644,

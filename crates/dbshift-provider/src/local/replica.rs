@@ -85,7 +85,7 @@ impl Lab {
         // Names and server_ids reserved under the lock before any file is made, so that
         // `lab down` finds whatever comes next.
         let ids: Vec<String> = {
-            let _lock = state::LabLock::acquire(&self.dir)?;
+            let _lock = state::LabLock::acquire_async(&self.dir).await?;
             let mut st = self.fresh()?;
             let taken: BTreeSet<String> = st.instances.iter().map(|i| i.id.clone()).collect();
             let used_ids: BTreeSet<u32> = st.instances.iter().map(|i| i.server_id).collect();
@@ -129,7 +129,7 @@ impl Lab {
             Ok(()) => Ok(ids),
             Err(e) => {
                 tracing::warn!(cluster, error = %e, "adding replicas failed; removing them");
-                lab.remove_instances(&ids);
+                lab.remove_instances(&ids).await;
                 Err(e)
             }
         }
@@ -167,20 +167,29 @@ impl Lab {
         Ok(())
     }
 
-    /// Stop instances, delete their files, drop them from the state.
-    fn remove_instances(&self, ids: &[String]) {
-        for id in ids {
-            let paths = self.paths(id);
-            if let Some(pid) = process::running_pid(&paths) {
-                process::stop_pid(pid, &paths.cnf(), STOP_GRACE);
+    /// Stop instances, delete their files, drop them from the state. Off the runtime:
+    /// stopping waits for the servers to exit.
+    async fn remove_instances(&self, ids: &[String]) {
+        let (lab, ids) = (self.clone(), ids.to_vec());
+        let undone = super::blocking::run("removing failed replicas", move || {
+            for id in &ids {
+                let paths = lab.paths(id);
+                if let Some(pid) = process::running_pid(&paths) {
+                    process::stop_pid(pid, &paths.cnf(), STOP_GRACE);
+                }
+                let _ = std::fs::remove_dir_all(&paths.dir);
             }
-            let _ = std::fs::remove_dir_all(&paths.dir);
-        }
-        if let Ok(_lock) = state::LabLock::acquire(&self.dir) {
-            if let Ok(mut st) = self.fresh() {
-                st.instances.retain(|i| !ids.contains(&i.id));
-                let _ = st.save(&self.dir);
+            if let Ok(_lock) = state::LabLock::acquire(&lab.dir) {
+                if let Ok(mut st) = lab.fresh() {
+                    st.instances.retain(|i| !ids.contains(&i.id));
+                    let _ = st.save(&lab.dir);
+                }
             }
+            Ok(())
+        })
+        .await;
+        if let Err(e) = undone {
+            tracing::warn!(error = %e, "removing replicas that failed");
         }
     }
 }

@@ -27,7 +27,7 @@ use serde::Serialize;
 
 use super::process::{self, InstancePaths, INSTALL_HINT};
 use super::state::{self, ClusterRecord, InstanceRecord, LabState};
-use super::{tls, Lab, MAX_REPLICAS, STOP_GRACE};
+use super::{files, tls, Lab, MAX_REPLICAS, STOP_GRACE};
 use crate::error::{Error, IoContext, Result};
 use crate::model::Credential;
 
@@ -177,7 +177,7 @@ impl ClientDefaults {
             socket.display()
         );
         let text = format!("[client]\n{body}[mariadb-backup]\n{body}[mariabackup]\n{body}");
-        tls::write_atomic(&path, text.as_bytes(), 0o600)?;
+        files::write_atomic(&path, text.as_bytes(), 0o600)?;
         Ok(ClientDefaults(path))
     }
 
@@ -498,7 +498,7 @@ impl Lab {
         // Reserve the names, ports and server_ids in the state under the lock, before any
         // file is made, so `lab down` finds whatever comes next.
         let new_state = {
-            let _lock = state::LabLock::acquire(&self.dir)?;
+            let _lock = state::LabLock::acquire_async(&self.dir).await?;
             let mut st = self.fresh()?;
             let Some(source) = st.cluster(&snapshot.cluster).cloned() else {
                 return Err(Error::Unknown {
@@ -564,7 +564,7 @@ impl Lab {
             .await;
         if let Err(e) = built {
             tracing::warn!(cluster = name, error = %e, "restore failed; removing what it built");
-            lab.remove_restored(name, &ids);
+            lab.remove_restored(name, &ids).await;
             return Err(e);
         }
         Ok(())
@@ -580,7 +580,7 @@ impl Lab {
     ) -> Result<()> {
         let key_file = if opts.encrypt {
             let path = self.dir.join("tls").join(format!("{name}-encryption.key"));
-            tls::write_atomic(&path, key_file_text().as_bytes(), 0o600)?;
+            files::write_atomic(&path, key_file_text().as_bytes(), 0o600)?;
             Some(path)
         } else {
             None
@@ -658,21 +658,31 @@ impl Lab {
     }
 
     /// Undo a failed restore: stop its servers, delete their files, drop them from the state.
-    pub(crate) fn remove_restored(&self, name: &str, ids: &[String]) {
-        for id in ids {
-            let paths = self.paths(id);
-            if let Some(pid) = process::running_pid(&paths) {
-                process::stop_pid(pid, &paths.cnf(), STOP_GRACE);
+    /// Off the runtime: stopping waits for the servers to exit.
+    pub(crate) async fn remove_restored(&self, name: &str, ids: &[String]) {
+        let (lab, name, ids) = (self.clone(), name.to_string(), ids.to_vec());
+        let undone = super::blocking::run("removing a failed restore", move || {
+            for id in &ids {
+                let paths = lab.paths(id);
+                if let Some(pid) = process::running_pid(&paths) {
+                    process::stop_pid(pid, &paths.cnf(), STOP_GRACE);
+                }
+                let _ = std::fs::remove_dir_all(&paths.dir);
             }
-            let _ = std::fs::remove_dir_all(&paths.dir);
-        }
-        let _ = std::fs::remove_file(self.dir.join("tls").join(format!("{name}-encryption.key")));
-        if let Ok(_lock) = state::LabLock::acquire(&self.dir) {
-            if let Ok(mut st) = self.fresh() {
-                st.instances.retain(|i| !ids.contains(&i.id));
-                st.clusters.retain(|c| c.name != name);
-                let _ = st.save(&self.dir);
+            let _ =
+                std::fs::remove_file(lab.dir.join("tls").join(format!("{name}-encryption.key")));
+            if let Ok(_lock) = state::LabLock::acquire(&lab.dir) {
+                if let Ok(mut st) = lab.fresh() {
+                    st.instances.retain(|i| !ids.contains(&i.id));
+                    st.clusters.retain(|c| c.name != name);
+                    let _ = st.save(&lab.dir);
+                }
             }
+            Ok(())
+        })
+        .await;
+        if let Err(e) = undone {
+            tracing::warn!(error = %e, "removing what a failed restore built");
         }
     }
 }

@@ -35,6 +35,17 @@ pub struct CaRecord {
     pub not_after: String,
 }
 
+/// A dbshift proxy in the lab state (`dbshift lab proxy up`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProxyRecord {
+    pub cluster: String,
+    /// 0 for the cluster's first proxy (labs written before several proxies had only that).
+    #[serde(default)]
+    pub index: u32,
+    pub port: u16,
+    pub admin_port: u16,
+}
+
 /// One lab cluster.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ClusterRecord {
@@ -119,7 +130,7 @@ pub struct LabState {
     pub semi_sync_timeout_ms: Option<u32>,
     /// dbshift proxies in front of clusters (`dbshift lab proxy up`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub proxies: Vec<super::proxy::ProxyRecord>,
+    pub proxies: Vec<ProxyRecord>,
     /// Blue/green deployments (`dbshift bluegreen create`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub deployments: Vec<Deployment>,
@@ -134,7 +145,7 @@ impl LabState {
     ) -> Self {
         LabState {
             format: FORMAT,
-            created_at: crate::local::now_rfc3339(),
+            created_at: super::files::now_rfc3339(),
             lab_id: {
                 use rand::Rng;
                 format!("{:016x}", rand::rng().random::<u64>())
@@ -348,6 +359,13 @@ impl LabLock {
                 .ctx(|| format!("locking {}", path.display()));
         }
         Ok(LabLock { _file: file })
+    }
+
+    /// [`LabLock::acquire`] off the async runtime: another dbshift process may hold the lock
+    /// for as long as its command takes (a whole `lab up`).
+    pub async fn acquire_async(dir: &Path) -> Result<LabLock> {
+        let dir = dir.to_path_buf();
+        super::blocking::run("waiting for the lab lock", move || LabLock::acquire(&dir)).await
     }
 }
 

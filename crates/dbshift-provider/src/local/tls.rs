@@ -6,9 +6,7 @@
 //! restarts the server only after both renames, so it never reads a key that does not match
 //! its certificate.
 
-use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use rcgen::{
@@ -17,6 +15,8 @@ use rcgen::{
 };
 use time::{Duration, OffsetDateTime};
 
+pub use super::files::write_atomic;
+use super::files::write_synced;
 use super::state::CaRecord;
 use crate::error::{Error, IoContext, Result};
 
@@ -49,27 +49,6 @@ pub(crate) fn parse_time(s: &str) -> Result<OffsetDateTime> {
 fn fmt_time(t: OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc3339)
         .expect("a UTC date always formats as RFC 3339")
-}
-
-/// Write a file atomically with the given mode.
-pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    write_synced(&tmp, contents, mode)?;
-    std::fs::rename(&tmp, path).ctx(|| format!("replacing {}", path.display()))
-}
-
-/// Write `contents` to `path` (created with `mode`) and flush it to disk.
-fn write_synced(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(path)
-        .ctx(|| format!("writing {}", path.display()))?;
-    f.write_all(contents)
-        .and_then(|_| f.sync_all())
-        .ctx(|| format!("writing {}", path.display()))
 }
 
 /// Make a CA valid from `valid_from` for `valid_days`, write its files under `tls_dir`
