@@ -105,10 +105,8 @@ impl Redirect for Lab {
     async fn set_writer(&self, cluster: &str, instance: &str) -> Result<()> {
         let lab = self.clone();
         let (cluster, instance) = (cluster.to_string(), instance.to_string());
-        blocking::run(&format!("redirecting {}", cluster.clone()), move || {
-            Lab::set_writer(&lab, &cluster, &instance)
-        })
-        .await
+        let what = format!("redirecting {cluster}");
+        blocking::run(&what, move || Lab::set_writer(&lab, &cluster, &instance)).await
     }
 }
 
