@@ -25,13 +25,12 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use dbshift_db::server::TlsOptions;
 use dbshift_db::ConnectOptions;
 use dbshift_provider::local::Lab;
 use dbshift_proxy::protocol::{cap, handshake_response_payload, parse_err, parse_server_handshake};
-use dbshift_proxy::{AuthSource, Backend, ProxyConfig, ProxyHandle};
+use dbshift_proxy::ProxyHandle;
 use dbshift_testkit::TestLab;
 use mysql_async::prelude::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -39,7 +38,7 @@ use tokio::sync::OnceCell;
 
 mod common;
 
-use common::{proxy_cert, writer_port};
+use common::{proxy_config, writer_port};
 
 async fn lab() -> &'static Lab {
     static LAB: OnceCell<TestLab> = OnceCell::const_new();
@@ -93,19 +92,8 @@ fn secrets_file(lab: &Lab, name: &str, lines: &[(&str, &str)]) -> PathBuf {
 }
 
 async fn proxy_with(lab: &Lab, secrets: Option<PathBuf>) -> ProxyHandle {
-    let admin = &lab.state().users.admin;
-    let mut cfg = ProxyConfig::new(
-        "127.0.0.1:0".parse().expect("an address"),
-        Backend::new("127.0.0.1", writer_port(lab)),
-        AuthSource::Admin {
-            user: admin.user.clone(),
-            password: admin.password.clone(),
-        },
-    );
-    cfg.backend_tls = Some(lab.ca_bundle());
-    cfg.client_tls = Some(proxy_cert(lab));
+    let mut cfg = proxy_config(lab);
     cfg.secrets_file = secrets;
-    cfg.drain_bound = Duration::from_secs(3);
     dbshift_proxy::start(cfg).await.expect("the proxy starts")
 }
 

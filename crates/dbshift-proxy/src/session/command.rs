@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
 use super::prepared::{bulk_types, execute_types};
-use super::{send_err, Flow, Session, State, LAST_STMT_ID, MSG_TRANSACTION};
+use super::{send_err, Flow, Session, State, LAST_STMT_ID};
 use crate::backend::TRACKING_SQL;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
@@ -367,16 +367,8 @@ impl Session {
                     }
                 }
                 c = self.ctl.changed() => {
-                    if c.is_err() {
-                        return Ok(Flow::End(""));
-                    }
-                    let ctl = self.ctl.borrow().clone();
-                    if ctl.shutdown {
-                        return Ok(Flow::End(""));
-                    }
-                    if ctl.end_pinned != self.end_seen && (self.in_trans() || ctl.paused) {
-                        self.end_seen = ctl.end_pinned;
-                        return Ok(Flow::End(MSG_TRANSACTION));
+                    if let Some(end) = self.ends_mid_statement(c.is_err()) {
+                        return Ok(end);
                     }
                 }
             }

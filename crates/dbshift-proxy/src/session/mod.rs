@@ -176,6 +176,25 @@ async fn send_err(shared: &Shared, wire: &mut Wire, seq: u8, code: u16, state: &
 }
 
 impl Session {
+    /// A change of the control channel seen while a statement or a LOCAL INFILE is under way
+    /// (`closed`: the proxy is gone): the session ends on shutdown, and at the pause bound
+    /// when it holds a transaction or the proxy is paused; otherwise it goes on.
+    fn ends_mid_statement(&mut self, closed: bool) -> Option<Flow> {
+        if closed {
+            return Some(Flow::End(""));
+        }
+        let ctl = self.ctl.borrow().clone();
+        if ctl.shutdown {
+            return Some(Flow::End(""));
+        }
+        if ctl.end_pinned != self.end_seen && (self.in_trans() || ctl.paused) {
+            // A statement still running at the pause bound.
+            self.end_seen = ctl.end_pinned;
+            return Some(Flow::End(MSG_TRANSACTION));
+        }
+        None
+    }
+
     fn in_trans(&self) -> bool {
         self.state.in_trans
     }

@@ -2,7 +2,7 @@
 //! about the session (transaction, schema, variables, prepared statements) recorded on the
 //! way.
 
-use super::{Flow, Session, State, Stmt, MSG_TRANSACTION};
+use super::{Flow, Session, State, Stmt};
 use crate::error::{Error, Result};
 use crate::protocol::{self, cap, status, StateChange};
 use crate::response::{Expect, Kind, Response};
@@ -139,17 +139,8 @@ impl Session {
                     }
                 }
                 c = self.ctl.changed() => {
-                    if c.is_err() {
-                        return Ok(Flow::End(""));
-                    }
-                    let ctl = self.ctl.borrow().clone();
-                    if ctl.shutdown {
-                        return Ok(Flow::End(""));
-                    }
-                    if ctl.end_pinned != self.end_seen && (self.in_trans() || ctl.paused) {
-                        // A statement still running at the pause bound.
-                        self.end_seen = ctl.end_pinned;
-                        return Ok(Flow::End(MSG_TRANSACTION));
+                    if let Some(end) = self.ends_mid_statement(c.is_err()) {
+                        return Ok(end);
                     }
                 }
             }

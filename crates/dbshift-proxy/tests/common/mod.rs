@@ -33,6 +33,13 @@ pub fn proxy_cert(lab: &Lab) -> ClientTls {
 }
 
 pub async fn start_proxy(lab: &Lab) -> ProxyHandle {
+    dbshift_proxy::start(proxy_config(lab))
+        .await
+        .expect("the proxy starts")
+}
+
+/// The configuration [`start_proxy`] uses, for a test that changes something in it first.
+pub fn proxy_config(lab: &Lab) -> ProxyConfig {
     let admin = &lab.state().users.admin;
     let mut cfg = ProxyConfig::new(
         "127.0.0.1:0".parse().expect("an address"),
@@ -45,5 +52,5 @@ pub async fn start_proxy(lab: &Lab) -> ProxyHandle {
     cfg.backend_tls = Some(lab.ca_bundle());
     cfg.client_tls = Some(proxy_cert(lab));
     cfg.drain_bound = Duration::from_secs(3);
-    dbshift_proxy::start(cfg).await.expect("the proxy starts")
+    cfg
 }
