@@ -11,6 +11,7 @@ pub mod events;
 pub mod failover;
 pub mod guards;
 pub mod inventory;
+pub mod platform;
 pub mod proxy_admin;
 pub mod rejoin;
 pub mod rollout;

@@ -431,11 +431,31 @@ async fn rds_kill_ends_another_users_session() {
     assert_eq!(gtid_binlog_pos(lab, WRITER).await, before);
 }
 
+/// Until `id`'s `read_only` is `on`.
+async fn wait_read_only(lab: &Lab, id: &str, on: bool) {
+    eventually(
+        Duration::from_secs(10),
+        "the read_only parameter applied",
+        || async move {
+            let mut admin = lab.connect_admin(id).await.map_err(|e| e.to_string())?;
+            let now = admin.read_only().await.map_err(|e| e.to_string());
+            admin.close().await;
+            match now? {
+                now if now == on => Ok(()),
+                now => Err(format!("read_only={now}")),
+            }
+        },
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn the_parameter_group_fences_the_writer_and_survives_a_restart() {
     let (lab, _turn) = lab().await;
     let provider: &dyn Provider = lab;
     provider.set_read_only(WRITER, true).await.unwrap();
+    // As on RDS, the parameter reaches the server after the call returns.
+    wait_read_only(lab, WRITER, true).await;
 
     let mut a = app(lab, WRITER).await;
     // 1290: the server runs with --read-only.
@@ -475,6 +495,7 @@ async fn the_parameter_group_fences_the_writer_and_survives_a_restart() {
     admin.close().await;
 
     provider.set_read_only(WRITER, false).await.unwrap();
+    wait_read_only(lab, WRITER, false).await;
     let pos = write_row(lab, 102, "unfenced").await;
     assert_replicated(lab, &pos, 102, "unfenced").await;
     wait_healthy(lab).await;

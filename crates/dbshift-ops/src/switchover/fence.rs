@@ -138,16 +138,7 @@ impl Engine<'_> {
         let event_scheduler_before =
             db(old.variable("event_scheduler").await)?.unwrap_or_else(|| "OFF".into());
         let was_read_only = db(old.read_only().await)?;
-        self.provider
-            .set_read_only(&self.p.from, true)
-            .await
-            .map_err(|e| StepError::from(e).context("setting read_only through the provider"))?;
-        if !db(old.read_only().await)? {
-            return Err(StepError::unsafe_(format!(
-                "{} is still writable after the read_only change",
-                self.p.from
-            )));
-        }
+        crate::platform::set_read_only(self.provider, old, &self.p.from, true).await?;
         Ok(Fence {
             event_scheduler_before,
             was_read_only,
@@ -164,13 +155,7 @@ impl Engine<'_> {
         writable: bool,
     ) -> StepResult<()> {
         if !server.can_set_read_only() {
-            self.provider
-                .set_read_only(id, !writable)
-                .await
-                .map_err(|e| {
-                    StepError::from(e)
-                        .context(format!("setting read_only on {id} through the provider"))
-                })
+            crate::platform::set_read_only(self.provider, server, id, !writable).await
         } else if writable {
             db(server.set_writable().await)
         } else {

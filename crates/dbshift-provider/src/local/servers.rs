@@ -10,6 +10,11 @@ use super::state::{self, InstanceRecord};
 use super::{files, Lab, START_TIMEOUT, STOP_GRACE};
 use crate::error::{Error, Result};
 
+/// How long after [`Lab::set_read_only`] returns the change reaches the running server, as a
+/// dynamic parameter of an RDS parameter group does (some seconds there; shorter here to keep
+/// tests quick, long enough that code trusting the call instead of the server fails).
+pub const PARAMETER_APPLY_DELAY: Duration = Duration::from_millis(300);
+
 impl Lab {
     pub(super) fn write_cnf(&self, rec: &InstanceRecord) -> Result<()> {
         let domain = self
@@ -212,8 +217,9 @@ impl Lab {
     ///
     /// On AWS a parameter group is shared: the change reaches *every* instance that uses the
     /// group (a writer must have a group of its own before it is fenced this way). In the lab
-    /// each instance has its own. It is applied now if the server runs, and kept in the state:
-    /// ON keeps the instance read-only across restarts, as a parameter group does.
+    /// each instance has its own. It reaches a running server [`PARAMETER_APPLY_DELAY`] after
+    /// the call returns (RDS applies dynamic parameters asynchronously), and is kept in the
+    /// state: ON keeps the instance read-only across restarts, as a parameter group does.
     pub async fn set_read_only(&self, id: &str, on: bool) -> Result<()> {
         {
             let _lock = state::LabLock::acquire_async(&self.dir).await?;
@@ -225,9 +231,28 @@ impl Lab {
             st.save(&self.dir)?;
         }
         if process::running_pid(&self.paths(id)).is_some() {
-            tracing::info!(instance = %id, read_only = on, "setting the read_only parameter");
-            self.apply_read_only(id, on).await?;
-            tracing::info!(instance = %id, read_only = on, "read_only parameter applied");
+            // As on RDS, the change reaches the running server some time after the call
+            // returns: callers must poll the server, never trust the call.
+            tracing::info!(instance = %id, read_only = on, "read_only parameter changed; applying");
+            let lab = self.clone();
+            let id = id.to_string();
+            tokio::spawn(async move {
+                tokio::time::sleep(PARAMETER_APPLY_DELAY).await;
+                // The latest value wins when changes overlap.
+                let latest = lab
+                    .fresh()
+                    .ok()
+                    .and_then(|st| st.instance(&id).ok().and_then(|i| i.read_only_parameter));
+                let on = latest.unwrap_or(on);
+                match lab.apply_read_only(&id, on).await {
+                    Ok(()) => {
+                        tracing::info!(instance = %id, read_only = on, "read_only parameter applied")
+                    }
+                    Err(e) => {
+                        tracing::warn!(instance = %id, read_only = on, "read_only parameter not applied: {e}")
+                    }
+                }
+            });
         }
         Ok(())
     }
