@@ -18,7 +18,8 @@
 //! each named for a concern: `lease` (the commit lease), `sessions` (which client sessions to
 //! end), `roles` (event scheduler, semi-sync, `sql_log_bin`), `positions` (the replication
 //! position API), `snapshot` (a consistent snapshot and a replica run until a position),
-//! `checks` (the guards' reads) and `capabilities` (what a server takes by SQL at all).
+//! `checks` (the guards' reads), `rds` (the `mysql.rds_*` procedures with no SQL twin) and
+//! `capabilities` (what a server takes by SQL at all).
 
 use std::fmt;
 use std::time::Duration;
@@ -34,11 +35,13 @@ mod checks;
 mod fixtures;
 mod lease;
 mod positions;
+mod rds;
 mod roles;
 mod sessions;
 mod snapshot;
 
 pub use lease::CommitLease;
+pub use rds::{parse_binlog_retention_hours, BINLOG_RETENTION_HOURS};
 pub use snapshot::ReplicaThread;
 
 /// What a password literal becomes in the redacted form of a statement.

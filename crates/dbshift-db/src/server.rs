@@ -1,6 +1,6 @@
 //! One connection to one server, and the operations that read or change its replication role.
 //! The operations are grouped by concern in child modules (`server/lease.rs`, `sessions.rs`,
-//! `roles.rs`, `positions.rs`, `snapshot.rs`, `checks.rs`); every statement comes from the
+//! `roles.rs`, `positions.rs`, `snapshot.rs`, `checks.rs`, `rds.rs`); every statement comes from the
 //! [`Dialect`], so a workflow never writes SQL.
 //!
 //! Every statement goes through [`Server::exec`] so that it is logged in its redacted form
@@ -33,6 +33,7 @@ use crate::status::ReplicationStatus;
 mod checks;
 mod lease;
 mod positions;
+mod rds;
 mod roles;
 mod sessions;
 mod snapshot;
