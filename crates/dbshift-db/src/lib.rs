@@ -13,6 +13,7 @@ pub mod gtid;
 pub mod position;
 pub mod replication_position;
 pub mod server;
+pub mod settings;
 pub mod status;
 
 pub use dialect::{quote_literal, CommitLease, Dialect, ReplicaThread, SourceSpec, Statement};
@@ -22,4 +23,7 @@ pub use gtid::{mariadb, mysql};
 pub use position::BinlogPosition;
 pub use replication_position::{History, ReplicationPosition, Transactions};
 pub use server::{ConnectOptions, Server};
+pub use settings::{
+    BinlogFormat, EnforceGtidConsistency, GtidMode, ReadOnly, SemiSync, SemiSyncNaming,
+};
 pub use status::ReplicationStatus;
