@@ -610,26 +610,14 @@ impl Server {
         }
     }
 
-    /// The binary log's current file and position (`SHOW MASTER STATUS` or its 8.4 name).
+    /// The binary log's current file and position (`SHOW MASTER STATUS` or its 8.4 name);
+    /// `None` when binary logging is off.
     pub async fn binlog_position(&mut self) -> Result<Option<BinlogPosition>> {
         let stmt = self.dialect.show_binlog_status();
         let rows = self.query_rows(&stmt.sql).await?;
-        let Some(row) = rows.first() else {
-            return Ok(None);
-        };
-        let get = |name: &str| {
-            row.iter()
-                .find(|(c, _)| c.eq_ignore_ascii_case(name))
-                .and_then(|(_, v)| v.clone())
-        };
-        match (get("File"), get("Position")) {
-            (Some(file), Some(pos)) => Ok(Some(BinlogPosition {
-                file,
-                pos: pos
-                    .parse()
-                    .map_err(|_| Error::parse("binlog position", &pos, "not a number"))?,
-            })),
-            _ => Ok(None),
+        match rows.first() {
+            None => Ok(None),
+            Some(row) => BinlogPosition::from_binlog_status(row),
         }
     }
 

@@ -71,6 +71,10 @@ impl Dialect {
             ReplicationPosition::MySql(set) => {
                 self.start_replica_until_gtid_set(set, Until::AfterGtids)
             }
+            ReplicationPosition::Binlog(_) => Err(self.unsupported(
+                "running a replica until binary log coordinates (verify needs GTIDs: with \
+                 gtid_mode OFF the snapshot and the replica cannot be matched exactly)",
+            )),
         }
     }
 
