@@ -44,7 +44,7 @@ mod snapshot;
 
 pub use lease::CommitLease;
 pub use rds::{parse_binlog_retention_hours, BINLOG_RETENTION_HOURS};
-pub use snapshot::ReplicaThread;
+pub use snapshot::{ReplicaThread, SnapshotPlan, SnapshotRead};
 
 /// What a password literal becomes in the redacted form of a statement.
 pub const REDACTED: &str = "'***'";
