@@ -4,6 +4,10 @@
 //! dialects, binlog positions, MySQL GTID sets and MariaDB GTID positions, normalized
 //! replication status, and the few operations that change a server's replication role
 //! (fences, pointing a replica, waits). It must never know about providers or workflows.
+//!
+//! Positions are GTIDs wherever the server has them (MariaDB always, MySQL with
+//! `gtid_mode=ON`); binary log coordinates ([`ReplicationPosition::Binlog`]) are used only on
+//! MySQL whose `gtid_mode` is not `ON`, read at connect time.
 
 pub mod checksum;
 pub mod dialect;
