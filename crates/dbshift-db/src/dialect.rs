@@ -18,7 +18,8 @@
 //! each named for a concern: `lease` (the commit lease), `sessions` (which client sessions to
 //! end), `roles` (event scheduler, semi-sync, `sql_log_bin`), `positions` (the replication
 //! position API), `snapshot` (a consistent snapshot and a replica run until a position),
-//! `checks` (the guards' reads) and `capabilities` (what a server takes by SQL at all).
+//! `checks` (the guards' reads), `rds` (the `mysql.rds_*` procedures with no SQL twin) and
+//! `capabilities` (what a server takes by SQL at all).
 
 use std::fmt;
 use std::time::Duration;
@@ -27,6 +28,7 @@ use crate::error::{Error, Result};
 use crate::flavor::Flavor;
 use crate::gtid::{mariadb, mysql};
 use crate::position::BinlogPosition;
+use crate::settings::GtidMode;
 
 mod capabilities;
 mod checks;
@@ -34,12 +36,15 @@ mod checks;
 mod fixtures;
 mod lease;
 mod positions;
+mod rds;
 mod roles;
 mod sessions;
+mod settings;
 mod snapshot;
 
 pub use lease::CommitLease;
-pub use snapshot::ReplicaThread;
+pub use rds::{parse_binlog_retention_hours, BINLOG_RETENTION_HOURS};
+pub use snapshot::{ReplicaThread, SnapshotPlan, SnapshotRead};
 
 /// What a password literal becomes in the redacted form of a statement.
 pub const REDACTED: &str = "'***'";
@@ -212,19 +217,45 @@ pub enum Until {
     AfterGtids,
 }
 
-/// The SQL of one flavor.
+/// The SQL of one flavor (and, on MySQL, of one GTID mode).
 #[derive(Clone, Debug)]
 pub struct Dialect {
     flavor: Flavor,
+    /// MySQL `@@gtid_mode`, when known ([`Dialect::with_gtid_mode`]). Unknown is taken as
+    /// `ON`, as dbshift always did: [`crate::Server`] reads it at connect time.
+    gtid_mode: Option<GtidMode>,
 }
 
 impl Dialect {
+    /// The dialect of `flavor`, its GTID mode unknown (on MySQL, positions are GTID sets).
     pub fn new(flavor: Flavor) -> Dialect {
-        Dialect { flavor }
+        Dialect {
+            flavor,
+            gtid_mode: None,
+        }
+    }
+
+    /// The same dialect for a server whose `@@gtid_mode` is `mode` (MySQL; ignored on
+    /// MariaDB, which has no such variable).
+    pub fn with_gtid_mode(mut self, mode: Option<GtidMode>) -> Dialect {
+        self.gtid_mode = mode.filter(|_| self.flavor.is_mysql());
+        self
     }
 
     pub fn flavor(&self) -> &Flavor {
         &self.flavor
+    }
+
+    /// The server's `@@gtid_mode`, when known (MySQL only).
+    pub fn gtid_mode(&self) -> Option<GtidMode> {
+        self.gtid_mode
+    }
+
+    /// Whether this server's replication positions are binary log coordinates rather than
+    /// GTIDs: MySQL whose `gtid_mode` is known and not `ON` (MySQL 5.7 sources without GTIDs,
+    /// RDS for MySQL by default). See [`crate::ReplicationPosition::Binlog`].
+    pub fn uses_binlog_positions(&self) -> bool {
+        self.flavor.is_mysql() && self.gtid_mode.is_some_and(|m| !m.gtid_positions())
     }
 
     fn unsupported(&self, what: impl Into<String>) -> Error {

@@ -182,9 +182,43 @@ impl Flavor {
         (self.rds || self.aurora) && !self.has_super
     }
 
-    /// RDS for MySQL 8.4 renamed the replication procedures from `*_master` to `*_source`.
+    /// The Aurora MySQL major version: 2 (MySQL 5.7 compatible), 3 (8.0 compatible), from
+    /// `AURORA_VERSION()` or, when it is unknown, from the compatible MySQL version. `None`
+    /// elsewhere.
+    pub fn aurora_major(&self) -> Option<u32> {
+        if !self.aurora {
+            return None;
+        }
+        match self.aurora_version {
+            Some((major, _, _)) => Some(major),
+            None if self.at_least(8, 0, 0) => Some(3),
+            None if self.at_least(5, 7, 0) => Some(2),
+            None => Some(1),
+        }
+    }
+
+    /// The replication procedures are the `*_source` ones (`mysql.rds_set_external_source`,
+    /// `rds_reset_external_source`, `rds_next_source_log`, `rds_set_source_auto_position`)
+    /// rather than the `*_master` ones: Aurora MySQL version 3, and RDS for MySQL 8.4
+    /// (RDS for MySQL 8.0 and 5.7, Aurora MySQL version 2 and RDS for MariaDB keep
+    /// `*_master`). See
+    /// <https://docs.aws.amazon.com/AmazonRDS/latest/AuroraUserGuide/mysql-stored-proc-replicating.html>
+    /// and <https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/mysql-stored-proc-replicating.html>.
     pub fn uses_rds_source_procedures(&self) -> bool {
-        self.needs_rds_procedures() && !self.aurora && self.mysql_at_least(8, 4, 0)
+        if !self.needs_rds_procedures() || !self.is_mysql() {
+            return false;
+        }
+        match self.aurora_major() {
+            Some(major) => major >= 3,
+            None => self.mysql_at_least(8, 4, 0),
+        }
+    }
+
+    /// MySQL 8.0.26 renamed `log_slave_updates` to `log_replica_updates` (the old name stays
+    /// as a deprecated alias in 8.0 and is gone in 8.4); MariaDB keeps `log_slave_updates`.
+    /// <https://dev.mysql.com/doc/refman/8.0/en/replication-options-binary-log.html#sysvar_log_replica_updates>
+    pub fn uses_log_replica_updates(&self) -> bool {
+        self.mysql_at_least(8, 0, 26)
     }
 
     /// RDS for MariaDB 10.5+ withholds the privilege `SHOW SLAVE STATUS` needs; its status
@@ -336,7 +370,9 @@ mod tests {
         assert_eq!(f.version, (8, 0, 32));
         assert_eq!(f.to_string(), "Aurora MySQL 3.05.2 (8.0.32)");
         assert!(f.needs_rds_procedures());
-        assert!(!f.uses_rds_source_procedures());
+        // Aurora MySQL version 3 has the `*_source` procedures.
+        assert_eq!(f.aurora_major(), Some(3));
+        assert!(f.uses_rds_source_procedures());
 
         // Newer Aurora releases report the community version directly.
         let f = Flavor::detect("8.0.39", "Source distribution", Some("3.08.0"), true, false);
@@ -357,6 +393,93 @@ mod tests {
         let f = Flavor::detect("5.7.mysql_aurora.2.11.2", "", Some("2.11.2"), true, false);
         assert_eq!(f.version, (5, 7, 12));
         assert_eq!(f.to_string(), "Aurora MySQL 2.11.2 (5.7.12)");
+        // Aurora MySQL version 2 keeps the `*_master` procedures.
+        assert_eq!(f.aurora_major(), Some(2));
+        assert!(f.needs_rds_procedures() && !f.uses_rds_source_procedures());
+    }
+
+    /// `SELECT VERSION(), @@version_comment, AURORA_VERSION()` as Aurora answers: Aurora 2
+    /// reports `5.7.mysql_aurora.2.11.2`, Aurora 3 before 3.04 `8.0.mysql_aurora.3.02.0`, from
+    /// 3.04 the community version (`8.0.28`), and always `Source distribution`.
+    /// <https://docs.aws.amazon.com/AmazonRDS/latest/AuroraUserGuide/AuroraMySQL.Updates.Versions.html>
+    #[test]
+    fn detects_aurora_2_and_3_as_inventory_shows_them() {
+        let cases = [
+            (
+                "5.7.mysql_aurora.2.11.2",
+                Some("2.11.2"),
+                (5, 7, 12),
+                2,
+                "Aurora MySQL 2.11.2 (5.7.12)",
+            ),
+            (
+                "5.7.mysql_aurora.2.12.1",
+                None,
+                (5, 7, 12),
+                2,
+                "Aurora MySQL 2.12.1 (5.7.12)",
+            ),
+            (
+                "8.0.mysql_aurora.3.02.0",
+                Some("3.02.0"),
+                (8, 0, 23),
+                3,
+                "Aurora MySQL 3.02.0 (8.0.23)",
+            ),
+            (
+                "8.0.32",
+                Some("3.05.2"),
+                (8, 0, 32),
+                3,
+                "Aurora MySQL 3.05.2 (8.0.32)",
+            ),
+            (
+                "8.0.39",
+                Some("3.08.0"),
+                (8, 0, 39),
+                3,
+                "Aurora MySQL 3.08.0 (8.0.39)",
+            ),
+        ];
+        for (version, aurora, mysql, major, shown) in cases {
+            let f = Flavor::detect(version, "Source distribution", aurora, true, false);
+            assert!(f.aurora && f.rds && f.is_mysql(), "{version}");
+            assert_eq!(f.version, mysql, "{version}");
+            assert_eq!(f.aurora_major(), Some(major), "{version}");
+            assert_eq!(f.to_string(), shown, "{version}");
+            assert_eq!(f.uses_rds_source_procedures(), major == 3, "{version}");
+        }
+        // Aurora with an unknown Aurora version: the major comes from the MySQL version.
+        let f = Flavor::detect("8.0.mysql_aurora", "", None, true, false);
+        assert!(f.aurora);
+        assert_eq!(f.aurora_major(), Some(3));
+        assert_eq!(mysql("8.0.36").aurora_major(), None);
+    }
+
+    /// RDS for MySQL answers `VERSION()` with the community version (`8.0.39`) and
+    /// `@@version_comment` with `Source distribution`; it is told from self-managed MySQL by its
+    /// `mysql.rds_*` procedures.
+    #[test]
+    fn detects_rds_mysql_versions() {
+        for (version, source_procedures, shown) in [
+            ("5.7.44-log", false, "MySQL 5.7.44 (RDS)"),
+            ("8.0.39", false, "MySQL 8.0.39 (RDS)"),
+            ("8.4.3", true, "MySQL 8.4.3 (RDS)"),
+        ] {
+            let f = Flavor::detect(version, "Source distribution", None, true, false);
+            assert!(f.rds && !f.aurora && f.is_mysql(), "{version}");
+            assert_eq!(f.to_string(), shown);
+            assert!(f.needs_rds_procedures());
+            assert_eq!(
+                f.uses_rds_source_procedures(),
+                source_procedures,
+                "{version}"
+            );
+        }
+        // Self-managed: no procedures, plain statements.
+        let f = Flavor::detect("8.0.39", "MySQL Community Server - GPL", None, false, true);
+        assert_eq!(f.to_string(), "MySQL 8.0.39");
+        assert!(!f.needs_rds_procedures() && !f.uses_rds_source_procedures());
     }
 
     #[test]
@@ -403,6 +526,10 @@ mod tests {
         assert!(v("8.4.3").has_binary_log_status());
         assert!(!v("5.7.7").has_super_read_only());
         assert!(v("5.7.44").has_super_read_only());
+        assert!(!v("8.0.25").uses_log_replica_updates());
+        assert!(v("8.0.26").uses_log_replica_updates());
+        assert!(v("8.4.3").uses_log_replica_updates());
+        assert!(!mariadb("11.4.2-MariaDB").uses_log_replica_updates());
         assert!(!v("8.0.15").has_reload_tls());
         assert!(v("8.0.16").has_reload_tls());
         assert!(!v("5.7.44").has_get_public_key());

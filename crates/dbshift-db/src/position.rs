@@ -66,6 +66,30 @@ impl BinlogPosition {
     }
 }
 
+impl BinlogPosition {
+    /// The current position from the row of `SHOW BINARY LOG STATUS` / `SHOW MASTER STATUS`
+    /// as (column, value) pairs (`File`, `Position`, `Binlog_Do_DB`, `Binlog_Ignore_DB`,
+    /// `Executed_Gtid_Set`); `None` when the row is empty or has no file (binary log off).
+    pub fn from_binlog_status(row: &[(String, Option<String>)]) -> Result<Option<BinlogPosition>> {
+        let get = |name: &str| {
+            row.iter()
+                .find(|(c, _)| c.eq_ignore_ascii_case(name))
+                .and_then(|(_, v)| v.as_deref())
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+        };
+        match (get("File"), get("Position")) {
+            (Some(file), Some(pos)) => {
+                let pos = pos
+                    .parse()
+                    .map_err(|_| Error::parse("binlog position", pos, "not a number"))?;
+                Ok(Some(BinlogPosition::new(file, pos)))
+            }
+            _ => Ok(None),
+        }
+    }
+}
+
 /// Splits `base.000042` into (`base`, 42); `None` without a numeric extension.
 fn split_file(file: &str) -> Option<(&str, u64)> {
     let (base, ext) = file.rsplit_once('.')?;
@@ -192,6 +216,49 @@ mod tests {
         assert_eq!(p("x.10:4").compare(&p("x.000010:4")), None);
         // Identical names compare by offset even without an extension.
         assert!(p("mysql-bin:4") < p("mysql-bin:5"));
+    }
+
+    fn row(pairs: &[(&str, Option<&str>)]) -> Vec<(String, Option<String>)> {
+        pairs
+            .iter()
+            .map(|(c, v)| (c.to_string(), v.map(String::from)))
+            .collect()
+    }
+
+    /// `SHOW BINARY LOG STATUS` as the MySQL 8.4 manual shows it
+    /// (<https://dev.mysql.com/doc/refman/8.4/en/show-binary-log-status.html>), and `SHOW
+    /// MASTER STATUS` of MySQL 5.7 (<https://dev.mysql.com/doc/refman/5.7/en/show-master-status.html>),
+    /// here without GTIDs, so with an empty `Executed_Gtid_Set`.
+    #[test]
+    fn reads_the_binary_log_status_row() {
+        let mysql_84 = row(&[
+            ("File", Some("source-bin.000002")),
+            ("Position", Some("1307")),
+            ("Binlog_Do_DB", Some("test")),
+            ("Binlog_Ignore_DB", Some("manual, mysql")),
+            (
+                "Executed_Gtid_Set",
+                Some("3E11FA47-71CA-11E1-9E33-C80AA9429562:1-5"),
+            ),
+        ]);
+        assert_eq!(
+            BinlogPosition::from_binlog_status(&mysql_84).unwrap(),
+            Some(p("source-bin.000002:1307"))
+        );
+        let mysql_57 = row(&[
+            ("File", Some("master-bin.000002")),
+            ("Position", Some("1307")),
+            ("Binlog_Do_DB", Some("test")),
+            ("Binlog_Ignore_DB", Some("manual, mysql")),
+            ("Executed_Gtid_Set", Some("")),
+        ]);
+        assert_eq!(
+            BinlogPosition::from_binlog_status(&mysql_57).unwrap(),
+            Some(p("master-bin.000002:1307"))
+        );
+        assert_eq!(BinlogPosition::from_binlog_status(&[]).unwrap(), None);
+        let bad = row(&[("File", Some("mysql-bin.003")), ("Position", Some("x"))]);
+        assert!(BinlogPosition::from_binlog_status(&bad).is_err());
     }
 
     #[test]

@@ -9,13 +9,22 @@
 //! flavor answers. The statements that read them are the dialect's
 //! (`dialect/positions.rs`), the reads are [`crate::Server`]'s (`server/positions.rs`).
 //!
-//! This module is pure: it never talks to a server. Two values of different flavors are never
+//! Where GTIDs are off (MySQL whose `gtid_mode` is not `ON`: a MySQL 5.7 source set up
+//! without them, RDS for MySQL by default), the only position there is is a binary log
+//! coordinate, [`ReplicationPosition::Binlog`]. It is used only there: a server with GTIDs is
+//! always read by GTID. A coordinate names a point of one server's binary log, so it compares
+//! only with coordinates of the same binary log (a replica's applied position with its direct
+//! source's executed position), and says nothing about how many transactions lie between two
+//! points.
+//!
+//! This module is pure: it never talks to a server. Two values of different kinds are never
 //! compared as if they were alike: such a comparison says "not contained" or "unknown".
 
 use std::cmp::Ordering;
 use std::fmt;
 
 use crate::gtid::{mariadb, mysql};
+use crate::position::BinlogPosition;
 
 /// What a server has executed (or applied, or received), in its flavor's terms.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -24,6 +33,15 @@ pub enum ReplicationPosition {
     MariaDb(mariadb::GtidPos),
     /// MySQL: every executed GTID (`gtid_executed`).
     MySql(mysql::GtidSet),
+    /// MySQL without GTIDs (`gtid_mode` not `ON`) only: a point in the binary log of the
+    /// server that writes the stream, in its coordinates. A server's executed position is its
+    /// own `SHOW BINARY LOG STATUS` (`SHOW MASTER STATUS` before 8.2); a replica's applied
+    /// position is `Relay_Source_Log_File:Exec_Source_Log_Pos` (`Relay_Master_Log_File:
+    /// Exec_Master_Log_Pos` before 8.0.22), its received one `Source_Log_File:
+    /// Read_Source_Log_Pos`: all three in its source's coordinates. Two coordinates compare
+    /// only within one binary log (see [`BinlogPosition::compare`]): across a replica's
+    /// source change, or between two replicas' own binary logs, they say "unknown".
+    Binlog(BinlogPosition),
 }
 
 impl ReplicationPosition {
@@ -31,7 +49,8 @@ impl ReplicationPosition {
     ///
     /// MariaDB, per domain of `target`: `self` is past its seq, or at the very same GTID (the
     /// same seq written by another server is a different transaction: the histories diverged,
-    /// so it is not contained). MySQL: `target` is a subset of `self`. Different flavors:
+    /// so it is not contained). MySQL: `target` is a subset of `self`. Binary log
+    /// coordinates: `self` is at or past `target` in the same binary log. Different kinds:
     /// never.
     pub fn contains(&self, target: &ReplicationPosition) -> bool {
         match (self, target) {
@@ -44,13 +63,20 @@ impl ReplicationPosition {
             (ReplicationPosition::MySql(mine), ReplicationPosition::MySql(theirs)) => {
                 theirs.is_subset(mine)
             }
+            (ReplicationPosition::Binlog(mine), ReplicationPosition::Binlog(theirs)) => {
+                matches!(
+                    mine.compare(theirs),
+                    Some(Ordering::Greater | Ordering::Equal)
+                )
+            }
             _ => false,
         }
     }
 
     /// Whether a server at `self` stands exactly at `target` in every part of it: MariaDB,
     /// each domain of `target` at its very GTID (other domains do not matter, as for
-    /// `START SLAVE UNTIL master_gtid_pos`); MySQL, the same set.
+    /// `START SLAVE UNTIL master_gtid_pos`); MySQL, the same set; binary log coordinates,
+    /// the same file and offset.
     pub fn is_at(&self, target: &ReplicationPosition) -> bool {
         match (self, target) {
             (ReplicationPosition::MariaDb(mine), ReplicationPosition::MariaDb(theirs)) => {
@@ -59,12 +85,18 @@ impl ReplicationPosition {
             (ReplicationPosition::MySql(mine), ReplicationPosition::MySql(theirs)) => {
                 mine == theirs
             }
+            (ReplicationPosition::Binlog(mine), ReplicationPosition::Binlog(theirs)) => {
+                mine.compare(theirs) == Some(Ordering::Equal)
+            }
             _ => false,
         }
     }
 
     /// How many transactions `self` is behind `other`: MariaDB, the seqs it lacks over the
-    /// domains of `other`; MySQL, the GTIDs of `other` it lacks. `None` across flavors.
+    /// domains of `other`; MySQL, the GTIDs of `other` it lacks. `None` across kinds, and
+    /// always `None` for binary log coordinates: a byte offset does not say how many
+    /// transactions lie before it (use [`Self::compare`] to know whether `self` is behind at
+    /// all).
     pub fn behind(&self, other: &ReplicationPosition) -> Option<u64> {
         match (self, other) {
             (ReplicationPosition::MariaDb(mine), ReplicationPosition::MariaDb(theirs)) => {
@@ -73,12 +105,15 @@ impl ReplicationPosition {
             (ReplicationPosition::MySql(mine), ReplicationPosition::MySql(theirs)) => {
                 Some(theirs.difference(mine).count())
             }
+            // Unknown, not zero: the coordinates say where, not how many.
+            (ReplicationPosition::Binlog(_), ReplicationPosition::Binlog(_)) => None,
             _ => None,
         }
     }
 
-    /// Everything either has: MariaDB, the furthest GTID of each domain; MySQL, the union.
-    /// Across flavors, `self` (nothing of `other` can be expressed in it).
+    /// Everything either has: MariaDB, the furthest GTID of each domain; MySQL, the union;
+    /// binary log coordinates, the further of the two (`self` when they are of different
+    /// binary logs). Across kinds, `self` (nothing of `other` can be expressed in it).
     pub fn merge(&self, other: &ReplicationPosition) -> ReplicationPosition {
         match (self, other) {
             (ReplicationPosition::MariaDb(mine), ReplicationPosition::MariaDb(theirs)) => {
@@ -87,6 +122,12 @@ impl ReplicationPosition {
             (ReplicationPosition::MySql(mine), ReplicationPosition::MySql(theirs)) => {
                 ReplicationPosition::MySql(mine.union(theirs))
             }
+            (ReplicationPosition::Binlog(mine), ReplicationPosition::Binlog(theirs)) => {
+                match mine.compare(theirs) {
+                    Some(Ordering::Less) => other.clone(),
+                    _ => self.clone(),
+                }
+            }
             _ => self.clone(),
         }
     }
@@ -94,7 +135,8 @@ impl ReplicationPosition {
     /// `self` against `other` over everything either has: `Some(Greater)` when `self` is
     /// ahead somewhere and behind nowhere, `Some(Equal)` when neither is ahead, `None` when
     /// each is ahead somewhere or they diverged (MariaDB: one seq of a domain from two
-    /// servers; MySQL: neither set includes the other). Across flavors, `None`.
+    /// servers; MySQL: neither set includes the other; binary log coordinates: of different
+    /// binary logs). Across kinds, `None`.
     pub fn compare(&self, other: &ReplicationPosition) -> Option<Ordering> {
         match (self, other) {
             (ReplicationPosition::MariaDb(a), ReplicationPosition::MariaDb(b)) => {
@@ -119,25 +161,35 @@ impl ReplicationPosition {
                     (false, false) => None,
                 }
             }
+            (ReplicationPosition::Binlog(a), ReplicationPosition::Binlog(b)) => a.compare(b),
             _ => None,
         }
     }
 
-    /// Whether nothing at all was executed.
+    /// Whether nothing at all was executed. A binary log coordinate always names a point
+    /// (even the start of the first file), so it is empty only without a file name.
     pub fn is_empty(&self) -> bool {
         match self {
             ReplicationPosition::MariaDb(p) => p.is_empty(),
             ReplicationPosition::MySql(s) => s.is_empty(),
+            ReplicationPosition::Binlog(b) => b.file.is_empty(),
         }
+    }
+
+    /// Whether this is a binary log coordinate (GTIDs are off on the server it comes from).
+    pub fn is_binlog(&self) -> bool {
+        matches!(self, ReplicationPosition::Binlog(_))
     }
 }
 
 impl fmt::Display for ReplicationPosition {
-    /// The text the server itself uses (`0-1-100,1-2-5`, `uuid:1-5`).
+    /// The text the server itself uses (`0-1-100,1-2-5`, `uuid:1-5`), and `file:pos` for
+    /// binary log coordinates (`binlog.000042:1307`).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ReplicationPosition::MariaDb(p) => p.fmt(f),
             ReplicationPosition::MySql(s) => s.fmt(f),
+            ReplicationPosition::Binlog(b) => b.fmt(f),
         }
     }
 }
@@ -362,6 +414,63 @@ mod tests {
             format!("{A}:1-9")
         );
         assert!(maria("").is_empty() && !maria("0-1-1").is_empty());
+    }
+
+    fn bin(s: &str) -> ReplicationPosition {
+        ReplicationPosition::Binlog(s.parse().unwrap())
+    }
+
+    #[test]
+    fn binlog_coordinates_contain_what_they_are_past_in_one_binary_log() {
+        let at = bin("binlog.000012:2365710");
+        assert!(at.contains(&bin("binlog.000012:2365710")));
+        assert!(at.contains(&bin("binlog.000012:4")));
+        assert!(at.contains(&bin("binlog.000009:99999999")));
+        assert!(!at.contains(&bin("binlog.000012:2365711")));
+        assert!(!at.contains(&bin("binlog.000013:4")));
+        // Another server's binary log (or a renamed one): no order, so not contained.
+        assert!(!at.contains(&bin("mysql-bin-changelog.000012:4")));
+        assert!(at.is_at(&bin("binlog.000012:2365710")));
+        assert!(!at.is_at(&bin("binlog.000012:4")));
+        assert!(at.is_binlog() && !at.is_empty());
+        assert_eq!(at.to_string(), "binlog.000012:2365710");
+        assert_eq!(
+            serde_json::to_string(&at).unwrap(),
+            "\"binlog.000012:2365710\""
+        );
+    }
+
+    #[test]
+    fn binlog_coordinates_order_but_never_count() {
+        use std::cmp::Ordering::*;
+        let a = bin("binlog.000012:100");
+        let b = bin("binlog.000013:4");
+        assert_eq!(a.compare(&b), Some(Less));
+        assert_eq!(b.compare(&a), Some(Greater));
+        assert_eq!(a.compare(&a.clone()), Some(Equal));
+        assert_eq!(a.compare(&bin("other.000001:4")), None);
+        // Behind, but by how many transactions nobody knows.
+        assert_eq!(a.behind(&b), None);
+        assert_eq!(b.behind(&a), None);
+        assert_eq!(a.merge(&b), b);
+        assert_eq!(b.merge(&a), b);
+        assert_eq!(a.merge(&bin("other.000001:4")), a);
+    }
+
+    #[test]
+    fn binlog_coordinates_never_compare_with_gtids() {
+        let b = bin("binlog.000012:100");
+        let y = my(&format!("{A}:1-5"));
+        let m = maria("0-1-5");
+        for other in [&y, &m] {
+            assert!(!b.contains(other) && !other.contains(&b));
+            assert!(!b.is_at(other));
+            assert_eq!(b.compare(other), None);
+            assert_eq!(b.behind(other), None);
+            assert_eq!(other.behind(&b), None);
+            assert_eq!(&b.merge(other), &b);
+            assert_eq!(&other.merge(&b), other);
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! One connection to one server, and the operations that read or change its replication role.
 //! The operations are grouped by concern in child modules (`server/lease.rs`, `sessions.rs`,
-//! `roles.rs`, `positions.rs`, `snapshot.rs`, `checks.rs`); every statement comes from the
+//! `roles.rs`, `positions.rs`, `snapshot.rs`, `checks.rs`, `rds.rs`,
+//! `settings.rs`); every statement comes from the
 //! [`Dialect`], so a workflow never writes SQL.
 //!
 //! Every statement goes through [`Server::exec`] so that it is logged in its redacted form
@@ -33,8 +34,10 @@ use crate::status::ReplicationStatus;
 mod checks;
 mod lease;
 mod positions;
+mod rds;
 mod roles;
 mod sessions;
+mod settings;
 mod snapshot;
 
 pub use checks::Heartbeats;
@@ -326,7 +329,8 @@ impl Server {
         Ok(server)
     }
 
-    /// One round trip: version, comment, server_id, RDS procedures, SUPER.
+    /// One round trip: version, comment, server_id, RDS procedures, SUPER; on MySQL a second
+    /// one for `gtid_mode`, and on Aurora one for `AURORA_VERSION()`.
     async fn detect_flavor(&mut self) -> Result<()> {
         let row = self
             .query_one(
@@ -363,7 +367,10 @@ impl Server {
             has_super,
         );
         self.dialect = Dialect::new(self.flavor.clone());
-        tracing::debug!(endpoint = %self.endpoint, flavor = %self.flavor, "connected");
+        // MySQL only (MariaDB has no gtid_mode): whether positions are GTID sets or binary
+        // log coordinates.
+        let gtid_mode = self.gtid_mode().await?;
+        tracing::debug!(endpoint = %self.endpoint, flavor = %self.flavor, ?gtid_mode, "connected");
         Ok(())
     }
 
@@ -587,6 +594,8 @@ impl Server {
             .collect())
     }
 
+    /// Whether `read_only` is on (clients without SUPER cannot write). See
+    /// [`Self::read_only_state`] for `super_read_only` too.
     pub async fn read_only(&mut self) -> Result<bool> {
         self.variable_bool("read_only").await
     }
@@ -601,26 +610,14 @@ impl Server {
         }
     }
 
-    /// The binary log's current file and position (`SHOW MASTER STATUS` or its 8.4 name).
+    /// The binary log's current file and position (`SHOW MASTER STATUS` or its 8.4 name);
+    /// `None` when binary logging is off.
     pub async fn binlog_position(&mut self) -> Result<Option<BinlogPosition>> {
         let stmt = self.dialect.show_binlog_status();
         let rows = self.query_rows(&stmt.sql).await?;
-        let Some(row) = rows.first() else {
-            return Ok(None);
-        };
-        let get = |name: &str| {
-            row.iter()
-                .find(|(c, _)| c.eq_ignore_ascii_case(name))
-                .and_then(|(_, v)| v.clone())
-        };
-        match (get("File"), get("Position")) {
-            (Some(file), Some(pos)) => Ok(Some(BinlogPosition {
-                file,
-                pos: pos
-                    .parse()
-                    .map_err(|_| Error::parse("binlog position", &pos, "not a number"))?,
-            })),
-            _ => Ok(None),
+        match rows.first() {
+            None => Ok(None),
+            Some(row) => BinlogPosition::from_binlog_status(row),
         }
     }
 

@@ -35,10 +35,12 @@ impl Dialect {
         !self.flavor.needs_rds_procedures()
     }
 
-    /// Pointing a replica needs an explicit GTID position to start at: the `mysql.rds_*`
-    /// procedures take one, where `CHANGE MASTER` keeps the replica's own.
+    /// Pointing a replica needs an explicit GTID position to start at: MariaDB's
+    /// `mysql.rds_set_external_master_gtid` takes one, where `CHANGE MASTER` keeps the
+    /// replica's own and MySQL's `mysql.rds_set_external_*_with_auto_position` lets
+    /// auto-position find it.
     pub fn needs_explicit_start(&self) -> bool {
-        self.flavor.needs_rds_procedures()
+        self.flavor.needs_rds_procedures() && self.flavor.is_mariadb()
     }
 }
 
@@ -73,7 +75,10 @@ mod tests {
             assert!(!d.can_skip_binlog());
             assert!(!d.can_hold_commit_lease());
             assert!(!d.can_verify_source_certificate());
-            assert!(d.needs_explicit_start());
+            assert_eq!(d.needs_explicit_start(), d.flavor().is_mariadb());
+        }
+        for d in aws_mysqls() {
+            assert!(!d.needs_explicit_start(), "{}", d.flavor());
         }
         let d = rds_mariadb_with_super();
         assert!(d.can_set_read_only() && !d.needs_explicit_start());

@@ -42,6 +42,28 @@ pub(crate) fn aurora() -> Dialect {
         false,
     ))
 }
+/// Aurora MySQL version 2 (MySQL 5.7 compatible).
+pub(crate) fn aurora_2() -> Dialect {
+    Dialect::new(Flavor::detect(
+        "5.7.mysql_aurora.2.11.2",
+        "Source distribution",
+        Some("2.11.2"),
+        true,
+        false,
+    ))
+}
+pub(crate) fn mysql_8_0_23() -> Dialect {
+    dialect("8.0.23", false, true)
+}
+pub(crate) fn mysql_8_0_26() -> Dialect {
+    dialect("8.0.26", false, true)
+}
+pub(crate) fn rds_mysql_5_7() -> Dialect {
+    dialect("5.7.44-log", true, false)
+}
+pub(crate) fn rds_mysql_8_4() -> Dialect {
+    dialect("8.4.3", true, false)
+}
 pub(crate) fn rds_mysql_8_0() -> Dialect {
     dialect("8.0.36", true, false)
 }
@@ -62,6 +84,28 @@ pub(crate) fn mariadbs() -> Vec<Dialect> {
 /// Plain MySQL servers.
 pub(crate) fn mysqls() -> Vec<Dialect> {
     vec![mysql_5_7(), mysql_8_0_21(), mysql_8_4()]
+}
+
+/// Every MySQL release boundary the dialect cares about, with SUPER.
+pub(crate) fn mysql_versions() -> Vec<Dialect> {
+    vec![
+        mysql_5_7(),
+        mysql_8_0_21(),
+        mysql_8_0_23(),
+        mysql_8_0_26(),
+        mysql_8_4(),
+    ]
+}
+
+/// MySQL-family servers reached without SUPER: RDS for MySQL and Aurora MySQL.
+pub(crate) fn aws_mysqls() -> Vec<Dialect> {
+    vec![
+        rds_mysql_5_7(),
+        rds_mysql_8_0(),
+        rds_mysql_8_4(),
+        aurora_2(),
+        aurora(),
+    ]
 }
 
 /// Servers reached without SUPER, through the `mysql.rds_*` procedures.

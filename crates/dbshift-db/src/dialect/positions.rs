@@ -6,11 +6,17 @@
 //! and, for the history, `gtid_binlog_state`; MySQL with `gtid_executed` for all of them (a
 //! set, which a position of MySQL is). Each read is one row; every variable is read as
 //! `@@GLOBAL.name`.
+//!
+//! MySQL without GTIDs ([`Dialect::uses_binlog_positions`]) has binary log coordinates only:
+//! what a server executed is its `SHOW BINARY LOG STATUS` row, what a replica applied and
+//! received are columns of its replication status, and the wait is `MASTER_POS_WAIT` /
+//! `SOURCE_POS_WAIT`. The GTID reads above are never used there.
 
 use std::time::Duration;
 
 use super::{Dialect, Statement};
 use crate::error::{Error, Result};
+use crate::position::BinlogPosition;
 use crate::replication_position::{History, ReplicationPosition};
 use crate::status::ReplicationStatus;
 
@@ -75,9 +81,37 @@ impl Dialect {
         })
     }
 
+    /// What a server without GTIDs executed, from its binary log status row (see
+    /// [`BinlogPosition::from_binlog_status`]); `None` when binary logging is off.
+    pub fn executed_from_binlog_status(
+        &self,
+        row: &[(String, Option<String>)],
+    ) -> Result<Option<ReplicationPosition>> {
+        Ok(BinlogPosition::from_binlog_status(row)?.map(ReplicationPosition::Binlog))
+    }
+
+    /// What a replica without GTIDs applied, in its source's coordinates
+    /// (`Relay_Source_Log_File:Exec_Source_Log_Pos`, or the `Master` names); `None` when it
+    /// is no replica.
+    pub fn applied_from_status(&self, status: &ReplicationStatus) -> Option<ReplicationPosition> {
+        status
+            .exec_source_log
+            .clone()
+            .filter(|_| status.configured)
+            .map(ReplicationPosition::Binlog)
+    }
+
     /// What a replica's IO thread received, as its replication `status` shows it: MariaDB
-    /// `Gtid_IO_Pos`, MySQL `Retrieved_Gtid_Set`.
+    /// `Gtid_IO_Pos`, MySQL `Retrieved_Gtid_Set`; without GTIDs, `Source_Log_File:
+    /// Read_Source_Log_Pos` (or the `Master` names).
     pub fn io_position(&self, status: &ReplicationStatus) -> Option<ReplicationPosition> {
+        if self.uses_binlog_positions() {
+            return status
+                .source_log
+                .clone()
+                .filter(|_| status.configured)
+                .map(ReplicationPosition::Binlog);
+        }
         if self.flavor.is_mariadb() {
             status.gtid_io_pos.clone().map(ReplicationPosition::MariaDb)
         } else {
@@ -103,8 +137,10 @@ impl Dialect {
     }
 
     /// A bounded wait until this replica contains `target`: `MASTER_GTID_WAIT` (MariaDB) or
-    /// `WAIT_FOR_EXECUTED_GTID_SET` (MySQL). Both return 0 once it does. A position of the
-    /// other family cannot be waited for.
+    /// `WAIT_FOR_EXECUTED_GTID_SET` (MySQL), both 0 once it does; for binary log coordinates
+    /// `MASTER_POS_WAIT` / `SOURCE_POS_WAIT` (MySQL 8.0.26+), the number of events waited for
+    /// (0 or more) once the applier reached them, -1 on timeout, NULL when it is not running.
+    /// A position of the other family cannot be waited for.
     pub fn wait_until_contains(
         &self,
         target: &ReplicationPosition,
@@ -117,6 +153,7 @@ impl Dialect {
             ReplicationPosition::MySql(set) if self.flavor.is_mysql() => {
                 Ok(self.wait_for_gtid_set(set, timeout))
             }
+            ReplicationPosition::Binlog(pos) => Ok(self.wait_for_position(pos, timeout)),
             other => Err(Error::Unsupported {
                 flavor: self.flavor.to_string(),
                 what: format!("waiting for a position of another server family ({other})"),
@@ -129,6 +166,7 @@ impl Dialect {
 mod tests {
     use super::super::fixtures::*;
     use super::*;
+    use crate::settings::GtidMode;
 
     const A: &str = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
 
@@ -217,6 +255,114 @@ mod tests {
         );
         unsupported(maria_10_11().wait_until_contains(&set, t));
         unsupported(mysql_8_4().wait_until_contains(&pos, t));
+    }
+
+    fn gtid_off(d: super::super::Dialect) -> super::super::Dialect {
+        d.with_gtid_mode(Some(GtidMode::Off))
+    }
+
+    #[test]
+    fn binlog_positions_only_where_mysql_gtids_are_off() {
+        for d in mysql_versions().into_iter().chain(aws_mysqls()) {
+            assert!(!d.uses_binlog_positions(), "unknown mode: GTIDs");
+            for mode in [
+                GtidMode::Off,
+                GtidMode::OffPermissive,
+                GtidMode::OnPermissive,
+            ] {
+                assert!(d.clone().with_gtid_mode(Some(mode)).uses_binlog_positions());
+            }
+            let on = d.clone().with_gtid_mode(Some(GtidMode::On));
+            assert!(!on.uses_binlog_positions());
+            assert_eq!(on.gtid_mode(), Some(GtidMode::On));
+        }
+        for d in mariadbs() {
+            let d = gtid_off(d);
+            assert!(!d.uses_binlog_positions());
+            assert_eq!(d.gtid_mode(), None, "MariaDB has no gtid_mode");
+        }
+    }
+
+    #[test]
+    fn waits_for_binlog_coordinates_per_version() {
+        let at = ReplicationPosition::Binlog(BinlogPosition::new("binlog.000012", 2365710));
+        let t = Duration::from_millis(1500);
+        for (d, want) in [
+            (
+                mysql_5_7(),
+                "SELECT MASTER_POS_WAIT('binlog.000012', 2365710, 2)",
+            ),
+            (
+                mysql_8_0_23(),
+                "SELECT MASTER_POS_WAIT('binlog.000012', 2365710, 2)",
+            ),
+            (
+                mysql_8_0_26(),
+                "SELECT SOURCE_POS_WAIT('binlog.000012', 2365710, 2)",
+            ),
+            (
+                mysql_8_4(),
+                "SELECT SOURCE_POS_WAIT('binlog.000012', 2365710, 2)",
+            ),
+            (
+                rds_mysql_5_7(),
+                "SELECT MASTER_POS_WAIT('binlog.000012', 2365710, 2)",
+            ),
+            (
+                rds_mysql_8_0(),
+                "SELECT SOURCE_POS_WAIT('binlog.000012', 2365710, 2)",
+            ),
+            (
+                aurora_2(),
+                "SELECT MASTER_POS_WAIT('binlog.000012', 2365710, 2)",
+            ),
+            (
+                maria_10_11(),
+                "SELECT MASTER_POS_WAIT('binlog.000012', 2365710, 2)",
+            ),
+        ] {
+            let d = gtid_off(d);
+            assert_eq!(
+                d.wait_until_contains(&at, t).unwrap().sql,
+                want,
+                "{}",
+                d.flavor()
+            );
+        }
+    }
+
+    /// A MySQL 5.7 replica without GTIDs, as the manual's `SHOW SLAVE STATUS` shows one
+    /// (<https://dev.mysql.com/doc/refman/5.7/en/show-slave-status.html>): applied
+    /// `Relay_Master_Log_File:Exec_Master_Log_Pos`, received `Master_Log_File:
+    /// Read_Master_Log_Pos`, both in the source's coordinates.
+    #[test]
+    fn applied_and_received_coordinates_come_from_the_status() {
+        let d = gtid_off(mysql_5_7());
+        let mut st = ReplicationStatus::not_configured();
+        assert_eq!(d.applied_from_status(&st), None);
+        assert_eq!(d.io_position(&st), None);
+        st.configured = true;
+        st.source_log = Some(BinlogPosition::new("master-bin.000002", 1307));
+        st.exec_source_log = Some(BinlogPosition::new("master-bin.000002", 1200));
+        let applied = d.applied_from_status(&st).unwrap();
+        assert_eq!(applied.to_string(), "master-bin.000002:1200");
+        assert_eq!(
+            d.io_position(&st).unwrap().to_string(),
+            "master-bin.000002:1307"
+        );
+        assert_eq!(
+            d.received_position(&st, &applied).to_string(),
+            "master-bin.000002:1307"
+        );
+        let row = vec![
+            ("File".to_string(), Some("master-bin.000002".to_string())),
+            ("Position".to_string(), Some("1307".to_string())),
+        ];
+        let executed = d.executed_from_binlog_status(&row).unwrap().unwrap();
+        assert!(executed.contains(&applied) && !applied.contains(&executed));
+        assert_eq!(applied.behind(&executed), None);
+        // With GTIDs the IO position stays the retrieved set.
+        assert_eq!(mysql_5_7().io_position(&st), None);
     }
 
     #[test]

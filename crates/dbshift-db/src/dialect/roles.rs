@@ -3,13 +3,20 @@
 //! binary log (where, on a replica, they would be errant transactions).
 //!
 //! Each needs SUPER (or its MariaDB successors); without it, on RDS and Aurora, these are
-//! parameter-group settings and the builders say [`crate::Error::Unsupported`]. Semi-sync is
-//! MariaDB's built-in one: MySQL's is a plugin whose variables are named after whichever
-//! plugin is installed (`rpl_semi_sync_master_*` or, 8.0.26+, `rpl_semi_sync_source_*`), so
-//! its statements are not guessed here.
+//! parameter-group settings and the builders say [`crate::Error::Unsupported`].
+//!
+//! Semi-sync statements take the naming of the installed plugin ([`SemiSyncNaming`]): MariaDB's
+//! built-in semi-sync and MySQL's old plugins use `rpl_semi_sync_master_*` /
+//! `rpl_semi_sync_slave_*`, MySQL 8.0.26+'s new plugins `rpl_semi_sync_source_*` /
+//! `rpl_semi_sync_replica_*` (the only ones in 8.4). Which one a MySQL server runs is read from
+//! it ([`Dialect::read_semi_sync_variables`]), never guessed from its version: an upgraded
+//! 8.0.26+ server may keep the old plugins
+//! (<https://dev.mysql.com/doc/refman/8.0/en/replication-semisync-installation.html>). The
+//! builders without a naming are MariaDB's, whose naming is fixed.
 
 use super::{Dialect, Statement};
 use crate::error::Result;
+use crate::settings::SemiSyncNaming;
 
 fn on_off(on: bool) -> &'static str {
     if on {
@@ -44,44 +51,78 @@ impl Dialect {
         )))
     }
 
-    /// Reads whether the server is set up as a semi-sync replica (one text column, `ON`/`1`).
-    pub fn semi_sync_replica_enabled(&self) -> Result<Statement> {
-        self.semi_sync_read("SELECT @@GLOBAL.rpl_semi_sync_slave_enabled")
+    /// Reads whether the server is set up as a semi-sync replica (one text column, `ON`/`1`),
+    /// under the replica plugin's `naming`.
+    pub fn semi_sync_replica_enabled_for(&self, naming: SemiSyncNaming) -> Statement {
+        Statement::plain(format!(
+            "SELECT @@GLOBAL.rpl_semi_sync_{}_enabled",
+            naming.replica_word()
+        ))
     }
 
-    /// Reads whether the server is a semi-sync source (one text column, `ON`/`1`).
-    pub fn semi_sync_source_enabled(&self) -> Result<Statement> {
-        self.semi_sync_read("SELECT @@GLOBAL.rpl_semi_sync_master_enabled")
+    /// Reads whether the server is a semi-sync source (one text column, `ON`/`1`), under the
+    /// source plugin's `naming`.
+    pub fn semi_sync_source_enabled_for(&self, naming: SemiSyncNaming) -> Statement {
+        Statement::plain(format!(
+            "SELECT @@GLOBAL.rpl_semi_sync_{}_enabled",
+            naming.source_word()
+        ))
     }
 
     /// Reads whether the source side of semi-sync is active right now (`Variable_name`,
     /// `Value` = `ON`/`OFF`): it falls back to asynchronous silently after its timeout.
-    pub fn semi_sync_source_status(&self) -> Result<Statement> {
-        self.semi_sync_read("SHOW GLOBAL STATUS LIKE 'Rpl_semi_sync_master_status'")
+    pub fn semi_sync_source_status_for(&self, naming: SemiSyncNaming) -> Statement {
+        Statement::plain(format!(
+            "SHOW GLOBAL STATUS LIKE 'Rpl_semi_sync_{}_status'",
+            naming.source_word()
+        ))
     }
 
-    /// Make the server a semi-sync source or not. Reading needs no privilege; this does.
-    pub fn set_semi_sync_source(&self, on: bool) -> Result<Statement> {
+    /// Make the server a semi-sync source or not, under the source plugin's `naming`.
+    /// Reading needs no privilege; this does.
+    pub fn set_semi_sync_source_for(&self, naming: SemiSyncNaming, on: bool) -> Result<Statement> {
         if self.flavor.needs_rds_procedures() {
             return Err(self.unsupported(
                 "changing semi-synchronous replication without SUPER (parameter group)",
             ));
         }
-        self.semi_sync_read(&format!(
-            "SET GLOBAL rpl_semi_sync_master_enabled={}",
+        Ok(Statement::plain(format!(
+            "SET GLOBAL rpl_semi_sync_{}_enabled={}",
+            naming.source_word(),
             on_off(on)
-        ))
+        )))
     }
 
-    /// `sql` where semi-sync is MariaDB's built-in one.
-    fn semi_sync_read(&self, sql: &str) -> Result<Statement> {
+    /// MariaDB: [`Self::semi_sync_replica_enabled_for`] with its built-in naming.
+    pub fn semi_sync_replica_enabled(&self) -> Result<Statement> {
+        Ok(self.semi_sync_replica_enabled_for(self.built_in_semi_sync()?))
+    }
+
+    /// MariaDB: [`Self::semi_sync_source_enabled_for`] with its built-in naming.
+    pub fn semi_sync_source_enabled(&self) -> Result<Statement> {
+        Ok(self.semi_sync_source_enabled_for(self.built_in_semi_sync()?))
+    }
+
+    /// MariaDB: [`Self::semi_sync_source_status_for`] with its built-in naming.
+    pub fn semi_sync_source_status(&self) -> Result<Statement> {
+        Ok(self.semi_sync_source_status_for(self.built_in_semi_sync()?))
+    }
+
+    /// MariaDB: [`Self::set_semi_sync_source_for`] with its built-in naming.
+    pub fn set_semi_sync_source(&self, on: bool) -> Result<Statement> {
+        let naming = self.built_in_semi_sync()?;
+        self.set_semi_sync_source_for(naming, on)
+    }
+
+    /// The naming of MariaDB's built-in semi-sync; MySQL's depends on its plugins.
+    fn built_in_semi_sync(&self) -> Result<SemiSyncNaming> {
         if self.flavor.is_mysql() {
             return Err(self.unsupported(
-                "semi-synchronous replication on MySQL (its variables depend on the plugin \
-                 installed)",
+                "semi-synchronous replication without knowing the plugin installed (its \
+                 variables depend on it: read them first, Server::semi_sync)",
             ));
         }
-        Ok(Statement::plain(sql))
+        Ok(SemiSyncNaming::MasterSlave)
     }
 }
 
@@ -152,6 +193,51 @@ mod tests {
         );
         for d in without_super() {
             unsupported(d.set_semi_sync_source(false));
+        }
+    }
+
+    /// MySQL: the statements follow the plugin found on the server, whatever its version
+    /// (<https://dev.mysql.com/doc/refman/8.4/en/replication-semisync-installation.html>).
+    #[test]
+    fn mysql_semi_sync_follows_the_installed_plugin() {
+        use crate::settings::SemiSyncNaming::*;
+        for d in mysql_versions() {
+            for (naming, source, replica) in [
+                (MasterSlave, "master", "slave"),
+                (SourceReplica, "source", "replica"),
+            ] {
+                assert_eq!(
+                    d.semi_sync_replica_enabled_for(naming).sql,
+                    format!("SELECT @@GLOBAL.rpl_semi_sync_{replica}_enabled")
+                );
+                assert_eq!(
+                    d.semi_sync_source_enabled_for(naming).sql,
+                    format!("SELECT @@GLOBAL.rpl_semi_sync_{source}_enabled")
+                );
+                assert_eq!(
+                    d.semi_sync_source_status_for(naming).sql,
+                    format!("SHOW GLOBAL STATUS LIKE 'Rpl_semi_sync_{source}_status'")
+                );
+                assert_eq!(
+                    d.set_semi_sync_source_for(naming, true).unwrap().sql,
+                    format!("SET GLOBAL rpl_semi_sync_{source}_enabled=ON")
+                );
+                assert_eq!(
+                    d.set_semi_sync_source_for(naming, false).unwrap().sql,
+                    format!("SET GLOBAL rpl_semi_sync_{source}_enabled=OFF")
+                );
+            }
+            // Without a naming, MySQL's is not guessed.
+            let e = unsupported(d.semi_sync_replica_enabled());
+            assert!(e.contains("plugin"), "{e}");
+        }
+        for d in aws_mysqls() {
+            // Reading is allowed; changing is a parameter-group setting.
+            assert_eq!(
+                d.semi_sync_source_status_for(SourceReplica).sql,
+                "SHOW GLOBAL STATUS LIKE 'Rpl_semi_sync_source_status'"
+            );
+            unsupported(d.set_semi_sync_source_for(SourceReplica, true));
         }
     }
 }

@@ -5,8 +5,27 @@
 //! MariaDB: `START TRANSACTION WITH CONSISTENT SNAPSHOT` makes `binlog_snapshot_file` and
 //! `binlog_snapshot_position` name the binlog point of the snapshot, `BINLOG_GTID_POS()` turns
 //! it into a GTID position, and `START SLAVE UNTIL master_gtid_pos` stops a replica there.
-//! MySQL has no `binlog_snapshot_*` status (its snapshot point comes from
-//! `performance_schema.log_status` under a backup lock): issue 18.
+//! Nothing is locked.
+//!
+//! MySQL has no `binlog_snapshot_*`: nothing ties an InnoDB snapshot to a point of the binary
+//! log by itself. `LOCK INSTANCE FOR BACKUP` (8.0, BACKUP_ADMIN) does not help: it blocks DDL
+//! but not DML, so commits go on while the snapshot opens
+//! (<https://dev.mysql.com/doc/refman/8.0/en/lock-instance-for-backup.html>), and
+//! `performance_schema.log_status` gives a consistent `gtid_executed` but of no particular
+//! transaction snapshot. What operators already trust is what `mysqldump --single-transaction
+//! --source-data` (`--master-data` before 8.0.26) does
+//! (<https://dev.mysql.com/doc/refman/8.0/en/mysqldump.html#option_mysqldump_single-transaction>):
+//! a brief `FLUSH TABLES WITH READ LOCK` (no commit can happen while it is held), `START
+//! TRANSACTION WITH CONSISTENT SNAPSHOT`, read `@@GLOBAL.gtid_executed` (or, without GTIDs,
+//! the binary log status), then `UNLOCK TABLES` (which does not end the transaction: it holds
+//! no `LOCK TABLES`). The lock is held for three short statements; taking it is bounded by
+//! `lock_wait_timeout`, which covers `FLUSH TABLES WITH READ LOCK` waiting behind a long
+//! statement (<https://dev.mysql.com/doc/refman/8.0/en/server-system-variables.html#sysvar_lock_wait_timeout>),
+//! so a long query on the source makes the snapshot fail rather than stall the source's clients
+//! behind the queued lock for longer than that. RDS and Aurora forbid `FLUSH TABLES WITH READ
+//! LOCK` to their users, so there it is [`crate::Error::Unsupported`].
+
+use std::time::Duration;
 
 use super::{Dialect, Statement, Until};
 use crate::error::{Error, Result};
@@ -14,6 +33,27 @@ use crate::position::BinlogPosition;
 use crate::quote_literal;
 use crate::replication_position::ReplicationPosition;
 use crate::status::ReplicationStatus;
+
+/// How to take a consistent snapshot and read the replication position it shows, on one
+/// connection: run `open`, read with `read`, then run `release` (also after a failure: it only
+/// lets go of locks). The snapshot stays open until [`Dialect::end_snapshot`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotPlan {
+    pub open: Vec<Statement>,
+    pub read: SnapshotRead,
+    pub release: Vec<Statement>,
+}
+
+/// What the snapshot's position is read with, and what its answer is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SnapshotRead {
+    /// MariaDB: `binlog_snapshot_file`/`_position` rows, then [`Dialect::position_at_coordinates`].
+    MariaDbCoordinates(Statement),
+    /// MySQL with GTIDs: one column, `gtid_executed`.
+    GtidExecuted(Statement),
+    /// MySQL without GTIDs: the binary log status row ([`crate::ReplicationPosition::Binlog`]).
+    BinlogStatus(Statement),
+}
 
 /// One of a replica's two replication threads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,6 +77,44 @@ impl Dialect {
     /// End the snapshot (it only read: rolling back loses nothing).
     pub fn end_snapshot(&self) -> Statement {
         Statement::plain("ROLLBACK")
+    }
+
+    /// The statements of a snapshot with its replication position (see the module
+    /// documentation); `lock_wait` bounds MySQL's `FLUSH TABLES WITH READ LOCK`.
+    pub fn snapshot_with_position(&self, lock_wait: Duration) -> Result<SnapshotPlan> {
+        if self.flavor.is_mariadb() {
+            return Ok(SnapshotPlan {
+                open: self.begin_consistent_snapshot(),
+                read: SnapshotRead::MariaDbCoordinates(self.snapshot_coordinates()?),
+                release: Vec::new(),
+            });
+        }
+        if self.flavor.needs_rds_procedures() {
+            return Err(self.unsupported(
+                "a consistent snapshot with its replication position on RDS or Aurora (MySQL \
+                 has no binlog_snapshot_*, and the only way to tie a snapshot to a position, \
+                 FLUSH TABLES WITH READ LOCK, is not allowed there)",
+            ));
+        }
+        let read = if self.uses_binlog_positions() {
+            SnapshotRead::BinlogStatus(self.show_binlog_status())
+        } else {
+            SnapshotRead::GtidExecuted(Statement::plain("SELECT @@GLOBAL.gtid_executed"))
+        };
+        let mut open = vec![
+            self.lock_wait_timeout(lock_wait),
+            Statement::plain("FLUSH TABLES WITH READ LOCK"),
+        ];
+        open.extend(self.begin_consistent_snapshot());
+        Ok(SnapshotPlan {
+            open,
+            read,
+            release: vec![
+                Statement::plain("UNLOCK TABLES"),
+                // The checksums that follow on this session wait for locks as usual.
+                Statement::plain("SET SESSION lock_wait_timeout=DEFAULT"),
+            ],
+        })
     }
 
     /// The binlog coordinates of this session's snapshot (`Variable_name`, `Value` rows of
@@ -71,19 +149,27 @@ impl Dialect {
             ReplicationPosition::MySql(set) => {
                 self.start_replica_until_gtid_set(set, Until::AfterGtids)
             }
+            ReplicationPosition::Binlog(_) => Err(self.unsupported(
+                "running a replica until binary log coordinates (verify needs GTIDs: with \
+                 gtid_mode OFF the snapshot and the replica cannot be matched exactly)",
+            )),
         }
     }
 
     /// Whether this replica can be run until an exact position with
     /// [`Self::run_replica_until`] and its snapshot counterpart: MariaDB replicating by GTID
-    /// (`Using_Gtid` `Slave_Pos` or `Current_Pos`). MySQL would need auto-position and a
-    /// snapshot position, which [`Self::snapshot_coordinates`] cannot give yet: never, for now.
+    /// (`Using_Gtid` `Slave_Pos` or `Current_Pos`); MySQL with GTIDs on and auto-position
+    /// (`Auto_Position` 1), which `START REPLICA SQL_THREAD UNTIL SQL_AFTER_GTIDS` needs to
+    /// stop at the snapshot's `gtid_executed`.
     pub fn can_run_until_position(&self, status: &ReplicationStatus) -> bool {
+        if !status.configured {
+            return false;
+        }
+        if self.flavor.is_mysql() {
+            return status.auto_position == Some(true) && !self.uses_binlog_positions();
+        }
         let using = status.using_gtid.as_deref().unwrap_or_default();
-        self.flavor.is_mariadb()
-            && status.configured
-            && (using.eq_ignore_ascii_case("Slave_Pos")
-                || using.eq_ignore_ascii_case("Current_Pos"))
+        using.eq_ignore_ascii_case("Slave_Pos") || using.eq_ignore_ascii_case("Current_Pos")
     }
 
     /// Start one replication thread alone.
@@ -135,6 +221,7 @@ impl Dialect {
 mod tests {
     use super::super::fixtures::*;
     use super::*;
+    use crate::settings::GtidMode;
 
     #[test]
     fn a_snapshot_is_a_repeatable_read_transaction() {
@@ -213,9 +300,80 @@ mod tests {
             st.using_gtid = using.map(String::from);
             assert_eq!(d.can_run_until_position(&st), ok, "{using:?}");
         }
-        st.using_gtid = Some("Slave_Pos".into());
+    }
+
+    #[test]
+    fn a_mysql_replica_runs_until_a_gtid_set_with_auto_position() {
+        let mut st = ReplicationStatus::not_configured();
         st.auto_position = Some(true);
-        assert!(!mysql_8_4().can_run_until_position(&st));
+        for d in mysql_versions().into_iter().chain(aws_mysqls()) {
+            let name = d.flavor().to_string();
+            st.configured = false;
+            assert!(!d.can_run_until_position(&st), "{name}");
+            st.configured = true;
+            assert!(d.can_run_until_position(&st), "{name}");
+            st.auto_position = Some(false);
+            assert!(!d.can_run_until_position(&st), "{name}");
+            st.auto_position = Some(true);
+            let off = d.clone().with_gtid_mode(Some(GtidMode::OnPermissive));
+            assert!(!off.can_run_until_position(&st), "{name}");
+        }
+        // MariaDB never looks at Auto_Position.
+        assert!(!maria_10_11().can_run_until_position(&st));
+    }
+
+    #[test]
+    fn mysql_snapshot_holds_a_brief_global_read_lock() {
+        let wait = Duration::from_secs(2);
+        for d in mysql_versions() {
+            let plan = d.snapshot_with_position(wait).unwrap();
+            assert_eq!(
+                sql(&plan.open),
+                [
+                    "SET SESSION lock_wait_timeout=2",
+                    "FLUSH TABLES WITH READ LOCK",
+                    "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ",
+                    "START TRANSACTION WITH CONSISTENT SNAPSHOT",
+                ],
+                "{}",
+                d.flavor()
+            );
+            assert_eq!(
+                plan.read,
+                SnapshotRead::GtidExecuted(Statement::plain("SELECT @@GLOBAL.gtid_executed"))
+            );
+            assert_eq!(
+                sql(&plan.release),
+                ["UNLOCK TABLES", "SET SESSION lock_wait_timeout=DEFAULT"]
+            );
+            // Without GTIDs the position is the binary log's, read under the same lock.
+            let off = d.clone().with_gtid_mode(Some(GtidMode::Off));
+            let plan = off.snapshot_with_position(wait).unwrap();
+            assert_eq!(
+                plan.read,
+                SnapshotRead::BinlogStatus(d.show_binlog_status())
+            );
+            assert_eq!(plan.open[1].sql, "FLUSH TABLES WITH READ LOCK");
+        }
+        for d in aws_mysqls() {
+            let e = unsupported(d.snapshot_with_position(wait));
+            assert!(e.contains("FLUSH TABLES WITH READ LOCK"), "{e}");
+        }
+    }
+
+    #[test]
+    fn mariadb_snapshot_locks_nothing() {
+        for d in mariadbs() {
+            let plan = d.snapshot_with_position(Duration::from_secs(2)).unwrap();
+            assert_eq!(plan.open, d.begin_consistent_snapshot());
+            assert_eq!(
+                plan.read,
+                SnapshotRead::MariaDbCoordinates(Statement::plain(
+                    "SHOW STATUS LIKE 'binlog_snapshot_%'"
+                ))
+            );
+            assert!(plan.release.is_empty());
+        }
     }
 
     #[test]

@@ -285,7 +285,7 @@ fn stop_start_reset_per_flavor() {
             "aurora",
             "CALL mysql.rds_stop_replication",
             "CALL mysql.rds_start_replication",
-            "CALL mysql.rds_reset_external_master",
+            "CALL mysql.rds_reset_external_source",
         ),
         (
             "rds mysql 8.0",
@@ -539,9 +539,24 @@ fn point_mysql_refuses_mariadb_only_starts() {
     }
 }
 
+fn aurora_2() -> Dialect {
+    Dialect::new(Flavor::detect(
+        "5.7.mysql_aurora.2.11.2",
+        "Source distribution",
+        Some("2.11.2"),
+        true,
+        false,
+    ))
+}
+
+/// RDS for MySQL 8.0 and Aurora MySQL version 2 keep the `*_master` procedures.
 #[test]
-fn point_rds_mysql_8_0_and_aurora() {
-    for d in [rds_mysql_8_0(), aurora()] {
+fn point_rds_mysql_8_0_and_aurora_2() {
+    assert_eq!(
+        aurora_2().reset_replica_all().sql,
+        "CALL mysql.rds_reset_external_master"
+    );
+    for d in [rds_mysql_8_0(), aurora_2()] {
         let stmts = d.point_replica_at(&rds_spec(file())).unwrap();
         assert_eq!(
             sql(&stmts),
@@ -568,9 +583,16 @@ fn point_rds_mysql_8_0_and_aurora() {
     }
 }
 
+/// RDS for MySQL 8.4 and Aurora MySQL version 3 use the `*_source` procedures
+/// (<https://docs.aws.amazon.com/AmazonRDS/latest/AuroraUserGuide/mysql-stored-proc-replicating.html>).
 #[test]
-fn point_rds_mysql_8_4_uses_source_procedures() {
-    let d = rds_mysql_8_4();
+fn point_rds_mysql_8_4_and_aurora_3_use_source_procedures() {
+    for d in [rds_mysql_8_4(), aurora()] {
+        point_with_source_procedures(d);
+    }
+}
+
+fn point_with_source_procedures(d: Dialect) {
     let stmts = d.point_replica_at(&rds_spec(SourceStart::Gtid)).unwrap();
     assert_eq!(
         sql(&stmts),

@@ -66,6 +66,60 @@ fn mysql_tolerates_whitespace_newlines_and_upper_case() {
     );
 }
 
+/// `SELECT @@GLOBAL.gtid_purged` and `@@GLOBAL.gtid_executed` of a server that replicated
+/// from several sources and purged old binary logs, with the line breaks after commas the
+/// server prints
+/// (<https://dev.mysql.com/doc/refman/8.4/en/replication-options-gtids.html#sysvar_gtid_purged>).
+/// What was purged is still executed; a replica that lacks purged GTIDs cannot be served by
+/// auto-position.
+#[test]
+fn mysql_gtid_purged_is_a_subset_of_executed() {
+    let purged = set("2174b383-5441-11e8-b90a-c80aa9429562:1-1029,\n\
+         24bc7850-2c16-11e6-a073-0242ac110002:1-2143,\n\
+         3e11fa47-71ca-11e1-9e33-c80aa9429562:1-108");
+    let executed = set("2174b383-5441-11e8-b90a-c80aa9429562:1-1029,\n\
+         24bc7850-2c16-11e6-a073-0242ac110002:1-2271,\n\
+         3e11fa47-71ca-11e1-9e33-c80aa9429562:1-7014:7016-7107,\n\
+         3e11fa47-71ca-11e1-9e33-c80aa9429562:batch:1-40");
+    assert!(purged.is_subset(&executed));
+    assert!(!executed.is_subset(&purged));
+    // A replica needs what the source still has in its binary logs: executed - purged.
+    let available = executed.difference(&purged);
+    assert_eq!(
+        available.to_string(),
+        "24bc7850-2c16-11e6-a073-0242ac110002:2144-2271,\
+         3e11fa47-71ca-11e1-9e33-c80aa9429562:109-7014:7016-7107:batch:1-40"
+    );
+    assert_eq!(available.count(), 128 + (7014 - 109 + 1) + 92 + 40);
+    // A replica at the purged point is missing only what is still available.
+    assert_eq!(
+        executed.difference(&purged),
+        GtidSet::errant(&executed, &purged)
+    );
+    assert!(set("").is_subset(&purged));
+}
+
+/// MySQL 8.3+ tagged GTIDs as `gtid_executed` prints them: per UUID, the untagged intervals,
+/// then each tag with its own
+/// (<https://dev.mysql.com/doc/refman/8.4/en/replication-gtids-concepts.html>).
+#[test]
+fn mysql_tagged_sets_from_several_servers() {
+    let text = format!("{A}:1-10:alpha:1-3:beta:1,\n{B}:tagged_only:5-6");
+    let s = set(&text);
+    assert_eq!(
+        s.to_string(),
+        format!("{A}:1-10:alpha:1-3:beta:1,{B}:tagged_only:5-6")
+    );
+    let replica = set(&format!("{A}:1-10:alpha:1-3"));
+    assert_eq!(
+        GtidSet::errant(&s, &replica).to_string(),
+        format!("{A}:beta:1,{B}:tagged_only:5-6")
+    );
+    assert!(replica.is_subset(&s));
+    // A tag without an interval is malformed, even mid-set.
+    assert!(format!("{A}:1-10:alpha,{B}:1").parse::<GtidSet>().is_err());
+}
+
 #[test]
 fn mysql_merges_overlapping_and_adjacent_intervals() {
     assert_eq!(set(&format!("{A}:1-5:6-7")).to_string(), format!("{A}:1-7"));

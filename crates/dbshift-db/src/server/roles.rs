@@ -4,6 +4,7 @@
 use super::Server;
 use crate::dialect::alter_event;
 use crate::error::{Error, Result};
+use crate::settings::{SemiSync, SemiSyncNaming};
 
 impl Server {
     /// Whether the event scheduler can be changed by SQL here (not without SUPER: there it is
@@ -84,18 +85,32 @@ impl Server {
         Ok(disabled)
     }
 
+    /// The semi-sync plugins of this server: MariaDB's built-in pair, MySQL's as its
+    /// variables name them ([`Server::semi_sync`]).
+    async fn semi_sync_plugins(&mut self) -> Result<SemiSync> {
+        if self.flavor.is_mariadb() {
+            return Ok(SemiSync {
+                source: Some(SemiSyncNaming::MasterSlave),
+                replica: Some(SemiSyncNaming::MasterSlave),
+            });
+        }
+        self.semi_sync().await
+    }
+
     /// Where semi-synchronous replication is set up (the server is a semi-sync replica,
-    /// `rpl_semi_sync_slave_enabled=ON`), make it a semi-sync source exactly when it is the
-    /// writer: a replica that is a source too would hold each applied transaction for an
-    /// acknowledgement no one sends, until the timeout. Gives whether semi-sync is set up.
-    /// Where dbshift cannot change it (no SUPER, MySQL's plugin), it is left alone: `false`.
+    /// `rpl_semi_sync_slave_enabled` / `rpl_semi_sync_replica_enabled` ON), make it a
+    /// semi-sync source exactly when it is the writer: a replica that is a source too would
+    /// hold each applied transaction for an acknowledgement no one sends, until the timeout.
+    /// Gives whether semi-sync is set up. Where dbshift cannot change it (no SUPER, a MySQL
+    /// server without both plugins), it is left alone: `false`.
     pub async fn semi_sync_follow_role(&mut self, writer: bool) -> Result<bool> {
-        let (read, set) = match (
-            self.dialect.semi_sync_replica_enabled(),
-            self.dialect.set_semi_sync_source(writer),
-        ) {
-            (Ok(read), Ok(set)) => (read, set),
-            _ => return Ok(false),
+        let plugins = self.semi_sync_plugins().await?;
+        let (Some(source), Some(replica)) = (plugins.source, plugins.replica) else {
+            return Ok(false);
+        };
+        let read = self.dialect.semi_sync_replica_enabled_for(replica);
+        let Ok(set) = self.dialect.set_semi_sync_source_for(source, writer) else {
+            return Ok(false);
         };
         let configured = matches!(
             self.query_scalar(&read.sql).await?,
@@ -109,9 +124,13 @@ impl Server {
         Ok(configured)
     }
 
-    /// Whether this server is a semi-sync source (`rpl_semi_sync_master_enabled`).
+    /// Whether this server is a semi-sync source (`rpl_semi_sync_master_enabled` or
+    /// `rpl_semi_sync_source_enabled`); `false` without a source plugin.
     pub async fn semi_sync_source_enabled(&mut self) -> Result<bool> {
-        let stmt = self.dialect.semi_sync_source_enabled()?;
+        let Some(naming) = self.semi_sync_plugins().await?.source else {
+            return Ok(false);
+        };
+        let stmt = self.dialect.semi_sync_source_enabled_for(naming);
         Ok(matches!(
             self.query_scalar(&stmt.sql).await?.as_deref(),
             Some("1") | Some("ON") | Some("on")
@@ -119,9 +138,16 @@ impl Server {
     }
 
     /// Whether the source side of semi-sync is active right now: it falls back to
-    /// asynchronous silently after its timeout (`Rpl_semi_sync_master_status`).
+    /// asynchronous silently after its timeout (`Rpl_semi_sync_master_status` or
+    /// `Rpl_semi_sync_source_status`).
     pub async fn semi_sync_source_active(&mut self) -> Result<bool> {
-        let stmt = self.dialect.semi_sync_source_status()?;
+        let Some(naming) = self.semi_sync_plugins().await?.source else {
+            return Err(Error::State {
+                endpoint: self.endpoint.clone(),
+                message: "no semi-sync source plugin is installed".into(),
+            });
+        };
+        let stmt = self.dialect.semi_sync_source_status_for(naming);
         let rows = self.query_rows(&stmt.sql).await?;
         let value = rows
             .first()
@@ -129,8 +155,10 @@ impl Server {
             .and_then(|c| c.1.clone())
             .ok_or_else(|| Error::State {
                 endpoint: self.endpoint.clone(),
-                message: "Rpl_semi_sync_master_status is not reported (semi-sync not loaded?)"
-                    .into(),
+                message: format!(
+                    "Rpl_semi_sync_{}_status is not reported (semi-sync not loaded?)",
+                    naming.source_word()
+                ),
             })?;
         Ok(value.eq_ignore_ascii_case("ON"))
     }

@@ -1,8 +1,10 @@
 //! A consistent comparison's server side (see `dialect/snapshot.rs`): a snapshot read without
 //! stopping the server, the position it shows, and a replica run until exactly there.
 
+use std::time::Duration;
+
 use super::Server;
-use crate::dialect::ReplicaThread;
+use crate::dialect::{ReplicaThread, SnapshotRead};
 use crate::error::{Error, Result};
 use crate::position::BinlogPosition;
 use crate::replication_position::ReplicationPosition;
@@ -17,6 +19,71 @@ impl Server {
         self.exec_all(&stmts).await?;
         tracing::debug!(endpoint = %self.endpoint, "consistent snapshot open");
         Ok(())
+    }
+
+    /// Open a consistent snapshot on this connection and give the replication position it
+    /// shows, for either flavor: MariaDB locks nothing; MySQL holds `FLUSH TABLES WITH READ
+    /// LOCK` for three short statements, waiting at most `lock_wait` for it (see
+    /// `dialect/snapshot.rs` for why). [`crate::Error::Unsupported`] on RDS and Aurora MySQL.
+    /// On failure the lock is released and the snapshot ended; on success every read on this
+    /// connection sees that point until [`Self::end_snapshot`].
+    pub async fn begin_snapshot_at_position(
+        &mut self,
+        lock_wait: Duration,
+    ) -> Result<ReplicationPosition> {
+        let plan = self.dialect.snapshot_with_position(lock_wait)?;
+        tracing::info!(endpoint = %self.endpoint, "opening a consistent snapshot");
+        let opened = self.exec_all(&plan.open).await;
+        let read = match opened {
+            Ok(()) => self.read_snapshot_position(&plan.read).await,
+            Err(e) => Err(e),
+        };
+        // Always let go of the lock, whatever happened; the first error is the one reported.
+        let released = self.exec_all(&plan.release).await;
+        let outcome = read.and_then(|position| released.map(|()| position));
+        match outcome {
+            Ok(position) => {
+                tracing::info!(endpoint = %self.endpoint, %position, "consistent snapshot open");
+                Ok(position)
+            }
+            Err(e) => {
+                let _ = self.end_snapshot().await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn read_snapshot_position(&mut self, read: &SnapshotRead) -> Result<ReplicationPosition> {
+        match read {
+            SnapshotRead::MariaDbCoordinates(_) => {
+                let at = self.snapshot_coordinates().await?;
+                self.position_at_coordinates(&at)
+                    .await?
+                    .ok_or_else(|| Error::State {
+                        endpoint: self.endpoint.clone(),
+                        message: format!(
+                            "the binlog coordinates {at} of the snapshot have no GTID position"
+                        ),
+                    })
+            }
+            SnapshotRead::GtidExecuted(stmt) => {
+                let text = self.query_scalar(&stmt.sql).await?;
+                Ok(ReplicationPosition::MySql(
+                    text.unwrap_or_default().parse()?,
+                ))
+            }
+            SnapshotRead::BinlogStatus(stmt) => {
+                let rows = self.query_rows(&stmt.sql).await?;
+                let found = match rows.first() {
+                    Some(row) => self.dialect.executed_from_binlog_status(row)?,
+                    None => None,
+                };
+                found.ok_or_else(|| Error::State {
+                    endpoint: self.endpoint.clone(),
+                    message: "the binary log is off: the snapshot has no position".into(),
+                })
+            }
+        }
     }
 
     /// End the snapshot (it only read: nothing is lost).
