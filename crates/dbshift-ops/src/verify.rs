@@ -344,7 +344,6 @@ async fn compare(
 ) -> Result<VerifyReport, VerifyError> {
     let green_start = green_admin.applied_position().await?;
 
-    blue.begin_consistent_snapshot().await?;
     let position = snapshot_position(blue).await?;
     // Blue's snapshot must hold everything green applied, or the histories diverged.
     if !position.contains(&green_start) {
@@ -409,21 +408,24 @@ async fn compare(
     ))
 }
 
-/// The replication position of blue's snapshot: the position at the binlog coordinates the
-/// snapshot is consistent with.
+/// How long blue's snapshot may wait for its lock where it takes one (MySQL holds `FLUSH
+/// TABLES WITH READ LOCK` for three short statements; MariaDB locks nothing): a long write in
+/// flight makes the verify fail rather than stall blue's clients behind the lock.
+const SNAPSHOT_LOCK_WAIT: Duration = Duration::from_secs(2);
+
+/// Open blue's consistent snapshot and give the replication position it shows (MariaDB: the
+/// GTID position at the snapshot's binlog coordinates; MySQL: `gtid_executed` under a brief
+/// global read lock).
 async fn snapshot_position(blue: &mut Server) -> Result<ReplicationPosition, VerifyError> {
-    let at = blue.snapshot_coordinates().await.map_err(|e| match e {
-        dbshift_db::Error::State { message, .. } => VerifyError::NoSnapshotPosition(message),
-        dbshift_db::Error::Parse { input, .. } => {
-            VerifyError::NoSnapshotPosition(format!("position {input:?}"))
-        }
-        e => VerifyError::Db(e),
-    })?;
-    blue.position_at_coordinates(&at).await?.ok_or_else(|| {
-        VerifyError::NoSnapshotPosition(format!(
-            "the binlog coordinates {at} of the snapshot have no GTID position"
-        ))
-    })
+    blue.begin_snapshot_at_position(SNAPSHOT_LOCK_WAIT)
+        .await
+        .map_err(|e| match e {
+            dbshift_db::Error::State { message, .. } => VerifyError::NoSnapshotPosition(message),
+            dbshift_db::Error::Parse { input, .. } => {
+                VerifyError::NoSnapshotPosition(format!("position {input:?}"))
+            }
+            e => VerifyError::Db(e),
+        })
 }
 
 /// Run green's replication until exactly `position` and wait until it stopped there.
