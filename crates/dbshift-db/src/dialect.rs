@@ -37,6 +37,7 @@ mod positions;
 mod roles;
 mod sessions;
 mod snapshot;
+mod topology;
 
 pub use lease::CommitLease;
 pub use snapshot::ReplicaThread;

@@ -36,8 +36,10 @@ mod positions;
 mod roles;
 mod sessions;
 mod snapshot;
+mod topology;
 
 pub use checks::Heartbeats;
+pub use topology::ReplicaHost;
 
 /// TLS settings of a client connection.
 #[derive(Debug, Clone)]
