@@ -17,7 +17,16 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "the local lab's directory (--dir)",
     ),
     ("output", "DBSHIFT_OUTPUT", "table or json (--output)"),
-    ("provider", "DBSHIFT_PROVIDER", "local or aws (--provider)"),
+    (
+        "provider",
+        "DBSHIFT_PROVIDER",
+        "local, aws or self-managed (--provider)",
+    ),
+    (
+        "fleet",
+        "DBSHIFT_FLEET",
+        "the self-managed provider's fleet file (--fleet)",
+    ),
     ("region", "DBSHIFT_REGION", "the AWS region (--region)"),
     ("profile", "DBSHIFT_PROFILE", "the AWS profile (--profile)"),
     (

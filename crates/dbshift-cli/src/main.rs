@@ -41,7 +41,7 @@ struct Cli {
     /// The local lab's directory.
     #[arg(long, global = true, env = "DBSHIFT_LAB_DIR", default_value = dbshift_provider::DEFAULT_DIR)]
     dir: PathBuf,
-    /// A configuration file (keys: dir, output, log, provider, region, profile); flags and
+    /// A configuration file (keys: dir, output, log, provider, region, profile, fleet); flags and
     /// DBSHIFT_* variables win over it. Default: ./dbshift.toml, then
     /// ~/.config/dbshift/config.toml, when they exist.
     #[arg(long, global = true, env = "DBSHIFT_CONFIG")]
@@ -343,8 +343,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         #[cfg(feature = "local")]
         Command::Proxy(_) => ctx.require_local("proxy")?,
         Command::Probe(_) => ctx.require_local("probe")?,
-        Command::Check(_) => ctx.require_local("check")?,
-        Command::Switchover(_) => ctx.require_local("switchover")?,
+        Command::Check(_) => ctx.require_sql("check")?,
+        Command::Switchover(_) => ctx.require_sql("switchover")?,
         _ => {}
     }
     match cli.command {
@@ -430,7 +430,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     }
                     // The clusters' stable client endpoints (`lab proxy up`).
                     #[cfg(feature = "local")]
-                    if !ctx.is_aws() {
+                    if ctx.is_local() {
                         for c in ctx.lab("inventory")?.status().clusters {
                             for p in &c.proxies {
                                 println!("proxy of {}: {p} (dbshift proxy)", c.name);

@@ -1,7 +1,7 @@
-//! `--provider local|aws` and its flags, and the command context built from them in `main`:
-//! one place that opens the provider (or the lab) and the journal a command works on.
-//! The local lab stays the default; `aws` connects through the default credential chain and
-//! never prints a credential.
+//! `--provider local|aws|self-managed` and its flags, and the command context built from them
+//! in `main`: one place that opens the provider (or the lab) and the journal a command works
+//! on. The local lab stays the default; `aws` connects through the default credential chain,
+//! `self-managed` reads a fleet file (`--fleet`); neither ever prints a credential.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -14,6 +14,8 @@ use dbshift_ops::journal::Journal;
 use dbshift_provider::aws::{AwsOptions, AwsProvider};
 #[cfg(feature = "local")]
 use dbshift_provider::local::Lab;
+#[cfg(feature = "self-managed")]
+use dbshift_provider::selfmanaged::SelfManaged;
 use dbshift_provider::Provider;
 
 use crate::Exit;
@@ -24,12 +26,15 @@ pub enum Kind {
     Local,
     /// AWS RDS and Aurora through the RDS API (default credential chain).
     Aws,
+    /// MySQL and MariaDB servers dbshift did not start, named by a fleet file (--fleet).
+    SelfManaged,
 }
 
 /// The provider flags, global to every command.
 #[derive(Args, Debug, Clone)]
 pub struct ProviderArgs {
-    /// Where the fleet is: the local lab, or AWS (RDS, Aurora MySQL). Config key `provider`.
+    /// Where the fleet is: the local lab, AWS (RDS, Aurora MySQL), or self-managed servers
+    /// named by a fleet file (--fleet). Config key `provider`.
     #[arg(long, global = true, env = "DBSHIFT_PROVIDER", value_enum, default_value_t = Kind::Local)]
     pub provider: Kind,
     /// AWS region (default: AWS_REGION or the profile's).
@@ -41,6 +46,10 @@ pub struct ProviderArgs {
     /// Another RDS API endpoint, e.g. http://127.0.0.1:5000 for moto.
     #[arg(long, global = true, env = "DBSHIFT_ENDPOINT_URL")]
     pub endpoint_url: Option<String>,
+    /// The fleet file of `--provider self-managed`: clusters, seeds, users, TLS, redirect and
+    /// commands (docs/self-managed.md). Config key `fleet`.
+    #[arg(long, global = true, env = "DBSHIFT_FLEET")]
+    pub fleet: Option<PathBuf>,
 }
 
 /// What every command works with, built once in `main` from the flags and passed down: the
@@ -61,8 +70,30 @@ impl Ctx {
         self.provider.provider == Kind::Aws
     }
 
-    /// Commands that only make sense on the local lab refuse `--provider aws` (exit 2).
+    /// Whether the chosen provider is the local lab.
+    pub fn is_local(&self) -> bool {
+        self.provider.provider == Kind::Local
+    }
+
+    /// Commands that only make sense on the local lab refuse another provider (exit 2).
     pub fn require_local(&self, command: &str) -> anyhow::Result<()> {
+        if self.provider.provider == Kind::SelfManaged {
+            return Err(Exit::new(
+                2,
+                format!(
+                    "`dbshift {command}` works on the local lab only; drop --provider \
+                     self-managed (or DBSHIFT_PROVIDER). On a self-managed fleet: inventory, \
+                     resolve, check, switchover, runs, resume (docs/self-managed.md)"
+                ),
+            )
+            .into());
+        }
+        self.require_sql(command)
+    }
+
+    /// Commands that talk SQL to every server themselves (the switchover core's `check` and
+    /// `switchover`): the lab and self-managed fleets, not `--provider aws` (exit 2).
+    pub fn require_sql(&self, command: &str) -> anyhow::Result<()> {
         if self.is_aws() {
             return Err(Exit::new(
                 2,
@@ -74,7 +105,7 @@ impl Ctx {
             )
             .into());
         }
-        if cfg!(not(feature = "local")) {
+        if self.is_local() && cfg!(not(feature = "local")) {
             return Err(not_built("local"));
         }
         Ok(())
@@ -122,7 +153,26 @@ impl Ctx {
             Kind::Aws => Ok(Arc::new(self.aws().await?)),
             #[cfg(not(feature = "aws"))]
             Kind::Aws => Err(not_built("aws")),
+            #[cfg(feature = "self-managed")]
+            Kind::SelfManaged => Ok(Arc::new(self.self_managed()?)),
+            #[cfg(not(feature = "self-managed"))]
+            Kind::SelfManaged => Err(not_built("self-managed")),
         }
+    }
+
+    /// The self-managed provider of the `--fleet` file; nothing connects until a command asks.
+    #[cfg(feature = "self-managed")]
+    pub fn self_managed(&self) -> anyhow::Result<SelfManaged> {
+        let Some(path) = &self.provider.fleet else {
+            return Err(Exit::new(
+                2,
+                "--provider self-managed needs a fleet file: --fleet FILE (or DBSHIFT_FLEET, or \
+                 the config key `fleet`); docs/self-managed.md describes it",
+            )
+            .into());
+        };
+        SelfManaged::open(path)
+            .with_context(|| format!("reading the fleet file {}", path.display()))
     }
 
     /// The journal in the lab directory, its runs tied to `provider`'s fleet (a run is
@@ -140,7 +190,7 @@ pub fn not_built(feature: &str) -> anyhow::Error {
         format!(
             "this dbshift was built without the `{feature}` provider; build it with \
              `cargo build --release -p dbshift-cli --features {feature}` (the default features \
-             hold both `local` and `aws`)"
+             hold `local`, `aws` and `self-managed`)"
         ),
     )
     .into()

@@ -41,6 +41,7 @@ mod roles;
 mod sessions;
 mod settings;
 mod snapshot;
+mod topology;
 
 pub use lease::CommitLease;
 pub use rds::{parse_binlog_retention_hours, BINLOG_RETENTION_HOURS};

@@ -39,8 +39,10 @@ mod roles;
 mod sessions;
 mod settings;
 mod snapshot;
+mod topology;
 
 pub use checks::Heartbeats;
+pub use topology::ReplicaHost;
 
 /// TLS settings of a client connection.
 #[derive(Debug, Clone)]

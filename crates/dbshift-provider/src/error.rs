@@ -60,6 +60,10 @@ pub enum Error {
     /// what exists and how to continue or clean up.
     #[error("{0}")]
     NeedsHuman(String),
+    /// The topology of a self-managed cluster does not fit (a seed that does not answer, two
+    /// writers, none); the message says which server and what to do. Nothing was changed.
+    #[error("cluster {cluster}: {message}")]
+    Discovery { cluster: String, message: String },
     /// A wait ran out.
     #[error("timed out after {after:?} waiting for {what}")]
     Timeout {

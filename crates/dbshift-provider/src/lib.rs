@@ -3,9 +3,10 @@
 //! [`Provider`] is what workflows use to find clusters and instances and to act on them as a
 //! platform does (reboot, modify CA, build a green copy): a core, [`Fleet`], and capabilities
 //! ([`Redirect`], [`InstanceControl`], [`Certificates`], [`BlueGreen`]); see [`provider`].
-//! Two providers implement it, each behind a cargo feature (both on by default): `local`, the
-//! embedded default, a lab of real `mariadbd` processes, and `aws`, RDS and Aurora through the
-//! RDS API. This crate must never know about workflows: it acts on one instance or cluster at
+//! Three providers implement it, each behind a cargo feature (all on by default): `local`,
+//! the embedded default, a lab of real `mariadbd` processes; `aws`, RDS and Aurora through the
+//! RDS API; and `self-managed`, MySQL and MariaDB servers dbshift did not start, named by a
+//! fleet file and discovered from their replication. This crate must never know about workflows: it acts on one instance or cluster at
 //! a time, when told.
 
 #[cfg(feature = "aws")]
@@ -15,6 +16,8 @@ pub mod error;
 pub mod local;
 mod model;
 pub mod provider;
+#[cfg(feature = "self-managed")]
+pub mod selfmanaged;
 
 /// The lab directory used when none is given; dbshift's journal and locks live there too,
 /// whichever provider a command works on.

@@ -23,6 +23,8 @@ const SCRUBBED: &[&str] = &[
     "DBSHIFT_PROBE_PASSWORD",
     "DBSHIFT_CRASH_AT",
     "DBSHIFT_PAUSE_AT",
+    "DBSHIFT_PROVIDER",
+    "DBSHIFT_FLEET",
 ];
 
 /// How long [`Dbshift::sole_writer`] waits for replication to settle.

@@ -37,7 +37,7 @@ pub use outage::{kill_9, pid_of, signal, writable, writer_behind_relays, CutOff}
 pub use proxied::ProxiedLab;
 pub use relay::{Relay, RelayControl};
 pub use wait::{eventually, eventually_blocking, holds};
-pub use writer::{admin_at, admin_via, AckedWriter};
+pub use writer::{admin_at, admin_via, admin_with, Access, AckedWriter};
 
 /// Evaluate `$body` (an expression giving an `Option`, `.await`s allowed) until it is `Some`,
 /// and give that value; panic after `$timeout` with `$what`. Tests wait for what they expect

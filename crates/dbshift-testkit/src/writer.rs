@@ -3,6 +3,7 @@
 //! acknowledged; at the end every acknowledged insert must be on the writer the name resolves to.
 
 use std::collections::BTreeSet;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -12,8 +13,46 @@ use dbshift_db::Server;
 use dbshift_provider::local::Lab;
 use dbshift_provider::{Credential, Provider};
 
+/// Who the writer and its audit connect as, and how: the lab's users over its TLS, or those
+/// of a fleet dbshift did not build (an external MySQL cluster).
+#[derive(Clone)]
+pub struct Access {
+    /// Creates the table and reads it back for the audit.
+    pub admin: Credential,
+    /// Inserts (no SUPER on the lab: `read_only` stops it).
+    pub app: Credential,
+    /// TLS verified against this CA; `None`: no TLS.
+    pub ca: Option<PathBuf>,
+}
+
+impl Access {
+    /// The lab's admin and application users over its TLS.
+    pub fn of_lab(lab: &Lab) -> Access {
+        let users = &lab.state().users;
+        Access {
+            admin: users.admin.clone(),
+            app: users.app.clone(),
+            ca: Some(lab.ca_bundle()),
+        }
+    }
+
+    fn options(&self, who: &Credential, host: &str, port: u16) -> ConnectOptions {
+        let mut o = ConnectOptions::new(host, port, who.user.clone())
+            .password(who.password.clone())
+            .connect_timeout(Duration::from_secs(1));
+        if let Some(ca) = &self.ca {
+            o = o.tls(TlsOptions {
+                ca_path: ca.clone(),
+                verify_identity: true,
+            });
+        }
+        o
+    }
+}
+
 /// The inserting client; see the module documentation.
 pub struct AckedWriter {
+    access: Access,
     /// Who says where the name points (the lab, or another provider naming the lab's
     /// servers, such as the aws provider on moto mapped onto them).
     resolver: Arc<dyn Provider>,
@@ -24,16 +63,6 @@ pub struct AckedWriter {
     task: tokio::task::JoinHandle<()>,
 }
 
-fn options(lab: &Lab, who: &Credential, host: &str, port: u16) -> ConnectOptions {
-    ConnectOptions::new(host, port, who.user.clone())
-        .password(who.password.clone())
-        .tls(TlsOptions {
-            ca_path: lab.ca_bundle(),
-            verify_identity: true,
-        })
-        .connect_timeout(Duration::from_secs(1))
-}
-
 /// An admin connection to what `name` (a cluster or an instance) resolves to now.
 pub async fn admin_at(lab: &Lab, name: &str) -> Server {
     admin_via(lab, lab, name).await
@@ -41,9 +70,13 @@ pub async fn admin_at(lab: &Lab, name: &str) -> Server {
 
 /// An admin connection to the lab server `resolver` resolves `name` to now.
 pub async fn admin_via(lab: &Lab, resolver: &dyn Provider, name: &str) -> Server {
+    admin_with(&Access::of_lab(lab), resolver, name).await
+}
+
+/// An admin connection, as `access` says, to the server `resolver` resolves `name` to now.
+pub async fn admin_with(access: &Access, resolver: &dyn Provider, name: &str) -> Server {
     let ep = resolver.resolve(name).await.expect("the name resolves");
-    let admin = lab.state().users.admin.clone();
-    Server::connect(&options(lab, &admin, &ep.host, ep.port))
+    Server::connect(&access.options(&access.admin, &ep.host, ep.port))
         .await
         .unwrap_or_else(|e| panic!("connecting to {name} ({ep}): {e}"))
 }
@@ -61,7 +94,18 @@ impl AckedWriter {
         cluster: &str,
         table: &str,
     ) -> AckedWriter {
-        let mut a = admin_via(lab, &*resolver, cluster).await;
+        AckedWriter::start_with(Access::of_lab(lab), resolver, cluster, table).await
+    }
+
+    /// [`AckedWriter::start_via`] on any fleet: `access` says who connects and how (the
+    /// database `app` must exist).
+    pub async fn start_with(
+        access: Access,
+        resolver: Arc<dyn Provider>,
+        cluster: &str,
+        table: &str,
+    ) -> AckedWriter {
+        let mut a = admin_with(&access, &*resolver, cluster).await;
         a.exec_sql(&format!(
             "CREATE TABLE IF NOT EXISTS app.{table} (id BIGINT PRIMARY KEY)"
         ))
@@ -70,11 +114,11 @@ impl AckedWriter {
         a.close().await;
         let stop = Arc::new(AtomicBool::new(false));
         let acked = Arc::new(Mutex::new(BTreeSet::new()));
-        let (lab2, name, tbl) = (lab.clone(), cluster.to_string(), table.to_string());
+        let (access2, name, tbl) = (access.clone(), cluster.to_string(), table.to_string());
         let resolver2 = resolver.clone();
         let (stop2, acked2) = (stop.clone(), acked.clone());
         let task = tokio::spawn(async move {
-            let app = lab2.state().users.app.clone();
+            let app = access2.app.clone();
             let mut id = 0u64;
             let mut conn: Option<Server> = None;
             while !stop2.load(Ordering::Relaxed) {
@@ -83,7 +127,7 @@ impl AckedWriter {
                         tokio::time::sleep(Duration::from_millis(20)).await;
                         continue;
                     };
-                    conn = Server::connect(&options(&lab2, &app, &ep.host, ep.port))
+                    conn = Server::connect(&access2.options(&app, &ep.host, ep.port))
                         .await
                         .ok();
                     if conn.is_none() {
@@ -112,6 +156,7 @@ impl AckedWriter {
             }
         });
         AckedWriter {
+            access,
             resolver,
             cluster: cluster.to_string(),
             table: table.to_string(),
@@ -140,8 +185,13 @@ impl AckedWriter {
 
     /// Stop, then check every acknowledged insert is on the writer the cluster name resolves
     /// to now; gives how many there were.
-    pub async fn stop_and_audit(self, lab: &Lab) -> usize {
-        let (acked, lost) = self.stop_and_lost(lab).await;
+    pub async fn stop_and_audit(self, _lab: &Lab) -> usize {
+        self.stop_and_audit_access().await
+    }
+
+    /// [`AckedWriter::stop_and_audit`] with the access the writer was started with.
+    pub async fn stop_and_audit_access(self) -> usize {
+        let (acked, lost) = self.stop_and_lost_access().await;
         assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
         acked
     }
@@ -149,11 +199,16 @@ impl AckedWriter {
     /// Stop; gives how many inserts were acknowledged and which of them are missing on the
     /// writer the cluster name resolves to now (for scenarios where a loss is expected and
     /// must be reported exactly).
-    pub async fn stop_and_lost(self, lab: &Lab) -> (usize, Vec<u64>) {
+    pub async fn stop_and_lost(self, _lab: &Lab) -> (usize, Vec<u64>) {
+        self.stop_and_lost_access().await
+    }
+
+    /// [`AckedWriter::stop_and_lost`] with the access the writer was started with.
+    pub async fn stop_and_lost_access(self) -> (usize, Vec<u64>) {
         self.stop.store(true, Ordering::Relaxed);
         self.task.await.unwrap();
         let acked = self.acked.lock().unwrap().clone();
-        let mut w = admin_via(lab, &*self.resolver, &self.cluster).await;
+        let mut w = admin_with(&self.access, &*self.resolver, &self.cluster).await;
         let rows = w
             .query_rows(&format!("SELECT id FROM app.{}", self.table))
             .await

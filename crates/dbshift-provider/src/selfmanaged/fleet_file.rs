@@ -1,0 +1,601 @@
+//! The fleet file (`--fleet FILE`): which clusters exist, where to start looking for their
+//! servers, with which users, over which TLS, how clients are moved and how a server is
+//! restarted, stopped and started. Parsed strictly (an unknown key is an error) and checked
+//! whole before anything connects. `docs/self-managed.md` documents it field by field.
+//!
+//! Passwords are never in it: each user names an environment variable (`password_env`) or a
+//! file (`password_file`). A `password` key is refused with that advice, and neither its
+//! value nor the line it is on is ever printed (a TOML error is reported by line and column,
+//! without the text).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+use crate::model::{Credential, Endpoint};
+
+/// How long a command template may run when the file does not say.
+pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The file as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFleet {
+    credentials: Option<RawCredentials>,
+    tls: Option<RawTls>,
+    commands: Option<RawCommands>,
+    #[serde(default)]
+    cluster: Vec<RawCluster>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCluster {
+    name: String,
+    #[serde(default)]
+    seeds: Vec<String>,
+    credentials: Option<RawCredentials>,
+    tls: Option<RawTls>,
+    commands: Option<RawCommands>,
+    #[serde(default)]
+    redirect: RedirectKind,
+    #[serde(default)]
+    proxy: Vec<RawProxy>,
+    #[serde(default)]
+    instance: Vec<RawInstance>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCredentials {
+    admin: Option<RawUser>,
+    replication: Option<RawUser>,
+    app: Option<RawUser>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUser {
+    user: String,
+    password_env: Option<String>,
+    password_file: Option<PathBuf>,
+    /// Only to refuse it with advice (any type: a value of the wrong type must not make the
+    /// parser quote it).
+    password: Option<toml::Value>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    ca_file: Option<PathBuf>,
+    verify: Option<Verify>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCommands {
+    restart: Option<String>,
+    stop: Option<String>,
+    start: Option<String>,
+    timeout_seconds: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProxy {
+    listen: String,
+    admin: String,
+    token_env: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInstance {
+    id: String,
+    endpoint: String,
+}
+
+/// How clients find a cluster's writer after a switchover.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RedirectKind {
+    /// dbshift moves nothing: the operator moves the clients.
+    #[default]
+    None,
+    /// dbshift proxies in front of the cluster (`[[cluster.proxy]]`) hold and move clients.
+    Proxy,
+}
+
+/// How dbshift checks a server's certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verify {
+    /// TLS, the chain checked against `ca_file` and the certificate's name against the host.
+    Full,
+    /// No TLS from dbshift (and replicas it points use TLS without checking): only for a
+    /// network that is trusted end to end.
+    None,
+}
+
+/// The TLS of one cluster, as dbshift's connections and the replicas it points use it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tls {
+    /// `None`: no verification (`verify = "none"`).
+    pub ca_file: Option<PathBuf>,
+}
+
+/// The command templates of one cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Commands {
+    pub restart: Option<String>,
+    pub stop: Option<String>,
+    pub start: Option<String>,
+    pub timeout: Duration,
+}
+
+/// A dbshift proxy in front of a cluster, its token read from the environment.
+#[derive(Clone)]
+pub struct ProxySpec {
+    pub listen: Endpoint,
+    pub admin: Endpoint,
+    pub token: String,
+}
+
+impl std::fmt::Debug for ProxySpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "ProxySpec(listen {} admin {}, token ***)",
+            self.listen, self.admin
+        )
+    }
+}
+
+/// One cluster, checked: every secret read, every endpoint parsed. `Debug` shows no secret
+/// (a [`Credential`] hides its password, a [`ProxySpec`] its token).
+#[derive(Debug, Clone)]
+pub struct ClusterSpec {
+    pub name: String,
+    /// Where discovery starts: the seeds, then the named instances' endpoints.
+    pub seeds: Vec<Endpoint>,
+    /// Ids the file gives to endpoints (`[[cluster.instance]]`); others are `host:port`.
+    pub names: BTreeMap<String, Endpoint>,
+    pub admin: Credential,
+    pub replication: Credential,
+    /// The application's user (no SUPER), for the downtime probe; the admin user if the file
+    /// names none.
+    pub app: Option<Credential>,
+    pub tls: Tls,
+    pub commands: Commands,
+    pub redirect: RedirectKind,
+    pub proxies: Vec<ProxySpec>,
+}
+
+impl ClusterSpec {
+    /// The id of the server at `ep`: the file's name for it, else `host:port`.
+    pub fn id_of(&self, ep: &Endpoint) -> String {
+        self.names
+            .iter()
+            .find(|(_, e)| *e == ep)
+            .map(|(id, _)| id.clone())
+            .unwrap_or_else(|| ep.to_string())
+    }
+}
+
+/// The whole file, checked.
+#[derive(Debug, Clone)]
+pub struct FleetFile {
+    pub path: PathBuf,
+    pub clusters: Vec<ClusterSpec>,
+}
+
+impl FleetFile {
+    /// Read and check the file at `path`; `env` gives environment variables (the process's,
+    /// or a test's).
+    pub fn load(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<FleetFile> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::BadInput(format!(
+                "the fleet file {}: {e} (give it with --fleet FILE, DBSHIFT_FLEET or the \
+                 config key `fleet`)",
+                path.display()
+            ))
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        FleetFile::parse(&text, path, base, env)
+    }
+
+    /// Check the text of a fleet file; `path` names it in messages, `base` is where relative
+    /// file paths in it start.
+    pub fn parse(
+        text: &str,
+        path: &Path,
+        base: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<FleetFile> {
+        let file = path.display().to_string();
+        let bad = |m: String| Error::BadInput(format!("the fleet file {file}: {m}"));
+        let raw: RawFleet = toml::from_str(text).map_err(|e| bad(toml_error(text, &e)))?;
+        if raw.cluster.is_empty() {
+            return Err(bad(
+                "no cluster: add a [[cluster]] with a name and seeds".to_string()
+            ));
+        }
+        let mut clusters: Vec<ClusterSpec> = Vec::new();
+        for c in &raw.cluster {
+            let at = format!("cluster {:?}", c.name);
+            if c.name.is_empty() {
+                return Err(bad("a [[cluster]] has an empty name".to_string()));
+            }
+            if clusters.iter().any(|k| k.name == c.name) {
+                return Err(bad(format!("{at} is named twice")));
+            }
+            let mut seeds = Vec::new();
+            for s in &c.seeds {
+                seeds.push(parse_endpoint(s).map_err(|m| bad(format!("{at}: seed {s:?}: {m}")))?);
+            }
+            let mut names = BTreeMap::new();
+            for i in &c.instance {
+                let ep = parse_endpoint(&i.endpoint)
+                    .map_err(|m| bad(format!("{at}: instance {:?}: {m}", i.id)))?;
+                if i.id.is_empty() || names.contains_key(&i.id) {
+                    return Err(bad(format!(
+                        "{at}: instance ids must be unique and not empty ({:?})",
+                        i.id
+                    )));
+                }
+                if !seeds.contains(&ep) {
+                    seeds.push(ep.clone());
+                }
+                names.insert(i.id.clone(), ep);
+            }
+            if seeds.is_empty() {
+                return Err(bad(format!(
+                    "{at} has no seeds: give `seeds = [\"host:port\"]` or [[cluster.instance]]"
+                )));
+            }
+            let creds = |which: &str, pick: fn(&RawCredentials) -> Option<&RawUser>| {
+                let (user, key) = match c.credentials.as_ref().and_then(pick) {
+                    Some(u) => (u, format!("{at}: credentials.{which}")),
+                    None => match raw.credentials.as_ref().and_then(pick) {
+                        Some(u) => (u, format!("credentials.{which}")),
+                        None => {
+                            return Err(bad(format!(
+                                "{at} has no {which} user: add [credentials.{which}] (for the \
+                                 fleet) or [cluster.credentials.{which}] with `user` and \
+                                 `password_env` or `password_file`"
+                            )))
+                        }
+                    },
+                };
+                credential(user, &key, base, env).map_err(bad)
+            };
+            let admin = creds("admin", |c| c.admin.as_ref())?;
+            let replication = creds("replication", |c| c.replication.as_ref())?;
+            let app = match c
+                .credentials
+                .as_ref()
+                .and_then(|c| c.app.as_ref())
+                .map(|u| (u, format!("{at}: credentials.app")))
+                .or_else(|| {
+                    raw.credentials
+                        .as_ref()
+                        .and_then(|c| c.app.as_ref())
+                        .map(|u| (u, "credentials.app".to_string()))
+                }) {
+                Some((u, key)) => Some(credential(u, &key, base, env).map_err(bad)?),
+                None => None,
+            };
+            let tls = tls(c.tls.as_ref().or(raw.tls.as_ref()), base)
+                .map_err(|m| bad(format!("{at}: {m}")))?;
+            let commands = commands(c.commands.as_ref(), raw.commands.as_ref());
+            let mut proxies = Vec::new();
+            for p in &c.proxy {
+                let ep = |s: &str, key: &str| {
+                    parse_endpoint(s).map_err(|m| bad(format!("{at}: proxy {key} {s:?}: {m}")))
+                };
+                let token = env(&p.token_env).filter(|t| !t.is_empty()).ok_or_else(|| {
+                    bad(format!(
+                        "{at}: the proxy's token_env {:?} is not set (export the admin API's \
+                         token in it)",
+                        p.token_env
+                    ))
+                })?;
+                proxies.push(ProxySpec {
+                    listen: ep(&p.listen, "listen")?,
+                    admin: ep(&p.admin, "admin")?,
+                    token,
+                });
+            }
+            match (c.redirect, proxies.is_empty()) {
+                (RedirectKind::Proxy, true) => {
+                    return Err(bad(format!(
+                        "{at}: redirect = \"proxy\" needs at least one [[cluster.proxy]] with \
+                         listen, admin and token_env"
+                    )))
+                }
+                (RedirectKind::None, false) => {
+                    return Err(bad(format!(
+                        "{at}: [[cluster.proxy]] is given but redirect is \"none\": set \
+                         redirect = \"proxy\" or remove the proxies"
+                    )))
+                }
+                _ => {}
+            }
+            clusters.push(ClusterSpec {
+                name: c.name.clone(),
+                seeds,
+                names,
+                admin,
+                replication,
+                app,
+                tls,
+                commands,
+                redirect: c.redirect,
+                proxies,
+            });
+        }
+        Ok(FleetFile {
+            path: path.to_path_buf(),
+            clusters,
+        })
+    }
+
+    /// One cluster by name; [`Error::Unknown`] names the others.
+    pub fn cluster(&self, name: &str) -> Result<&ClusterSpec> {
+        self.clusters
+            .iter()
+            .find(|c| c.name == name)
+            .ok_or_else(|| Error::Unknown {
+                kind: "cluster",
+                name: name.to_string(),
+                known: self.known(),
+            })
+    }
+
+    /// The clusters' names, for messages.
+    pub fn known(&self) -> String {
+        self.clusters
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// A TOML error by line and column, without the text of the line (it may hold a secret).
+fn toml_error(text: &str, e: &toml::de::Error) -> String {
+    match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            format!("line {line}, column {column}: {}", e.message())
+        }
+        None => e.message().to_string(),
+    }
+}
+
+/// `host:port` (`[v6]:port` too).
+pub fn parse_endpoint(s: &str) -> std::result::Result<Endpoint, String> {
+    let (host, port) = s
+        .rsplit_once(':')
+        .ok_or_else(|| "expected host:port".to_string())?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err("expected host:port (the host is empty)".to_string());
+    }
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("expected host:port ({port:?} is no port)"))?;
+    Ok(Endpoint {
+        host: host.to_string(),
+        port,
+    })
+}
+
+fn credential(
+    u: &RawUser,
+    key: &str,
+    base: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> std::result::Result<Credential, String> {
+    if u.password.is_some() {
+        return Err(format!(
+            "{key} has a plaintext `password`: refused, a fleet file is no place for a secret. \
+             Put the password in an environment variable and name it with `password_env`, or \
+             in a file readable only by you (mode 0600) named by `password_file`"
+        ));
+    }
+    let password = match (&u.password_env, &u.password_file) {
+        (Some(var), None) => env(var).ok_or_else(|| {
+            format!("{key}: password_env {var:?} is not set (export the password in it)")
+        })?,
+        (None, Some(file)) => {
+            let path = base.join(file);
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| format!("{key}: password_file {}: {e}", path.display()))?;
+            text.trim_end_matches(['\n', '\r']).to_string()
+        }
+        (Some(_), Some(_)) => {
+            return Err(format!(
+                "{key}: give one of password_env and password_file, not both"
+            ))
+        }
+        (None, None) => {
+            return Err(format!(
+                "{key}: no password source: add `password_env = \"VAR\"` or \
+                 `password_file = \"/path\"`"
+            ))
+        }
+    };
+    Ok(Credential {
+        user: u.user.clone(),
+        password,
+    })
+}
+
+fn tls(raw: Option<&RawTls>, base: &Path) -> std::result::Result<Tls, String> {
+    let Some(t) = raw else {
+        return Err(
+            "no TLS settings: add [tls] (for the fleet) or [cluster.tls] with `ca_file` (and \
+             verify = \"full\"), or verify = \"none\" for a network trusted end to end"
+                .to_string(),
+        );
+    };
+    match (t.verify.unwrap_or(Verify::Full), &t.ca_file) {
+        (Verify::Full, Some(ca)) => {
+            let ca = base.join(ca);
+            if !ca.is_file() {
+                return Err(format!(
+                    "tls.ca_file {} is not a readable file",
+                    ca.display()
+                ));
+            }
+            Ok(Tls { ca_file: Some(ca) })
+        }
+        (Verify::Full, None) => Err(
+            "tls: verify = \"full\" needs ca_file (the CA that signed the servers' certificates)"
+                .to_string(),
+        ),
+        (Verify::None, _) => Ok(Tls { ca_file: None }),
+    }
+}
+
+fn commands(cluster: Option<&RawCommands>, fleet: Option<&RawCommands>) -> Commands {
+    let empty = RawCommands::default();
+    let (c, f) = (cluster.unwrap_or(&empty), fleet.unwrap_or(&empty));
+    Commands {
+        restart: c.restart.clone().or_else(|| f.restart.clone()),
+        stop: c.stop.clone().or_else(|| f.stop.clone()),
+        start: c.start.clone().or_else(|| f.start.clone()),
+        timeout: c
+            .timeout_seconds
+            .or(f.timeout_seconds)
+            .map(Duration::from_secs)
+            .unwrap_or(DEFAULT_COMMAND_TIMEOUT),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(var: &str) -> Option<String> {
+        match var {
+            "ADMIN_PW" => Some("s3cret-admin".into()),
+            "REPL_PW" => Some("s3cret-repl".into()),
+            "TOKEN" => Some("tok".into()),
+            _ => None,
+        }
+    }
+
+    fn parse(text: &str) -> Result<FleetFile> {
+        FleetFile::parse(text, Path::new("fleet.toml"), Path::new("/"), &env)
+    }
+
+    const MINIMAL: &str = r#"
+[credentials]
+admin = { user = "dbshift", password_env = "ADMIN_PW" }
+replication = { user = "repl", password_env = "REPL_PW" }
+[tls]
+verify = "none"
+[[cluster]]
+name = "main"
+seeds = ["10.0.0.2:3306"]
+"#;
+
+    #[test]
+    fn a_minimal_file_takes_the_defaults() {
+        let f = parse(MINIMAL).unwrap();
+        let c = f.cluster("main").unwrap();
+        assert_eq!(c.seeds, vec![parse_endpoint("10.0.0.2:3306").unwrap()]);
+        assert_eq!(c.admin.password, "s3cret-admin");
+        assert_eq!(c.redirect, RedirectKind::None);
+        assert_eq!(c.commands.restart, None);
+        assert_eq!(c.commands.timeout, DEFAULT_COMMAND_TIMEOUT);
+        assert_eq!(c.id_of(&c.seeds[0]), "10.0.0.2:3306");
+        let e = f.cluster("nope").unwrap_err().to_string();
+        assert!(e.contains("known: main"), "{e}");
+    }
+
+    #[test]
+    fn cluster_settings_win_over_the_fleet_and_instances_are_seeds() {
+        let f = parse(
+            r#"
+[credentials]
+admin = { user = "dbshift", password_env = "ADMIN_PW" }
+replication = { user = "repl", password_env = "REPL_PW" }
+[tls]
+verify = "none"
+[commands]
+restart = "ssh {host} systemctl restart mariadb"
+timeout_seconds = 30
+[[cluster]]
+name = "a"
+seeds = ["db1:3306"]
+redirect = "proxy"
+commands = { restart = "true {id}" }
+credentials = { admin = { user = "other", password_env = "REPL_PW" } }
+[[cluster.proxy]]
+listen = "10.0.0.9:3306"
+admin = "127.0.0.1:3308"
+token_env = "TOKEN"
+[[cluster.instance]]
+id = "db2"
+endpoint = "[fd00::2]:3307"
+"#,
+        )
+        .unwrap();
+        let c = f.cluster("a").unwrap();
+        assert_eq!(c.admin.user, "other");
+        assert_eq!(c.replication.user, "repl");
+        assert_eq!(c.commands.restart.as_deref(), Some("true {id}"));
+        assert_eq!(c.commands.timeout, Duration::from_secs(30));
+        assert_eq!(c.seeds.len(), 2);
+        assert_eq!(c.id_of(&parse_endpoint("fd00::2:3307").unwrap()), "db2");
+        assert_eq!(c.proxies[0].token, "tok");
+    }
+
+    #[test]
+    fn bad_files_are_refused_with_what_to_do_and_no_secret() {
+        let cases: &[(&str, &str)] = &[
+            ("password = \"hunter2\"", "password_env"),
+            ("password = hunter2", "line "),
+            ("colour = \"blue\"", "unknown field `colour`"),
+        ];
+        for (line, want) in cases {
+            let text = MINIMAL.replace(
+                "admin = { user = \"dbshift\", password_env = \"ADMIN_PW\" }",
+                &format!("admin = {{ user = \"dbshift\", {line} }}"),
+            );
+            let e = parse(&text).unwrap_err().to_string();
+            assert!(e.contains(want), "{line}: {e}");
+            assert!(!e.contains("hunter2"), "{line}: {e}");
+        }
+        let e = parse(&MINIMAL.replace("ADMIN_PW", "UNSET_PW"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("\"UNSET_PW\" is not set"), "{e}");
+        let e = parse(&MINIMAL.replace("10.0.0.2:3306", "10.0.0.2"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("host:port"), "{e}");
+        let e = parse(&MINIMAL.replace("verify = \"none\"", "verify = \"full\""))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("needs ca_file"), "{e}");
+        let e = parse(&format!("{MINIMAL}redirect = \"proxy\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("[[cluster.proxy]]"), "{e}");
+        let e = parse(&format!(
+            "{MINIMAL}[[cluster]]\nname = \"main\"\nseeds = [\"h:1\"]\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("named twice"), "{e}");
+    }
+}

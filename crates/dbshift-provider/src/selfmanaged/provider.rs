@@ -1,0 +1,298 @@
+//! The self-managed fleet as a [`crate::Provider`]: the core from discovery, the redirect in
+//! memory (the servers are the truth), `read_only` through `dbshift-db`, and restart, stop and
+//! start through the fleet file's command templates.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use super::discovery::{self, Member};
+use super::fleet_file::{ClusterSpec, RedirectKind};
+use super::{commands, SelfManaged};
+use crate::error::{Error, Result};
+use crate::model::{Cluster, Credentials, Endpoint, Instance, InstanceStatus, ProxyEndpoint};
+use crate::provider::{BlueGreen, Certificates, Fleet, InstanceControl, Redirect};
+
+impl SelfManaged {
+    fn instance(&self, spec: &ClusterSpec, m: &Member) -> Instance {
+        let mut tags = BTreeMap::new();
+        tags.insert("server_id".to_string(), m.server_id.to_string());
+        tags.insert("version".to_string(), m.version.clone());
+        if let Some(src) = &m.source {
+            tags.insert("source".to_string(), src.to_string());
+        }
+        Instance {
+            id: m.id.clone(),
+            cluster: spec.name.clone(),
+            role: m.role,
+            endpoint: m.endpoint.clone(),
+            engine: m.engine.clone(),
+            engine_version: m.version.clone(),
+            status: InstanceStatus::Available,
+            ca: spec
+                .tls
+                .ca_file
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "-".to_string()),
+            encrypted: false,
+            tags,
+        }
+    }
+
+    /// The cluster of `id` and its member record, looking through every cluster.
+    async fn find(&self, id: &str) -> Result<(&ClusterSpec, Member)> {
+        let mut first_error = None;
+        let mut known = Vec::new();
+        for spec in &self.fleet.clusters {
+            match self.topology(&spec.name).await {
+                Ok(t) => match t.member(id) {
+                    Some(m) => return Ok((spec, m.clone())),
+                    None => known.extend(t.members.iter().map(|m| m.id.clone())),
+                },
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        Err(first_error.unwrap_or_else(|| Error::Unknown {
+            kind: "instance",
+            name: id.to_string(),
+            known: known.join(", "),
+        }))
+    }
+
+    /// The fleet file's command for `key` of `id`'s cluster, filled in, or what to set.
+    async fn command(
+        &self,
+        id: &str,
+        key: &str,
+        pick: fn(&super::fleet_file::Commands) -> Option<&String>,
+    ) -> Result<(String, Duration, ClusterSpec, Member)> {
+        let (spec, m) = self.find(id).await?;
+        let Some(template) = pick(&spec.commands) else {
+            return Err(Error::Unsupported(format!(
+                "the fleet file {} has no `{key}` command for cluster {}: set `{key} = \"...\"` \
+                 under [cluster.commands] (or [commands] for every cluster), with {{host}}, \
+                 {{port}} and {{id}} filled in by dbshift",
+                self.fleet.path.display(),
+                spec.name
+            )));
+        };
+        let cmd = commands::fill(template, &m.id, &m.endpoint);
+        Ok((cmd, spec.commands.timeout, spec.clone(), m))
+    }
+
+    /// Wait until `m` accepts the admin user's connections again, up to `timeout`.
+    async fn wait_until_answers(
+        &self,
+        spec: &ClusterSpec,
+        m: &Member,
+        timeout: Duration,
+    ) -> Result<()> {
+        let started = Instant::now();
+        let fleet = self.fleet.path.display().to_string();
+        loop {
+            match discovery::connect_admin(spec, &fleet, &m.endpoint).await {
+                Ok(s) => {
+                    s.close().await;
+                    return Ok(());
+                }
+                Err(e) if started.elapsed() >= timeout => {
+                    return Err(Error::Timeout {
+                        what: format!("{} to accept connections ({e})", m.id),
+                        after: timeout,
+                    })
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Fleet for SelfManaged {
+    fn name(&self) -> &'static str {
+        "self-managed"
+    }
+
+    /// The fleet file's path: a run is resumed only with the same file.
+    fn fleet_id(&self) -> String {
+        let path = std::fs::canonicalize(&self.fleet.path).unwrap_or(self.fleet.path.clone());
+        format!("self-managed fleet {}", path.display())
+    }
+
+    async fn list_clusters(&self) -> Result<Vec<Cluster>> {
+        let mut out = Vec::new();
+        for spec in &self.fleet.clusters {
+            let t = self.topology(&spec.name).await?;
+            out.push(Cluster {
+                name: spec.name.clone(),
+                writer: t.writer.clone(),
+                instances: t.members.iter().map(|m| m.id.clone()).collect(),
+                gtid_domain_id: None,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn list_instances(&self) -> Result<Vec<Instance>> {
+        let mut out = Vec::new();
+        for spec in &self.fleet.clusters {
+            let t = self.topology(&spec.name).await?;
+            out.extend(t.members.iter().map(|m| self.instance(spec, m)));
+        }
+        Ok(out)
+    }
+
+    async fn describe_instance(&self, id: &str) -> Result<Instance> {
+        let (spec, m) = self.find(id).await?;
+        Ok(self.instance(spec, &m))
+    }
+
+    async fn resolve(&self, name: &str) -> Result<Endpoint> {
+        if self.fleet.clusters.iter().any(|c| c.name == name) {
+            let t = self.topology(name).await?;
+            let w = t.member(&t.writer).expect("the writer is a member");
+            return Ok(w.endpoint.clone());
+        }
+        Ok(self.find(name).await?.1.endpoint)
+    }
+
+    /// One set for the whole fleet: the workflows connect to every server with it. Clusters
+    /// whose users or TLS differ are refused here until the workflows take credentials per
+    /// cluster (issue 19): one fleet file per such cluster meanwhile.
+    fn credentials(&self) -> Result<Credentials> {
+        let first = self
+            .fleet
+            .clusters
+            .first()
+            .expect("a fleet file has a cluster");
+        let key = |c: &ClusterSpec| {
+            (
+                c.admin.user.clone(),
+                c.admin.password.clone(),
+                c.replication.user.clone(),
+                c.replication.password.clone(),
+                c.app.as_ref().map(|a| (a.user.clone(), a.password.clone())),
+                c.tls.clone(),
+            )
+        };
+        if let Some(other) = self.fleet.clusters.iter().find(|c| key(c) != key(first)) {
+            return Err(Error::Unsupported(format!(
+                "clusters {} and {} of {} use different users or TLS; dbshift's workflows take \
+                 one set per fleet for now: put each in a fleet file of its own",
+                first.name,
+                other.name,
+                self.fleet.path.display()
+            )));
+        }
+        Ok(Credentials {
+            admin: first.admin.clone(),
+            replication: first.replication.clone(),
+            app: first.app.clone().unwrap_or_else(|| first.admin.clone()),
+            ca_bundle: first.tls.ca_file.clone(),
+        })
+    }
+
+    async fn proxies_of(&self, cluster: &str) -> Result<Vec<ProxyEndpoint>> {
+        let spec = self.fleet.cluster(cluster)?;
+        Ok(spec
+            .proxies
+            .iter()
+            .map(|p| ProxyEndpoint {
+                cluster: cluster.to_string(),
+                listen: p.listen.clone(),
+                admin: p.admin.clone(),
+                token: p.token.clone(),
+            })
+            .collect())
+    }
+}
+
+#[async_trait::async_trait]
+impl Redirect for SelfManaged {
+    /// Moves no name (there is none to move): records the writer for the rest of the run and
+    /// says who moves the clients.
+    async fn set_writer(&self, cluster: &str, instance: &str) -> Result<()> {
+        let spec = self.fleet.cluster(cluster)?;
+        self.record(cluster, instance).await?;
+        match spec.redirect {
+            RedirectKind::None => tracing::warn!(
+                cluster,
+                writer = instance,
+                "redirect = \"none\": dbshift moved no client; the operator must point the \
+                 clients of {cluster} at {instance}"
+            ),
+            RedirectKind::Proxy => tracing::info!(
+                cluster,
+                writer = instance,
+                "the cluster's dbshift proxies follow the new writer"
+            ),
+        }
+        Ok(())
+    }
+
+    /// The database is the truth: the writer is kept in memory for the rest of the run.
+    async fn record_writer(&self, cluster: &str, instance: &str) -> Result<()> {
+        self.record(cluster, instance).await
+    }
+}
+
+#[async_trait::async_trait]
+impl InstanceControl for SelfManaged {
+    async fn reboot(&self, id: &str, timeout: Duration) -> Result<()> {
+        let (cmd, limit, spec, m) = self.command(id, "restart", |c| c.restart.as_ref()).await?;
+        tracing::info!(instance = id, "restarting the server");
+        commands::run("restart", id, &cmd, limit).await?;
+        self.wait_until_answers(&spec, &m, timeout).await?;
+        tracing::info!(instance = id, "the server restarted and answers");
+        Ok(())
+    }
+
+    /// By SQL, as the admin user: on a self-managed server dbshift's user may set it.
+    async fn set_read_only(&self, instance: &str, on: bool) -> Result<()> {
+        let (spec, m) = self.find(instance).await?;
+        let fleet = self.fleet.path.display().to_string();
+        let mut s = discovery::connect_admin(spec, &fleet, &m.endpoint).await?;
+        tracing::info!(instance, read_only = on, "setting read_only");
+        let r = if on {
+            s.set_read_only().await
+        } else {
+            s.set_writable().await
+        };
+        s.close().await;
+        r?;
+        tracing::info!(instance, read_only = on, "read_only set");
+        Ok(())
+    }
+
+    async fn start_instance(&self, instance: &str, timeout: Duration) -> Result<()> {
+        let (cmd, limit, spec, m) = self
+            .command(instance, "start", |c| c.start.as_ref())
+            .await?;
+        tracing::info!(instance, "starting the server");
+        commands::run("start", instance, &cmd, limit).await?;
+        self.wait_until_answers(&spec, &m, timeout).await?;
+        tracing::info!(instance, "the server started and answers");
+        Ok(())
+    }
+
+    async fn stop_instance(&self, instance: &str) -> Result<()> {
+        let (cmd, limit, _, _) = self.command(instance, "stop", |c| c.stop.as_ref()).await?;
+        tracing::info!(instance, "stopping the server");
+        commands::run("stop", instance, &cmd, limit).await?;
+        tracing::info!(instance, "the server's stop command succeeded");
+        Ok(())
+    }
+}
+
+/// Certificate authorities are not managed yet: every method answers with the trait's
+/// default (nothing listed, `Unsupported` for changes). Issue 19 brings `ca-rotate` through
+/// an install command and `FLUSH SSL`.
+#[async_trait::async_trait]
+impl Certificates for SelfManaged {}
+
+/// No blue/green yet: the trait's defaults (no deployment, `Unsupported` to build one). Issue
+/// 19 brings green as an existing cluster replicating from blue, or a provisioning command.
+#[async_trait::async_trait]
+impl BlueGreen for SelfManaged {}
