@@ -90,6 +90,11 @@ pub struct SwitchArgs {
     /// Most lag allowed by the guards: transactions (100) or seconds (5s).
     #[arg(long, default_value = "100", value_parser = crate::switchover_cmd::parse_max_lag)]
     pub max_lag: MaxLag,
+    /// Accept binlog_format=STATEMENT (a warning instead of a refusal): statement-based
+    /// replication of non-deterministic statements can differ between servers, more so across
+    /// versions (an upgrade blue/green). ROW and MIXED need no flag.
+    #[arg(long)]
+    pub allow_statement_binlog: bool,
     /// Longest the new writer may take to apply the old one's last transaction once writes
     /// are fenced; past it the switch rolls back.
     #[arg(long, default_value = "10s", value_parser = crate::parse_duration)]
@@ -383,6 +388,7 @@ async fn switch(a: SwitchArgs, ctx: &Ctx, to: Side) -> anyhow::Result<()> {
         timeout: a.timeout,
         hooks: a.hooks.clone(),
         redirect: a.redirect,
+        allow_statement_binlog: a.allow_statement_binlog,
     };
     let params = bluegreen::switch_params(&*lab, &d, to, &opts)
         .await

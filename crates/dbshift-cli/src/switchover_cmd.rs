@@ -46,6 +46,11 @@ pub struct CheckArgs {
     /// Most lag allowed: transactions (100) or seconds (5s).
     #[arg(long, default_value = "100", value_parser = parse_max_lag)]
     pub max_lag: MaxLag,
+    /// Accept binlog_format=STATEMENT (a warning instead of a refusal): statement-based
+    /// replication of non-deterministic statements can differ between servers, more so across
+    /// versions (an upgrade blue/green). ROW and MIXED need no flag.
+    #[arg(long)]
+    pub allow_statement_binlog: bool,
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -60,6 +65,11 @@ pub struct SwitchoverArgs {
     /// Most lag allowed by the guards: transactions (100) or seconds (5s).
     #[arg(long, default_value = "100", value_parser = parse_max_lag)]
     pub max_lag: MaxLag,
+    /// Accept binlog_format=STATEMENT (a warning instead of a refusal): statement-based
+    /// replication of non-deterministic statements can differ between servers, more so across
+    /// versions (an upgrade blue/green). ROW and MIXED need no flag.
+    #[arg(long)]
+    pub allow_statement_binlog: bool,
     /// Longest the new writer may take to apply the old one's last transaction, once writes
     /// are fenced; past it the switchover rolls back.
     #[arg(long, default_value = "10s", value_parser = crate::parse_duration)]
@@ -252,6 +262,7 @@ pub async fn check(args: CheckArgs, ctx: &Ctx) -> anyhow::Result<()> {
             max_lag_seconds: args.max_lag.seconds,
             timeout: Duration::from_secs(10),
             hooks: Vec::new(),
+            allow_statement_binlog: args.allow_statement_binlog,
         };
         let params = switchover::prepare(&*lab, &req).await.map_err(bad_input)?;
         reports.push(switchover::check(&*lab, &params).await?);
@@ -388,6 +399,7 @@ pub async fn switchover(args: SwitchoverArgs, ctx: &Ctx) -> anyhow::Result<()> {
         max_lag_seconds: args.max_lag.seconds,
         timeout: args.timeout,
         hooks: args.hooks.clone(),
+        allow_statement_binlog: args.allow_statement_binlog,
     };
     let mut params = switchover::prepare(&*lab, &req).await.map_err(bad_input)?;
     if args.statement_timeout.is_zero() {

@@ -322,6 +322,7 @@ fn switchover_request(req: &FailoverRequest, to: &str) -> SwitchoverRequest {
         max_lag_seconds: req.max_lag_seconds,
         timeout: req.timeout,
         hooks: Vec::new(),
+        allow_statement_binlog: false,
     }
 }
 
