@@ -43,7 +43,7 @@ mod gate;
 mod plan;
 mod switch;
 
-pub use gate::caught_up;
+pub use gate::{caught_up, Member};
 pub use plan::{
     build_plan, critical_path, fingerprint, glob, in_scope, Costs, Estimate, Filter, Plan,
     PlanOptions,
