@@ -149,13 +149,15 @@ fn parse_redirect(s: &str) -> Result<switchover::Redirect, String> {
 
 /// Bad input exits 2; a provider's error keeps its own type, so that its exit code is found.
 pub(crate) fn bg_err(e: BlueGreenError) -> anyhow::Error {
+    let e = dbshift_ops::Error::from(e);
+    if let Some(exit) = crate::refusal(&e) {
+        return exit.into();
+    }
     match e {
-        BlueGreenError::BadInput(m) => Exit::new(2, m).into(),
-        BlueGreenError::Switchover(switchover::SwitchoverError::BadInput(m)) => {
-            Exit::new(2, m).into()
-        }
-        BlueGreenError::Provider(p)
-        | BlueGreenError::Switchover(switchover::SwitchoverError::Provider(p)) => p.into(),
+        dbshift_ops::Error::BlueGreen(
+            BlueGreenError::Provider(p)
+            | BlueGreenError::Switchover(switchover::SwitchoverError::Provider(p)),
+        ) => p.into(),
         other => other.into(),
     }
 }

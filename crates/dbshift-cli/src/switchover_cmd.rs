@@ -288,27 +288,26 @@ pub async fn check(args: CheckArgs, ctx: &Ctx) -> anyhow::Result<()> {
 /// An error once a run has started (the journal unwritable, the control plane gone): the
 /// servers may be part way through, so it is "needs a human" (3), never a plain failure.
 /// Another command holding the cluster is a refusal before anything ran (1).
-pub(crate) fn stopped_part_way(e: switchover::SwitchoverError) -> anyhow::Error {
-    match e {
-        switchover::SwitchoverError::BadInput(m) => Exit::new(2, m).into(),
-        switchover::SwitchoverError::Lock(l @ dbshift_ops::lock::LockError::Held { .. }) => {
-            Exit::new(1, l.to_string()).into()
-        }
-        other => Exit::new(
-            3,
-            format!(
-                "{other}; the switchover may have stopped part way: check `dbshift inventory` \
-                 and `dbshift runs`, then `dbshift resume <run>`"
-            ),
-        )
-        .into(),
+pub(crate) fn stopped_part_way(e: impl Into<dbshift_ops::Error>) -> anyhow::Error {
+    let e = e.into();
+    if let Some(exit) = crate::refusal(&e) {
+        return exit.into();
     }
+    Exit::new(
+        3,
+        format!(
+            "{e}; the switchover may have stopped part way: check `dbshift inventory` and \
+             `dbshift runs`, then `dbshift resume <run>`"
+        ),
+    )
+    .into()
 }
 
 pub(crate) fn bad_input(e: switchover::SwitchoverError) -> anyhow::Error {
-    match e {
-        switchover::SwitchoverError::BadInput(m) => Exit::new(2, m).into(),
-        other => other.into(),
+    let e = dbshift_ops::Error::from(e);
+    match crate::refusal(&e) {
+        Some(exit) => exit.into(),
+        None => e.into(),
     }
 }
 

@@ -385,7 +385,7 @@ pub async fn resume(
     })?;
     journal
         .check_same_fleet(&record)
-        .map_err(SwitchoverError::BadInput)?;
+        .map_err(|e| SwitchoverError::BadInput(e.to_string()))?;
     let locks = lock_clusters(provider, journal, &record.kind, &params).await?;
     journal
         .set_status(run_id, RunStatus::Running, Some("resumed"))
