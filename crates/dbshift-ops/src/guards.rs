@@ -216,10 +216,9 @@ pub async fn run_guards(
 
     {
         let read_only = new.read_only().await?;
-        let super_read_only = match variable_if_known(new, "super_read_only").await? {
-            Some(v) => Some(is_on(&v)),
-            None => None,
-        };
+        let super_read_only = variable_if_known(new, "super_read_only")
+            .await?
+            .map(|v| is_on(&v));
         let (verdict, reason) = read_only_verdict(new_id, read_only, super_read_only);
         c.push("new_writer_read_only", verdict, reason);
     }

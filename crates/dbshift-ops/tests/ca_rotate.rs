@@ -469,6 +469,13 @@ async fn a_gate_reads_the_cluster_once_then_asks_the_database() {
         gate_timeout: Duration::from_secs(30),
     };
     let cluster = counting.list_clusters().await.unwrap().remove(0);
+    // Every instance of the cluster running, whatever the other tests left.
+    let p = provider(t);
+    for i in &cluster.instances {
+        if p.describe_instance(i).await.unwrap().status == InstanceStatus::Stopped {
+            p.start_instance(i, Duration::from_secs(60)).await.unwrap();
+        }
+    }
     let reader = cluster
         .instances
         .iter()
