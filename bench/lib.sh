@@ -25,3 +25,24 @@ d = json.load(open(sys.argv[1]))
 print(d["max_write_gap_ms"] if d["lost_writes"] == 0 or d["lost_writes"] == [] else "")' \
     "$BENCH_TMP/$PROBE_REPORT/summary.json"
 }
+# HAProxy in TCP mode in front of INSTANCE of $BENCH_LAB, the peer of the dbshift proxy
+# benches: haproxy_tcp_up NAME INSTANCE MAXCONN writes $BENCH_TMP/NAME.cfg, runs it as a daemon
+# with its pid in $BENCH_TMP/NAME.pid, and its port (a free one) in $BENCH_TMP/NAME.port.
+haproxy_tcp_up() {
+  local name=$1 instance=$2 maxconn=$3 hp
+  hp=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  cat > "$BENCH_TMP/$name.cfg" <<CFG
+global
+  maxconn $maxconn
+defaults
+  mode tcp
+  timeout connect 5s
+  timeout client 1m
+  timeout server 1m
+listen mysql
+  bind 127.0.0.1:$hp
+  server writer 127.0.0.1:$(port_of "$instance")
+CFG
+  haproxy -D -f "$BENCH_TMP/$name.cfg" -p "$BENCH_TMP/$name.pid"
+  echo "$hp" > "$BENCH_TMP/$name.port"
+}

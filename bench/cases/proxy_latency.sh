@@ -27,21 +27,7 @@ setup() {
     --mysql-password="$(field "s['users']['app']['password']")" --mysql-db=app \
     --tables=1 --table-size=10000 prepare >/dev/null
   "$DBSHIFT" --dir "$BENCH_LAB" lab proxy up >/dev/null
-  local hp; hp=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-  cat > "$BENCH_TMP/haproxy-lat.cfg" <<CFG
-global
-  maxconn 64
-defaults
-  mode tcp
-  timeout connect 5s
-  timeout client 1m
-  timeout server 1m
-listen mysql
-  bind 127.0.0.1:$hp
-  server writer 127.0.0.1:$(port_of lab-1-1)
-CFG
-  haproxy -D -f "$BENCH_TMP/haproxy-lat.cfg" -p "$BENCH_TMP/haproxy-lat.pid"
-  echo "$hp" > "$BENCH_TMP/haproxy-lat.port"
+  haproxy_tcp_up haproxy-lat lab-1-1 64
   touch "$BENCH_TMP/proxy_latency.ready"
 }
 teardown() { :; }

@@ -39,21 +39,7 @@ setup() {
   "$DBSHIFT" --dir "$BENCH_LAB" lab up --clusters 1 --replicas 1 --buffer-pool-mb 128 >/dev/null
   sb "$(port_of lab-1-1)" --threads=4 prepare >/dev/null
   "$DBSHIFT" --dir "$BENCH_LAB" lab proxy up >/dev/null
-  local hp; hp=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-  cat > "$BENCH_TMP/haproxy.cfg" <<CFG
-global
-  maxconn 256
-defaults
-  mode tcp
-  timeout connect 5s
-  timeout client 1m
-  timeout server 1m
-listen mysql
-  bind 127.0.0.1:$hp
-  server writer 127.0.0.1:$(port_of lab-1-1)
-CFG
-  haproxy -D -f "$BENCH_TMP/haproxy.cfg" -p "$BENCH_TMP/haproxy.pid"
-  echo "$hp" > "$BENCH_TMP/haproxy.port"
+  haproxy_tcp_up haproxy lab-1-1 256
   touch "$BENCH_TMP/proxy_tps.ready"
 }
 teardown() { :; }

@@ -90,6 +90,11 @@ pub struct SwitchArgs {
     /// Most lag allowed by the guards: transactions (100) or seconds (5s).
     #[arg(long, default_value = "100", value_parser = crate::switchover_cmd::parse_max_lag)]
     pub max_lag: MaxLag,
+    /// Accept binlog_format=STATEMENT (a warning instead of a refusal): statement-based
+    /// replication of non-deterministic statements can differ between servers, more so across
+    /// versions (an upgrade blue/green). ROW and MIXED need no flag.
+    #[arg(long)]
+    pub allow_statement_binlog: bool,
     /// Longest the new writer may take to apply the old one's last transaction once writes
     /// are fenced; past it the switch rolls back.
     #[arg(long, default_value = "10s", value_parser = crate::parse_duration)]
@@ -144,13 +149,15 @@ fn parse_redirect(s: &str) -> Result<switchover::Redirect, String> {
 
 /// Bad input exits 2; a provider's error keeps its own type, so that its exit code is found.
 pub(crate) fn bg_err(e: BlueGreenError) -> anyhow::Error {
+    let e = dbshift_ops::Error::from(e);
+    if let Some(exit) = crate::refusal(&e) {
+        return exit.into();
+    }
     match e {
-        BlueGreenError::BadInput(m) => Exit::new(2, m).into(),
-        BlueGreenError::Switchover(switchover::SwitchoverError::BadInput(m)) => {
-            Exit::new(2, m).into()
-        }
-        BlueGreenError::Provider(p)
-        | BlueGreenError::Switchover(switchover::SwitchoverError::Provider(p)) => p.into(),
+        dbshift_ops::Error::BlueGreen(
+            BlueGreenError::Provider(p)
+            | BlueGreenError::Switchover(switchover::SwitchoverError::Provider(p)),
+        ) => p.into(),
         other => other.into(),
     }
 }
@@ -383,6 +390,7 @@ async fn switch(a: SwitchArgs, ctx: &Ctx, to: Side) -> anyhow::Result<()> {
         timeout: a.timeout,
         hooks: a.hooks.clone(),
         redirect: a.redirect,
+        allow_statement_binlog: a.allow_statement_binlog,
     };
     let params = bluegreen::switch_params(&*lab, &d, to, &opts)
         .await

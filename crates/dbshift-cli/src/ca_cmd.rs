@@ -90,12 +90,12 @@ fn parse_seconds(s: &str) -> Result<Duration, String> {
 }
 
 fn rollout_err(e: RolloutError) -> anyhow::Error {
+    let e = dbshift_ops::Error::from(e);
+    if let Some(exit) = crate::refusal(&e) {
+        return exit.into();
+    }
     match e {
-        RolloutError::BadInput(m) => Exit::new(2, m).into(),
-        RolloutError::Provider(p) => anyhow::Error::new(p),
-        RolloutError::Lock(l @ dbshift_ops::lock::LockError::Held { .. }) => {
-            Exit::new(1, l.to_string()).into()
-        }
+        dbshift_ops::Error::Rollout(RolloutError::Provider(p)) => anyhow::Error::new(p),
         other => other.into(),
     }
 }
@@ -551,7 +551,7 @@ pub async fn resume(run: &str, ctx: &Ctx, yes: bool, format: Format) -> anyhow::
         .map_err(|e| Exit::new(2, e.to_string()))?;
     journal
         .check_same_fleet(&record)
-        .map_err(|e| Exit::new(2, e))?;
+        .map_err(|e| Exit::new(2, e.to_string()))?;
     let req = ca_rotate::request_of(&record).map_err(rollout_err)?;
     if record.status != dbshift_ops::journal::RunStatus::Running {
         return Err(Exit::new(
@@ -642,19 +642,19 @@ async fn run_plan(
         pipe.stop();
     }
     ctrl_c.abort();
-    let report = result.map_err(|e| match e {
-        RolloutError::BadInput(m) => anyhow::Error::from(Exit::new(2, m)),
-        RolloutError::Lock(l @ dbshift_ops::lock::LockError::Held { .. }) => {
-            Exit::new(1, l.to_string()).into()
+    let report = result.map_err(|e| {
+        let e = dbshift_ops::Error::from(e);
+        match crate::refusal(&e) {
+            Some(exit) => anyhow::Error::from(exit),
+            None => Exit::new(
+                3,
+                format!(
+                    "{e}; the rotation may have stopped part way: check `dbshift ca list` and \
+                     `dbshift runs`, then run the same command again"
+                ),
+            )
+            .into(),
         }
-        other => Exit::new(
-            3,
-            format!(
-                "{other}; the rotation may have stopped part way: check `dbshift ca list` and \
-                 `dbshift runs`, then run the same command again"
-            ),
-        )
-        .into(),
     })?;
     let mut report = report;
     if drop_old_trust && report.rollout.outcome == RunOutcome::Done {

@@ -88,16 +88,14 @@ pub struct RejoinArgs {
 }
 
 fn failover_error(e: FailoverError) -> anyhow::Error {
+    let e = dbshift_ops::Error::from(e);
+    if let Some(exit) = crate::refusal(&e) {
+        return exit.into();
+    }
     match e {
-        FailoverError::BadInput(m) => Exit::new(2, m).into(),
-        FailoverError::Refused(m) => Exit::new(1, format!("refused, nothing changed: {m}")).into(),
-        FailoverError::Switchover(dbshift_ops::switchover::SwitchoverError::BadInput(m)) => {
-            Exit::new(2, m).into()
+        dbshift_ops::Error::Failover(FailoverError::Refused(m)) => {
+            Exit::new(1, format!("refused, nothing changed: {m}")).into()
         }
-        FailoverError::Lock(l @ dbshift_ops::lock::LockError::Held { .. })
-        | FailoverError::Switchover(dbshift_ops::switchover::SwitchoverError::Lock(
-            l @ dbshift_ops::lock::LockError::Held { .. },
-        )) => Exit::new(1, l.to_string()).into(),
         other => Exit::new(
             3,
             format!("{other}; the failover may have stopped part way: check `dbshift inventory` and `dbshift runs`"),
@@ -403,11 +401,13 @@ pub async fn watch(args: WatchArgs, ctx: &Ctx) -> anyhow::Result<()> {
 }
 
 fn rejoin_error(e: RejoinError) -> anyhow::Error {
+    let e = dbshift_ops::Error::from(e);
+    if let Some(exit) = crate::refusal(&e) {
+        return exit.into();
+    }
     match e {
-        RejoinError::BadInput(m) => Exit::new(2, m).into(),
-        RejoinError::Provider(p) => anyhow::Error::from(p).context("rejoin"),
-        RejoinError::Lock(l @ dbshift_ops::lock::LockError::Held { .. }) => {
-            Exit::new(1, l.to_string()).into()
+        dbshift_ops::Error::Rejoin(RejoinError::Provider(p)) => {
+            anyhow::Error::from(p).context("rejoin")
         }
         other => Exit::new(
             3,

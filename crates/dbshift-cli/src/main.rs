@@ -244,6 +244,16 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+/// The refusals every workflow shares, whatever its own error type: bad input (2) and another
+/// command holding the cluster (1), both with nothing changed. `None` for anything else, which
+/// each command maps as its workflow requires.
+pub(crate) fn refusal(e: &dbshift_ops::Error) -> Option<Exit> {
+    if let Some(m) = e.bad_input() {
+        return Some(Exit::new(2, m));
+    }
+    e.lock_held().map(|l| Exit::new(1, l.to_string()))
+}
+
 /// Exit code 2 for errors that are the user's input; 1 otherwise.
 fn exit_code_for(err: &anyhow::Error) -> u8 {
     use dbshift_provider::Error as P;

@@ -46,6 +46,11 @@ pub struct CheckArgs {
     /// Most lag allowed: transactions (100) or seconds (5s).
     #[arg(long, default_value = "100", value_parser = parse_max_lag)]
     pub max_lag: MaxLag,
+    /// Accept binlog_format=STATEMENT (a warning instead of a refusal): statement-based
+    /// replication of non-deterministic statements can differ between servers, more so across
+    /// versions (an upgrade blue/green). ROW and MIXED need no flag.
+    #[arg(long)]
+    pub allow_statement_binlog: bool,
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -60,6 +65,11 @@ pub struct SwitchoverArgs {
     /// Most lag allowed by the guards: transactions (100) or seconds (5s).
     #[arg(long, default_value = "100", value_parser = parse_max_lag)]
     pub max_lag: MaxLag,
+    /// Accept binlog_format=STATEMENT (a warning instead of a refusal): statement-based
+    /// replication of non-deterministic statements can differ between servers, more so across
+    /// versions (an upgrade blue/green). ROW and MIXED need no flag.
+    #[arg(long)]
+    pub allow_statement_binlog: bool,
     /// Longest the new writer may take to apply the old one's last transaction, once writes
     /// are fenced; past it the switchover rolls back.
     #[arg(long, default_value = "10s", value_parser = crate::parse_duration)]
@@ -252,6 +262,7 @@ pub async fn check(args: CheckArgs, ctx: &Ctx) -> anyhow::Result<()> {
             max_lag_seconds: args.max_lag.seconds,
             timeout: Duration::from_secs(10),
             hooks: Vec::new(),
+            allow_statement_binlog: args.allow_statement_binlog,
         };
         let params = switchover::prepare(&*lab, &req).await.map_err(bad_input)?;
         reports.push(switchover::check(&*lab, &params).await?);
@@ -277,27 +288,26 @@ pub async fn check(args: CheckArgs, ctx: &Ctx) -> anyhow::Result<()> {
 /// An error once a run has started (the journal unwritable, the control plane gone): the
 /// servers may be part way through, so it is "needs a human" (3), never a plain failure.
 /// Another command holding the cluster is a refusal before anything ran (1).
-pub(crate) fn stopped_part_way(e: switchover::SwitchoverError) -> anyhow::Error {
-    match e {
-        switchover::SwitchoverError::BadInput(m) => Exit::new(2, m).into(),
-        switchover::SwitchoverError::Lock(l @ dbshift_ops::lock::LockError::Held { .. }) => {
-            Exit::new(1, l.to_string()).into()
-        }
-        other => Exit::new(
-            3,
-            format!(
-                "{other}; the switchover may have stopped part way: check `dbshift inventory` \
-                 and `dbshift runs`, then `dbshift resume <run>`"
-            ),
-        )
-        .into(),
+pub(crate) fn stopped_part_way(e: impl Into<dbshift_ops::Error>) -> anyhow::Error {
+    let e = e.into();
+    if let Some(exit) = crate::refusal(&e) {
+        return exit.into();
     }
+    Exit::new(
+        3,
+        format!(
+            "{e}; the switchover may have stopped part way: check `dbshift inventory` and \
+             `dbshift runs`, then `dbshift resume <run>`"
+        ),
+    )
+    .into()
 }
 
 pub(crate) fn bad_input(e: switchover::SwitchoverError) -> anyhow::Error {
-    match e {
-        switchover::SwitchoverError::BadInput(m) => Exit::new(2, m).into(),
-        other => other.into(),
+    let e = dbshift_ops::Error::from(e);
+    match crate::refusal(&e) {
+        Some(exit) => exit.into(),
+        None => e.into(),
     }
 }
 
@@ -388,6 +398,7 @@ pub async fn switchover(args: SwitchoverArgs, ctx: &Ctx) -> anyhow::Result<()> {
         max_lag_seconds: args.max_lag.seconds,
         timeout: args.timeout,
         hooks: args.hooks.clone(),
+        allow_statement_binlog: args.allow_statement_binlog,
     };
     let mut params = switchover::prepare(&*lab, &req).await.map_err(bad_input)?;
     if args.statement_timeout.is_zero() {

@@ -101,6 +101,9 @@ pub struct SwitchOptions {
     /// How clients move; `None`: the proxy if one is in front of blue's name, else the name
     /// (AWS: the rename swap).
     pub redirect: Option<Redirect>,
+    /// The guards accept `binlog_format=STATEMENT` with a warning (an upgrade blue/green is
+    /// where statement-based replication differs most).
+    pub allow_statement_binlog: bool,
 }
 
 impl Default for SwitchOptions {
@@ -111,6 +114,7 @@ impl Default for SwitchOptions {
             timeout: Duration::from_secs(10),
             hooks: Vec::new(),
             redirect: None,
+            allow_statement_binlog: false,
         }
     }
 }
@@ -182,6 +186,7 @@ pub async fn switch_params(
         hooks: opts.hooks.clone(),
         followers,
         redirect,
+        allow_statement_binlog: opts.allow_statement_binlog,
     })
 }
 

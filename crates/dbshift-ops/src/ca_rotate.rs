@@ -240,7 +240,7 @@ pub async fn prepare(
     let filters = req
         .filters
         .iter()
-        .map(|f| Filter::parse(f).map_err(bad))
+        .map(|f| Filter::parse(f).map_err(|e| bad(e.to_string())))
         .collect::<Result<Vec<_>, _>>()?;
     let target_certs = ca.pem.as_deref().map(pem_certificates).unwrap_or_default();
     let mut clients = Vec::new();

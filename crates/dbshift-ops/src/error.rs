@@ -138,3 +138,60 @@ pub enum Error {
 
 /// The crate's result.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// The request was wrong and nothing was changed: its message, wherever the workflow's own
+    /// error holds it (a blue/green switch or a failover passes the switchover core's through).
+    pub fn bad_input(&self) -> Option<&str> {
+        use crate::bluegreen::BlueGreenError as B;
+        use crate::failover::FailoverError as F;
+        use crate::switchover::SwitchoverError as S;
+        match self {
+            Error::Switchover(S::BadInput(m))
+            | Error::Failover(F::BadInput(m) | F::Switchover(S::BadInput(m)))
+            | Error::BlueGreen(B::BadInput(m) | B::Switchover(S::BadInput(m)))
+            | Error::Rejoin(crate::rejoin::RejoinError::BadInput(m))
+            | Error::Rollout(crate::rollout::RolloutError::BadInput(m)) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// Another command holds a cluster this one needed: refused, nothing was changed.
+    pub fn lock_held(&self) -> Option<&crate::lock::LockError> {
+        use crate::failover::FailoverError as F;
+        use crate::lock::LockError;
+        use crate::switchover::SwitchoverError as S;
+        let lock = match self {
+            Error::Lock(l)
+            | Error::Switchover(S::Lock(l))
+            | Error::Failover(F::Lock(l) | F::Switchover(S::Lock(l)))
+            | Error::BlueGreen(crate::bluegreen::BlueGreenError::Switchover(S::Lock(l)))
+            | Error::Rejoin(crate::rejoin::RejoinError::Lock(l))
+            | Error::Rollout(crate::rollout::RolloutError::Lock(l)) => l,
+            _ => return None,
+        };
+        matches!(lock, LockError::Held { .. }).then_some(lock)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bluegreen::BlueGreenError;
+    use crate::failover::FailoverError;
+    use crate::switchover::SwitchoverError;
+
+    #[test]
+    fn bad_input_is_found_through_the_workflows_that_wrap_the_switchover_core() {
+        let nested = Error::from(BlueGreenError::Switchover(SwitchoverError::BadInput(
+            "no such deployment".into(),
+        )));
+        assert_eq!(nested.bad_input(), Some("no such deployment"));
+        assert_eq!(nested.to_string(), "no such deployment");
+        let failover = Error::from(FailoverError::BadInput("unknown cluster".into()));
+        assert_eq!(failover.bad_input(), Some("unknown cluster"));
+        let refused = Error::from(FailoverError::Refused("writer answers".into()));
+        assert_eq!(refused.bad_input(), None);
+        assert!(refused.lock_held().is_none());
+    }
+}

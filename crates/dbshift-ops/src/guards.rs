@@ -45,6 +45,9 @@ pub struct GuardLimits {
     pub lag_samples: u32,
     /// Binlog retention below this warns (seconds; 0 on the server means "kept forever").
     pub min_binlog_retention_s: u64,
+    /// `binlog_format=STATEMENT` passes with a warning instead of failing
+    /// (`--allow-statement-binlog`).
+    pub allow_statement_binlog: bool,
 }
 
 impl Default for GuardLimits {
@@ -54,6 +57,7 @@ impl Default for GuardLimits {
             max_lag_seconds: 5,
             lag_samples: 5,
             min_binlog_retention_s: 86_400,
+            allow_statement_binlog: false,
         }
     }
 }
@@ -210,15 +214,18 @@ pub async fn run_guards(
         );
     }
 
-    c.check(
-        "new_writer_read_only",
-        new.read_only().await?,
-        format!("{new_id} is read-only until promoted"),
-        format!("{new_id} is writable already: a replica must be read-only (turn read_only on)"),
-    );
+    {
+        let read_only = new.read_only().await?;
+        let super_read_only = variable_if_known(new, "super_read_only")
+            .await?
+            .map(|v| is_on(&v));
+        let (verdict, reason) = read_only_verdict(new_id, read_only, super_read_only);
+        c.push("new_writer_read_only", verdict, reason);
+    }
 
-    // Errant transactions: in the history (MariaDB's gtid_binlog_state), never in a position
-    // that the replica's own statements move (gtid_current_pos).
+    // Errant transactions: in the history (what the server ever binlogged: MariaDB's
+    // gtid_binlog_state, MySQL's gtid_executed), never in a position that the replica's own
+    // statements move (MariaDB's gtid_current_pos).
     {
         // The replica first: whatever it had then, the source had too, however many writes
         // the source took meanwhile; in the other order those writes would look errant.
@@ -244,23 +251,43 @@ pub async fn run_guards(
         format!("{new_id} writes a binary log"),
         format!("{new_id} has no binary log (log_bin): the old writer could not replicate from it"),
     );
-    c.check(
-        "log_slave_updates",
-        new.variable_bool("log_slave_updates").await?,
-        format!("{new_id} logs replicated transactions"),
-        format!(
-            "{new_id} has log_slave_updates=OFF: its binlog lacks the history the other \
-             replicas need after the switch"
-        ),
-    );
+    {
+        // MySQL 8.0.26 renamed log_slave_updates to log_replica_updates (and 8.4 dropped the
+        // old name); MariaDB keeps the old one. Whichever the server has.
+        let (name, value) = match variable_if_known(new, "log_replica_updates").await? {
+            Some(v) => ("log_replica_updates", v),
+            None => (
+                "log_slave_updates",
+                new.variable("log_slave_updates").await?.unwrap_or_default(),
+            ),
+        };
+        c.check(
+            "log_slave_updates",
+            is_on(&value),
+            format!("{new_id} logs replicated transactions ({name}=ON)"),
+            format!(
+                "{new_id} has {name}=OFF: its binlog lacks the history the other replicas \
+                 need after the switch"
+            ),
+        );
+    }
     for (who, server) in [(old_id, &mut *old), (new_id, &mut *new)] {
         let fmt = server.variable("binlog_format").await?.unwrap_or_default();
-        c.check(
-            "binlog_format_row",
-            fmt.eq_ignore_ascii_case("ROW"),
-            format!("{who}: binlog_format=ROW"),
-            format!("{who}: binlog_format={fmt}; set it to ROW"),
-        );
+        let (verdict, reason) = binlog_format_verdict(who, &fmt, limits.allow_statement_binlog);
+        c.push("binlog_format", verdict, reason);
+    }
+    // MySQL only: its GTIDs can be off, or on without the consistency that makes every
+    // transaction loggable with one; positions by GTID (the wait, the re-pointing) need
+    // both. A server without gtid_mode (MariaDB: GTIDs always on) has nothing to check.
+    for (who, server) in [(old_id, &mut *old), (new_id, &mut *new)] {
+        if let Some(mode) = variable_if_known(server, "gtid_mode").await? {
+            let enforce = server
+                .variable("enforce_gtid_consistency")
+                .await?
+                .unwrap_or_default();
+            let (verdict, reason) = gtid_mode_verdict(who, &mode, &enforce);
+            c.push("gtid_mode_on", verdict, reason);
+        }
     }
 
     c.check(
@@ -382,4 +409,190 @@ pub async fn run_guards(
         new_writer: new_id.to_string(),
         results: c.0,
     })
+}
+
+/// MySQL's "Unknown system variable": the server has no variable of that name.
+const ER_UNKNOWN_SYSTEM_VARIABLE: u16 = 1193;
+
+/// A global variable, or `None` when the server has no variable of that name (one flavor's or
+/// version's variable asked of another).
+// issue 18: db method
+async fn variable_if_known(server: &mut Server, name: &str) -> DbResult<Option<String>> {
+    match server.variable(name).await {
+        Ok(v) => Ok(Some(v.unwrap_or_default())),
+        Err(e) if e.server_code() == Some(ER_UNKNOWN_SYSTEM_VARIABLE) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// A boolean variable's text is on (`ON`, `1`; any case).
+fn is_on(value: &str) -> bool {
+    value.eq_ignore_ascii_case("ON") || value == "1"
+}
+
+/// The new writer must not take writes before its promotion. `read_only` is the fence for a
+/// replica on every flavor: MySQL's `super_read_only` (when the server has it) turns
+/// `read_only` on with it and only adds users holding SUPER, whom the switchover's fence
+/// handles; so `read_only` decides and `super_read_only` is only reported.
+pub fn read_only_verdict(
+    id: &str,
+    read_only: bool,
+    super_read_only: Option<bool>,
+) -> (Verdict, String) {
+    match (read_only, super_read_only) {
+        (true, Some(true)) => (
+            Verdict::Pass,
+            format!("{id} is read-only until promoted (super_read_only=ON)"),
+        ),
+        (true, _) => (Verdict::Pass, format!("{id} is read-only until promoted")),
+        (false, Some(_)) => (
+            Verdict::Fail,
+            format!(
+                "{id} is writable already: a replica must be read-only (turn read_only or \
+                 super_read_only on)"
+            ),
+        ),
+        (false, None) => (
+            Verdict::Fail,
+            format!("{id} is writable already: a replica must be read-only (turn read_only on)"),
+        ),
+    }
+}
+
+/// `binlog_format`: ROW and MIXED pass (MIXED logs as rows every statement that is unsafe as a
+/// statement; AWS's Aurora upgrade runbook recommends it); STATEMENT fails unless the operator
+/// accepted it, and then warns.
+pub fn binlog_format_verdict(who: &str, format: &str, allow_statement: bool) -> (Verdict, String) {
+    let upper = format.to_ascii_uppercase();
+    match upper.as_str() {
+        "ROW" | "MIXED" => (Verdict::Pass, format!("{who}: binlog_format={upper}")),
+        "STATEMENT" if allow_statement => (
+            Verdict::Warn,
+            format!(
+                "{who}: binlog_format=STATEMENT (allowed by --allow-statement-binlog): a \
+                 non-deterministic statement (UUID(), NOW(), LIMIT without ORDER BY, ...) can \
+                 change other rows on a replica than on its source, more so across versions \
+                 (an upgrade blue/green); ROW or MIXED avoids it"
+            ),
+        ),
+        "STATEMENT" => (
+            Verdict::Fail,
+            format!(
+                "{who}: binlog_format=STATEMENT: statement-based replication of \
+                 non-deterministic statements can differ between servers, more so across \
+                 versions (an upgrade blue/green); set it to ROW or MIXED, or pass \
+                 --allow-statement-binlog to accept the risk"
+            ),
+        ),
+        _ => (
+            Verdict::Fail,
+            format!("{who}: binlog_format={format}; set it to ROW or MIXED"),
+        ),
+    }
+}
+
+/// MySQL's `gtid_mode` and `enforce_gtid_consistency` must both be ON: the switchover waits,
+/// compares and re-points by GTID. Never changed by dbshift: the fix is the operator's.
+pub fn gtid_mode_verdict(who: &str, gtid_mode: &str, enforce: &str) -> (Verdict, String) {
+    if is_on(gtid_mode) && is_on(enforce) {
+        return (
+            Verdict::Pass,
+            format!("{who}: gtid_mode=ON, enforce_gtid_consistency=ON"),
+        );
+    }
+    (
+        Verdict::Fail,
+        format!(
+            "{who}: gtid_mode={gtid_mode}, enforce_gtid_consistency={enforce}: a switchover \
+             needs GTIDs (both ON); nothing was changed. To turn them on: \
+             SET PERSIST enforce_gtid_consistency=ON, then step gtid_mode OFF -> \
+             OFF_PERMISSIVE -> ON_PERMISSIVE -> ON (SET PERSIST gtid_mode=<next> on every \
+             server of the cluster at each step, waiting for ONGOING_ANONYMOUS_TRANSACTION_COUNT \
+             to reach 0 before ON); on RDS or Aurora, in the DB parameter group"
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn row_and_mixed_pass_in_any_case() {
+        for f in ["ROW", "MIXED", "row", "Mixed"] {
+            for allow in [false, true] {
+                let (v, reason) = binlog_format_verdict("db-1", f, allow);
+                assert_eq!(v, Verdict::Pass, "{f}");
+                assert!(reason.contains(&f.to_ascii_uppercase()), "{reason}");
+            }
+        }
+    }
+
+    #[test]
+    fn statement_is_refused_unless_allowed_then_warns_with_the_risk() {
+        let (v, reason) = binlog_format_verdict("db-1", "STATEMENT", false);
+        assert_eq!(v, Verdict::Fail);
+        assert!(reason.contains("--allow-statement-binlog"), "{reason}");
+        assert!(reason.contains("ROW or MIXED"), "{reason}");
+        let (v, reason) = binlog_format_verdict("db-1", "STATEMENT", true);
+        assert_eq!(v, Verdict::Warn);
+        assert!(reason.contains("non-deterministic"), "{reason}");
+        assert!(reason.contains("across versions"), "{reason}");
+    }
+
+    #[test]
+    fn an_unknown_or_empty_format_fails() {
+        for f in ["", "FOO"] {
+            assert_eq!(binlog_format_verdict("db-1", f, true).0, Verdict::Fail);
+        }
+    }
+
+    #[test]
+    fn gtid_mode_needs_both_on() {
+        assert_eq!(gtid_mode_verdict("db-1", "ON", "ON").0, Verdict::Pass);
+        for (mode, enforce) in [
+            ("OFF", "OFF"),
+            ("ON_PERMISSIVE", "ON"),
+            ("OFF_PERMISSIVE", "ON"),
+            ("ON", "WARN"),
+            ("ON", "OFF"),
+        ] {
+            let (v, reason) = gtid_mode_verdict("db-1", mode, enforce);
+            assert_eq!(v, Verdict::Fail, "{mode} {enforce}");
+            assert!(reason.contains(&format!("gtid_mode={mode}")), "{reason}");
+            assert!(
+                reason.contains("PERSIST enforce_gtid_consistency=ON"),
+                "{reason}"
+            );
+            assert!(
+                reason.contains("OFF -> OFF_PERMISSIVE -> ON_PERMISSIVE -> ON"),
+                "{reason}"
+            );
+            assert!(reason.contains("DB parameter group"), "{reason}");
+            assert!(reason.contains("nothing was changed"), "{reason}");
+        }
+    }
+
+    #[test]
+    fn a_replica_with_read_only_on_is_fenced_whatever_super_read_only_says() {
+        for sro in [None, Some(false), Some(true)] {
+            assert_eq!(read_only_verdict("db-2", true, sro).0, Verdict::Pass);
+            assert_eq!(read_only_verdict("db-2", false, sro).0, Verdict::Fail);
+        }
+        assert!(read_only_verdict("db-2", true, Some(true))
+            .1
+            .contains("super_read_only=ON"));
+        assert!(read_only_verdict("db-2", false, Some(false))
+            .1
+            .contains("super_read_only"));
+        assert!(!read_only_verdict("db-2", false, None)
+            .1
+            .contains("super_read_only"));
+    }
+
+    #[test]
+    fn on_is_on_or_one() {
+        assert!(is_on("ON") && is_on("on") && is_on("1"));
+        assert!(!is_on("OFF") && !is_on("0") && !is_on("") && !is_on("WARN"));
+    }
 }

@@ -106,8 +106,21 @@ pub enum Error {
     Provider(#[from] dbshift_provider::Error),
 }
 
-/// The servers are not asked: the provider has no database credentials.
-const NOT_OBSERVED: &str = "not observed";
+/// Why an instance's server was not observed.
+#[derive(Debug, thiserror::Error)]
+enum Unobserved {
+    /// The instance is stopped: nothing to ask (not an error).
+    #[error("stopped")]
+    Stopped,
+    /// The provider has no database credentials (AWS): only the control plane is shown
+    /// (not an error).
+    #[error("not observed")]
+    NoSqlAccess,
+    #[error(transparent)]
+    Provider(#[from] dbshift_provider::Error),
+    #[error(transparent)]
+    Db(#[from] dbshift_db::Error),
+}
 
 struct Observed {
     health: ReplicationHealth,
@@ -116,11 +129,11 @@ struct Observed {
     encrypted: bool,
 }
 
-async fn observe(provider: &dyn Provider, inst: &Instance) -> Result<Observed, String> {
-    let creds = provider.credentials().map_err(|e| e.to_string())?;
+async fn observe(provider: &dyn Provider, inst: &Instance) -> Result<Observed, Unobserved> {
+    let creds = provider.credentials()?;
     let opts = crate::connect_options(&creds, &creds.admin, &inst.endpoint)
         .connect_timeout(Duration::from_secs(3));
-    let mut s = Server::connect(&opts).await.map_err(|e| e.to_string())?;
+    let mut s = Server::connect(&opts).await?;
     let result = async {
         let st = s.replication_status().await?;
         let read_only = s.read_only().await?;
@@ -164,7 +177,7 @@ async fn observe(provider: &dyn Provider, inst: &Instance) -> Result<Observed, S
     }
     .await;
     s.close().await;
-    result.map_err(|e| e.to_string())
+    Ok(result?)
 }
 
 /// Describe every instance of the provider, asking each running server for its replication.
@@ -172,11 +185,11 @@ pub async fn inventory(provider: &dyn Provider) -> Result<Vec<InventoryRow>, Err
     let instances = provider.list_instances().await?;
     let observed = futures::future::join_all(instances.iter().map(|i| async move {
         if i.status == InstanceStatus::Stopped {
-            return Err("stopped".to_string());
+            return Err(Unobserved::Stopped);
         }
         // Without database credentials (AWS) only the control plane is shown.
         if !provider.sql_access() {
-            return Err(NOT_OBSERVED.to_string());
+            return Err(Unobserved::NoSqlAccess);
         }
         observe(provider, i).await
     }))
@@ -212,8 +225,8 @@ pub async fn inventory(provider: &dyn Provider) -> Result<Vec<InventoryRow>, Err
                 }
                 (Some(h), None, o.encrypted || inst.encrypted)
             }
-            Err(e) if e == "stopped" || e == NOT_OBSERVED => (None, None, inst.encrypted),
-            Err(e) => (None, Some(e.clone()), inst.encrypted),
+            Err(Unobserved::Stopped | Unobserved::NoSqlAccess) => (None, None, inst.encrypted),
+            Err(e) => (None, Some(e.to_string()), inst.encrypted),
         };
         rows.push(InventoryRow {
             id: inst.id.clone(),

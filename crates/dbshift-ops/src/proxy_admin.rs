@@ -257,3 +257,20 @@ pub(crate) async fn pause_if_any(
     observer.event(&crate::events::Event::ProxyPaused);
     Ok(Some(report))
 }
+
+/// Release the clients held at the proxies, when there are any, once the new writer takes
+/// writes, and say so to the observer. `Ok(None)` without a proxy.
+pub(crate) async fn resume_if_any(
+    proxy: Option<&ProxySet>,
+    observer: &dyn crate::events::Observer,
+) -> Result<Option<serde_json::Value>, crate::StepError> {
+    let Some(proxy) = proxy else {
+        return Ok(None);
+    };
+    let report = proxy
+        .resume()
+        .await
+        .map_err(|e| crate::StepError::from(e).context("resuming the proxy"))?;
+    observer.event(&crate::events::Event::ProxyResumed);
+    Ok(Some(report))
+}

@@ -1,8 +1,9 @@
 //! Rejoin: a former writer that comes back after a failover becomes a replica of the new
 //! writer, when that is safe.
 //!
-//! Safe means its `@@gtid_binlog_state` is contained in the new writer's: every transaction it
-//! ever binlogged reached the new writer. Anything else is an errant transaction (typically the
+//! Safe means its binlogged history (MariaDB's `@@gtid_binlog_state`, MySQL's
+//! `@@gtid_executed`) is contained in the new writer's: every transaction it ever binlogged
+//! reached the new writer. Anything else is an errant transaction (typically the
 //! acknowledged-or-not writes it took just before it died, which no replica received): it is
 //! reported by GTID and the server is left read-only with no replication, never discarded
 //! silently. A human decides (keep them by replaying them on the new writer, or rebuild the

@@ -1,11 +1,13 @@
-//! `bluegreen verify`: are blue (the writer) and green (a MariaDB replica of it by GTID) the
-//! same, table by table, at one point of blue's history?
+//! `bluegreen verify`: are blue (the writer) and green (a replica of it by GTID) the same,
+//! table by table, at one point of blue's history?
 //!
 //! Blue is never stopped and never locked: it is read inside `START TRANSACTION WITH
 //! CONSISTENT SNAPSHOT`, whose binlog coordinates (`binlog_snapshot_file/position`) name the
 //! exact point of its history the snapshot shows, turned into a GTID position X by
-//! `BINLOG_GTID_POS()`. Green's replication is stopped first (so X is at or after green), then
-//! run with `START SLAVE UNTIL master_gtid_pos=X`, which stops it exactly at X; green then no
+//! `BINLOG_GTID_POS()` on MariaDB. Green's replication is stopped first (so X is at or after
+//! green), then run until X (MariaDB: `START SLAVE UNTIL master_gtid_pos=X`), where it stops
+//! by itself; whether a server can do that is the database layer's answer
+//! (`can_run_until_position`), never decided here; green then no
 //! longer moves and is read by several connections. Both sides are checksummed chunk by chunk
 //! along the primary key at the same time: blue walks the key and hands each chunk's bounds to
 //! green (see `dbshift_db::checksum` for the SQL).
@@ -105,8 +107,9 @@ pub enum VerifyError {
     #[error(transparent)]
     Db(#[from] dbshift_db::Error),
     #[error(
-        "{endpoint} is not a MariaDB replica using GTID ({found}); verify needs green to \
-         replicate from blue with MASTER_USE_GTID=slave_pos"
+        "{endpoint} cannot be run until an exact GTID position ({found}); verify needs green \
+         to replicate from blue by GTID on a server that can stop there (MariaDB: \
+         MASTER_USE_GTID=slave_pos)"
     )]
     NotGtidReplica { endpoint: String, found: String },
     #[error(
@@ -279,8 +282,8 @@ async fn restore_replication(
 async fn restore_on(admin: &mut Server, was_io: bool, was_sql: bool) -> dbshift_db::Result<()> {
     admin.stop_replication().await?;
     if was_io != was_sql {
-        // A thread started alone keeps the UNTIL of verify's run: MariaDB's IO thread, already
-        // at that position, stops again at once. `CHANGE MASTER` with the same GTID mode clears
+        // A thread started alone keeps the UNTIL of verify's run: an IO thread already at
+        // that position (MariaDB's does so) stops again at once. `CHANGE MASTER` with the same GTID mode clears
         // it and changes nothing else (the relay log is fetched again from the same position).
         let st = admin.replication_status().await?;
         if st

@@ -4,20 +4,23 @@
 //! GTID), a failover-first rotation of one cluster (the writer moved by the switchover core,
 //! the old writer restarted on the new CA, the probe's gap reported), and bad inputs that
 //! change nothing; an instance failing its health gate stops its cluster and nothing new
-//! starts, and the same request finishes after the fix. Run with `make test`. One lab for the whole binary (two clusters of three
+//! starts, and the same request finishes after the fix; a health gate reads the cluster from the
+//! control plane once and then asks the database. Run with `make test`. One lab for the whole binary (two clusters of three
 //! servers); the tests take turns on it.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use dbshift_ops::ca_rotate::{self, CaRotateRequest, ExecuteOptions};
+use dbshift_ops::error::StepResult;
 use dbshift_ops::journal::Journal;
 use dbshift_ops::rollout::{
-    Action, Control, LogRolloutObserver, Mode, ProbeSettings, RolloutError, RunOutcome, StepOutcome,
+    Action, Change, Control, LogRolloutObserver, Mode, ProbeSettings, Rollout, RolloutError,
+    RunOutcome, StepOutcome,
 };
 use dbshift_provider::local::Lab;
-use dbshift_provider::{CaApply, InstanceStatus, Provider};
-use dbshift_testkit::{check_lab_gtid_history, tied, TestLab};
+use dbshift_provider::{CaApply, Fleet, InstanceStatus, Provider};
+use dbshift_testkit::{check_lab_gtid_history, tied, Calls, CountingProvider, TestLab};
 use tokio::sync::{Mutex, OnceCell};
 
 const OLD: &str = "lab-ca-2024";
@@ -433,4 +436,85 @@ async fn assert_replication_healthy(lab: &Lab) {
             assert!(st.healthy(), "{}: {st:?}", rec.id);
         }
     }
+}
+
+/// A change that is always in effect: the gate alone is under test.
+struct InEffect;
+
+#[async_trait::async_trait]
+impl Change for InEffect {
+    async fn in_effect(&self, _: &dbshift_provider::Instance) -> StepResult<bool> {
+        Ok(true)
+    }
+    async fn apply(&self, _: &dbshift_provider::Instance, _: bool) -> StepResult<()> {
+        Ok(())
+    }
+    async fn value(&self, _: &str) -> String {
+        String::new()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_gate_reads_the_cluster_once_then_asks_the_database() {
+    let _g = SERIAL.lock().await;
+    let t = lab().await;
+    let counting = Arc::new(CountingProvider::new(&tied(t.lab())));
+    let rollout = Rollout {
+        provider: counting.clone(),
+        journal: journal(t).await,
+        change: Arc::new(InEffect),
+        observer: Arc::new(LogRolloutObserver),
+        control: Control::new(),
+        probe: None,
+        gate_timeout: Duration::from_secs(30),
+    };
+    let cluster = counting.list_clusters().await.unwrap().remove(0);
+    // Every instance of the cluster running, whatever the other tests left.
+    let p = provider(t);
+    for i in &cluster.instances {
+        if p.describe_instance(i).await.unwrap().status == InstanceStatus::Stopped {
+            p.start_instance(i, Duration::from_secs(60)).await.unwrap();
+        }
+    }
+    let reader = cluster
+        .instances
+        .iter()
+        .find(|i| **i != cluster.writer)
+        .unwrap()
+        .clone();
+    let replicas = cluster.instances.len() - 1;
+    counting.take();
+
+    // A reader: itself (control plane), the cluster once, its writer's endpoint once.
+    rollout.gate(&cluster.name, &reader).await.unwrap();
+    let once = Calls {
+        list_clusters: 1,
+        list_instances: 0,
+        describe_instance: 2,
+    };
+    assert_eq!(counting.take(), once);
+
+    // A reader whose replication is stopped for a while: the database is polled until it
+    // runs again, the control plane is not asked once more.
+    let mut s = t.lab().connect_admin(&reader).await.unwrap();
+    s.stop_replication().await.unwrap();
+    let restart = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        s.start_replication().await.unwrap();
+        s.close().await;
+    });
+    rollout.gate(&cluster.name, &reader).await.unwrap();
+    restart.await.unwrap();
+    assert_eq!(counting.take(), once);
+
+    // The writer: itself, the cluster once, each of its replicas once.
+    rollout.gate(&cluster.name, &cluster.writer).await.unwrap();
+    assert_eq!(
+        counting.take(),
+        Calls {
+            list_clusters: 1,
+            list_instances: 0,
+            describe_instance: 1 + replicas,
+        }
+    );
 }

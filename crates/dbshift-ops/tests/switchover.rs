@@ -28,6 +28,7 @@ fn request(to: &str) -> SwitchoverRequest {
         max_lag_seconds: 5,
         timeout: Duration::from_secs(5),
         hooks: Vec::new(),
+        allow_statement_binlog: false,
     }
 }
 

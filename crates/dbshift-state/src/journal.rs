@@ -24,6 +24,23 @@ pub enum JournalError {
     },
     #[error("no run {0:?} in the journal; `dbshift runs` lists them")]
     UnknownRun(String),
+    /// The run was journaled against another fleet (a lab purged and built anew in the same
+    /// directory): it cannot be resumed.
+    #[error(
+        "run {run} was started on another fleet ({theirs}) than this one ({mine}): the lab it \
+         acted on is gone; it cannot be resumed"
+    )]
+    OtherFleet {
+        run: String,
+        theirs: String,
+        mine: String,
+    },
+    /// The run does not say which fleet it acted on (an older dbshift journaled it).
+    #[error(
+        "run {0} does not say which fleet it acted on (journaled by an older dbshift); it \
+         cannot be resumed safely: check `dbshift inventory` and act by hand"
+    )]
+    FleetUnknown(String),
 }
 
 type Result<T> = std::result::Result<T, JournalError>;
@@ -220,19 +237,16 @@ impl Journal {
     }
 
     /// Whether `run` may be resumed by this handle: a run of another fleet (a lab purged and
-    /// built anew in the same directory) may not. `Err` says why.
-    pub fn check_same_fleet(&self, run: &RunRecord) -> std::result::Result<(), String> {
+    /// built anew in the same directory) may not: [`JournalError::OtherFleet`], or
+    /// [`JournalError::FleetUnknown`] for a run that does not say.
+    pub fn check_same_fleet(&self, run: &RunRecord) -> Result<()> {
         match (&run.fleet, &self.fleet) {
-            (Some(theirs), Some(mine)) if theirs != mine => Err(format!(
-                "run {} was started on another fleet ({theirs}) than this one ({mine}): the lab \
-                 it acted on is gone; it cannot be resumed",
-                run.id
-            )),
-            (None, Some(_)) => Err(format!(
-                "run {} does not say which fleet it acted on (journaled by an older dbshift); \
-                 it cannot be resumed safely: check `dbshift inventory` and act by hand",
-                run.id
-            )),
+            (Some(theirs), Some(mine)) if theirs != mine => Err(JournalError::OtherFleet {
+                run: run.id.clone(),
+                theirs: theirs.clone(),
+                mine: mine.clone(),
+            }),
+            (None, Some(_)) => Err(JournalError::FleetUnknown(run.id.clone())),
             _ => Ok(()),
         }
     }
@@ -481,6 +495,35 @@ mod tests {
         // Reopening keeps everything.
         let j = Journal::open(&dir.path().join("j.sqlite")).await.unwrap();
         assert_eq!(j.run(&id).await.unwrap().steps.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_run_of_another_fleet_or_of_none_is_not_the_same_fleet() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.sqlite");
+        let old = Journal::open(&path).await.unwrap();
+        let unsaid = old
+            .create_run("switchover", "lab-1", &serde_json::json!({}))
+            .await
+            .unwrap();
+        let theirs = old.with_fleet("lab-a");
+        let said = theirs
+            .create_run("switchover", "lab-1", &serde_json::json!({}))
+            .await
+            .unwrap();
+        let said = theirs.run(&said).await.unwrap();
+        assert!(theirs.check_same_fleet(&said).is_ok());
+        let mine = Journal::open(&path).await.unwrap().with_fleet("lab-b");
+        let e = mine.check_same_fleet(&said).unwrap_err();
+        assert!(
+            matches!(&e, JournalError::OtherFleet { theirs, mine, .. } if theirs == "lab-a" && mine == "lab-b"),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("another fleet (lab-a)"), "{e}");
+        let unsaid = mine.run(&unsaid).await.unwrap();
+        let e = mine.check_same_fleet(&unsaid).unwrap_err();
+        assert!(matches!(e, JournalError::FleetUnknown(_)), "{e:?}");
+        assert!(e.to_string().contains("older dbshift"), "{e}");
     }
 
     /// `dbshift runs` on a full disk: the journal opened read-only lists its runs. The full

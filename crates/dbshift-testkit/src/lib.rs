@@ -9,6 +9,7 @@
 
 pub mod aws_bluegreen;
 pub mod cli;
+pub mod counting;
 pub mod faults;
 pub mod invariants;
 pub mod moto;
@@ -25,6 +26,7 @@ use dbshift_provider::local::{Lab, UpOptions};
 use tokio::sync::OnceCell;
 
 pub use aws_bluegreen::AwsBlueGreen;
+pub use counting::{Calls, CountingProvider};
 pub use faults::{
     allowed_writers, assert_caught_up_and_equal, assert_no_secret, assert_no_secret_in_dir,
     lab_secrets, RelayedProvider, Scenario, ScenarioReport,

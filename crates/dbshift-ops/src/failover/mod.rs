@@ -3,9 +3,10 @@
 //! A healthy writer is moved by the switchover core (`switchover.rs`), never by a second
 //! implementation. A dead writer (unreachable) is handled here: fenced *first* (the provider
 //! stops it, a proxy in front holds clients), so that a partition can never leave two writers;
-//! then the most advanced replica is chosen by what it *received from the writer*
-//! (`Gtid_IO_Pos`, then `gtid_slave_pos`, per domain; never `gtid_current_pos`, which a
-//! replica's own binlogged statement moves), it applies its relay log, is promoted (replication
+//! then the most advanced replica is chosen by what it *received from the writer* (what its IO
+//! thread received, then what it applied, by GTID; never the server's own current position,
+//! MariaDB's `gtid_current_pos`, which a replica's own binlogged statement moves), it applies
+//! its relay log, is promoted (replication
 //! reset, events enabled, `read_only=OFF`), the cluster name and the proxy are redirected to
 //! it, and every other replica is re-pointed to it by GTID. Each step is journaled before and
 //! after; the report gives the time of each phase (detection, fencing, promotion, re-pointing).
@@ -106,9 +107,11 @@ pub struct Candidate {
     pub sql_running: bool,
     pub io_error: Option<String>,
     pub sql_error: Option<String>,
-    /// What the IO thread received from the writer (MariaDB `Gtid_IO_Pos`).
+    /// What the IO thread received from the writer (MariaDB `Gtid_IO_Pos`, MySQL
+    /// `Retrieved_Gtid_Set`).
     pub gtid_io_pos: Option<ReplicationPosition>,
-    /// What the SQL thread applied (MariaDB `gtid_slave_pos`).
+    /// What the SQL thread applied (MariaDB `gtid_slave_pos`, MySQL `gtid_executed`); the
+    /// field keeps its first name for the JSON report.
     pub gtid_slave_pos: Option<ReplicationPosition>,
     /// Transactions received and not yet applied.
     pub relay_backlog: u64,
@@ -118,18 +121,19 @@ pub struct Candidate {
     pub configured: bool,
     /// Why it cannot be promoted, if it cannot.
     pub unfit: Option<String>,
-    /// `Slave_received_heartbeats` (MariaDB): heartbeats the writer sent while it had nothing
-    /// else to send. With `source_log` it shows whether the replica still hears the writer.
+    /// Heartbeats the writer sent while it had nothing else to send (MariaDB
+    /// `Slave_received_heartbeats`; MySQL's performance_schema count), as far as the server
+    /// reports them. With `source_log` it shows whether the replica still hears the writer.
     pub heartbeats: Option<u64>,
-    /// `Slave_heartbeat_period` (MariaDB), in milliseconds.
+    /// The heartbeat period the replica asked for, in milliseconds.
     pub heartbeat_period_ms: Option<u64>,
     /// `Master_Log_File:Read_Master_Log_Pos`: how far its IO thread has fetched.
     pub source_log: Option<String>,
 }
 
 impl Candidate {
-    /// What it holds from the writer, applied or in its relay log: per domain the further of
-    /// `Gtid_IO_Pos` and `gtid_slave_pos` (a restarted IO thread starts from the latter).
+    /// What it holds from the writer, applied or in its relay log: the union of what its IO
+    /// thread received and what it applied (a restarted IO thread starts from the latter).
     /// `None`: nothing known.
     pub fn received(&self) -> Option<ReplicationPosition> {
         match (&self.gtid_io_pos, &self.gtid_slave_pos) {
@@ -293,7 +297,7 @@ pub async fn plan(
                 ),
                 format!("fence {}: proxy paused (if any), instance stopped by the provider", a.writer),
                 format!(
-                    "choose: the most advanced replica by Gtid_IO_Pos, then gtid_slave_pos (now {new_writer})"
+                    "choose: the most advanced replica by what it received, then applied (now {new_writer})"
                 ),
                 format!("apply relay log on {new_writer} (at most {} ms)", ms(req.timeout)),
                 format!("redirect: {} resolves to {new_writer}; proxy switched", a.cluster),
@@ -322,6 +326,7 @@ fn switchover_request(req: &FailoverRequest, to: &str) -> SwitchoverRequest {
         max_lag_seconds: req.max_lag_seconds,
         timeout: req.timeout,
         hooks: Vec::new(),
+        allow_statement_binlog: false,
     }
 }
 

@@ -88,13 +88,7 @@ impl Unplanned<'_> {
             db(s.set_writable().await)?;
         }
         s.close().await;
-        if let Some(proxy) = &self.proxy {
-            proxy
-                .resume()
-                .await
-                .map_err(|e| StepError::from(e).context("resuming the proxy"))?;
-            self.steps.tell(Event::ProxyResumed);
-        }
+        crate::proxy_admin::resume_if_any(self.proxy.as_ref(), self.steps.observer()).await?;
         Ok(serde_json::json!({ "events_enabled": enabled, "semi_sync_source": semi_sync }))
     }
 }

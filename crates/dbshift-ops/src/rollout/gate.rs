@@ -1,5 +1,7 @@
 //! One instance changed (started and stopped again if it was stopped) and its health gate.
 
+use dbshift_provider::Endpoint;
+
 use super::*;
 
 impl Rollout {
@@ -67,55 +69,60 @@ impl Rollout {
     /// The health gate: the instance runs, shows the change, and (a replica) replicates
     /// without error and has applied what its source had when it was asked; polled until
     /// true or `gate_timeout`, never a fixed sleep.
+    ///
+    /// Each question goes where it is cheap to ask. The control plane is asked, at its own
+    /// pace ([`Backoff::control_plane`]: AWS's API is slow and rate-limited), only until it
+    /// says the instance is available with the change in effect; the cluster's writer and
+    /// members are then read once (on AWS a listing of the whole fleet); from there on the
+    /// database alone is asked, fast, until replication runs and has caught up.
     pub async fn gate(&self, cluster: &str, id: &str) -> StepResult<()> {
         let deadline = Instant::now() + self.gate_timeout;
-        // No database credentials (AWS): the control plane alone (see `gate_once`).
-        let creds = if self.provider.sql_access() {
-            self.provider.credentials()?
-        } else {
-            Credentials {
-                admin: dbshift_provider::Credential {
-                    user: String::new(),
-                    password: String::new(),
-                },
-                replication: dbshift_provider::Credential {
-                    user: String::new(),
-                    password: String::new(),
-                },
-                app: dbshift_provider::Credential {
-                    user: String::new(),
-                    password: String::new(),
-                },
-                ca_bundle: None,
+        let timed_out = |last: StepError| {
+            last.map_message(|last| {
+                format!(
+                    "{id} did not pass its health gate within {:?}: {last}",
+                    self.gate_timeout
+                )
+            })
+        };
+        let mut pauses = Backoff::control_plane(self.provider.slow_control_plane());
+        let inst = loop {
+            match self.shows_change(id).await {
+                Ok(inst) => break inst,
+                Err(e) if Instant::now() >= deadline => return Err(timed_out(e)),
+                Err(_) => pauses.sleep_before(deadline).await,
             }
         };
-        let mut last;
-        let mut pause = Duration::from_millis(20);
+        // Available (with nothing pending) and the change recorded is all the control plane
+        // can tell; without database credentials that is the whole gate.
+        if !self.provider.sql_access() {
+            return Ok(());
+        }
+        // Aurora readers share the writer's storage: there is no binlog replication to check.
+        if inst.shares_storage() {
+            return Ok(());
+        }
+        let creds = self.provider.credentials()?;
+        let pairs = self.replication_to_check(cluster, inst).await?;
+        let mut pauses = Backoff::database();
         loop {
-            match self.gate_once(&creds, cluster, id, deadline).await {
+            let mut result = Ok(());
+            for (replica, source) in &pairs {
+                result = caught_up(&creds, replica, source, deadline).await;
+                if result.is_err() {
+                    break;
+                }
+            }
+            match result {
                 Ok(()) => return Ok(()),
-                Err(e) => last = e,
+                Err(e) if Instant::now() >= deadline => return Err(timed_out(e)),
+                Err(_) => pauses.sleep_before(deadline).await,
             }
-            if Instant::now() >= deadline {
-                return Err(last.map_message(|last| {
-                    format!(
-                        "{id} did not pass its health gate within {:?}: {last}",
-                        self.gate_timeout
-                    )
-                }));
-            }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_millis(250));
         }
     }
 
-    pub(super) async fn gate_once(
-        &self,
-        creds: &Credentials,
-        cluster: &str,
-        id: &str,
-        deadline: Instant,
-    ) -> StepResult<()> {
+    /// The control plane's part of the gate: the instance available, the change in effect.
+    async fn shows_change(&self, id: &str) -> StepResult<Instance> {
         let inst = self
             .provider
             .describe_instance(id)
@@ -129,80 +136,133 @@ impl Rollout {
                 "{id} does not show the change yet"
             )));
         }
-        // Available (with nothing pending) and the change recorded is all the control plane
-        // can tell; without database credentials that is the whole gate.
-        if !self.provider.sql_access() {
-            return Ok(());
-        }
-        // Aurora readers share the writer's storage: there is no binlog replication to check.
-        if inst.shares_storage() {
-            return Ok(());
-        }
+        Ok(inst)
+    }
+
+    /// The replicas whose replication the gate of `inst` checks, each with its source, read
+    /// from the control plane once: a replica, from its writer; the writer, every running
+    /// member (its replicas verify its new certificate when they reconnect, and a restart cuts
+    /// them off, so they must be replicating again and caught up).
+    async fn replication_to_check(
+        &self,
+        cluster: &str,
+        inst: Instance,
+    ) -> StepResult<Vec<(Member, Member)>> {
         let clusters = self
             .provider
             .list_clusters()
             .await
             .map_err(StepError::from)?;
-        let writer = clusters
-            .iter()
+        let record = clusters
+            .into_iter()
             .find(|c| c.name == cluster)
-            .map(|c| c.writer.clone())
             .ok_or_else(|| StepError::provider(format!("cluster {cluster} is gone")))?;
-        if writer != id {
-            return caught_up(&*self.provider, creds, id, &writer, deadline).await;
+        let member = |i: &Instance| Member {
+            id: i.id.clone(),
+            endpoint: i.endpoint.clone(),
+        };
+        if record.writer != inst.id {
+            let writer = self
+                .provider
+                .describe_instance(&record.writer)
+                .await
+                .map_err(StepError::from)?;
+            return Ok(vec![(member(&inst), member(&writer))]);
         }
-        // The writer: its replicas verify its new certificate when they reconnect (a restart
-        // cuts them off), so they must be replicating again and caught up.
-        let cluster_rec = clusters
-            .iter()
-            .find(|c| c.name == cluster)
-            .expect("found above");
-        for r in cluster_rec.instances.iter().filter(|r| **r != writer) {
-            let inst = self
+        let mut pairs = Vec::new();
+        for r in record.instances.iter().filter(|r| **r != record.writer) {
+            let replica = self
                 .provider
                 .describe_instance(r)
                 .await
                 .map_err(StepError::from)?;
-            if inst.status == InstanceStatus::Available {
-                caught_up(&*self.provider, creds, r, &writer, deadline).await?;
+            if replica.status == InstanceStatus::Available {
+                pairs.push((member(&replica), member(&inst)));
             }
         }
-        Ok(())
+        Ok(pairs)
+    }
+}
+
+/// An instance of a gate, as the database layer reaches it: its id (for messages) and its
+/// endpoint, read from the control plane once per gate.
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub id: String,
+    pub endpoint: Endpoint,
+}
+
+/// The pauses between a gate's polls: doubling from `first` up to `most`.
+#[derive(Debug, Clone)]
+pub(super) struct Backoff {
+    next: Duration,
+    most: Duration,
+}
+
+impl Backoff {
+    /// The control plane's pace: a cloud API (`slow`) from 1 s to 10 s, since it is slow to
+    /// change and rate-limits its callers; local processes from 20 ms to 250 ms.
+    pub(super) fn control_plane(slow: bool) -> Backoff {
+        if slow {
+            Backoff::new(Duration::from_secs(1), Duration::from_secs(10))
+        } else {
+            Backoff::database()
+        }
+    }
+
+    /// A database answers in milliseconds: from 20 ms to 250 ms.
+    pub(super) fn database() -> Backoff {
+        Backoff::new(Duration::from_millis(20), Duration::from_millis(250))
+    }
+
+    fn new(first: Duration, most: Duration) -> Backoff {
+        Backoff { next: first, most }
+    }
+
+    /// The next pause.
+    pub(super) fn next_pause(&mut self) -> Duration {
+        let pause = self.next;
+        self.next = (self.next * 2).min(self.most);
+        pause
+    }
+
+    /// Sleep the next pause, never past `deadline` (the last poll is at the deadline).
+    async fn sleep_before(&mut self, deadline: Instant) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        tokio::time::sleep(self.next_pause().min(left)).await;
     }
 }
 
 /// A replica replicates without error and has applied its source's current position.
 pub async fn caught_up(
-    provider: &dyn Provider,
     creds: &Credentials,
-    replica: &str,
-    source: &str,
+    replica: &Member,
+    source: &Member,
     deadline: Instant,
 ) -> StepResult<()> {
-    let connect = |id: String| async move {
-        let ep = provider
-            .describe_instance(&id)
-            .await
-            .map_err(StepError::from)?
-            .endpoint;
-        let opts = crate::connect_options(creds, &creds.admin, &ep)
+    let connect = |m: &Member| {
+        let opts = crate::connect_options(creds, &creds.admin, &m.endpoint)
             .connect_timeout(Duration::from_secs(2));
-        Server::connect(&opts)
-            .await
-            .map_err(|e| StepError::from(e).context(&id))
+        let id = m.id.clone();
+        async move {
+            Server::connect(&opts)
+                .await
+                .map_err(|e| StepError::from(e).context(&id))
+        }
     };
-    let mut r = connect(replica.to_string()).await?;
+    let (replica_id, source_id) = (&replica.id, &source.id);
+    let mut r = connect(replica).await?;
     let st = r.replication_status().await.map_err(StepError::from)?;
     if !st.healthy() {
         r.close().await;
         return Err(StepError::database(format!(
-            "{replica}'s replication is not running: io {:?}, sql {}, error {:?}",
+            "{replica_id}'s replication is not running: io {:?}, sql {}, error {:?}",
             st.io_running,
             st.sql_running,
             st.last_io_error.or(st.last_sql_error)
         )));
     }
-    let mut w = connect(source.to_string()).await?;
+    let mut w = connect(source).await?;
     let pos = w.executed_position().await.map_err(StepError::from);
     w.close().await;
     let pos = pos?;
@@ -212,7 +272,32 @@ pub async fn caught_up(
     let res = r.wait_until_contains(&pos, left).await;
     r.close().await;
     res.map_err(|e| {
-        StepError::from(e)
-            .map_message(|e| format!("{replica} has not caught up with {source} ({pos}): {e}"))
+        StepError::from(e).map_message(|e| {
+            format!("{replica_id} has not caught up with {source_id} ({pos}): {e}")
+        })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pauses(mut b: Backoff, n: usize) -> Vec<u64> {
+        (0..n).map(|_| ms(b.next_pause())).collect()
+    }
+
+    #[test]
+    fn a_slow_control_plane_is_asked_from_1_s_to_10_s() {
+        assert_eq!(
+            pauses(Backoff::control_plane(true), 6),
+            vec![1000, 2000, 4000, 8000, 10_000, 10_000]
+        );
+    }
+
+    #[test]
+    fn the_lab_and_the_database_are_asked_from_20_ms_to_250_ms() {
+        let fast = vec![20, 40, 80, 160, 250, 250];
+        assert_eq!(pauses(Backoff::control_plane(false), 6), fast);
+        assert_eq!(pauses(Backoff::database(), 6), fast);
+    }
 }

@@ -43,10 +43,10 @@ mod gate;
 mod plan;
 mod switch;
 
-pub use gate::caught_up;
+pub use gate::{caught_up, Member};
 pub use plan::{
-    build_plan, critical_path, fingerprint, glob, in_scope, Costs, Estimate, Filter, Plan,
-    PlanOptions,
+    build_plan, critical_path, fingerprint, glob, in_scope, Costs, Estimate, Filter, FilterError,
+    Plan, PlanOptions,
 };
 
 /// Errors that stop a rollout before it starts, or the journal under it.
@@ -87,16 +87,19 @@ impl std::fmt::Display for Mode {
     }
 }
 
+/// A mode that is none of [`Mode`]'s.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown mode {0:?}: no-restart, restart or failover-first")]
+pub struct UnknownMode(pub String);
+
 impl std::str::FromStr for Mode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Mode, String> {
+    type Err = UnknownMode;
+    fn from_str(s: &str) -> Result<Mode, UnknownMode> {
         match s {
             "no-restart" => Ok(Mode::NoRestart),
             "restart" => Ok(Mode::Restart),
             "failover-first" => Ok(Mode::FailoverFirst),
-            _ => Err(format!(
-                "unknown mode {s:?}: no-restart, restart or failover-first"
-            )),
+            _ => Err(UnknownMode(s.to_string())),
         }
     }
 }

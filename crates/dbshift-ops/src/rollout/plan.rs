@@ -95,15 +95,25 @@ pub enum Filter {
     Tag(String, String),
 }
 
+/// A `--filter` that cannot be one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FilterError {
+    #[error("an empty --filter matches nothing")]
+    Empty,
+    /// `=value` without a tag name.
+    #[error("--filter {0:?}: a tag filter is name=value")]
+    NoTagName(String),
+}
+
 impl Filter {
-    pub fn parse(s: &str) -> Result<Filter, String> {
+    pub fn parse(s: &str) -> Result<Filter, FilterError> {
         let s = s.trim();
         if s.is_empty() {
-            return Err("an empty --filter matches nothing".into());
+            return Err(FilterError::Empty);
         }
         match s.split_once('=') {
             Some((k, v)) if !k.is_empty() => Ok(Filter::Tag(k.to_string(), v.to_string())),
-            Some(_) => Err(format!("--filter {s:?}: a tag filter is name=value")),
+            Some(_) => Err(FilterError::NoTagName(s.to_string())),
             None => Ok(Filter::Name(s.to_string())),
         }
     }
@@ -472,7 +482,15 @@ mod tests {
             Ok(Filter::Tag("env".into(), "e1".into()))
         );
         assert_eq!(Filter::parse("lab-*"), Ok(Filter::Name("lab-*".into())));
-        assert!(Filter::parse("=x").is_err());
+        assert_eq!(
+            Filter::parse("=x"),
+            Err(FilterError::NoTagName("=x".into()))
+        );
+        assert_eq!(Filter::parse("  "), Err(FilterError::Empty));
+        assert_eq!(
+            FilterError::NoTagName("=x".into()).to_string(),
+            "--filter \"=x\": a tag filter is name=value"
+        );
         let i = inst(
             "lab-1-2",
             "lab-1",

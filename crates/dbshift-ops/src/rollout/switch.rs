@@ -61,6 +61,7 @@ impl Rollout {
             max_lag_seconds: 5,
             timeout: Duration::from_secs(10),
             hooks: Vec::new(),
+            allow_statement_binlog: false,
         };
         let params = switchover::prepare(&*self.provider, &req)
             .await

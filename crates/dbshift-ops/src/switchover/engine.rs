@@ -390,11 +390,7 @@ impl<'a> Engine<'a> {
         let mut old = self.connect(&self.p.from).await?;
         let mut new = self.connect(&self.p.to).await?;
         let old_port = self.endpoint(&self.p.from).await?.port;
-        let limits = GuardLimits {
-            max_lag_transactions: self.p.max_lag_transactions,
-            max_lag_seconds: self.p.max_lag_seconds,
-            ..GuardLimits::default()
-        };
+        let limits = self.p.guard_limits();
         let report = db(run_guards(
             &mut old,
             &mut new,

@@ -120,6 +120,21 @@ pub struct SwitchoverParams {
     /// `KILL`...), in ms: past it the statement is cancelled and the step says so.
     #[serde(default = "default_statement_timeout_ms")]
     pub statement_timeout_ms: u64,
+    /// The guards accept `binlog_format=STATEMENT` with a warning (`--allow-statement-binlog`).
+    #[serde(default)]
+    pub allow_statement_binlog: bool,
+}
+
+impl SwitchoverParams {
+    /// The limits the guards apply for these parameters.
+    pub fn guard_limits(&self) -> GuardLimits {
+        GuardLimits {
+            max_lag_transactions: self.max_lag_transactions,
+            max_lag_seconds: self.max_lag_seconds,
+            allow_statement_binlog: self.allow_statement_binlog,
+            ..GuardLimits::default()
+        }
+    }
 }
 
 fn default_statement_timeout_ms() -> u64 {
@@ -162,6 +177,8 @@ pub struct SwitchoverRequest {
     pub max_lag_seconds: u64,
     pub timeout: Duration,
     pub hooks: Vec<String>,
+    /// The guards accept `binlog_format=STATEMENT` with a warning.
+    pub allow_statement_binlog: bool,
 }
 
 /// How a switchover ended.
@@ -282,6 +299,7 @@ pub async fn prepare(
         hooks: req.hooks.clone(),
         followers: Vec::new(),
         redirect: Redirect::Name,
+        allow_statement_binlog: req.allow_statement_binlog,
     })
 }
 
@@ -367,7 +385,7 @@ pub async fn resume(
     })?;
     journal
         .check_same_fleet(&record)
-        .map_err(SwitchoverError::BadInput)?;
+        .map_err(|e| SwitchoverError::BadInput(e.to_string()))?;
     let locks = lock_clusters(provider, journal, &record.kind, &params).await?;
     journal
         .set_status(run_id, RunStatus::Running, Some("resumed"))
@@ -447,11 +465,7 @@ pub async fn check(
     let new_ep = provider.describe_instance(&params.to).await?.endpoint;
     let mut old = Server::connect(&crate::connect_options(&creds, &creds.admin, &old_ep)).await?;
     let mut new = Server::connect(&crate::connect_options(&creds, &creds.admin, &new_ep)).await?;
-    let limits = GuardLimits {
-        max_lag_transactions: params.max_lag_transactions,
-        max_lag_seconds: params.max_lag_seconds,
-        ..GuardLimits::default()
-    };
+    let limits = params.guard_limits();
     let report = run_guards(
         &mut old,
         &mut new,

@@ -43,13 +43,7 @@ impl Engine<'_> {
         db(new.semi_sync_follow_role(true).await)?;
         self.set_writable(&mut new, &self.p.to, true).await?;
         new.close().await;
-        if let Some(proxy) = &self.proxy {
-            proxy
-                .resume()
-                .await
-                .map_err(|e| StepError::from(e).context("resuming the proxy"))?;
-            self.steps.tell(Event::ProxyResumed);
-        }
+        crate::proxy_admin::resume_if_any(self.proxy.as_ref(), self.steps.observer()).await?;
         if let Some(started) = self.fence_started {
             self.write_gap = Some(started.elapsed());
         }
