@@ -215,11 +215,8 @@ pub async fn run_guards(
     }
 
     {
-        let read_only = new.read_only().await?;
-        let super_read_only = variable_if_known(new, "super_read_only")
-            .await?
-            .map(|v| is_on(&v));
-        let (verdict, reason) = read_only_verdict(new_id, read_only, super_read_only);
+        let fence = new.read_only_state().await?;
+        let (verdict, reason) = read_only_verdict(new_id, fence.read_only, fence.super_read_only);
         c.push("new_writer_read_only", verdict, reason);
     }
 
@@ -253,17 +250,11 @@ pub async fn run_guards(
     );
     {
         // MySQL 8.0.26 renamed log_slave_updates to log_replica_updates (and 8.4 dropped the
-        // old name); MariaDB keeps the old one. Whichever the server has.
-        let (name, value) = match variable_if_known(new, "log_replica_updates").await? {
-            Some(v) => ("log_replica_updates", v),
-            None => (
-                "log_slave_updates",
-                new.variable("log_slave_updates").await?.unwrap_or_default(),
-            ),
-        };
+        // old name); MariaDB keeps the old one. The database layer reads whichever it has.
+        let name = "log_slave_updates/log_replica_updates";
         c.check(
             "log_slave_updates",
-            is_on(&value),
+            new.logs_replica_updates().await?,
             format!("{new_id} logs replicated transactions ({name}=ON)"),
             format!(
                 "{new_id} has {name}=OFF: its binlog lacks the history the other replicas \
@@ -272,7 +263,7 @@ pub async fn run_guards(
         );
     }
     for (who, server) in [(old_id, &mut *old), (new_id, &mut *new)] {
-        let fmt = server.variable("binlog_format").await?.unwrap_or_default();
+        let fmt = server.binlog_format().await?.to_string();
         let (verdict, reason) = binlog_format_verdict(who, &fmt, limits.allow_statement_binlog);
         c.push("binlog_format", verdict, reason);
     }
@@ -280,12 +271,13 @@ pub async fn run_guards(
     // transaction loggable with one; positions by GTID (the wait, the re-pointing) need
     // both. A server without gtid_mode (MariaDB: GTIDs always on) has nothing to check.
     for (who, server) in [(old_id, &mut *old), (new_id, &mut *new)] {
-        if let Some(mode) = variable_if_known(server, "gtid_mode").await? {
+        if let Some(mode) = server.gtid_mode().await? {
             let enforce = server
-                .variable("enforce_gtid_consistency")
+                .enforce_gtid_consistency()
                 .await?
+                .map(|e| e.to_string())
                 .unwrap_or_default();
-            let (verdict, reason) = gtid_mode_verdict(who, &mode, &enforce);
+            let (verdict, reason) = gtid_mode_verdict(who, &mode.to_string(), &enforce);
             c.push("gtid_mode_on", verdict, reason);
         }
     }
@@ -409,20 +401,6 @@ pub async fn run_guards(
         new_writer: new_id.to_string(),
         results: c.0,
     })
-}
-
-/// MySQL's "Unknown system variable": the server has no variable of that name.
-const ER_UNKNOWN_SYSTEM_VARIABLE: u16 = 1193;
-
-/// A global variable, or `None` when the server has no variable of that name (one flavor's or
-/// version's variable asked of another).
-// issue 18: db method
-async fn variable_if_known(server: &mut Server, name: &str) -> DbResult<Option<String>> {
-    match server.variable(name).await {
-        Ok(v) => Ok(Some(v.unwrap_or_default())),
-        Err(e) if e.server_code() == Some(ER_UNKNOWN_SYSTEM_VARIABLE) => Ok(None),
-        Err(e) => Err(e),
-    }
 }
 
 /// A boolean variable's text is on (`ON`, `1`; any case).

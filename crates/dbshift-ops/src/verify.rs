@@ -1,16 +1,20 @@
 //! `bluegreen verify`: are blue (the writer) and green (a replica of it by GTID) the same,
 //! table by table, at one point of blue's history?
 //!
-//! Blue is never stopped and never locked: it is read inside `START TRANSACTION WITH
-//! CONSISTENT SNAPSHOT`, whose binlog coordinates (`binlog_snapshot_file/position`) name the
-//! exact point of its history the snapshot shows, turned into a GTID position X by
-//! `BINLOG_GTID_POS()` on MariaDB. Green's replication is stopped first (so X is at or after
-//! green), then run until X (MariaDB: `START SLAVE UNTIL master_gtid_pos=X`), where it stops
-//! by itself; whether a server can do that is the database layer's answer
-//! (`can_run_until_position`), never decided here; green then no
-//! longer moves and is read by several connections. Both sides are checksummed chunk by chunk
-//! along the primary key at the same time: blue walks the key and hands each chunk's bounds to
-//! green (see `dbshift_db::checksum` for the SQL).
+//! Blue is never stopped: it is read inside `START TRANSACTION WITH CONSISTENT SNAPSHOT`, and
+//! the database layer names the point X of blue's history the snapshot shows
+//! (`Server::begin_snapshot_at_position`). On MariaDB nothing is locked: the snapshot's binlog
+//! coordinates (`binlog_snapshot_file/position`) become a GTID position by
+//! `BINLOG_GTID_POS()`. On MySQL, which has no such coordinates, X is `gtid_executed` read
+//! under a `FLUSH TABLES WITH READ LOCK` held for three short statements and waited for at
+//! most 2 s, as `mysqldump --single-transaction` does. Green's replication is stopped first
+//! (so X is at or after green), then run until X (MariaDB: `START SLAVE UNTIL
+//! master_gtid_pos=X`; MySQL: `START REPLICA SQL_THREAD UNTIL SQL_AFTER_GTIDS=X`), where it
+//! stops by itself; whether a server can do that is the database layer's answer
+//! (`can_run_until_position`), never decided here. Green then no longer moves and is read by
+//! several connections. Both sides are checksummed chunk by chunk along the primary key at the
+//! same time: blue walks the key and hands each chunk's bounds to green (see
+//! `dbshift_db::checksum` for the SQL).
 //!
 //! This module must never skip, alter or inject a replicated event, nor write to either
 //! server: the only change it makes is green's replication threads, which it always puts back
@@ -168,6 +172,8 @@ pub async fn verify(
     let mut blue_conn = Server::connect(blue).await?;
     let mut green_admin = Server::connect(green).await?;
     let endpoint = green_admin.endpoint().to_string();
+    // Refused before green's replication is touched.
+    blue_conn.check_snapshot_at_position()?;
     let status = green_admin.replication_status().await?;
     let using_gtid = status.using_gtid.clone().unwrap_or_default();
     if !green_admin.can_run_until_position(&status) {

@@ -135,6 +135,15 @@ impl Server {
         }
     }
 
+    /// Whether this server can give a consistent snapshot's position
+    /// ([`Self::begin_snapshot_at_position`]); the error says why not (RDS and Aurora MySQL:
+    /// no `FLUSH TABLES WITH READ LOCK` for the master user). Asks nothing of the server.
+    pub fn check_snapshot_at_position(&self) -> Result<()> {
+        self.dialect
+            .snapshot_with_position(Duration::from_secs(1))
+            .map(|_| ())
+    }
+
     /// Whether this replica can be run until an exact position ([`Self::run_replication_until`]),
     /// given its replication `status`.
     pub fn can_run_until_position(&self, status: &ReplicationStatus) -> bool {

@@ -75,15 +75,7 @@ impl Unplanned<'_> {
         }
         let semi_sync = db(s.semi_sync_follow_role(true).await)?;
         if !s.can_set_read_only() {
-            self.provider
-                .set_read_only(&self.new, false)
-                .await
-                .map_err(|e| {
-                    StepError::from(e).context(format!(
-                        "setting read_only on {} through the provider",
-                        self.new
-                    ))
-                })?;
+            crate::platform::set_read_only(self.provider, &mut s, &self.new, false).await?;
         } else {
             db(s.set_writable().await)?;
         }
