@@ -71,6 +71,36 @@ pub struct StepReport {
     pub detail: String,
 }
 
+/// The lag (transactions) under which a side is taken as caught up before a switch.
+const CAUGHT_UP_TRANSACTIONS: u64 = 20;
+/// How long the demo waits for that before it lets the guards judge anyway.
+const CAUGHT_UP_BOUND: Duration = Duration::from_secs(60);
+
+/// Wait until `new` is at most `limit` transactions behind `from`, for at most `bound`; past
+/// it (or on any error) the switch goes ahead and its guards decide.
+async fn wait_caught_up(lab: &Lab, from: &str, new: &str, limit: u64, bound: Duration) {
+    let deadline = Instant::now() + bound;
+    let behind = |from: String, new: String| async move {
+        let mut old = lab.connect_admin(&from).await.ok()?;
+        let mut replica = lab.connect_admin(&new).await.ok()?;
+        let target = old.executed_position().await.ok();
+        let at = replica.applied_position().await.ok();
+        old.close().await;
+        replica.close().await;
+        at?.behind(&target?)
+    };
+    loop {
+        match behind(from.to_string(), new.to_string()).await {
+            Some(n) if n <= limit => return,
+            n if Instant::now() >= deadline => {
+                tracing::warn!(new, behind = ?n, "not caught up within {bound:?}; the guards decide");
+                return;
+            }
+            _ => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
 /// One switch (switchover or rollback) and what the probe saw through it.
 #[derive(Debug, Clone, Serialize)]
 pub struct SwitchSummary {
@@ -208,7 +238,7 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<()> {
             .unwrap_or(0)
     ));
     let t = Instant::now();
-    let earlier = claim_dir(&dir)?;
+    let earlier = claim_dir(&dir).await?;
 
     let mut demo = Demo {
         dir: dir.clone(),
@@ -242,7 +272,11 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<()> {
     if let Some(j) = demo.journal.take() {
         j.close().await;
     }
-    let teardown = if a.keep { Ok(()) } else { demo.take_down() };
+    let teardown = if a.keep {
+        Ok(())
+    } else {
+        demo.take_down().await
+    };
     result?;
     teardown?;
     demo.finish(&a)
@@ -267,7 +301,7 @@ fn reports_root(dir: &Path) -> anyhow::Result<PathBuf> {
 /// Make `dir` the demo's: create it, or take down the lab an earlier demo left there (then the
 /// servers it stopped are returned). A directory that holds anything else is refused, and
 /// nothing in it is touched.
-fn claim_dir(dir: &Path) -> anyhow::Result<Option<Vec<String>>> {
+async fn claim_dir(dir: &Path) -> anyhow::Result<Option<Vec<String>>> {
     let refuse = |what: &str| -> anyhow::Error {
         Exit::new(
             2,
@@ -284,7 +318,7 @@ fn claim_dir(dir: &Path) -> anyhow::Result<Option<Vec<String>>> {
     }
     if dir.join(MARKER).is_file() {
         tracing::info!(dir = %dir.display(), "taking down the lab of an earlier demo");
-        let stopped = match Lab::down(dir, true) {
+        let stopped = match Lab::down_off_runtime(dir, true).await {
             Ok(r) => r.stopped,
             Err(dbshift_provider::Error::NoLab(_)) => Vec::new(),
             Err(e) => {
@@ -538,6 +572,10 @@ impl Demo {
             .map_err(crate::bluegreen_cmd::bg_err)
             .with_context(|| format!("preparing the {name} of {}", d.name))?;
         let (from, new) = (params.from.clone(), params.to.clone());
+        // As an operator would: let the side that takes over catch up first (on a loaded
+        // machine a green just built, or blue after a switch, can be seconds behind the
+        // demo's load), so that the guards judge a replica at rest, not one still replaying.
+        wait_caught_up(lab, &from, &new, CAUGHT_UP_TRANSACTIONS, CAUGHT_UP_BOUND).await;
         let report_dir = self.report.reports_dir.join(name);
         let probe = start_probe(
             true,
@@ -626,9 +664,9 @@ impl Demo {
     }
 
     /// Stop the lab's servers and delete the lab directory; the reports stay.
-    fn take_down(&mut self) -> anyhow::Result<()> {
+    async fn take_down(&mut self) -> anyhow::Result<()> {
         let t = Instant::now();
-        let r = match Lab::down(&self.dir, true) {
+        let r = match Lab::down_off_runtime(&self.dir, true).await {
             Ok(r) => r.stopped.len(),
             Err(dbshift_provider::Error::NoLab(_)) => 0,
             Err(e) => {
@@ -818,17 +856,17 @@ mod tests {
         assert!(reports_root(Path::new("/")).is_err());
     }
 
-    #[test]
-    fn a_dir_with_other_files_is_refused_and_kept() {
+    #[tokio::test]
+    async fn a_dir_with_other_files_is_refused_and_kept() {
         let tmp = tempfile::tempdir().unwrap();
         std::fs::write(tmp.path().join("mine.txt"), "x").unwrap();
-        let err = claim_dir(tmp.path()).unwrap_err();
+        let err = claim_dir(tmp.path()).await.unwrap_err();
         assert!(err.to_string().contains("another --lab-dir"), "{err}");
         assert!(tmp.path().join("mine.txt").exists());
         let fresh = tmp.path().join("demo");
-        assert_eq!(claim_dir(&fresh).unwrap(), None);
+        assert_eq!(claim_dir(&fresh).await.unwrap(), None);
         assert!(fresh.join(MARKER).is_file());
         // A directory the demo made is reused.
-        assert_eq!(claim_dir(&fresh).unwrap(), Some(Vec::new()));
+        assert_eq!(claim_dir(&fresh).await.unwrap(), Some(Vec::new()));
     }
 }

@@ -408,7 +408,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         #[cfg(feature = "local")]
         Command::Lab(LabCommand::Down { purge, output }) => {
-            let report = Lab::down(&cli.dir, purge)
+            let report = Lab::down_off_runtime(&cli.dir, purge)
+                .await
                 .with_context(|| format!("taking down the lab in {}", cli.dir.display()))?;
             match output.output {
                 Format::Json => print_json(&report)?,

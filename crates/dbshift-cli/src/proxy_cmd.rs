@@ -198,7 +198,8 @@ pub async fn lab_proxy(cmd: LabProxyCommand, ctx: &Ctx) -> anyhow::Result<()> {
             let mut started = Vec::new();
             for c in &wanted {
                 let proxies = lab
-                    .start_proxies(c, count, &exe)
+                    .start_proxies_off_runtime(c, count, &exe)
+                    .await
                     .with_context(|| format!("starting the proxies of {c}"))?;
                 for p in proxies {
                     started.push(serde_json::json!({
@@ -236,7 +237,10 @@ pub async fn lab_proxy(cmd: LabProxyCommand, ctx: &Ctx) -> anyhow::Result<()> {
         LabProxyCommand::Down => {
             let mut n = 0;
             for c in lab.list_clusters().await? {
-                n += lab.stop_proxies(&c.name)?;
+                n += lab
+                    .stop_proxies_off_runtime(&c.name)
+                    .await
+                    .with_context(|| format!("stopping the proxies of {}", c.name))?;
             }
             println!("stopped {n} proxy(ies)");
         }

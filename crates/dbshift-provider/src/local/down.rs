@@ -20,6 +20,13 @@ pub struct DownReport {
 }
 
 impl Lab {
+    /// [`Lab::down`] off the async runtime (it waits for processes to exit): what async callers
+    /// use.
+    pub async fn down_off_runtime(dir: &Path, purge: bool) -> Result<DownReport> {
+        let dir = dir.to_path_buf();
+        super::blocking::run("lab down", move || Lab::down(&dir, purge)).await
+    }
+
     /// lab whose state file is damaged: the servers are found by their command lines.
     pub fn down(dir: &Path, purge: bool) -> Result<DownReport> {
         let dir = absolute(dir)?;

@@ -143,6 +143,24 @@ impl Lab {
         })
     }
 
+    /// [`Lab::start_proxies`] off the async runtime (it waits for each proxy to accept).
+    pub async fn start_proxies_off_runtime(
+        &self,
+        cluster: &str,
+        count: u32,
+        dbshift_exe: &Path,
+    ) -> Result<Vec<ProxyEndpoint>> {
+        let (lab, cluster, exe) = (self.clone(), cluster.to_string(), dbshift_exe.to_path_buf());
+        super::blocking::run("lab proxy up", move || lab.start_proxies(&cluster, count, &exe))
+            .await
+    }
+
+    /// [`Lab::stop_proxies`] off the async runtime (it waits for each proxy to exit).
+    pub async fn stop_proxies_off_runtime(&self, cluster: &str) -> Result<usize> {
+        let (lab, cluster) = (self.clone(), cluster.to_string());
+        super::blocking::run("lab proxy down", move || lab.stop_proxies(&cluster)).await
+    }
+
     /// Start (or find running) `count` dbshift proxies in front of `cluster`, each a
     /// `dbshift_exe proxy --defaults-file=...`. Returns once each accepts connections. Proxies
     /// past `count` that already run are left as they are.
