@@ -71,7 +71,10 @@ pub async fn verify(a: VerifyArgs, ctx: &Ctx) -> anyhow::Result<()> {
         Some(r) if r == &cluster.writer => {
             return Err(Exit::new(
                 2,
-                format!("{r} is the writer of {}: name one of its replicas", a.cluster),
+                format!(
+                    "{r} is the writer of {}: name one of its replicas",
+                    a.cluster
+                ),
             )
             .into())
         }

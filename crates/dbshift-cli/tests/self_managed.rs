@@ -301,7 +301,10 @@ async fn failovers(t: &Target) {
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let found: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(found[0]["equal"], false, "{found:#}");
-    assert_eq!(found[0]["differences"][0]["table"], "sm_verify", "{found:#}");
+    assert_eq!(
+        found[0]["differences"][0]["table"], "sm_verify",
+        "{found:#}"
+    );
     r.exec_sql("UPDATE app.sm_verify SET v = 2 WHERE id = 2")
         .await
         .unwrap();
@@ -335,7 +338,13 @@ async fn failovers(t: &Target) {
 
     // Unplanned: the writer killed under acknowledged writes.
     sh(t, kill, old);
-    let o = run(dir, &fleet, &env, &["failover", "main", "--yes", "-o", "json"]).await;
+    let o = run(
+        dir,
+        &fleet,
+        &env,
+        &["failover", "main", "--yes", "-o", "json"],
+    )
+    .await;
     let done = json(&o);
     assert_eq!(done["mode"], "unplanned", "{done:#}");
     assert_eq!(done["old_writer"], t.id(old).as_str(), "{done:#}");
@@ -356,11 +365,20 @@ async fn failovers(t: &Target) {
     );
 
     // The old writer started again by the start command, then a replica of the new one.
-    let o = run(dir, &fleet, &env, &["rejoin", &t.id(old), "--yes", "-o", "json"]).await;
+    let o = run(
+        dir,
+        &fleet,
+        &env,
+        &["rejoin", &t.id(old), "--yes", "-o", "json"],
+    )
+    .await;
     if !lost.is_empty() {
         // Its lost writes are errant transactions: reported, never discarded.
         assert_eq!(o.status.code(), Some(3), "{}", text(&o));
-        eprintln!("rejoin refused for errant transactions, as it must: {}", text(&o));
+        eprintln!(
+            "rejoin refused for errant transactions, as it must: {}",
+            text(&o)
+        );
         return;
     }
     let rejoined = json(&o);
@@ -560,7 +578,9 @@ fn lab_commands(lab: &TestLab, dir: &Path) -> (PathBuf, PathBuf) {
             rec.engine_binary.display().to_string()
         ));
     }
-    let pick = format!("case \"$1\" in\n{cases}  *) echo \"no lab server on port $1\" >&2; exit 2;;\nesac\n");
+    let pick = format!(
+        "case \"$1\" in\n{cases}  *) echo \"no lab server on port $1\" >&2; exit 2;;\nesac\n"
+    );
     let stop = dir.join("stop.sh");
     std::fs::write(
         &stop,

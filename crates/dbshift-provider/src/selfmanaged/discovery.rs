@@ -253,9 +253,7 @@ pub async fn discover(spec: &ClusterSpec, fleet: &str) -> Result<Topology> {
     // A server that does not answer is one more member, unless a member answered under that
     // very name: a seed always (the operator named it), one found on the way only when no
     // writer answers (else it may be a live member under a name this machine cannot reach).
-    let live_writer = members
-        .iter()
-        .any(|m| m.source.is_none() && !m.read_only);
+    let live_writer = members.iter().any(|m| m.source.is_none() && !m.read_only);
     for ep in down {
         let seed = spec.seeds.contains(&ep);
         if !seed && live_writer {
@@ -403,7 +401,11 @@ mod tests {
 
     #[test]
     fn the_writable_root_is_the_writer() {
-        let m = [up(1, false, None), up(2, true, Some(1)), up(3, true, Some(1))];
+        let m = [
+            up(1, false, None),
+            up(2, true, Some(1)),
+            up(3, true, Some(1)),
+        ];
         assert_eq!(decide_writer(&m).unwrap(), "db1");
         // A dead replica changes nothing.
         let m = [up(1, false, None), down(2), up(3, true, Some(1))];
