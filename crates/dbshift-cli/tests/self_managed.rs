@@ -338,6 +338,12 @@ async fn failovers(t: &Target) {
 
     // Unplanned: the writer killed under acknowledged writes.
     sh(t, kill, old);
+    // Without a stop command the dead writer cannot be fenced: refused, nothing promoted.
+    std::fs::create_dir_all(dir.join("unfenced")).unwrap();
+    let unfenced = t.fleet_file(&dir.join("unfenced"), &all, "");
+    let o = run(dir, &unfenced, &env, &["failover", "main", "--yes"]).await;
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("no `stop` command"), "{}", text(&o));
     let o = run(
         dir,
         &fleet,
