@@ -4,14 +4,17 @@
 //! their roles, `check` passes, a switchover there and back runs under an acknowledged writer
 //! with the invariant checker watching (never two writers, no acknowledged write lost), and
 //! bad input (an unknown cluster, a wrong password, a seed that does not answer, a plaintext
-//! password in the file) ends with a clear error and changes nothing.
+//! password in the file) ends with a clear error and changes nothing. Then, through a fleet
+//! file naming every server with `stop`/`start` commands: `verify`, a planned `failover`, the
+//! writer killed (`kill -9`), `failover --yes` (refused first without a stop command), no
+//! acknowledged write lost (the lab is semi-synchronous), and `rejoin` of the old writer.
 //!
 //! The same scenario runs again against an external MySQL cluster when `DBSHIFT_TEST_MYSQL`
 //! names one (`mysql://USER:PASSWORD@HOST:PORT,HOST:PORT,HOST:PORT`, the writer first; see
 //! docs/testing.md); without it that half prints `skipped: DBSHIFT_TEST_MYSQL not set`.
 //!
 //! Run: `cargo test -p dbshift-cli --test self_managed` (needs MariaDB; `make test` installs
-//! it). About a minute.
+//! it). About 15 s.
 #![cfg(feature = "self-managed")]
 
 mod common;
