@@ -15,6 +15,7 @@ mod provider_cmd;
 #[cfg(feature = "local")]
 mod proxy_cmd;
 mod switchover_cmd;
+mod verify_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -95,6 +96,9 @@ enum Command {
     /// Make a former writer a replica of its cluster's new writer, unless it holds errant
     /// transactions (then reported, and it is left read-only).
     Rejoin(failover_cmd::RejoinArgs),
+    /// Compare a cluster's replicas (or one, --replica) with its writer, table by table at one
+    /// point of the writer's history, changing neither; exit 1 on a difference.
+    Verify(verify_cmd::VerifyArgs),
     /// Replicas of a cluster: `replica add` builds new ones from a hot snapshot.
     #[command(subcommand)]
     Replica(failover_cmd::ReplicaCommand),
@@ -478,6 +482,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Failover(args) => failover_cmd::failover(args, ctx).await?,
         Command::Watch(args) => failover_cmd::watch(args, ctx).await?,
         Command::Rejoin(args) => failover_cmd::rejoin(args, ctx).await?,
+        Command::Verify(args) => verify_cmd::verify(args, ctx).await?,
         Command::Replica(cmd) => failover_cmd::replica(cmd, ctx).await?,
         Command::Runs(output) => switchover_cmd::runs(output, ctx).await?,
         Command::Resume(args) => switchover_cmd::resume(args, ctx).await?,

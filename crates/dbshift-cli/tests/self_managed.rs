@@ -4,14 +4,17 @@
 //! their roles, `check` passes, a switchover there and back runs under an acknowledged writer
 //! with the invariant checker watching (never two writers, no acknowledged write lost), and
 //! bad input (an unknown cluster, a wrong password, a seed that does not answer, a plaintext
-//! password in the file) ends with a clear error and changes nothing.
+//! password in the file) ends with a clear error and changes nothing. Then, through a fleet
+//! file naming every server with `stop`/`start` commands: `verify`, a planned `failover`, the
+//! writer killed (`kill -9`), `failover --yes` (refused first without a stop command), no
+//! acknowledged write lost (the lab is semi-synchronous), and `rejoin` of the old writer.
 //!
 //! The same scenario runs again against an external MySQL cluster when `DBSHIFT_TEST_MYSQL`
 //! names one (`mysql://USER:PASSWORD@HOST:PORT,HOST:PORT,HOST:PORT`, the writer first; see
 //! docs/testing.md); without it that half prints `skipped: DBSHIFT_TEST_MYSQL not set`.
 //!
 //! Run: `cargo test -p dbshift-cli --test self_managed` (needs MariaDB; `make test` installs
-//! it). About a minute.
+//! it). About 15 s.
 #![cfg(feature = "self-managed")]
 
 mod common;
@@ -41,6 +44,17 @@ struct Target {
     ca: Option<PathBuf>,
     /// What `engine` the inventory reports.
     engine: &'static str,
+    /// The fleet file's `stop` and `start` command templates; the unplanned failover and the
+    /// rejoin run only with both.
+    stop: Option<String>,
+    start: Option<String>,
+    /// A command template that kills a server at once (`kill -9`), for the writer's failure.
+    kill: Option<String>,
+    /// Replication acknowledges a commit only once a replica has it (semi-sync): an unplanned
+    /// failover must then lose no acknowledged write. Without it a write acknowledged just
+    /// before the kill may be lost, and it must then be reported (by the audit, and by
+    /// `rejoin` as an errant transaction), never silently dropped.
+    lossless: bool,
 }
 
 impl Target {
@@ -72,6 +86,17 @@ impl Target {
     /// The fleet file: one cluster `main`, seeded with the first replica only; the admin
     /// password from [`ADMIN_PW_VAR`], the replication one from a file.
     fn fleet_file(&self, dir: &Path, seeds: &[String], extra_admin: &str) -> PathBuf {
+        self.fleet_file_with(dir, seeds, extra_admin, "")
+    }
+
+    /// As [`Target::fleet_file`], with `commands` (TOML lines) in a `[commands]` table.
+    fn fleet_file_with(
+        &self,
+        dir: &Path,
+        seeds: &[String],
+        extra_admin: &str,
+        commands: &str,
+    ) -> PathBuf {
         let pw = dir.join("replication.password");
         std::fs::write(&pw, format!("{}\n", self.replication.password)).unwrap();
         let tls = match &self.ca {
@@ -86,12 +111,18 @@ impl Target {
             .map(|s| format!("{s:?}"))
             .collect::<Vec<_>>()
             .join(", ");
+        let commands = if commands.is_empty() {
+            String::new()
+        } else {
+            format!("[commands]\n{commands}\ntimeout_seconds = 60\n")
+        };
         let text = format!(
             "[credentials]\n\
              admin = {{ user = {:?}, password_env = {ADMIN_PW_VAR:?}{extra_admin} }}\n\
              replication = {{ user = {:?}, password_file = \"replication.password\" }}\n\
              {}\
              [tls]\n{tls}\n\
+             {commands}\
              [[cluster]]\nname = \"main\"\nseeds = [{seeds}]\nredirect = \"none\"\n",
             self.admin.user,
             self.replication.user,
@@ -193,6 +224,184 @@ async fn switch(dir: &Path, fleet: &Path, env: &[(String, String)], to: &str) {
     )
     .await;
     assert!(o.status.success(), "switchover to {to}: {}", text(&o));
+}
+
+/// The index of the writer in `t.endpoints`, from `inventory`.
+async fn writer_index(t: &Target, dir: &Path, fleet: &Path, env: &[(String, String)]) -> usize {
+    let rows = roles(dir, fleet, env).await;
+    let w: Vec<&String> = rows
+        .iter()
+        .filter(|(_, r)| r == "writer")
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(w.len(), 1, "one writer: {rows:?}");
+    (0..t.endpoints.len())
+        .find(|&i| &t.id(i) == w[0])
+        .expect("the writer is one of the target's servers")
+}
+
+/// A command template of the test filled in for server `i` and run by `sh -c`.
+fn sh(t: &Target, template: &str, i: usize) {
+    let ep = &t.endpoints[i];
+    let cmd = template
+        .replace("{host}", &ep.host)
+        .replace("{port}", &ep.port.to_string())
+        .replace("{id}", &t.id(i));
+    let o = std::process::Command::new("sh")
+        .args(["-c", &cmd])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "`{cmd}`: {}", text(&o));
+}
+
+/// After the switchovers, through a fleet file naming every server as a seed (a dead one
+/// included) with the `stop`/`start` commands: `verify` equal, then a row changed on a
+/// replica without binlogging found; a planned `failover` under acknowledged writes; then the
+/// writer killed (`kill -9`), `failover --yes` fences it with the stop command and promotes,
+/// and `rejoin` starts it with the start command and makes it a replica. The writer ends back
+/// on the first server.
+async fn failovers(t: &Target) {
+    let started = Instant::now();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let env = t.env(&t.admin.password);
+    let all: Vec<String> = (0..t.endpoints.len()).map(|i| t.id(i)).collect();
+    let commands = match (&t.stop, &t.start) {
+        (Some(stop), Some(start)) => format!("stop = {stop:?}\nstart = {start:?}"),
+        _ => String::new(),
+    };
+    let fleet = t.fleet_file_with(dir, &all, "", &commands);
+
+    // verify: equal; then a row changed on a replica with sql_log_bin=0 is a difference.
+    let mut w = dbshift_db::Server::connect(&t.admin_options(&t.endpoints[0]))
+        .await
+        .unwrap();
+    w.exec_sql("CREATE TABLE IF NOT EXISTS app.sm_verify (id INT PRIMARY KEY, v INT)")
+        .await
+        .unwrap();
+    w.exec_sql("REPLACE INTO app.sm_verify VALUES (1, 1), (2, 2), (3, 3)")
+        .await
+        .unwrap();
+    w.close().await;
+    let reports = json(&run(dir, &fleet, &env, &["verify", "main", "-o", "json"]).await);
+    let reports = reports.as_array().unwrap();
+    assert_eq!(reports.len(), 2, "{reports:#?}");
+    assert!(reports.iter().all(|r| r["equal"] == true), "{reports:#?}");
+    let mut r = dbshift_db::Server::connect(&t.admin_options(&t.endpoints[2]))
+        .await
+        .unwrap();
+    r.exec_sql("SET SESSION sql_log_bin = 0").await.unwrap();
+    r.exec_sql("UPDATE app.sm_verify SET v = 20 WHERE id = 2")
+        .await
+        .unwrap();
+    let o = run(
+        dir,
+        &fleet,
+        &env,
+        &["verify", "main", "--replica", &t.id(2), "-o", "json"],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let found: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(found[0]["equal"], false, "{found:#}");
+    assert_eq!(
+        found[0]["differences"][0]["table"], "sm_verify",
+        "{found:#}"
+    );
+    r.exec_sql("UPDATE app.sm_verify SET v = 2 WHERE id = 2")
+        .await
+        .unwrap();
+    r.close().await;
+
+    // Planned: the writer answers, so the switchover core moves it.
+    let targets = (0..t.endpoints.len())
+        .map(|i| (t.id(i), t.admin_options(&t.endpoints[i])))
+        .collect();
+    let checker = InvariantChecker::start(targets).await.unwrap();
+    let writer =
+        AckedWriter::start_with(t.access(), follower(&fleet, &env), "main", "sm_failover").await;
+    writer.wait_for_acked(20, Duration::from_secs(30)).await;
+    let o = run(dir, &fleet, &env, &["failover", "main", "--yes"]).await;
+    assert!(o.status.success(), "planned failover: {}", text(&o));
+    writer.wait_for_acked(20, Duration::from_secs(30)).await;
+    let old = writer_index(t, dir, &fleet, &env).await;
+    assert_ne!(old, 0, "the planned failover moved the writer");
+
+    let (Some(kill), false) = (&t.kill, commands.is_empty()) else {
+        let acked = writer.stop_and_audit_access().await;
+        checker.stop().await.assert_never_two_writers();
+        eprintln!(
+            "planned failover: {acked} acknowledged writes, none lost; skipped: the unplanned \
+             failover and rejoin (no stop/start commands: DBSHIFT_TEST_MYSQL_STOP and \
+             DBSHIFT_TEST_MYSQL_START)"
+        );
+        switch(dir, &fleet, &env, &t.id(0)).await;
+        return;
+    };
+
+    // Unplanned: the writer killed under acknowledged writes.
+    sh(t, kill, old);
+    // Without a stop command the dead writer cannot be fenced: refused, nothing promoted.
+    std::fs::create_dir_all(dir.join("unfenced")).unwrap();
+    let unfenced = t.fleet_file(&dir.join("unfenced"), &all, "");
+    let o = run(dir, &unfenced, &env, &["failover", "main", "--yes"]).await;
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("no `stop` command"), "{}", text(&o));
+    let o = run(
+        dir,
+        &fleet,
+        &env,
+        &["failover", "main", "--yes", "-o", "json"],
+    )
+    .await;
+    let done = json(&o);
+    assert_eq!(done["mode"], "unplanned", "{done:#}");
+    assert_eq!(done["old_writer"], t.id(old).as_str(), "{done:#}");
+    let new = done["new_writer"].as_str().unwrap().to_string();
+    assert_ne!(new, t.id(old));
+    writer.wait_for_acked(20, Duration::from_secs(30)).await;
+    let (acked, lost) = writer.stop_and_lost_access().await;
+    checker.stop().await.assert_never_two_writers();
+    if t.lossless {
+        assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
+    }
+    eprintln!(
+        "unplanned failover {} -> {new} in {} ms of write gap: {acked} acknowledged writes, {} \
+         lost",
+        t.id(old),
+        done["phases"]["write_gap_ms"],
+        lost.len()
+    );
+
+    // The old writer started again by the start command, then a replica of the new one.
+    let o = run(
+        dir,
+        &fleet,
+        &env,
+        &["rejoin", &t.id(old), "--yes", "-o", "json"],
+    )
+    .await;
+    if !lost.is_empty() {
+        // Its lost writes are errant transactions: reported, never discarded.
+        assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+        eprintln!(
+            "rejoin refused for errant transactions, as it must: {}",
+            text(&o)
+        );
+        return;
+    }
+    let rejoined = json(&o);
+    assert_eq!(rejoined["outcome"], "rejoined", "{rejoined:#}");
+    assert_eq!(rejoined["started"], true, "{rejoined:#}");
+    let now = writer_index(t, dir, &fleet, &env).await;
+    assert_eq!(t.id(now), new);
+    if now != 0 {
+        switch(dir, &fleet, &env, &t.id(0)).await;
+    }
+    eprintln!(
+        "verify, planned and unplanned failover, rejoin: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
 }
 
 /// The whole scenario on one cluster; see the module documentation.
@@ -305,6 +514,8 @@ async fn scenario(t: &Target) {
     );
 
     assert_eq!(roles(dir, &fleet, &env).await, expected_roles(t, 0));
+    failovers(t).await;
+    assert_eq!(roles(dir, &fleet, &env).await, expected_roles(t, 0));
     eprintln!(
         "self-managed scenario: {:.1} s",
         started.elapsed().as_secs_f64()
@@ -313,7 +524,9 @@ async fn scenario(t: &Target) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lab_driven_only_through_a_fleet_file() {
-    let lab = TestLab::start(1, 2).await;
+    // Semi-synchronous: a writer killed under acknowledged writes loses none of them.
+    let lab = TestLab::start_semi_sync(1, 2).await;
+    let scripts = tempfile::tempdir().unwrap();
     let st = lab.lab().state();
     let cluster = &st.clusters[0];
     let mut ids: Vec<&str> = vec![cluster.writer.as_str()];
@@ -330,6 +543,7 @@ async fn a_lab_driven_only_through_a_fleet_file() {
             port: st.instance(id).unwrap().port,
         })
         .collect();
+    let (stop, start) = lab_commands(&lab, scripts.path());
     let t = Target {
         endpoints,
         admin: st.users.admin.clone(),
@@ -337,6 +551,10 @@ async fn a_lab_driven_only_through_a_fleet_file() {
         app: Some(st.users.app.clone()),
         ca: Some(lab.lab().ca_bundle()),
         engine: "mariadb",
+        stop: Some(format!("sh {} {{port}}", stop.display())),
+        start: Some(format!("sh {} {{port}}", start.display())),
+        kill: Some(format!("sh {} {{port}}", stop.display())),
+        lossless: true,
     };
     let scratch = tempfile::tempdir().unwrap();
     let fleet = t.fleet_file(scratch.path(), &[t.id(1)], "");
@@ -350,6 +568,50 @@ async fn a_lab_driven_only_through_a_fleet_file() {
         .collect();
     assert!(engines.iter().all(|e| e == t.engine), "{engines:?}");
     scenario(&t).await;
+}
+
+/// The fleet file's `stop` and `start` commands for the lab, as an operator's would be: two
+/// scripts taking a port, one that kills the server by its pid file (`kill -9`, done once the
+/// process is gone; nothing to do when it is not running) and one that starts it in the
+/// background on its option file, in the replica role (a former writer's crash recovery then
+/// drops what no replica acknowledged). Gives their paths.
+fn lab_commands(lab: &TestLab, dir: &Path) -> (PathBuf, PathBuf) {
+    let st = lab.lab().state();
+    let mut cases = String::new();
+    for rec in &st.instances {
+        let d = lab.lab().paths(&rec.id).dir;
+        cases.push_str(&format!(
+            "  {}) d={:?}; bin={:?};;\n",
+            rec.port,
+            d.display().to_string(),
+            rec.engine_binary.display().to_string()
+        ));
+    }
+    let pick = format!(
+        "case \"$1\" in\n{cases}  *) echo \"no lab server on port $1\" >&2; exit 2;;\nesac\n"
+    );
+    let stop = dir.join("stop.sh");
+    std::fs::write(
+        &stop,
+        format!(
+            "{pick}pid=$(cat \"$d/mysqld.pid\" 2>/dev/null) || exit 0\n\
+             kill -9 \"$pid\" 2>/dev/null || exit 0\n\
+             n=0; while kill -0 \"$pid\" 2>/dev/null && [ $n -lt 200 ]; do sleep 0.05; n=$((n+1)); done\n"
+        ),
+    )
+    .unwrap();
+    let start = dir.join("start.sh");
+    std::fs::write(
+        &start,
+        format!(
+            "{pick}user=; [ \"$(id -u)\" = 0 ] && user=--user=root\n\
+             rm -f \"$d/mysqld.pid\"\n\
+             setsid \"$bin\" --defaults-file=\"$d/my.cnf\" --init-rpl-role=SLAVE $user \\\n\
+             </dev/null >>\"$d/error.log\" 2>&1 &\n"
+        ),
+    )
+    .unwrap();
+    (stop, start)
 }
 
 /// `mysql://USER:PASSWORD@HOST:PORT,HOST:PORT,...`, the writer first.
@@ -389,6 +651,12 @@ fn external(url: &str) -> Target {
         app: None,
         ca: None,
         engine: "mysql",
+        stop: std::env::var("DBSHIFT_TEST_MYSQL_STOP").ok(),
+        start: std::env::var("DBSHIFT_TEST_MYSQL_START").ok(),
+        kill: std::env::var("DBSHIFT_TEST_MYSQL_KILL")
+            .or_else(|_| std::env::var("DBSHIFT_TEST_MYSQL_STOP"))
+            .ok(),
+        lossless: std::env::var_os("DBSHIFT_TEST_MYSQL_SEMI_SYNC").is_some(),
     }
 }
 

@@ -130,6 +130,14 @@ pub trait InstanceControl: Fleet {
         )))
     }
 
+    /// Why [`InstanceControl::stop_instance`] cannot fence `cluster`'s servers, if it cannot
+    /// (a self-managed fleet without a `stop` command): an unplanned failover refuses before
+    /// it changes anything, rather than promote while the old writer may still take writes.
+    fn cannot_stop(&self, cluster: &str) -> Option<String> {
+        let _ = cluster;
+        None
+    }
+
     /// Stop an instance.
     async fn stop_instance(&self, instance: &str) -> Result<()> {
         Err(Error::Unsupported(format!(

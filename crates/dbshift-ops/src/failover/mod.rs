@@ -277,6 +277,9 @@ pub async fn plan(
 ) -> Result<FailoverPlan, FailoverError> {
     let a = assess(provider, &req.cluster, req.writer_timeout).await?;
     let new_writer = choose(&a.writer, &a.replicas, req.to.as_deref()).map_err(refusal_error)?;
+    if !a.writer_reachable {
+        refuse_unfenceable(provider, &a)?;
+    }
     let (mode, steps) = if a.writer_reachable {
         let params = switchover::prepare(provider, &switchover_request(req, &new_writer)).await?;
         ("planned", switchover::plan(&params).steps)
@@ -316,6 +319,19 @@ pub async fn plan(
         new_writer,
         steps,
     })
+}
+
+/// Refused before anything changes when the provider cannot stop the writer that does not
+/// answer: it may still be alive and take writes, and a promotion would make two writers.
+fn refuse_unfenceable(provider: &dyn Provider, a: &Assessment) -> Result<(), FailoverError> {
+    match provider.cannot_stop(&a.cluster) {
+        None => Ok(()),
+        Some(why) => Err(FailoverError::Refused(format!(
+            "{} does not answer ({}) and cannot be fenced: {why}. No replica was promoted",
+            a.writer,
+            a.writer_error.as_deref().unwrap_or("?")
+        ))),
+    }
 }
 
 fn switchover_request(req: &FailoverRequest, to: &str) -> SwitchoverRequest {
@@ -403,6 +419,7 @@ pub async fn run(
         let (run_id, outcome) = switchover::run(provider, journal, params, observer).await?;
         return Ok(FailoverOutcome::Planned { run_id, outcome });
     }
+    refuse_unfenceable(provider, &a)?;
     let detection = req.detection + looked.elapsed();
     let params = serde_json::json!({
         "cluster": req.cluster,

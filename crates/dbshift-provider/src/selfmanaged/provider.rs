@@ -27,7 +27,13 @@ impl SelfManaged {
             endpoint: m.endpoint.clone(),
             engine: m.engine.clone(),
             engine_version: m.version.clone(),
-            status: InstanceStatus::Available,
+            // Not answering: stopped as far as dbshift can tell (`failover` fences it with the
+            // stop command, `rejoin` starts it with the start command).
+            status: if m.reachable {
+                InstanceStatus::Available
+            } else {
+                InstanceStatus::Stopped
+            },
             ca: spec
                 .tls
                 .ca_file
@@ -275,6 +281,20 @@ impl InstanceControl for SelfManaged {
         self.wait_until_answers(&spec, &m, timeout).await?;
         tracing::info!(instance, "the server started and answers");
         Ok(())
+    }
+
+    fn cannot_stop(&self, cluster: &str) -> Option<String> {
+        let spec = self.fleet.cluster(cluster).ok()?;
+        spec.commands.stop.is_none().then(|| {
+            format!(
+                "the fleet file {} has no `stop` command for cluster {cluster}, so dbshift cannot \
+                 fence a writer that does not answer (it may still be alive and take writes): \
+                 set `stop = \"...\"` under [commands] (or [cluster.commands]), a command that \
+                 returns only once the server ({{host}}, {{port}}, {{id}}) can no longer accept \
+                 writes",
+                self.fleet.path.display()
+            )
+        })
     }
 
     async fn stop_instance(&self, instance: &str) -> Result<()> {
