@@ -664,6 +664,59 @@ endpoint = "[fd00::2]:3307"
     }
 
     #[test]
+    fn redirects_need_their_table_or_command() {
+        let hp = format!(
+            "{MINIMAL}redirect = \"haproxy\"\n[cluster.haproxy]\n\
+             sockets = [\"unix:/run/h.sock\", \"tcp:10.0.0.5:9999\"]\nbackend = \"db\"\n"
+        );
+        let c = parse(&hp).unwrap().clusters.remove(0);
+        let h = c.haproxy.unwrap();
+        assert_eq!(
+            (h.sockets.len(), h.map, h.timeout),
+            (2, ServerMap::Name, DEFAULT_HAPROXY_TIMEOUT)
+        );
+        let single = format!("{hp}servers = \"single\"\nserver = \"w\"\n");
+        assert_eq!(
+            parse(&single).unwrap().clusters[0]
+                .haproxy
+                .as_ref()
+                .unwrap()
+                .map,
+            ServerMap::Single("w".into())
+        );
+        let cases: &[(String, &str)] = &[
+            (
+                format!("{MINIMAL}redirect = \"haproxy\"\n"),
+                "needs [cluster.haproxy]",
+            ),
+            (
+                hp.replace("redirect = \"haproxy\"\n", ""),
+                "redirect is not \"haproxy\"",
+            ),
+            (
+                hp.replace("unix:/run/h.sock", "/run/h.sock"),
+                "unix:/path or tcp:host:port",
+            ),
+            (format!("{hp}servers = \"single\"\n"), "needs `server`"),
+            (format!("{hp}colour = 1\n"), "unknown field `colour`"),
+            (
+                format!("{MINIMAL}redirect = \"command\"\n"),
+                "`redirect` command template",
+            ),
+        ];
+        for (text, want) in cases {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(e.contains(want), "{want}: {e}");
+        }
+        let cmd = format!("{MINIMAL}redirect = \"command\"\ncommands = {{ redirect = \"dns {{writer_host}}\" }}\n");
+        let c = parse(&cmd).unwrap().clusters.remove(0);
+        assert_eq!(
+            (c.redirect, c.commands.redirect.as_deref()),
+            (RedirectKind::Command, Some("dns {writer_host}"))
+        );
+    }
+
+    #[test]
     fn bad_files_are_refused_with_what_to_do_and_no_secret() {
         let cases: &[(&str, &str)] = &[
             ("password = \"hunter2\"", "password_env"),
