@@ -187,6 +187,7 @@ pub async fn switch_params(
         followers,
         redirect,
         allow_statement_binlog: opts.allow_statement_binlog,
+        redirect_actions: Vec::new(),
     })
 }
 

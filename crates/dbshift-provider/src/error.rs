@@ -64,6 +64,11 @@ pub enum Error {
     /// writers, none); the message says which server and what to do. Nothing was changed.
     #[error("cluster {cluster}: {message}")]
     Discovery { cluster: String, message: String },
+    /// Moving a cluster's clients to its new writer failed (HAProxy's runtime API, the
+    /// redirect command): the message names the HAProxy or the command, what was sent and
+    /// what came back.
+    #[error("redirect of cluster {cluster}: {message}")]
+    Redirect { cluster: String, message: String },
     /// A wait ran out.
     #[error("timed out after {after:?} waiting for {what}")]
     Timeout {

@@ -83,6 +83,16 @@ pub trait Redirect: Fleet {
     /// Changes no server.
     async fn set_writer(&self, cluster: &str, instance: &str) -> Result<()>;
 
+    /// Check, without changing anything, that [`Redirect::set_writer`] can move `cluster`'s
+    /// clients to `instance`, and say in words what it would do (HAProxy: the commands for
+    /// each one, read from its current state). The switchover core asks before anything
+    /// changes, so a redirect that cannot work refuses the run instead of stopping it after
+    /// the point of no return. Empty where there is nothing to check or tell (the default).
+    async fn check_redirect(&self, cluster: &str, instance: &str) -> Result<Vec<String>> {
+        let _ = (cluster, instance);
+        Ok(Vec::new())
+    }
+
     /// Record that `instance` now serves `cluster`'s clients, who reach it by other means
     /// than the name (the dbshift proxy, or hooks): the name itself is not moved where moving
     /// it is slow (AWS: no renames; a tag records the serving side). The default moves the

@@ -123,6 +123,10 @@ pub struct SwitchoverParams {
     /// The guards accept `binlog_format=STATEMENT` with a warning (`--allow-statement-binlog`).
     #[serde(default)]
     pub allow_statement_binlog: bool,
+    /// What the provider's redirect will do, in words, as it answered when checked before
+    /// the run ([`dbshift_provider::Redirect::check_redirect`]); for the plan.
+    #[serde(default)]
+    pub redirect_actions: Vec<String>,
 }
 
 impl SwitchoverParams {
@@ -280,6 +284,10 @@ pub async fn prepare(
             "--timeout must be more than zero".into(),
         ));
     }
+    // A redirect that cannot work (an HAProxy that does not answer, a backend it does not
+    // know) refuses the run here, with nothing changed, instead of after the point of no
+    // return.
+    let redirect_actions = provider.check_redirect(&cluster.name, &req.to).await?;
     Ok(SwitchoverParams {
         cluster: cluster.name.clone(),
         from: cluster.writer.clone(),
@@ -300,6 +308,7 @@ pub async fn prepare(
         followers: Vec::new(),
         redirect: Redirect::Name,
         allow_statement_binlog: req.allow_statement_binlog,
+        redirect_actions,
     })
 }
 
@@ -312,6 +321,7 @@ pub fn plan(params: &SwitchoverParams) -> Plan {
         format!("wait: {} applies {}'s last GTID (at most {} ms), gtid_binlog_state contained", p.to, p.from, p.timeout_ms),
         format!("point of no return: replication stopped and forgotten on {}", p.to),
         match p.redirect {
+            Redirect::Name if !p.redirect_actions.is_empty() => format!("redirect: {} resolves to {}; {}", p.cluster, p.to, p.redirect_actions.join("; ")),
             Redirect::Name => format!("redirect: {} resolves to {} (the lab: at once; AWS: the holder of the name renamed away, then {} renamed to it, each journaled; minutes, plus DNS caches)", p.cluster, p.to, p.to),
             Redirect::Proxy => format!("redirect: the proxy in front of {} switches to {} ({} keeps its name)", p.cluster, p.to, p.cluster),
             Redirect::None => format!("redirect: none ({} keeps resolving as it does; hooks tell clients)", p.cluster),

@@ -23,7 +23,7 @@ pub fn fill(template: &str, id: &str, ep: &Endpoint) -> String {
 }
 
 /// A value as one shell word: in single quotes, with embedded quotes closed and escaped.
-fn shell_quote(s: &str) -> String {
+pub(crate) fn shell_quote(s: &str) -> String {
     if !s.is_empty()
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || "._-:@/".contains(c))

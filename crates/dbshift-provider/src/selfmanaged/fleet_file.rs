@@ -14,8 +14,12 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::redirect::{HaproxySpec, ServerMap, Socket};
 use crate::error::{Error, Result};
 use crate::model::{Credential, Endpoint};
+
+/// How long one exchange with HAProxy's runtime API may take when the file does not say.
+pub const DEFAULT_HAPROXY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long a command template may run when the file does not say.
 pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
@@ -44,8 +48,29 @@ struct RawCluster {
     redirect: RedirectKind,
     #[serde(default)]
     proxy: Vec<RawProxy>,
+    haproxy: Option<RawHaproxy>,
     #[serde(default)]
     instance: Vec<RawInstance>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHaproxy {
+    sockets: Vec<String>,
+    backend: String,
+    #[serde(default)]
+    servers: RawServerMap,
+    server: Option<String>,
+    timeout_seconds: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum RawServerMap {
+    #[default]
+    Name,
+    Address,
+    Single,
 }
 
 #[derive(Debug, Deserialize)]
@@ -80,6 +105,7 @@ struct RawCommands {
     restart: Option<String>,
     stop: Option<String>,
     start: Option<String>,
+    redirect: Option<String>,
     timeout_seconds: Option<u64>,
 }
 
@@ -107,6 +133,11 @@ pub enum RedirectKind {
     None,
     /// dbshift proxies in front of the cluster (`[[cluster.proxy]]`) hold and move clients.
     Proxy,
+    /// HAProxy's runtime API (`[cluster.haproxy]`): the new writer made the only server of
+    /// the backend that takes connections.
+    Haproxy,
+    /// The `commands.redirect` template, run with the new writer filled in.
+    Command,
 }
 
 /// How dbshift checks a server's certificate.
@@ -133,6 +164,8 @@ pub struct Commands {
     pub restart: Option<String>,
     pub stop: Option<String>,
     pub start: Option<String>,
+    /// `redirect = "command"`: filled by [`super::redirect::fill_command`].
+    pub redirect: Option<String>,
     pub timeout: Duration,
 }
 
@@ -172,6 +205,8 @@ pub struct ClusterSpec {
     pub commands: Commands,
     pub redirect: RedirectKind,
     pub proxies: Vec<ProxySpec>,
+    /// `redirect = "haproxy"`: the HAProxies and their backend.
+    pub haproxy: Option<HaproxySpec>,
 }
 
 impl ClusterSpec {
@@ -309,6 +344,32 @@ impl FleetFile {
                     token,
                 });
             }
+            let haproxy = match &c.haproxy {
+                Some(h) => Some(haproxy(h).map_err(|m| bad(format!("{at}: haproxy: {m}")))?),
+                None => None,
+            };
+            match (c.redirect, haproxy.is_some(), commands.redirect.is_some()) {
+                (RedirectKind::Haproxy, false, _) => {
+                    return Err(bad(format!(
+                        "{at}: redirect = \"haproxy\" needs [cluster.haproxy] with sockets and \
+                         backend"
+                    )))
+                }
+                (RedirectKind::Command, _, false) => {
+                    return Err(bad(format!(
+                        "{at}: redirect = \"command\" needs a `redirect` command template under \
+                         [cluster.commands] (or [commands]), with {{cluster}}, {{writer_id}}, \
+                         {{writer_host}}, {{writer_port}} and {{old_id}} filled in"
+                    )))
+                }
+                (k, true, _) if k != RedirectKind::Haproxy => {
+                    return Err(bad(format!(
+                        "{at}: [cluster.haproxy] is given but redirect is not \"haproxy\": set \
+                         redirect = \"haproxy\" or remove the table"
+                    )))
+                }
+                _ => {}
+            }
             match (c.redirect, proxies.is_empty()) {
                 (RedirectKind::Proxy, true) => {
                     return Err(bad(format!(
@@ -335,6 +396,7 @@ impl FleetFile {
                 commands,
                 redirect: c.redirect,
                 proxies,
+                haproxy,
             });
         }
         Ok(FleetFile {
@@ -464,6 +526,47 @@ fn tls(raw: Option<&RawTls>, base: &Path) -> std::result::Result<Tls, String> {
     }
 }
 
+fn haproxy(h: &RawHaproxy) -> std::result::Result<HaproxySpec, String> {
+    if h.sockets.is_empty() {
+        return Err(
+            "sockets is empty: name each HAProxy's runtime API (\"unix:/path\" or \
+                    \"tcp:host:port\")"
+                .to_string(),
+        );
+    }
+    let mut sockets = Vec::new();
+    for s in &h.sockets {
+        sockets.push(Socket::parse(s).map_err(|m| format!("socket {s:?}: {m}"))?);
+    }
+    if h.backend.is_empty() {
+        return Err("backend is empty".to_string());
+    }
+    let map = match (h.servers, &h.server) {
+        (RawServerMap::Single, Some(name)) if !name.is_empty() => ServerMap::Single(name.clone()),
+        (RawServerMap::Single, _) => {
+            return Err(
+                "servers = \"single\" needs `server`, the name of the backend's one \
+                        server"
+                    .to_string(),
+            )
+        }
+        (_, Some(_)) => {
+            return Err("`server` is only for servers = \"single\"".to_string());
+        }
+        (RawServerMap::Name, None) => ServerMap::Name,
+        (RawServerMap::Address, None) => ServerMap::Address,
+    };
+    Ok(HaproxySpec {
+        sockets,
+        backend: h.backend.clone(),
+        map,
+        timeout: h
+            .timeout_seconds
+            .map(Duration::from_secs)
+            .unwrap_or(DEFAULT_HAPROXY_TIMEOUT),
+    })
+}
+
 fn commands(cluster: Option<&RawCommands>, fleet: Option<&RawCommands>) -> Commands {
     let empty = RawCommands::default();
     let (c, f) = (cluster.unwrap_or(&empty), fleet.unwrap_or(&empty));
@@ -471,6 +574,7 @@ fn commands(cluster: Option<&RawCommands>, fleet: Option<&RawCommands>) -> Comma
         restart: c.restart.clone().or_else(|| f.restart.clone()),
         stop: c.stop.clone().or_else(|| f.stop.clone()),
         start: c.start.clone().or_else(|| f.start.clone()),
+        redirect: c.redirect.clone().or_else(|| f.redirect.clone()),
         timeout: c
             .timeout_seconds
             .or(f.timeout_seconds)
@@ -557,6 +661,59 @@ endpoint = "[fd00::2]:3307"
         assert_eq!(c.seeds.len(), 2);
         assert_eq!(c.id_of(&parse_endpoint("fd00::2:3307").unwrap()), "db2");
         assert_eq!(c.proxies[0].token, "tok");
+    }
+
+    #[test]
+    fn redirects_need_their_table_or_command() {
+        let hp = format!(
+            "{MINIMAL}redirect = \"haproxy\"\n[cluster.haproxy]\n\
+             sockets = [\"unix:/run/h.sock\", \"tcp:10.0.0.5:9999\"]\nbackend = \"db\"\n"
+        );
+        let c = parse(&hp).unwrap().clusters.remove(0);
+        let h = c.haproxy.unwrap();
+        assert_eq!(
+            (h.sockets.len(), h.map, h.timeout),
+            (2, ServerMap::Name, DEFAULT_HAPROXY_TIMEOUT)
+        );
+        let single = format!("{hp}servers = \"single\"\nserver = \"w\"\n");
+        assert_eq!(
+            parse(&single).unwrap().clusters[0]
+                .haproxy
+                .as_ref()
+                .unwrap()
+                .map,
+            ServerMap::Single("w".into())
+        );
+        let cases: &[(String, &str)] = &[
+            (
+                format!("{MINIMAL}redirect = \"haproxy\"\n"),
+                "needs [cluster.haproxy]",
+            ),
+            (
+                hp.replace("redirect = \"haproxy\"\n", ""),
+                "redirect is not \"haproxy\"",
+            ),
+            (
+                hp.replace("unix:/run/h.sock", "/run/h.sock"),
+                "unix:/path or tcp:host:port",
+            ),
+            (format!("{hp}servers = \"single\"\n"), "needs `server`"),
+            (format!("{hp}colour = 1\n"), "unknown field `colour`"),
+            (
+                format!("{MINIMAL}redirect = \"command\"\n"),
+                "`redirect` command template",
+            ),
+        ];
+        for (text, want) in cases {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(e.contains(want), "{want}: {e}");
+        }
+        let cmd = format!("{MINIMAL}redirect = \"command\"\ncommands = {{ redirect = \"dns {{writer_host}}\" }}\n");
+        let c = parse(&cmd).unwrap().clusters.remove(0);
+        assert_eq!(
+            (c.redirect, c.commands.redirect.as_deref()),
+            (RedirectKind::Command, Some("dns {writer_host}"))
+        );
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //!
 //! The servers are the truth: this provider keeps no state of its own. A redirect is recorded
 //! in memory for the rest of the run; with `redirect = "none"` clients are the operator's to
-//! move, with `redirect = "proxy"` the dbshift proxies the file names hold and move them.
+//! move, with `redirect = "proxy"` the dbshift proxies the file names hold and move them,
+//! with `redirect = "haproxy"` or `"command"` dbshift moves them itself ([`redirect`]).
 //! It must never print or log a password (the fleet file holds none: it names where each one
 //! is), and never write SQL of its own: every statement is `dbshift-db`'s.
 
@@ -15,6 +16,7 @@ pub mod commands;
 pub mod discovery;
 pub mod fleet_file;
 mod provider;
+pub mod redirect;
 
 use std::collections::BTreeMap;
 use std::path::Path;

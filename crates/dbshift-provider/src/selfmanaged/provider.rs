@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::discovery::{self, Member};
 use super::fleet_file::{ClusterSpec, RedirectKind};
-use super::{commands, SelfManaged};
+use super::{commands, redirect, SelfManaged};
 use crate::error::{Error, Result};
 use crate::model::{Cluster, Credentials, Endpoint, Instance, InstanceStatus, ProxyEndpoint};
 use crate::provider::{BlueGreen, Certificates, Fleet, InstanceControl, Redirect};
@@ -86,6 +86,35 @@ impl SelfManaged {
         };
         let cmd = commands::fill(template, &m.id, &m.endpoint);
         Ok((cmd, spec.commands.timeout, spec.clone(), m))
+    }
+
+    /// The writer `cluster` has in this run and the endpoint of `instance`, a member of it.
+    async fn old_and_new(&self, cluster: &str, instance: &str) -> Result<(String, Endpoint)> {
+        let t = self.topology(cluster).await?;
+        let m = t.member(instance).ok_or_else(|| {
+            Error::BadInput(format!(
+                "{instance} is not a member of cluster {cluster} (members: {})",
+                t.members
+                    .iter()
+                    .map(|m| m.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })?;
+        Ok((t.writer.clone(), m.endpoint.clone()))
+    }
+
+    /// The cluster's `commands.redirect` filled in for a move to `instance`.
+    async fn redirect_command(&self, spec: &ClusterSpec, instance: &str) -> Result<String> {
+        let (old, ep) = self.old_and_new(&spec.name, instance).await?;
+        let template = spec
+            .commands
+            .redirect
+            .as_ref()
+            .expect("checked when the file was read");
+        Ok(redirect::fill_command(
+            template, &spec.name, instance, &ep, &old,
+        ))
     }
 
     /// Wait until `m` accepts the admin user's connections again, up to `timeout`.
@@ -217,11 +246,10 @@ impl Fleet for SelfManaged {
 
 #[async_trait::async_trait]
 impl Redirect for SelfManaged {
-    /// Moves no name (there is none to move): records the writer for the rest of the run and
-    /// says who moves the clients.
+    /// Moves the clients as the fleet file says (HAProxy, the redirect command; nothing for
+    /// `none` and `proxy`), then records the writer for the rest of the run.
     async fn set_writer(&self, cluster: &str, instance: &str) -> Result<()> {
         let spec = self.fleet.cluster(cluster)?;
-        self.record(cluster, instance).await?;
         match spec.redirect {
             RedirectKind::None => tracing::warn!(
                 cluster,
@@ -234,8 +262,48 @@ impl Redirect for SelfManaged {
                 writer = instance,
                 "the cluster's dbshift proxies follow the new writer"
             ),
+            RedirectKind::Haproxy => {
+                let (_, ep) = self.old_and_new(cluster, instance).await?;
+                let hp = spec
+                    .haproxy
+                    .as_ref()
+                    .expect("checked when the file was read");
+                redirect::set_writer_haproxy(cluster, hp, instance, &ep).await?;
+            }
+            RedirectKind::Command => {
+                let cmd = self.redirect_command(spec, instance).await?;
+                redirect::run_command(cluster, &cmd, spec.commands.timeout).await?;
+            }
         }
-        Ok(())
+        self.record(cluster, instance).await
+    }
+
+    async fn check_redirect(&self, cluster: &str, instance: &str) -> Result<Vec<String>> {
+        let spec = self.fleet.cluster(cluster)?;
+        Ok(match spec.redirect {
+            RedirectKind::None => vec![format!(
+                "none: dbshift moves no client of {cluster}; the operator (or a --hook) points \
+                 them at {instance}"
+            )],
+            RedirectKind::Proxy => Vec::new(),
+            RedirectKind::Haproxy => {
+                let (_, ep) = self.old_and_new(cluster, instance).await?;
+                let hp = spec
+                    .haproxy
+                    .as_ref()
+                    .expect("checked when the file was read");
+                redirect::plan_haproxy(cluster, hp, instance, &ep)
+                    .await?
+                    .iter()
+                    .map(|p| p.describe(&hp.backend))
+                    .collect()
+            }
+            RedirectKind::Command => vec![format!(
+                "run `{}` (at most {:?})",
+                self.redirect_command(spec, instance).await?,
+                spec.commands.timeout
+            )],
+        })
     }
 
     /// The database is the truth: the writer is kept in memory for the rest of the run.
