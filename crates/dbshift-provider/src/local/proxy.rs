@@ -151,8 +151,10 @@ impl Lab {
         dbshift_exe: &Path,
     ) -> Result<Vec<ProxyEndpoint>> {
         let (lab, cluster, exe) = (self.clone(), cluster.to_string(), dbshift_exe.to_path_buf());
-        super::blocking::run("lab proxy up", move || lab.start_proxies(&cluster, count, &exe))
-            .await
+        super::blocking::run("lab proxy up", move || {
+            lab.start_proxies(&cluster, count, &exe)
+        })
+        .await
     }
 
     /// [`Lab::stop_proxies`] off the async runtime (it waits for each proxy to exit).
