@@ -190,7 +190,9 @@ pub fn print_inventory(rows: &[InventoryRow]) {
             r.observed_role.to_string(),
             read_only,
             r.endpoint.to_string(),
-            format!("{} {}", r.engine, r.engine_version),
+            r.flavor
+                .clone()
+                .unwrap_or_else(|| format!("{} {}", r.engine, r.engine_version)),
             r.status.to_string(),
             r.ca.clone(),
             r.encrypted.to_string(),

@@ -76,6 +76,9 @@ pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
 /// the caller waits for its error, and its failure changes nothing but the message.
 const CANCEL_BOUND: Duration = Duration::from_secs(5);
 
+/// "Unknown system variable" (MySQL and MariaDB alike).
+const ER_UNKNOWN_SYSTEM_VARIABLE: u16 = 1193;
+
 impl std::fmt::Debug for ConnectOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ConnectOptions")
@@ -551,7 +554,8 @@ impl Server {
             .and_then(|(_, v)| v))
     }
 
-    /// A global system variable, as text.
+    /// A global system variable, as text; `None` when it is NULL or the server has no
+    /// variable of that name.
     pub async fn variable(&mut self, name: &str) -> Result<Option<String>> {
         if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             return Err(Error::parse(
@@ -560,7 +564,12 @@ impl Server {
                 "only letters, digits and _",
             ));
         }
-        self.query_scalar(&format!("SELECT @@GLOBAL.{name}")).await
+        match self.query_scalar(&format!("SELECT @@GLOBAL.{name}")).await {
+            // One flavor's or version's variable asked of another (MariaDB's
+            // innodb_encrypt_tables of MySQL, expire_logs_days of MySQL 8.4): absent, as NULL.
+            Err(e) if e.server_code() == Some(ER_UNKNOWN_SYSTEM_VARIABLE) => Ok(None),
+            other => other,
+        }
     }
 
     /// A boolean global variable (`ON`/`1` is true).

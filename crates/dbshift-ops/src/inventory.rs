@@ -45,6 +45,9 @@ pub struct InventoryRow {
     pub endpoint: Endpoint,
     pub engine: String,
     pub engine_version: String,
+    /// What the server says it is, from its own variables (`MySQL 8.4.3 (RDS)`, `Aurora MySQL
+    /// 3.05.2 (8.0.32)`, `MariaDB 10.11.14`); `None` when it was not asked.
+    pub flavor: Option<String>,
     pub status: InstanceStatus,
     pub ca: String,
     pub encrypted: bool,
@@ -124,6 +127,7 @@ enum Unobserved {
 
 struct Observed {
     health: ReplicationHealth,
+    flavor: String,
     binlog_pos: Option<ReplicationPosition>,
     slave_pos: Option<ReplicationPosition>,
     encrypted: bool,
@@ -137,12 +141,11 @@ async fn observe(provider: &dyn Provider, inst: &Instance) -> Result<Observed, U
     let result = async {
         let st = s.replication_status().await?;
         let read_only = s.read_only().await?;
-        let encrypted = !matches!(
-            s.variable("innodb_encrypt_tables").await?.as_deref(),
-            None | Some("OFF") | Some("0")
-        );
+        let encrypted = s.encrypts_new_tables().await?;
         let binlog_pos = Some(s.executed_position().await?);
-        let slave_pos = Some(s.applied_position().await?);
+        // A writer has no applied position where positions are binlog coordinates (MySQL
+        // without GTIDs): none, not an error.
+        let slave_pos = s.applied_position().await.ok();
         let current = Some(s.current_position().await?.to_string());
         let last_error = st
             .last_io_error
@@ -173,6 +176,7 @@ async fn observe(provider: &dyn Provider, inst: &Instance) -> Result<Observed, U
             binlog_pos,
             slave_pos,
             encrypted,
+            flavor: s.flavor().to_string(),
         })
     }
     .await;
@@ -208,6 +212,7 @@ pub async fn inventory(provider: &dyn Provider) -> Result<Vec<InventoryRow>, Err
     };
     let mut rows = Vec::with_capacity(instances.len());
     for (inst, obs) in instances.iter().zip(observed.iter()) {
+        let flavor = obs.as_ref().ok().map(|o| o.flavor.clone());
         let (replication, error, encrypted) = match obs {
             Ok(o) => {
                 let mut h = o.health.clone();
@@ -235,6 +240,7 @@ pub async fn inventory(provider: &dyn Provider) -> Result<Vec<InventoryRow>, Err
             endpoint: inst.endpoint.clone(),
             engine: inst.engine.clone(),
             engine_version: inst.engine_version.clone(),
+            flavor,
             status: inst.status,
             ca: inst.ca.clone(),
             encrypted,

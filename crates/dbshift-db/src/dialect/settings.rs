@@ -59,6 +59,20 @@ impl Dialect {
         }
     }
 
+    /// Whether new tables are encrypted at rest (one text column): MariaDB
+    /// `innodb_encrypt_tables` (`OFF`, `ON`, `FORCE`), MySQL 8.0.16+ `default_table_encryption`
+    /// (https://dev.mysql.com/doc/refman/8.0/en/innodb-data-encryption.html). `None` where the
+    /// server has no such default (MySQL before 8.0.16: encryption is per table there).
+    pub fn read_table_encryption(&self) -> Option<Statement> {
+        if self.flavor.is_mariadb() {
+            Some(Statement::plain("SELECT @@GLOBAL.innodb_encrypt_tables"))
+        } else if self.flavor.at_least(8, 0, 16) {
+            Some(Statement::plain("SELECT @@GLOBAL.default_table_encryption"))
+        } else {
+            None
+        }
+    }
+
     /// Every semi-sync variable the server has (`Variable_name`, `Value` rows), which names
     /// the installed plugins ([`crate::SemiSync::from_variable_names`]). Needs no privilege.
     pub fn read_semi_sync_variables(&self) -> Statement {
@@ -124,6 +138,27 @@ mod tests {
             dialect("5.7.7", false, true).read_read_only().sql,
             "SELECT @@GLOBAL.read_only"
         );
+    }
+
+    #[test]
+    fn table_encryption_is_each_flavors_default() {
+        for d in mariadbs().into_iter().chain([rds_mariadb()]) {
+            assert_eq!(
+                d.read_table_encryption().unwrap().sql,
+                "SELECT @@GLOBAL.innodb_encrypt_tables"
+            );
+        }
+        for d in [mysql_8_0_21(), mysql_8_4(), rds_mysql_8_0(), aurora()] {
+            assert_eq!(
+                d.read_table_encryption().unwrap().sql,
+                "SELECT @@GLOBAL.default_table_encryption",
+                "{}",
+                d.flavor()
+            );
+        }
+        for d in [mysql_5_7(), aurora_2(), dialect("8.0.15", false, true)] {
+            assert!(d.read_table_encryption().is_none(), "{}", d.flavor());
+        }
     }
 
     #[test]

@@ -71,6 +71,17 @@ impl Server {
         })
     }
 
+    /// Whether new tables are encrypted at rest by default (MariaDB `innodb_encrypt_tables`
+    /// ON or FORCE, MySQL 8.0.16+ `default_table_encryption`); false where the server has no
+    /// such default.
+    pub async fn encrypts_new_tables(&mut self) -> Result<bool> {
+        let Some(stmt) = self.dialect.read_table_encryption() else {
+            return Ok(false);
+        };
+        let text = self.query_scalar(&stmt.sql).await?.unwrap_or_default();
+        Ok(!(text.is_empty() || text.eq_ignore_ascii_case("OFF") || text == "0"))
+    }
+
     /// The semi-synchronous plugins this server has, and the names each uses, read from its
     /// variables (never guessed from the version).
     pub async fn semi_sync(&mut self) -> Result<SemiSync> {
