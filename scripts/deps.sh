@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Install what dbshift's demo and tests need, when it is missing: the MariaDB server and
-# mariadb-backup (Debian packages) and a Rust toolchain check. Safe to run again.
+# mariadb-backup, HAProxy (self-managed redirect tests, proxy benchmarks) and etcd (the shared
+# state store's tests), all Debian packages, moto_server (PyPI) and a Rust toolchain check.
+# Safe to run again.
 set -euo pipefail
 
 need_apt=()
@@ -9,6 +11,9 @@ have mariadbd || need_apt+=(mariadb-server)
 have mariadb-install-db || need_apt+=(mariadb-server)
 have mariadb-backup || need_apt+=(mariadb-backup)
 have mariadb || need_apt+=(mariadb-client)
+have haproxy || need_apt+=(haproxy)
+have etcd || need_apt+=(etcd-server)
+have etcdctl || need_apt+=(etcd-client)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   sudo=""
