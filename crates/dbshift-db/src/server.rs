@@ -766,6 +766,18 @@ impl Server {
         self.exec_all(&stmts).await
     }
 
+    /// Load the server's TLS certificate, key and CA files again, for new connections
+    /// (`FLUSH LOCAL SSL` on MariaDB 10.4+, never the binlogged plain form;
+    /// `ALTER INSTANCE RELOAD TLS` on MySQL 8.0.16+). Refused by the dialect where the server
+    /// cannot (older versions; RDS and Aurora, whose certificates AWS manages).
+    pub async fn reload_tls(&mut self) -> Result<()> {
+        let stmt = self.dialect.flush_ssl()?;
+        tracing::info!(endpoint = %self.endpoint, "reloading TLS material");
+        self.exec(&stmt).await?;
+        tracing::info!(endpoint = %self.endpoint, "TLS material reloaded");
+        Ok(())
+    }
+
     /// Point this server's replication at a source and start it.
     pub async fn point_replica_at(&mut self, spec: &SourceSpec) -> Result<()> {
         tracing::info!(endpoint = %self.endpoint, source = %format!("{}:{}", spec.host, spec.port), "pointing replica");

@@ -35,6 +35,9 @@ impl Rollout {
             tracing::info!(instance = id, "started");
         }
         let inst = self.provider.describe_instance(id).await.map_err(fail)?;
+        // A writer that takes writes now must take them again after its change (a server
+        // whose option file says `read_only=ON` comes back read-only from a restart).
+        let writable_before = self.writable(&inst).await;
         // The server is the truth: an instance already showing the change is not redone.
         let already = self.change.in_effect(&inst).await.unwrap_or(false);
         if !already {
@@ -44,7 +47,10 @@ impl Rollout {
         }
         // Crash point `rollout:<step>:gate`: the change applied, its health gate not passed.
         steps.point(step, "gate").await;
-        let gate = self.gate(cluster, id).await;
+        let mut gate = self.gate(cluster, id).await;
+        if gate.is_ok() && writable_before == Some(true) {
+            gate = self.writable_again(&inst).await;
+        }
         if gate.is_ok() {
             let elapsed = started.elapsed();
             if !already && elapsed < cooldown {
@@ -118,6 +124,41 @@ impl Rollout {
                 Err(e) if Instant::now() >= deadline => return Err(timed_out(e)),
                 Err(_) => pauses.sleep_before(deadline).await,
             }
+        }
+    }
+
+    /// Whether `inst` takes writes (`read_only` off), asked of the database; `None` when
+    /// dbshift has no SQL access or the server does not answer.
+    async fn writable(&self, inst: &Instance) -> Option<bool> {
+        if !self.provider.sql_access() || inst.status != InstanceStatus::Available {
+            return None;
+        }
+        let creds = self.provider.credentials().ok()?;
+        let opts = crate::connect_options(&creds, &creds.admin, &inst.endpoint)
+            .connect_timeout(Duration::from_secs(2));
+        let mut s = Server::connect(&opts).await.ok()?;
+        let ro = s.read_only().await.ok();
+        s.close().await;
+        ro.map(|ro| !ro)
+    }
+
+    /// After the gate of a writer that took writes before its change: it takes them again,
+    /// polled until `gate_timeout` (a platform may re-apply `read_only` a moment after the
+    /// restart).
+    async fn writable_again(&self, inst: &Instance) -> StepResult<()> {
+        let deadline = Instant::now() + self.gate_timeout;
+        let mut pauses = Backoff::database();
+        loop {
+            if self.writable(inst).await == Some(true) {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(StepError::unsafe_(format!(
+                    "{} took writes before its change and does not after it (read_only is on                      or it does not answer) within {:?}: its clients cannot write; make it                      writable once you are sure no other server of its cluster is",
+                    inst.id, self.gate_timeout
+                )));
+            }
+            pauses.sleep_before(deadline).await;
         }
     }
 

@@ -16,10 +16,30 @@ const OUTPUT_KEPT: usize = 2000;
 
 /// `template` with `{host}`, `{port}` and `{id}` replaced by the shell-quoted values.
 pub fn fill(template: &str, id: &str, ep: &Endpoint) -> String {
-    template
-        .replace("{host}", &shell_quote(&ep.host))
-        .replace("{port}", &ep.port.to_string())
-        .replace("{id}", &shell_quote(id))
+    fill_with(template, id, ep, &[])
+}
+
+/// As [`fill`], with more `{key}`s (`{ca}`, `{ca_file}`, `{bundle}`), in one pass: a value
+/// is never read again for a key.
+pub fn fill_with(template: &str, id: &str, ep: &Endpoint, more: &[(&str, &str)]) -> String {
+    let port = ep.port.to_string();
+    let mut values: Vec<(&str, &str)> = vec![("{host}", &ep.host), ("{port}", &port), ("{id}", id)];
+    values.extend_from_slice(more);
+    let mut out = String::new();
+    let mut rest = template;
+    'outer: while !rest.is_empty() {
+        for (key, value) in &values {
+            if let Some(after) = rest.strip_prefix(key) {
+                out.push_str(&shell_quote(value));
+                rest = after;
+                continue 'outer;
+            }
+        }
+        let c = rest.chars().next().expect("rest is not empty");
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    out
 }
 
 /// A value as one shell word: in single quotes, with embedded quotes closed and escaped.
@@ -36,6 +56,11 @@ pub(crate) fn shell_quote(s: &str) -> String {
 /// Run `command` (already filled) for `instance` with `sh -c`, at most `timeout`; `key` is the
 /// fleet file's key the command comes from, for the error.
 pub async fn run(key: &str, instance: &str, command: &str, timeout: Duration) -> Result<()> {
+    output(key, instance, command, timeout).await.map(|_| ())
+}
+
+/// As [`run`], giving what the command printed on its standard output.
+pub async fn output(key: &str, instance: &str, command: &str, timeout: Duration) -> Result<String> {
     tracing::info!(instance, key, command, "running the fleet file's command");
     let fail = |message: String| Error::Process {
         instance: instance.to_string(),
@@ -65,6 +90,7 @@ pub async fn run(key: &str, instance: &str, command: &str, timeout: Duration) ->
         status
     })
     .await;
+    let stdout = String::from_utf8_lossy(&output).into_owned();
     output.extend_from_slice(&errors);
     let text = String::from_utf8_lossy(&output);
     let tail = text.trim();
@@ -91,7 +117,7 @@ pub async fn run(key: &str, instance: &str, command: &str, timeout: Duration) ->
         Ok(Err(e)) => Err(fail(format!("the {key} command `{command}`: {e}"))),
         Ok(Ok(status)) if status.success() => {
             tracing::info!(instance, key, "the fleet file's command succeeded");
-            Ok(())
+            Ok(stdout)
         }
         Ok(Ok(status)) => Err(fail(format!(
             "the {key} command `{command}` failed ({status}; {tail})"

@@ -32,7 +32,16 @@ struct RawFleet {
     tls: Option<RawTls>,
     commands: Option<RawCommands>,
     #[serde(default)]
+    ca: Vec<RawCa>,
+    #[serde(default)]
     cluster: Vec<RawCluster>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCa {
+    id: String,
+    certificate: PathBuf,
 }
 
 #[derive(Debug, Deserialize)]
@@ -106,6 +115,9 @@ struct RawCommands {
     stop: Option<String>,
     start: Option<String>,
     redirect: Option<String>,
+    install_certificate: Option<String>,
+    install_trust: Option<String>,
+    read_trust: Option<String>,
     timeout_seconds: Option<u64>,
 }
 
@@ -166,7 +178,27 @@ pub struct Commands {
     pub start: Option<String>,
     /// `redirect = "command"`: filled by [`super::redirect::fill_command`].
     pub redirect: Option<String>,
+    /// Give a server a certificate and key issued by `{ca}` (`ca-rotate`); `{ca_file}` is
+    /// that CA's certificate.
+    pub install_certificate: Option<String>,
+    /// Make a server trust exactly the CAs of the PEM file `{bundle}` (its `ssl_ca`).
+    pub install_trust: Option<String>,
+    /// Print (on standard output, PEM) the CAs a server trusts now.
+    pub read_trust: Option<String>,
     pub timeout: Duration,
+}
+
+/// A CA the fleet's servers can be moved to (`[[ca]]`), its certificate read and checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaSpec {
+    pub id: String,
+    /// The file as given (resolved against the fleet file's directory).
+    pub path: PathBuf,
+    /// Its one certificate, PEM.
+    pub pem: String,
+    /// Validity, RFC 3339.
+    pub not_before: String,
+    pub not_after: String,
 }
 
 /// A dbshift proxy in front of a cluster, its token read from the environment.
@@ -225,6 +257,8 @@ impl ClusterSpec {
 pub struct FleetFile {
     pub path: PathBuf,
     pub clusters: Vec<ClusterSpec>,
+    /// The CAs of `[[ca]]`, in the file's order.
+    pub cas: Vec<CaSpec>,
 }
 
 impl FleetFile {
@@ -399,9 +433,18 @@ impl FleetFile {
                 haproxy,
             });
         }
+        let mut cas: Vec<CaSpec> = Vec::new();
+        for c in &raw.ca {
+            let ca = ca_spec(c, base).map_err(|m| bad(format!("ca {:?}: {m}", c.id)))?;
+            if cas.iter().any(|k| k.id == ca.id) {
+                return Err(bad(format!("ca {:?} is named twice", ca.id)));
+            }
+            cas.push(ca);
+        }
         Ok(FleetFile {
             path: path.to_path_buf(),
             clusters,
+            cas,
         })
     }
 
@@ -526,6 +569,60 @@ fn tls(raw: Option<&RawTls>, base: &Path) -> std::result::Result<Tls, String> {
     }
 }
 
+/// A `[[ca]]`: its file holds exactly one certificate (a bundle would leave which CA an
+/// instance is moved to open), a CA's, with its validity.
+fn ca_spec(c: &RawCa, base: &Path) -> std::result::Result<CaSpec, String> {
+    if c.id.is_empty() {
+        return Err("the id is empty".to_string());
+    }
+    let path = base.join(&c.certificate);
+    let pem = std::fs::read_to_string(&path)
+        .map_err(|e| format!("certificate {}: {e}", path.display()))?;
+    let (not_before, not_after) =
+        ca_validity(&pem).map_err(|m| format!("certificate {}: {m}", path.display()))?;
+    Ok(CaSpec {
+        id: c.id.clone(),
+        path,
+        pem,
+        not_before,
+        not_after,
+    })
+}
+
+/// The validity (RFC 3339) of the one CA certificate a PEM text holds.
+pub fn ca_validity(pem: &str) -> std::result::Result<(String, String), String> {
+    use x509_parser::pem::Pem;
+    let blocks: Vec<Pem> = Pem::iter_from_buffer(pem.as_bytes())
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| format!("not PEM ({e})"))?;
+    let certs: Vec<&Pem> = blocks.iter().filter(|p| p.label == "CERTIFICATE").collect();
+    let [cert] = certs.as_slice() else {
+        return Err(format!(
+            "holds {} certificates; give each CA its own [[ca]] with a file of its one              certificate",
+            certs.len()
+        ));
+    };
+    let x = cert
+        .parse_x509()
+        .map_err(|e| format!("not an X.509 certificate ({e})"))?;
+    if !x.is_ca() {
+        return Err(format!(
+            "{} is not a CA certificate (no basicConstraints CA:TRUE): name the CA that              issues the servers' certificates, not a server's",
+            x.subject()
+        ));
+    }
+    let rfc = |t: &x509_parser::time::ASN1Time| {
+        time::OffsetDateTime::from_unix_timestamp(t.timestamp())
+            .ok()
+            .and_then(|d| {
+                d.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+            .unwrap_or_else(|| t.to_string())
+    };
+    Ok((rfc(&x.validity().not_before), rfc(&x.validity().not_after)))
+}
+
 fn haproxy(h: &RawHaproxy) -> std::result::Result<HaproxySpec, String> {
     if h.sockets.is_empty() {
         return Err(
@@ -575,6 +672,12 @@ fn commands(cluster: Option<&RawCommands>, fleet: Option<&RawCommands>) -> Comma
         stop: c.stop.clone().or_else(|| f.stop.clone()),
         start: c.start.clone().or_else(|| f.start.clone()),
         redirect: c.redirect.clone().or_else(|| f.redirect.clone()),
+        install_certificate: c
+            .install_certificate
+            .clone()
+            .or_else(|| f.install_certificate.clone()),
+        install_trust: c.install_trust.clone().or_else(|| f.install_trust.clone()),
+        read_trust: c.read_trust.clone().or_else(|| f.read_trust.clone()),
         timeout: c
             .timeout_seconds
             .or(f.timeout_seconds)
@@ -754,5 +857,63 @@ endpoint = "[fd00::2]:3307"
         .unwrap_err()
         .to_string();
         assert!(e.contains("named twice"), "{e}");
+    }
+
+    /// A CA certificate and a server certificate it issued, PEM, made with rcgen.
+    #[cfg(feature = "local")]
+    fn ca_and_leaf() -> (String, String) {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_cert = ca.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::from_params(&ca, &ca_key);
+        let leaf_key = KeyPair::generate().unwrap();
+        let leaf = CertificateParams::new(vec!["db1".to_string()])
+            .unwrap()
+            .signed_by(&leaf_key, &issuer)
+            .unwrap();
+        (ca_cert.pem(), leaf.pem())
+    }
+
+    #[cfg(feature = "local")]
+    #[test]
+    fn a_ca_is_one_ca_certificate_with_its_validity() {
+        let dir = std::env::temp_dir().join(format!("dbshift-fleet-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (ca, leaf) = ca_and_leaf();
+        std::fs::write(dir.join("ca.pem"), &ca).unwrap();
+        std::fs::write(dir.join("leaf.pem"), &leaf).unwrap();
+        std::fs::write(dir.join("two.pem"), format!("{ca}{ca}")).unwrap();
+        let with = |file: &str| {
+            let text = format!("[[ca]]\nid = \"corp\"\ncertificate = {file:?}\n{MINIMAL}");
+            FleetFile::parse(&text, Path::new("fleet.toml"), &dir, &env)
+        };
+        let f = with("ca.pem").unwrap();
+        assert_eq!(f.cas.len(), 1);
+        assert_eq!(f.cas[0].id, "corp");
+        assert!(f.cas[0].not_before.contains('T'), "{:?}", f.cas[0]);
+        assert!(f.cas[0].not_after > f.cas[0].not_before, "{:?}", f.cas[0]);
+        let e = with("leaf.pem").unwrap_err().to_string();
+        assert!(e.contains("not a CA certificate"), "{e}");
+        let e = with("two.pem").unwrap_err().to_string();
+        assert!(e.contains("holds 2 certificates"), "{e}");
+        let e = with("missing.pem").unwrap_err().to_string();
+        assert!(e.contains("missing.pem"), "{e}");
+        let twice = format!(
+            "[[ca]]\nid = \"corp\"\ncertificate = \"ca.pem\"\n\
+             [[ca]]\nid = \"corp\"\ncertificate = \"ca.pem\"\n{MINIMAL}"
+        );
+        let e = FleetFile::parse(&twice, Path::new("fleet.toml"), &dir, &env)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("named twice"), "{e}");
+        let extra =
+            format!("[[ca]]\nid = \"corp\"\ncertificate = \"ca.pem\"\nkey = \"x\"\n{MINIMAL}");
+        let e = FleetFile::parse(&extra, Path::new("fleet.toml"), &dir, &env)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown field"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -3,7 +3,8 @@
 //! ([`fleet_file`]) names the clusters, a seed or two each, the users and the TLS; the
 //! topology is discovered from the servers themselves ([`discovery`]) and kept for the run
 //! (resolved once, as the workflows' endpoints are); host-level actions (restart, stop,
-//! start) are the file's command templates ([`commands`]).
+//! start) are the file's command templates ([`commands`]), and so is a CA rotation's
+//! certificate and trust installation ([`certificates`]).
 //!
 //! The servers are the truth: this provider keeps no state of its own. A redirect is recorded
 //! in memory for the rest of the run; with `redirect = "none"` clients are the operator's to
@@ -12,6 +13,7 @@
 //! It must never print or log a password (the fleet file holds none: it names where each one
 //! is), and never write SQL of its own: every statement is `dbshift-db`'s.
 
+pub mod certificates;
 pub mod commands;
 pub mod discovery;
 pub mod fleet_file;
@@ -37,6 +39,8 @@ pub struct SelfManaged {
     cache: Arc<Mutex<BTreeMap<String, (Instant, Topology)>>>,
     /// How long a discovery is trusted; `None`: for the whole run (a command).
     max_age: Option<Duration>,
+    /// The `[[ca]]` each instance's certificate was found to come from, this run.
+    presented: Arc<Mutex<BTreeMap<String, String>>>,
 }
 
 impl SelfManaged {
@@ -52,6 +56,7 @@ impl SelfManaged {
             fleet: Arc::new(fleet),
             cache: Arc::new(Mutex::new(BTreeMap::new())),
             max_age: None,
+            presented: Arc::new(Mutex::new(BTreeMap::new())),
         }
     }
 
@@ -78,6 +83,12 @@ impl SelfManaged {
         }
         let fleet = self.fleet.path.display().to_string();
         let t = discovery::discover(spec, &fleet).await?;
+        // What the servers present is read again with the topology.
+        let mut presented = self.presented.lock().await;
+        for m in &t.members {
+            presented.remove(&m.id);
+        }
+        drop(presented);
         cache.insert(cluster.to_string(), (Instant::now(), t.clone()));
         Ok(t)
     }

@@ -10,10 +10,11 @@ use super::fleet_file::{ClusterSpec, RedirectKind};
 use super::{commands, redirect, SelfManaged};
 use crate::error::{Error, Result};
 use crate::model::{Cluster, Credentials, Endpoint, Instance, InstanceStatus, ProxyEndpoint};
-use crate::provider::{BlueGreen, Certificates, Fleet, InstanceControl, Redirect};
+use crate::provider::{BlueGreen, Fleet, InstanceControl, Redirect};
 
 impl SelfManaged {
-    fn instance(&self, spec: &ClusterSpec, m: &Member) -> Instance {
+    async fn instance(&self, spec: &ClusterSpec, m: &Member) -> Instance {
+        let ca = self.presented_ca(spec, m).await;
         let mut tags = BTreeMap::new();
         tags.insert("server_id".to_string(), m.server_id.to_string());
         tags.insert("version".to_string(), m.version.clone());
@@ -34,19 +35,15 @@ impl SelfManaged {
             } else {
                 InstanceStatus::Stopped
             },
-            ca: spec
-                .tls
-                .ca_file
-                .as_ref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_else(|| "-".to_string()),
+            // The `[[ca]]` that verifies what it presents (`-`: none of them, or no [[ca]]).
+            ca,
             encrypted: false,
             tags,
         }
     }
 
     /// The cluster of `id` and its member record, looking through every cluster.
-    async fn find(&self, id: &str) -> Result<(&ClusterSpec, Member)> {
+    pub(super) async fn find(&self, id: &str) -> Result<(&ClusterSpec, Member)> {
         let mut first_error = None;
         let mut known = Vec::new();
         for spec in &self.fleet.clusters {
@@ -117,6 +114,43 @@ impl SelfManaged {
         ))
     }
 
+    /// After `m`, the writer, restarted: writable again if it came back read-only and no
+    /// other member that answers is writable.
+    async fn restore_writer(&self, spec: &ClusterSpec, m: &Member) -> Result<()> {
+        let fleet = self.fleet.path.display().to_string();
+        let mut s = discovery::connect_admin(spec, &fleet, &m.endpoint).await?;
+        let read_only = s.read_only().await;
+        s.close().await;
+        if !read_only? {
+            return Ok(());
+        }
+        let t = self.topology(&spec.name).await?;
+        for other in t.members.iter().filter(|o| o.id != m.id) {
+            match discovery::connect_admin(spec, &fleet, &other.endpoint).await {
+                Ok(mut o) => {
+                    let ro = o.read_only().await;
+                    o.close().await;
+                    if !ro? {
+                        return Err(Error::NeedsHuman(format!(
+                            "{} was cluster {}'s writer and came back read-only after its                              restart, but {} is writable now: dbshift leaves both as they are;                              decide which one is the writer",
+                            m.id, spec.name, other.id
+                        )));
+                    }
+                }
+                Err(e) => tracing::warn!(
+                    instance = %other.id,
+                    "not checked before making the restarted writer writable again: {e}"
+                ),
+            }
+        }
+        tracing::info!(instance = %m.id, "the writer came back read-only: making it writable again");
+        let mut s = discovery::connect_admin(spec, &fleet, &m.endpoint).await?;
+        let r = s.set_writable().await;
+        s.close().await;
+        r?;
+        Ok(())
+    }
+
     /// Wait until `m` accepts the admin user's connections again, up to `timeout`.
     async fn wait_until_answers(
         &self,
@@ -174,14 +208,16 @@ impl Fleet for SelfManaged {
         let mut out = Vec::new();
         for spec in &self.fleet.clusters {
             let t = self.topology(&spec.name).await?;
-            out.extend(t.members.iter().map(|m| self.instance(spec, m)));
+            for m in &t.members {
+                out.push(self.instance(spec, m).await);
+            }
         }
         Ok(out)
     }
 
     async fn describe_instance(&self, id: &str) -> Result<Instance> {
         let (spec, m) = self.find(id).await?;
-        Ok(self.instance(spec, &m))
+        Ok(self.instance(spec, &m).await)
     }
 
     async fn resolve(&self, name: &str) -> Result<Endpoint> {
@@ -314,12 +350,20 @@ impl Redirect for SelfManaged {
 
 #[async_trait::async_trait]
 impl InstanceControl for SelfManaged {
+    /// The `restart` command, then a wait until the server answers. A writer that was
+    /// writable and comes back read-only (its option file says `read_only=ON`, as is usual
+    /// where a failover tool manages the writer) is made writable again, as it was, once
+    /// every other member that answers is checked read-only; otherwise a human is asked.
     async fn reboot(&self, id: &str, timeout: Duration) -> Result<()> {
         let (cmd, limit, spec, m) = self.command(id, "restart", |c| c.restart.as_ref()).await?;
+        let was_writer = m.role == crate::model::Role::Writer && !m.read_only;
         tracing::info!(instance = id, "restarting the server");
         commands::run("restart", id, &cmd, limit).await?;
         self.wait_until_answers(&spec, &m, timeout).await?;
         tracing::info!(instance = id, "the server restarted and answers");
+        if was_writer {
+            self.restore_writer(&spec, &m).await?;
+        }
         Ok(())
     }
 
@@ -373,12 +417,6 @@ impl InstanceControl for SelfManaged {
         Ok(())
     }
 }
-
-/// Certificate authorities are not managed yet: every method answers with the trait's
-/// default (nothing listed, `Unsupported` for changes). Issue 19 brings `ca-rotate` through
-/// an install command and `FLUSH SSL`.
-#[async_trait::async_trait]
-impl Certificates for SelfManaged {}
 
 /// No blue/green yet: the trait's defaults (no deployment, `Unsupported` to build one). Issue
 /// 19 brings green as an existing cluster replicating from blue, or a provisioning command.
