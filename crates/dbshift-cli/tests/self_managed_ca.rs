@@ -90,7 +90,7 @@ impl Fixture {
              install_trust = \"sh {s}/install_trust.sh {{bundle}}\"\n\
              read_trust = \"cat {}\"\n\
              restart = \"sh {s}/restart.sh {{port}}\"",
-            self.lab.lab().ca_bundle().display().to_string()
+            self.lab.lab().ca_bundle().display()
         )
     }
 
