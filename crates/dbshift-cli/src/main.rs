@@ -354,8 +354,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Lab(_) => ctx.require_local("lab")?,
         #[cfg(feature = "local")]
         Command::Demo(_) => ctx.require_local("demo")?,
+        // A lab proxy option file needs the lab; `--target` takes any provider's cluster.
         #[cfg(feature = "local")]
-        Command::Proxy(_) => ctx.require_local("proxy")?,
+        Command::Proxy(a) if a.defaults_file.is_some() => ctx.require_local("proxy")?,
         Command::Probe(_) => ctx.require_local("probe")?,
         Command::Check(_) => ctx.require_sql("check")?,
         Command::Switchover(_) => ctx.require_sql("switchover")?,

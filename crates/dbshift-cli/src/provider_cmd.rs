@@ -83,8 +83,8 @@ impl Ctx {
                 format!(
                     "`dbshift {command}` works on the local lab only; drop --provider \
                      self-managed (or DBSHIFT_PROVIDER). On a self-managed fleet: inventory, \
-                     resolve, check, switchover, failover, watch, rejoin, verify, reboot, runs, \
-                     resume (docs/self-managed.md)"
+                     resolve, check, switchover, failover, watch, rejoin, verify, ca-rotate, \
+                     proxy --target, reboot, runs, resume (docs/self-managed.md)"
                 ),
             )
             .into());

@@ -27,7 +27,8 @@ pub struct ProxyArgs {
     /// Where clients connect, e.g. 127.0.0.1:3307.
     #[arg(long, required_unless_present = "defaults_file")]
     pub listen: Option<SocketAddr>,
-    /// The lab cluster whose writer the proxy forwards to, e.g. lab-1.
+    /// The cluster whose writer the proxy forwards to (lab-1, or a cluster of the
+    /// `--provider`: a fleet file's, an AWS cluster or instance).
     #[arg(long, required_unless_present = "defaults_file")]
     pub target: Option<String>,
     /// The admin API (loopback only), e.g. 127.0.0.1:3308; needs a token.
@@ -92,6 +93,7 @@ pub async fn run(args: ProxyArgs, ctx: &Ctx) -> anyhow::Result<()> {
         libc::signal(libc::SIGPIPE, libc::SIG_IGN);
     }
     let (lab_dir, cluster, listen, admin, token_file, tls) = match &args.defaults_file {
+        // A proxy option file is the lab's (`dbshift lab proxy up`).
         Some(f) => {
             let o = ProxyOptions::read(f).map_err(|e| Exit::new(2, e.to_string()))?;
             let parse = |what: &str, v: &str| -> anyhow::Result<SocketAddr> {
@@ -99,7 +101,7 @@ pub async fn run(args: ProxyArgs, ctx: &Ctx) -> anyhow::Result<()> {
                     .map_err(|e| Exit::new(2, format!("{}: {what} {v:?}: {e}", f.display())).into())
             };
             (
-                o.lab_dir.clone(),
+                Some(o.lab_dir.clone()),
                 o.cluster.clone(),
                 parse("listen", &o.listen)?,
                 Some(parse("admin", &o.admin)?),
@@ -111,7 +113,7 @@ pub async fn run(args: ProxyArgs, ctx: &Ctx) -> anyhow::Result<()> {
             )
         }
         None => (
-            ctx.dir.clone(),
+            None,
             args.target.clone().expect("clap requires it"),
             args.listen.expect("clap requires it"),
             args.admin,
@@ -137,9 +139,29 @@ pub async fn run(args: ProxyArgs, ctx: &Ctx) -> anyhow::Result<()> {
     if token.as_ref().is_some_and(|t| t.len() < 16) {
         return Err(Exit::new(2, "the admin token must be at least 16 characters").into());
     }
-    let lab = ctx.lab_in(&lab_dir, "proxy")?;
-    let backend = lab.resolve(&cluster).await?;
-    let admin_user = lab.state().users.admin.clone();
+    // The backend and the users: the lab's own for a lab proxy option file, else the
+    // provider's (the lab of --dir, a fleet file's cluster, AWS).
+    let (backend, admin_user, backend_tls) = match &lab_dir {
+        Some(dir) => {
+            let lab = ctx.lab_in(dir, "proxy")?;
+            let backend = lab.resolve(&cluster).await?;
+            (
+                backend,
+                lab.state().users.admin.clone(),
+                Some(lab.ca_bundle()),
+            )
+        }
+        None => {
+            let p = ctx.provider().await?;
+            let backend = p.resolve(&cluster).await.map_err(|e| {
+                Exit::new(2, format!("--target {cluster}: {e}; nothing was started"))
+            })?;
+            let creds = p
+                .credentials()
+                .with_context(|| format!("the {} provider's database users", p.name()))?;
+            (backend, creds.admin, creds.ca_bundle)
+        }
+    };
     let mut cfg = ProxyConfig::new(
         listen,
         Backend::new(backend.host.clone(), backend.port),
@@ -148,7 +170,7 @@ pub async fn run(args: ProxyArgs, ctx: &Ctx) -> anyhow::Result<()> {
             password: admin_user.password,
         },
     );
-    cfg.backend_tls = Some(lab.ca_bundle());
+    cfg.backend_tls = backend_tls;
     cfg.client_tls = tls;
     cfg.secrets_file = args.secrets_file.clone();
     let handle = dbshift_proxy::start(cfg)

@@ -226,7 +226,15 @@ impl Fleet for SelfManaged {
             let w = t.member(&t.writer).expect("the writer is a member");
             return Ok(w.endpoint.clone());
         }
-        Ok(self.find(name).await?.1.endpoint)
+        match self.find(name).await {
+            Ok((_, m)) => Ok(m.endpoint),
+            Err(Error::Unknown { known, .. }) => Err(Error::Unknown {
+                kind: "cluster or instance",
+                name: name.to_string(),
+                known: format!("clusters {}; instances {known}", self.fleet.known()),
+            }),
+            Err(e) => Err(e),
+        }
     }
 
     /// One set for the whole fleet: the workflows connect to every server with it. Clusters
