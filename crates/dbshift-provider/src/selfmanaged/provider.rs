@@ -41,6 +41,7 @@ impl SelfManaged {
                 .map(|p| p.display().to_string())
                 .unwrap_or_else(|| "-".to_string()),
             encrypted: false,
+            source: m.source_id.clone(),
             tags,
         }
     }
@@ -142,6 +143,11 @@ impl SelfManaged {
             }
         }
     }
+}
+
+/// `id` with its cluster, as a command's error names it.
+fn in_cluster(id: &str, spec: &ClusterSpec) -> String {
+    format!("{id} of cluster {}", spec.name)
 }
 
 #[async_trait::async_trait]
@@ -317,7 +323,7 @@ impl InstanceControl for SelfManaged {
     async fn reboot(&self, id: &str, timeout: Duration) -> Result<()> {
         let (cmd, limit, spec, m) = self.command(id, "restart", |c| c.restart.as_ref()).await?;
         tracing::info!(instance = id, "restarting the server");
-        commands::run("restart", id, &cmd, limit).await?;
+        commands::run("restart", &in_cluster(id, &spec), &cmd, limit).await?;
         self.wait_until_answers(&spec, &m, timeout).await?;
         tracing::info!(instance = id, "the server restarted and answers");
         Ok(())
@@ -345,7 +351,7 @@ impl InstanceControl for SelfManaged {
             .command(instance, "start", |c| c.start.as_ref())
             .await?;
         tracing::info!(instance, "starting the server");
-        commands::run("start", instance, &cmd, limit).await?;
+        commands::run("start", &in_cluster(instance, &spec), &cmd, limit).await?;
         self.wait_until_answers(&spec, &m, timeout).await?;
         tracing::info!(instance, "the server started and answers");
         Ok(())
@@ -366,9 +372,9 @@ impl InstanceControl for SelfManaged {
     }
 
     async fn stop_instance(&self, instance: &str) -> Result<()> {
-        let (cmd, limit, _, _) = self.command(instance, "stop", |c| c.stop.as_ref()).await?;
+        let (cmd, limit, spec, _) = self.command(instance, "stop", |c| c.stop.as_ref()).await?;
         tracing::info!(instance, "stopping the server");
-        commands::run("stop", instance, &cmd, limit).await?;
+        commands::run("stop", &in_cluster(instance, &spec), &cmd, limit).await?;
         tracing::info!(instance, "the server's stop command succeeded");
         Ok(())
     }
