@@ -9,6 +9,7 @@ mod config;
 #[cfg(feature = "local")]
 mod demo_cmd;
 mod failover_cmd;
+mod inventory_cmd;
 mod output;
 mod probe_cmd;
 mod provider_cmd;
@@ -59,7 +60,8 @@ enum Command {
     #[cfg(feature = "local")]
     #[command(subcommand)]
     Lab(LabCommand),
-    /// Every instance: role, endpoint, engine, status, CA, encryption, replication health.
+    /// Every instance: role, endpoint, engine, status, CA, encryption, replication health; on a
+    /// self-managed fleet each cluster's discovered topology as a tree first.
     Inventory(OutputArgs),
     /// Restart an instance's server (the provider's reboot) and wait until it answers again.
     Reboot {
@@ -429,33 +431,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 ),
             }
         }
-        Command::Inventory(output) => {
-            let provider = ctx.provider().await?;
-            let rows = dbshift_ops::inventory::inventory(&*provider)
-                .await
-                .context("reading the inventory")?;
-            match output.output {
-                Format::Json => print_json(&rows)?,
-                Format::Table => {
-                    output::print_inventory(&rows);
-                    if !provider.sql_access() {
-                        println!(
-                            "replication not observed: no database credentials \
-                             (DBSHIFT_DB_USER / DBSHIFT_DB_PASSWORD)"
-                        );
-                    }
-                    // The clusters' stable client endpoints (`lab proxy up`).
-                    #[cfg(feature = "local")]
-                    if ctx.is_local() {
-                        for c in ctx.lab("inventory")?.status().clusters {
-                            for p in &c.proxies {
-                                println!("proxy of {}: {p} (dbshift proxy)", c.name);
-                            }
-                        }
-                    }
-                }
-            }
-        }
+        Command::Inventory(output) => inventory_cmd::run(output, ctx).await?,
         Command::Reboot { instance, timeout } => {
             let lab = ctx.provider().await?;
             // Resolve first: an unknown instance is bad input and nothing is touched.

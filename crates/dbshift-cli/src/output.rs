@@ -223,6 +223,83 @@ pub fn print_inventory(rows: &[InventoryRow]) {
     }
 }
 
+/// A self-managed cluster's discovered topology as a tree, one line per member, annotated
+/// with what the inventory `rows` observed of it: the writer at the root, each replica under
+/// its source, then each member that does not lead to the writer as a root of its own with
+/// why (a replica of nowhere, a source unknown, a loop). A member that does not answer is
+/// marked `UNREACHABLE`.
+#[cfg(feature = "self-managed")]
+pub fn render_tree(
+    cluster: &str,
+    t: &dbshift_provider::selfmanaged::discovery::Topology,
+    rows: &[InventoryRow],
+) -> String {
+    let down = t.members.iter().filter(|m| !m.reachable).count();
+    let mut out = format!(
+        "{cluster}: writer {}, {} server{}{}\n",
+        t.writer,
+        t.members.len(),
+        if t.members.len() == 1 { "" } else { "s" },
+        if down > 0 {
+            format!(", {down} not answering")
+        } else {
+            String::new()
+        }
+    );
+    for line in t.tree() {
+        let m = line.member;
+        let mut cells = vec![m.id.clone()];
+        if m.id != m.endpoint.to_string() {
+            cells.push(m.endpoint.to_string());
+        }
+        let writer = m.id == t.writer;
+        if !m.reachable {
+            cells.push(
+                if writer {
+                    "writer, UNREACHABLE (does not answer)"
+                } else {
+                    "UNREACHABLE (does not answer)"
+                }
+                .to_string(),
+            );
+        } else {
+            cells.push(
+                match (writer, &m.source) {
+                    (true, _) => "writer",
+                    (false, Some(_)) => "replica",
+                    (false, None) => "read-only",
+                }
+                .to_string(),
+            );
+            cells.push(m.version.clone());
+            let row = rows.iter().find(|r| r.cluster == cluster && r.id == m.id);
+            if let Some(h) = row
+                .and_then(|r| r.replication.as_ref())
+                .filter(|h| h.replicating)
+            {
+                let or_dash = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or("-".into());
+                cells.push(format!(
+                    "IO {}, SQL {}, lag {} s / {} trx",
+                    h.io_running,
+                    if h.sql_running { "Yes" } else { "No" },
+                    or_dash(h.lag_seconds),
+                    or_dash(h.lag_transactions)
+                ));
+            }
+        }
+        if line.depth == 0 && !writer {
+            cells.push(match (&m.source_id, &m.source) {
+                (Some(id), _) => format!("(in a loop: replicates from {id})"),
+                (None, Some(ep)) => format!("(replicates from {ep}: no member)"),
+                (None, None) if m.reachable => "(replicates from nobody)".to_string(),
+                (None, None) => "(source unknown)".to_string(),
+            });
+        }
+        out.push_str(&format!("  {}{}\n", line.prefix, cells.join("  ")));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -232,5 +309,49 @@ mod tests {
         let mut t = Table::new(&["A", "LONGER"]);
         t.row(vec!["xyz".into(), "1".into()]);
         assert_eq!(t.render(), "A    LONGER\nxyz  1\n");
+    }
+
+    #[cfg(feature = "self-managed")]
+    #[test]
+    fn a_topology_is_drawn_as_a_tree() {
+        use dbshift_provider::selfmanaged::discovery::{settle, Member, Walk};
+        use dbshift_provider::{Endpoint, Role};
+        let ep = |port: u16| Endpoint {
+            host: "10.0.0.1".into(),
+            port,
+        };
+        let up = |port: u16, source: Option<u16>| Member {
+            id: format!("db{port}"),
+            endpoint: ep(port),
+            server_id: port.into(),
+            engine: "mariadb".into(),
+            version: "MariaDB 10.11.14".into(),
+            read_only: source.is_some(),
+            source: source.map(ep),
+            source_id: None,
+            source_server_id: source.map(u32::from),
+            role: Role::Reader,
+            reachable: true,
+        };
+        let walk = Walk {
+            members: vec![up(3, Some(2)), up(2, Some(1)), up(1, None), up(5, Some(4))],
+            answered: [1, 2, 3, 5]
+                .iter()
+                .map(|p| (ep(*p), u32::from(*p)))
+                .collect(),
+            listed: Vec::new(),
+            down: vec![ep(4)],
+        };
+        let t = settle(walk, &[ep(3)], &|e: &Endpoint| format!("db{}", e.port)).unwrap();
+        let text = render_tree("main", &t, &[]);
+        assert_eq!(
+            text,
+            "main: writer db1, 5 servers, 1 not answering\n\
+             \x20 db1  10.0.0.1:1  writer  MariaDB 10.11.14\n\
+             \x20 └─ db2  10.0.0.1:2  replica  MariaDB 10.11.14\n\
+             \x20    └─ db3  10.0.0.1:3  replica  MariaDB 10.11.14\n\
+             \x20 db4  10.0.0.1:4  UNREACHABLE (does not answer)  (source unknown)\n\
+             \x20 └─ db5  10.0.0.1:5  replica  MariaDB 10.11.14\n"
+        );
     }
 }

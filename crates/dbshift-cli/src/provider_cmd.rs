@@ -70,6 +70,12 @@ impl Ctx {
         self.provider.provider == Kind::Aws
     }
 
+    /// Whether the chosen provider is a self-managed fleet (`--fleet`).
+    #[cfg(feature = "self-managed")]
+    pub fn is_self_managed(&self) -> bool {
+        self.provider.provider == Kind::SelfManaged
+    }
+
     /// Whether the chosen provider is the local lab.
     pub fn is_local(&self) -> bool {
         self.provider.provider == Kind::Local

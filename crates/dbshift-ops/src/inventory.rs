@@ -51,6 +51,12 @@ pub struct InventoryRow {
     pub status: InstanceStatus,
     pub ca: String,
     pub encrypted: bool,
+    /// What it replicates from, so that a tree can be rebuilt from the rows: the instance the
+    /// provider records as its source (self-managed: discovered from the servers, chains
+    /// included), else what its server reports (`replication.source_instance`, or
+    /// `replication.source` when that endpoint is no instance the provider knows); `None` for
+    /// a server that replicates from nobody, or whose source is not known.
+    pub source: Option<String>,
     /// `None` when the server could not be asked (stopped, unreachable: see `error`).
     pub replication: Option<ReplicationHealth>,
     pub error: Option<String>,
@@ -233,6 +239,11 @@ pub async fn inventory(provider: &dyn Provider) -> Result<Vec<InventoryRow>, Err
             Err(Unobserved::Stopped | Unobserved::NoSqlAccess) => (None, None, inst.encrypted),
             Err(e) => (None, Some(e.to_string()), inst.encrypted),
         };
+        let source = inst.source.clone().or_else(|| {
+            replication
+                .as_ref()
+                .and_then(|h| h.source_instance.clone().or_else(|| h.source.clone()))
+        });
         rows.push(InventoryRow {
             id: inst.id.clone(),
             cluster: inst.cluster.clone(),
@@ -244,6 +255,7 @@ pub async fn inventory(provider: &dyn Provider) -> Result<Vec<InventoryRow>, Err
             status: inst.status,
             ca: inst.ca.clone(),
             encrypted,
+            source,
             observed_role: replication
                 .as_ref()
                 .map(ObservedRole::of)
@@ -263,7 +275,14 @@ pub async fn inventory(provider: &dyn Provider) -> Result<Vec<InventoryRow>, Err
                 platform_replicated.push(c.name.clone());
             }
         }
-        find_problems(&mut rows, &clusters, &deployments, &platform_replicated);
+        let recorded: Vec<Option<String>> = instances.iter().map(|i| i.source.clone()).collect();
+        find_problems(
+            &mut rows,
+            &recorded,
+            &clusters,
+            &deployments,
+            &platform_replicated,
+        );
     }
     Ok(rows)
 }
@@ -285,7 +304,15 @@ enum Expected {
     Unjudged,
 }
 
-fn expected(inst: &InventoryRow, clusters: &[Cluster], deployments: &[Deployment]) -> Expected {
+/// `recorded`: the source the provider records for `inst` (self-managed: discovered, so a
+/// replica of a replica in a chain is expected to replicate from it), else its cluster's
+/// writer is expected.
+fn expected(
+    inst: &InventoryRow,
+    recorded: Option<&String>,
+    clusters: &[Cluster],
+    deployments: &[Deployment],
+) -> Expected {
     use dbshift_provider::Side;
     let side = deployments.iter().find_map(|d| {
         if d.blue == inst.cluster {
@@ -327,7 +354,7 @@ fn expected(inst: &InventoryRow, clusters: &[Cluster], deployments: &[Deployment
             name: c.name.clone(),
         },
         Some(c) if !c.writer.is_empty() => Expected::Replica {
-            source: c.writer.clone(),
+            source: recorded.unwrap_or(&c.writer).clone(),
             name: c.name.clone(),
             writer: c.writer.clone(),
             standby: false,
@@ -349,17 +376,19 @@ fn writers_suffix(writable: usize) -> String {
 /// the disagreements into `problems`. Servers that were not asked are not judged.
 fn find_problems(
     rows: &mut [InventoryRow],
+    recorded: &[Option<String>],
     clusters: &[Cluster],
     deployments: &[Deployment],
     platform_replicated: &[String],
 ) {
     let expectations: Vec<Expected> = rows
         .iter()
-        .map(|r| {
+        .zip(recorded)
+        .map(|(r, source)| {
             if platform_replicated.contains(&r.cluster) {
                 Expected::Unjudged
             } else {
-                expected(r, clusters, deployments)
+                expected(r, source.as_ref(), clusters, deployments)
             }
         })
         .collect();
@@ -469,5 +498,85 @@ fn find_problems(
     }
     for (r, p) in rows.iter_mut().zip(found) {
         r.problems = p;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: &str, source: Option<&str>) -> InventoryRow {
+        let ep = |id: &str| Endpoint {
+            host: "10.0.0.1".into(),
+            port: id.trim_start_matches("db").parse().unwrap(),
+        };
+        InventoryRow {
+            id: id.into(),
+            cluster: "main".into(),
+            role: if source.is_none() {
+                Role::Writer
+            } else {
+                Role::Reader
+            },
+            endpoint: ep(id),
+            engine: "mariadb".into(),
+            engine_version: "10.11".into(),
+            flavor: None,
+            status: InstanceStatus::Available,
+            ca: "-".into(),
+            encrypted: false,
+            source: source.map(str::to_string),
+            replication: Some(ReplicationHealth {
+                replicating: source.is_some(),
+                io_running: "Yes".into(),
+                sql_running: true,
+                lag_seconds: Some(0),
+                lag_transactions: Some(0),
+                last_error: None,
+                source: source.map(|s| ep(s).to_string()),
+                source_instance: source.map(str::to_string),
+                gtid_position: None,
+                read_only: source.is_some(),
+            }),
+            error: None,
+            observed_role: ObservedRole::Unknown,
+            problems: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_chain_is_judged_by_the_recorded_source() {
+        let cluster = Cluster {
+            name: "main".into(),
+            writer: "db1".into(),
+            instances: vec!["db1".into(), "db2".into(), "db3".into()],
+            gtid_domain_id: None,
+        };
+        let chain = || {
+            vec![
+                row("db1", None),
+                row("db2", Some("db1")),
+                row("db3", Some("db2")),
+            ]
+        };
+        // The provider records the chain (self-managed discovery): no problem.
+        let mut rows = chain();
+        let recorded = [None, Some("db1".to_string()), Some("db2".to_string())];
+        find_problems(
+            &mut rows,
+            &recorded,
+            std::slice::from_ref(&cluster),
+            &[],
+            &[],
+        );
+        assert!(rows.iter().all(|r| r.problems.is_empty()), "{rows:#?}");
+        // It records nothing (the lab): a replica of a replica is a wrong source.
+        let mut rows = chain();
+        find_problems(&mut rows, &[None, None, None], &[cluster], &[], &[]);
+        assert_eq!(
+            rows[2].problems,
+            ["wrong source: db3 replicates from db2 (10.0.0.1:2), not from db1"]
+        );
+        assert!(rows[0].problems.is_empty() && rows[1].problems.is_empty());
     }
 }

@@ -71,6 +71,12 @@ pub struct Instance {
     /// The CA that signed the server certificate.
     pub ca: String,
     pub encrypted: bool,
+    /// The instance it replicates from, when the provider records it: the self-managed
+    /// provider's discovery, from the servers' replica status (chains included). `None` for a
+    /// writer, a member whose source is unknown, and providers that keep no such record (the
+    /// lab, AWS: `inventory` asks their servers).
+    #[serde(default)]
+    pub source: Option<String>,
     pub tags: BTreeMap<String, String>,
 }
 

@@ -420,6 +420,7 @@ mod tests {
             status,
             ca: ca.into(),
             encrypted: false,
+            source: None,
             tags: [("env".to_string(), cluster.replace("lab-", "e"))]
                 .into_iter()
                 .collect(),

@@ -189,6 +189,7 @@ impl AwsProvider {
             status,
             ca,
             encrypted: d.storage_encrypted().unwrap_or(false),
+            source: None,
             tags: tags(d.tag_list()),
         }
     }

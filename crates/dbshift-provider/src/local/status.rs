@@ -137,6 +137,7 @@ impl Lab {
             },
             ca: rec.ca.clone(),
             encrypted: rec.encrypted,
+            source: None,
             tags: rec.tags.clone(),
         }
     }

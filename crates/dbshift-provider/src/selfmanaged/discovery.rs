@@ -8,15 +8,22 @@
 //! answer (dead, stopped, cut off) is still known from its replicas, which name it as their
 //! source, and from the fleet file's seeds: it is listed as unreachable, so that `failover`
 //! sees a dead writer instead of a fleet it cannot read. What does not fit is reported, never
-//! guessed around: no server answering, a login refused, two writable servers, no writer
-//! (the decision is [`decide_writer`], a pure function). Discovery only reads; it changes
+//! guessed around. What leaves no writer to act on is an error: no server answering, a login
+//! refused, two writable servers, no writer (a loop among them, named). What leaves the
+//! writer known is a [`Finding`] of the [`Topology`], logged and shown by `inventory`: a member
+//! that does not answer, a replica of nowhere (its source is no server reached, or one that
+//! does not answer), a detached server (read-only, replicating from nobody, not the writer),
+//! a loop away from the writer. The decisions
+//! are pure functions ([`settle`], [`decide_writer`], [`findings`], [`loops`],
+//! [`Topology::tree`]) that the unit tests give topologies. Discovery only reads; it changes
 //! nothing.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use dbshift_db::server::{ConnectOptions, TlsOptions};
 use dbshift_db::Server;
+use serde::Serialize;
 
 use super::fleet_file::ClusterSpec;
 use crate::error::{Error, Result};
@@ -29,7 +36,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_MEMBERS: usize = 64;
 
 /// One server of a discovered cluster.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Member {
     pub id: String,
     pub endpoint: Endpoint,
@@ -39,13 +46,34 @@ pub struct Member {
     /// The server's own description (`MariaDB 10.11.14`).
     pub version: String,
     pub read_only: bool,
-    /// `host:port` of its source, when it is a replica.
+    /// `host:port` of its source, when it is a replica (as its replica status names it; for a
+    /// member that does not answer, as the source that listed it names it, if one did).
     pub source: Option<Endpoint>,
+    /// The member `source` is, once the walk is over: found by that endpoint, by another name
+    /// the same server answered under, or by the `server_id` the replica's IO thread last saw
+    /// there (`Master_Server_Id`). `None` when it replicates from nobody, when its source is
+    /// unknown (it does not answer), or when its source is no server dbshift reached: a
+    /// replica of nowhere (a [`Finding`]).
+    pub source_id: Option<String>,
+    /// `Master_Server_Id` / `Source_Server_Id` of its replica status, when the IO thread has
+    /// seen its source.
+    pub source_server_id: Option<u32>,
     pub role: Role,
     /// It answered dbshift's admin user during discovery. An unreachable member is known only
-    /// by name (a seed, or the source its replicas name): its `server_id` is 0, its engine
-    /// and version `-`, its `read_only` unknown (taken as on).
+    /// by name (a seed, the source its replicas name, or a replica its source lists): its
+    /// `server_id` is 0, its engine and version `-`, its `read_only` unknown (taken as on).
     pub reachable: bool,
+}
+
+/// Something about a discovered cluster that does not fit but leaves its writer known: the
+/// member it is about and what is wrong, in plain English. Discovery logs it as a warning and
+/// `inventory` shows it (under the tree, and in the member's `problems`); it is never guessed
+/// around: a replica of nowhere is not hung under the writer, a member that does not answer is
+/// not taken for a live one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    pub member: String,
+    pub message: String,
 }
 
 /// A cluster as its servers describe it.
@@ -55,6 +83,18 @@ pub struct Topology {
     pub writer: String,
     /// Writer first, then the others by id.
     pub members: Vec<Member>,
+    /// What does not fit, the writer known all the same ([`findings`]).
+    pub findings: Vec<Finding>,
+}
+
+/// One line of a cluster drawn as a tree ([`Topology::tree`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TreeLine<'a> {
+    /// The branches before the member: `""` for a root, then `├─ `, `└─ `, `│  ` and spaces.
+    pub prefix: String,
+    /// 0 for a root, 1 for its replicas, 2 for theirs...
+    pub depth: usize,
+    pub member: &'a Member,
 }
 
 impl Topology {
@@ -72,6 +112,87 @@ impl Topology {
             } else {
                 Role::Reader
             };
+        }
+    }
+
+    /// The cluster as a tree, one line per member: the writer at the root, each replica under
+    /// its source (chains as nested levels), replicas of one source by id. Then, each a root
+    /// of its own, every member that does not lead to the writer: a replica of nowhere, a
+    /// member that does not answer and whose source is unknown, a loop (drawn from its
+    /// smallest id, once). Nothing is placed where the servers did not say it is.
+    pub fn tree(&self) -> Vec<TreeLine<'_>> {
+        let mut drawn: Vec<&str> = Vec::new();
+        let mut lines = Vec::new();
+        let cycles = loops(&self.members);
+        let roots = self
+            .members
+            .iter()
+            .filter(|m| m.id == self.writer)
+            .chain(
+                self.members
+                    .iter()
+                    .filter(|m| m.id != self.writer && m.source_id.is_none()),
+            )
+            .chain(
+                cycles
+                    .iter()
+                    .filter_map(|c| self.members.iter().find(|m| m.id == c[0])),
+            )
+            // Nothing is left by then (each member leads to a root or into a loop); drawn
+            // all the same rather than lost.
+            .chain(self.members.iter());
+        for root in roots {
+            if !drawn.contains(&root.id.as_str()) {
+                self.draw(
+                    root,
+                    String::new(),
+                    String::new(),
+                    0,
+                    &mut drawn,
+                    &mut lines,
+                );
+            }
+        }
+        lines
+    }
+
+    fn draw<'a>(
+        &'a self,
+        m: &'a Member,
+        prefix: String,
+        below: String,
+        depth: usize,
+        drawn: &mut Vec<&'a str>,
+        lines: &mut Vec<TreeLine<'a>>,
+    ) {
+        drawn.push(&m.id);
+        lines.push(TreeLine {
+            prefix,
+            depth,
+            member: m,
+        });
+        let mut replicas: Vec<&Member> = self
+            .members
+            .iter()
+            .filter(|r| r.source_id.as_deref() == Some(&m.id) && !drawn.contains(&r.id.as_str()))
+            .collect();
+        replicas.sort_by(|a, b| a.id.cmp(&b.id));
+        let n = replicas.len();
+        for (i, r) in replicas.into_iter().enumerate() {
+            let last = i + 1 == n;
+            let (branch, under) = if last {
+                ("└─ ", "   ")
+            } else {
+                ("├─ ", "│  ")
+            };
+            self.draw(
+                r,
+                format!("{below}{branch}"),
+                format!("{below}{under}"),
+                depth + 1,
+                drawn,
+                lines,
+            );
         }
     }
 }
@@ -120,19 +241,22 @@ pub async fn connect_admin(spec: &ClusterSpec, fleet: &str, ep: &Endpoint) -> Re
 /// What one server says about itself and its neighbours.
 struct Seen {
     member: Member,
-    replicas: Vec<Endpoint>,
+    /// The replicas registered with it: their endpoint and `server_id`.
+    replicas: Vec<(Endpoint, u32)>,
 }
 
 /// A server that does not answer, as a member known only by name.
-fn unreachable_member(spec: &ClusterSpec, ep: &Endpoint) -> Member {
+fn unreachable_member(id_of: &dyn Fn(&Endpoint) -> String, ep: &Endpoint) -> Member {
     Member {
-        id: spec.id_of(ep),
+        id: id_of(ep),
         endpoint: ep.clone(),
         server_id: 0,
         engine: "-".to_string(),
         version: "-".to_string(),
         read_only: true,
         source: None,
+        source_id: None,
+        source_server_id: None,
         role: Role::Reader,
         reachable: false,
     }
@@ -186,15 +310,36 @@ async fn look_at(spec: &ClusterSpec, fleet: &str, ep: &Endpoint) -> Result<Optio
             engine: engine.to_string(),
             version,
             read_only,
+            source_server_id: status
+                .source_server_id
+                .filter(|id| *id != 0 && source.is_some()),
             source,
+            source_id: None,
             role: Role::Reader,
             reachable: true,
         },
         replicas: replicas
             .into_iter()
-            .filter_map(|r| r.host.map(|host| Endpoint { host, port: r.port }))
+            .filter_map(|r| {
+                r.host
+                    .map(|host| (Endpoint { host, port: r.port }, r.server_id))
+            })
             .collect(),
     }))
+}
+
+/// What the walk from the seeds saw, before anything is decided ([`settle`]).
+#[derive(Debug, Default)]
+pub struct Walk {
+    /// The servers that answered, one per `server_id` (the first name reached, a seed's first).
+    pub members: Vec<Member>,
+    /// Every name that answered, and the `server_id` behind it.
+    pub answered: Vec<(Endpoint, u32)>,
+    /// Replicas a server that answered lists: the replica's endpoint, its `server_id`, and
+    /// the endpoint of the server that lists it.
+    pub listed: Vec<(Endpoint, u32, Endpoint)>,
+    /// Names that did not answer, in the order reached.
+    pub down: Vec<Endpoint>,
 }
 
 /// Walk the cluster from its seeds; see the module documentation. `fleet` names the fleet file
@@ -203,14 +348,13 @@ pub async fn discover(spec: &ClusterSpec, fleet: &str) -> Result<Topology> {
     tracing::debug!(cluster = %spec.name, seeds = spec.seeds.len(), "discovering the topology");
     let mut queue: VecDeque<Endpoint> = spec.seeds.iter().cloned().collect();
     let mut visited: Vec<Endpoint> = Vec::new();
-    let mut by_server_id: BTreeMap<u32, Member> = BTreeMap::new();
-    let mut down: Vec<Endpoint> = Vec::new();
+    let mut walk = Walk::default();
     while let Some(ep) = queue.pop_front() {
         if visited.contains(&ep) {
             continue;
         }
         visited.push(ep.clone());
-        if by_server_id.len() + down.len() >= MAX_MEMBERS {
+        if walk.members.len() + walk.down.len() >= MAX_MEMBERS {
             return Err(Error::Discovery {
                 cluster: spec.name.clone(),
                 message: format!(
@@ -220,19 +364,27 @@ pub async fn discover(spec: &ClusterSpec, fleet: &str) -> Result<Topology> {
             });
         }
         let Some(seen) = look_at(spec, fleet, &ep).await? else {
-            down.push(ep);
+            walk.down.push(ep);
             continue;
         };
         if let Some(src) = &seen.member.source {
             queue.push_back(src.clone());
         }
-        queue.extend(seen.replicas);
+        for (r, id) in seen.replicas {
+            queue.push_back(r.clone());
+            walk.listed.push((r, id, ep.clone()));
+        }
+        walk.answered.push((ep, seen.member.server_id));
         // Reached twice (two names of one server): the first name stays, a seed's first.
-        by_server_id
-            .entry(seen.member.server_id)
-            .or_insert(seen.member);
+        if !walk
+            .members
+            .iter()
+            .any(|m| m.server_id == seen.member.server_id)
+        {
+            walk.members.push(seen.member);
+        }
     }
-    if by_server_id.is_empty() {
+    if walk.members.is_empty() {
         // Nothing answers: the seeds are wrong, or this machine cannot reach them.
         let seeds = spec
             .seeds
@@ -249,47 +401,170 @@ pub async fn discover(spec: &ClusterSpec, fleet: &str) -> Result<Topology> {
             ),
         });
     }
-    let mut members: Vec<Member> = by_server_id.into_values().collect();
-    // A server that does not answer is one more member, unless a member answered under that
-    // very name: a seed always (the operator named it), one found on the way only when no
-    // writer answers (else it may be a live member under a name this machine cannot reach).
-    let live_writer = members.iter().any(|m| m.source.is_none() && !m.read_only);
+    let t =
+        settle(walk, &spec.seeds, &|ep| spec.id_of(ep)).map_err(|message| Error::Discovery {
+            cluster: spec.name.clone(),
+            message,
+        })?;
+    for f in &t.findings {
+        tracing::warn!(cluster = %spec.name, member = %f.member, "{}", f.message);
+    }
+    tracing::info!(cluster = %spec.name, writer = %t.writer, members = %ids(&t.members), "topology discovered");
+    Ok(t)
+}
+
+/// The topology from what the walk saw: the members that do not answer added, each source
+/// found among the members, the writer decided, the members ordered (writer first, then by
+/// id), the findings made. `seeds` are the fleet file's; `id_of` names a server by its
+/// endpoint. An error is a message that says what to do. Pure: the unit tests give it walks.
+///
+/// A name that does not answer is a member of its own (listed as stopped), unless it is
+/// another name of a server that answered: a replica's IO thread saw that server's
+/// `server_id` at it, or a source lists that `server_id` under it. A seed is always one (the
+/// operator named it). A replica its source lists replicates from that source.
+pub fn settle(
+    walk: Walk,
+    seeds: &[Endpoint],
+    id_of: &dyn Fn(&Endpoint) -> String,
+) -> std::result::Result<Topology, String> {
+    let Walk {
+        mut members,
+        answered,
+        listed,
+        down,
+    } = walk;
+    let live: Vec<u32> = members.iter().map(|m| m.server_id).collect();
     for ep in down {
-        let seed = spec.seeds.contains(&ep);
-        if !seed && live_writer {
-            tracing::warn!(cluster = %spec.name, "{ep} does not answer: left out");
+        if members.iter().any(|m| m.endpoint == ep) {
             continue;
         }
-        if !members.iter().any(|m| m.endpoint == ep) {
-            members.push(unreachable_member(spec, &ep));
+        let alias = members.iter().any(|m| {
+            m.source.as_ref() == Some(&ep) && m.source_server_id.is_some_and(|s| live.contains(&s))
+        }) || listed
+            .iter()
+            .any(|(r, id, _)| *r == ep && live.contains(id));
+        if alias && !seeds.contains(&ep) {
+            tracing::debug!(%ep, "another name of a server that answered: not a member of its own");
+            continue;
         }
+        let mut m = unreachable_member(id_of, &ep);
+        m.source = listed
+            .iter()
+            .find(|(r, ..)| *r == ep)
+            .map(|(_, _, by)| by.clone());
+        members.push(m);
     }
-    let writer = decide_writer(&members).map_err(|message| Error::Discovery {
-        cluster: spec.name.clone(),
-        message,
-    })?;
+    link(&mut members, &answered);
+    let writer = decide_writer(&members)?;
     for m in &mut members {
         if m.id == writer {
             m.role = Role::Writer;
         }
     }
     members.sort_by(|a, b| (a.role != Role::Writer, &a.id).cmp(&(b.role != Role::Writer, &b.id)));
-    let unreachable: Vec<&str> = members
+    let findings = findings(&members, &writer);
+    Ok(Topology {
+        writer,
+        members,
+        findings,
+    })
+}
+
+/// Find each member's source among the members (see [`Member::source_id`]): a server that
+/// answered under that endpoint, or under another name that answered, or with the `server_id`
+/// the replica saw there; else a member that does not answer under that endpoint.
+fn link(members: &mut [Member], answered: &[(Endpoint, u32)]) {
+    let reachable: Vec<(Endpoint, u32, String)> = members
+        .iter()
+        .filter(|m| m.reachable)
+        .map(|m| (m.endpoint.clone(), m.server_id, m.id.clone()))
+        .collect();
+    let unreachable: Vec<(Endpoint, String)> = members
         .iter()
         .filter(|m| !m.reachable)
-        .map(|m| m.id.as_str())
+        .map(|m| (m.endpoint.clone(), m.id.clone()))
         .collect();
-    if !unreachable.is_empty() {
-        tracing::warn!(cluster = %spec.name, unreachable = %unreachable.join(", "), "members that do not answer are listed as stopped");
+    let by_server_id = |sid: u32| {
+        reachable
+            .iter()
+            .find(|(_, s, _)| *s == sid)
+            .map(|(_, _, id)| id.clone())
+    };
+    for m in members.iter_mut() {
+        let Some(src) = &m.source else {
+            m.source_id = None;
+            continue;
+        };
+        m.source_id = reachable
+            .iter()
+            .find(|(e, ..)| e == src)
+            .map(|(_, _, id)| id.clone())
+            .or_else(|| {
+                answered
+                    .iter()
+                    .find(|(e, _)| e == src)
+                    .and_then(|(_, sid)| by_server_id(*sid))
+            })
+            .or_else(|| m.source_server_id.and_then(by_server_id))
+            .or_else(|| {
+                unreachable
+                    .iter()
+                    .find(|(e, _)| e == src)
+                    .map(|(_, id)| id.clone())
+            });
     }
-    tracing::info!(cluster = %spec.name, writer = %writer, members = %ids(&members), "topology discovered");
-    Ok(Topology { writer, members })
+}
+
+/// The loops of replication among `members` (by [`Member::source_id`]): each as the ids in
+/// order, each replicating from the next and the last from the first, starting at the
+/// smallest id; each loop once.
+pub fn loops(members: &[Member]) -> Vec<Vec<String>> {
+    let source_of = |id: &str| {
+        members
+            .iter()
+            .find(|m| m.id == id)
+            .and_then(|m| m.source_id.clone())
+    };
+    let mut found: Vec<Vec<String>> = Vec::new();
+    for m in members {
+        let mut path = vec![m.id.clone()];
+        while let Some(next) = source_of(path.last().expect("never empty")) {
+            if let Some(at) = path.iter().position(|p| *p == next) {
+                let mut cycle = path.split_off(at);
+                let smallest = (0..cycle.len())
+                    .min_by_key(|&i| cycle[i].as_str())
+                    .expect("a loop has a member");
+                cycle.rotate_left(smallest);
+                if !found.contains(&cycle) {
+                    found.push(cycle);
+                }
+                break;
+            }
+            path.push(next);
+        }
+    }
+    found
+}
+
+/// `a replicates from b, b from a`.
+fn describe_loop(cycle: &[String]) -> String {
+    let mut parts = Vec::new();
+    for (i, id) in cycle.iter().enumerate() {
+        let next = &cycle[(i + 1) % cycle.len()];
+        parts.push(if i == 0 {
+            format!("{id} replicates from {next}")
+        } else {
+            format!("{id} from {next}")
+        });
+    }
+    parts.join(", ")
 }
 
 /// The writer of a cluster from what its members said: the one reachable server that
 /// replicates from nobody and is writable; when none is, the one unreachable member the
 /// reachable ones replicate from (a dead writer). Anything else is an error message that
-/// says what to do. Pure: the unit tests give it topologies.
+/// says what to do, naming the loops when there are some. Pure: the unit tests give it
+/// topologies.
 pub fn decide_writer(members: &[Member]) -> std::result::Result<String, String> {
     let writers: Vec<&Member> = members
         .iter()
@@ -311,16 +586,17 @@ pub fn decide_writer(members: &[Member]) -> std::result::Result<String, String> 
         }
     }
     // No reachable writer: the unreachable sources of reachable replicas.
-    let mut dead: Vec<&Member> = members
+    let dead: Vec<&Member> = members
         .iter()
         .filter(|d| !d.reachable)
         .filter(|d| {
-            members
-                .iter()
-                .any(|m| m.reachable && m.source.as_ref() == Some(&d.endpoint))
+            members.iter().any(|m| {
+                m.reachable
+                    && (m.source_id.as_deref() == Some(&d.id)
+                        || m.source.as_ref() == Some(&d.endpoint))
+            })
         })
         .collect();
-    dead.dedup_by(|a, b| a.id == b.id);
     if let [w] = dead.as_slice() {
         return Ok(w.id.clone());
     }
@@ -333,11 +609,26 @@ pub fn decide_writer(members: &[Member]) -> std::result::Result<String, String> 
         .filter(|m| !m.reachable)
         .map(|m| m.id.as_str())
         .collect();
+    let cycles = loops(members);
+    let looped = if cycles.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "replication loop: {}; a loop has no writer to start from (each of it replicates \
+             from another): stop replication on the server that should take the writes \
+             (co-masters: keep one active, with nothing to replicate from). ",
+            cycles
+                .iter()
+                .map(|c| describe_loop(c))
+                .collect::<Vec<_>>()
+                .join("; ")
+        )
+    };
     Err(format!(
-        "no writer among {} (every server that answers is read-only or a replica; replicas \
-         and their sources: {}; not answering: {}); if the writer is down and no replica names \
-         it, list it as a seed; if a switchover stopped half way, see `dbshift runs`; nothing \
-         changed",
+        "{looped}no writer among {} (every server that answers is read-only or a replica; \
+         replicas and their sources: {}; not answering: {}); if the writer is down and no \
+         replica names it, list it as a seed; if a switchover stopped half way, see `dbshift \
+         runs`; nothing changed",
         ids(members),
         if sources.is_empty() {
             "none".to_string()
@@ -350,6 +641,65 @@ pub fn decide_writer(members: &[Member]) -> std::result::Result<String, String> 
             unreachable.join(", ")
         }
     ))
+}
+
+/// What does not fit in a cluster whose writer is `writer`: each member that does not
+/// answer; each replica of nowhere (its source is no member, or a member other than the
+/// writer that does not answer); each member detached (read-only, replicating from nobody,
+/// not the writer); each loop (on its smallest id). Pure.
+pub fn findings(members: &[Member], writer: &str) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for m in members {
+        let message = if !m.reachable && m.id == writer {
+            "the writer does not answer dbshift's admin user; its replicas name it as their \
+             source: listed as stopped (`failover` fences it with the stop command)"
+                .to_string()
+        } else if !m.reachable {
+            format!(
+                "does not answer dbshift's admin user: listed as stopped, {}",
+                match (&m.source_id, &m.source) {
+                    (Some(id), _) => format!("a replica of {id} as {id} lists it"),
+                    (None, Some(ep)) => format!("a replica of {ep} as {ep} lists it"),
+                    (None, None) => "its source unknown".to_string(),
+                }
+            )
+        } else if m.id == writer {
+            continue;
+        } else {
+            let answers = |id: &str| members.iter().any(|s| s.id == id && s.reachable);
+            match (&m.source, &m.source_id) {
+                (None, _) => format!(
+                    "detached: it replicates from nobody, is read-only and is not the writer \
+                     ({writer}); point it at a server of the cluster, or take it out of the \
+                     fleet file"
+                ),
+                (Some(ep), None) => format!(
+                    "a replica of nowhere: it replicates from {ep}, which is no server of the \
+                     cluster that dbshift reached (gone, or named by an address this machine \
+                     cannot reach: name it as a seed)"
+                ),
+                (Some(_), Some(src)) if src != writer && !answers(src) => format!(
+                    "a replica of nowhere: its source {src} does not answer, so it receives \
+                     nothing; point it at a server that answers"
+                ),
+                (Some(_), Some(_)) => continue,
+            }
+        };
+        out.push(Finding {
+            member: m.id.clone(),
+            message,
+        });
+    }
+    for cycle in loops(members) {
+        out.push(Finding {
+            member: cycle[0].clone(),
+            message: format!(
+                "replication loop: {}; it does not lead to the writer {writer}",
+                describe_loop(&cycle)
+            ),
+        });
+    }
+    out
 }
 
 fn ids(members: &[Member]) -> String {
@@ -371,6 +721,12 @@ mod tests {
         }
     }
 
+    fn id_of(e: &Endpoint) -> String {
+        format!("db{}", e.port)
+    }
+
+    /// A server that answered on `port` (its `server_id` is the port), replicating from
+    /// `source` (the IO thread saw that port's server there).
     fn up(port: u16, read_only: bool, source: Option<u16>) -> Member {
         Member {
             id: format!("db{port}"),
@@ -380,23 +736,59 @@ mod tests {
             version: "MariaDB 10.11".into(),
             read_only,
             source: source.map(ep),
+            source_id: None,
+            source_server_id: source.map(u32::from),
             role: Role::Reader,
             reachable: true,
         }
     }
 
     fn down(port: u16) -> Member {
-        Member {
-            id: format!("db{port}"),
-            endpoint: ep(port),
-            server_id: 0,
-            engine: "-".into(),
-            version: "-".into(),
-            read_only: true,
-            source: None,
-            role: Role::Reader,
-            reachable: false,
+        unreachable_member(&id_of, &ep(port))
+    }
+
+    /// `members` with their sources found, as [`settle`] does.
+    fn linked(members: &[Member]) -> Vec<Member> {
+        let mut m = members.to_vec();
+        link(&mut m, &[]);
+        m
+    }
+
+    /// A walk: `members` answered under their own endpoints, `down` did not answer, `listed`
+    /// as (replica port, its server_id, lister port).
+    fn walk(members: Vec<Member>, down: &[u16], listed: &[(u16, u32, u16)]) -> Walk {
+        Walk {
+            answered: members
+                .iter()
+                .map(|m| (m.endpoint.clone(), m.server_id))
+                .collect(),
+            members,
+            listed: listed
+                .iter()
+                .map(|(r, id, by)| (ep(*r), *id, ep(*by)))
+                .collect(),
+            down: down.iter().map(|p| ep(*p)).collect(),
         }
+    }
+
+    fn settled(w: Walk, seeds: &[u16]) -> Topology {
+        let seeds: Vec<Endpoint> = seeds.iter().map(|p| ep(*p)).collect();
+        settle(w, &seeds, &id_of).unwrap()
+    }
+
+    /// The tree as text lines: prefix and id.
+    fn drawn(t: &Topology) -> Vec<String> {
+        t.tree()
+            .iter()
+            .map(|l| format!("{}{}", l.prefix, l.member.id))
+            .collect()
+    }
+
+    fn sources(t: &Topology) -> Vec<(String, Option<String>)> {
+        t.members
+            .iter()
+            .map(|m| (m.id.clone(), m.source_id.clone()))
+            .collect()
     }
 
     #[test]
@@ -406,38 +798,266 @@ mod tests {
             up(2, true, Some(1)),
             up(3, true, Some(1)),
         ];
-        assert_eq!(decide_writer(&m).unwrap(), "db1");
+        assert_eq!(decide_writer(&linked(&m)).unwrap(), "db1");
         // A dead replica changes nothing.
         let m = [up(1, false, None), down(2), up(3, true, Some(1))];
-        assert_eq!(decide_writer(&m).unwrap(), "db1");
+        assert_eq!(decide_writer(&linked(&m)).unwrap(), "db1");
     }
 
     #[test]
     fn a_dead_writer_is_known_from_its_replicas() {
         let m = [down(1), up(2, true, Some(1)), up(3, true, Some(1))];
-        assert_eq!(decide_writer(&m).unwrap(), "db1");
+        assert_eq!(decide_writer(&linked(&m)).unwrap(), "db1");
         // A chain: the leaf's source answers, the intermediate's does not.
         let m = [down(1), up(2, true, Some(1)), up(3, true, Some(2))];
-        assert_eq!(decide_writer(&m).unwrap(), "db1");
+        assert_eq!(decide_writer(&linked(&m)).unwrap(), "db1");
+        let t = settled(walk(vec![up(2, true, Some(1))], &[1], &[]), &[2]);
+        assert_eq!(t.writer, "db1");
+        assert_eq!(drawn(&t), ["db1", "└─ db2"]);
+        assert_eq!(t.findings.len(), 1, "{:?}", t.findings);
+        assert_eq!(t.findings[0].member, "db1");
+        assert!(t.findings[0].message.contains("the writer does not answer"));
     }
 
     #[test]
     fn a_new_writer_wins_over_the_dead_old_one() {
         // After a failover: the old writer is still a seed and still dead.
         let m = [down(1), up(2, false, None), up(3, true, Some(2))];
-        assert_eq!(decide_writer(&m).unwrap(), "db2");
+        assert_eq!(decide_writer(&linked(&m)).unwrap(), "db2");
+        let t = settled(
+            walk(vec![up(2, false, None), up(3, true, Some(2))], &[1], &[]),
+            &[1, 2, 3],
+        );
+        assert_eq!(drawn(&t), ["db2", "└─ db3", "db1"]);
+        assert_eq!(t.findings.len(), 1, "{:?}", t.findings);
+        assert!(
+            t.findings[0].message.contains("does not answer")
+                && t.findings[0].message.contains("its source unknown"),
+            "{:?}",
+            t.findings
+        );
     }
 
     #[test]
     fn two_writers_or_none_are_errors() {
         let m = [up(1, false, None), up(2, false, None)];
-        assert!(decide_writer(&m).unwrap_err().contains("two writable"));
+        assert!(decide_writer(&linked(&m))
+            .unwrap_err()
+            .contains("two writable"));
         // Two dead sources: which one was the writer is not guessed.
         let m = [down(1), down(2), up(3, true, Some(1)), up(4, true, Some(2))];
-        assert!(decide_writer(&m).unwrap_err().contains("no writer"));
+        assert!(decide_writer(&linked(&m))
+            .unwrap_err()
+            .contains("no writer"));
         // A dead server nobody names, and only read-only servers.
         let m = [down(1), up(2, true, None)];
-        let e = decide_writer(&m).unwrap_err();
+        let e = decide_writer(&linked(&m)).unwrap_err();
         assert!(e.contains("no writer") && e.contains("db1"), "{e}");
+    }
+
+    #[test]
+    fn a_chain_found_from_its_leaf_is_nested() {
+        // Seeded at the leaf: its source, then the writer; each lists its replica.
+        let w = walk(
+            vec![
+                up(3, true, Some(2)),
+                up(2, true, Some(1)),
+                up(1, false, None),
+            ],
+            &[],
+            &[(2, 2, 1), (3, 3, 2)],
+        );
+        let t = settled(w, &[3]);
+        assert_eq!(t.writer, "db1");
+        assert_eq!(
+            sources(&t),
+            [
+                ("db1".to_string(), None),
+                ("db2".to_string(), Some("db1".to_string())),
+                ("db3".to_string(), Some("db2".to_string())),
+            ]
+        );
+        assert_eq!(drawn(&t), ["db1", "└─ db2", "   └─ db3"]);
+        assert_eq!(
+            t.tree().iter().map(|l| l.depth).collect::<Vec<_>>(),
+            [0, 1, 2]
+        );
+        assert!(t.findings.is_empty(), "{:?}", t.findings);
+    }
+
+    #[test]
+    fn branches_are_drawn_with_their_siblings() {
+        let t = settled(
+            walk(
+                vec![
+                    up(1, false, None),
+                    up(2, true, Some(1)),
+                    up(3, true, Some(1)),
+                    up(4, true, Some(2)),
+                    up(5, true, Some(4)),
+                ],
+                &[],
+                &[],
+            ),
+            &[1],
+        );
+        assert_eq!(
+            drawn(&t),
+            ["db1", "├─ db2", "│  └─ db4", "│     └─ db5", "└─ db3"]
+        );
+    }
+
+    #[test]
+    fn another_name_of_a_live_server_is_no_member() {
+        // The replica names its source 10.0.0.1:9, which does not answer from here; its IO
+        // thread saw server 1 there, which answered as db1.
+        let mut leaf = up(3, true, Some(9));
+        leaf.source_server_id = Some(1);
+        let t = settled(walk(vec![up(1, false, None), leaf], &[9], &[]), &[3]);
+        assert_eq!(drawn(&t), ["db1", "└─ db3"]);
+        assert!(t.findings.is_empty(), "{:?}", t.findings);
+        // The writer reached under a second name that answered.
+        let mut w = walk(vec![up(1, false, None), up(3, true, Some(8))], &[], &[]);
+        w.answered.push((ep(8), 1));
+        w.members[1].source_server_id = None;
+        let t = settled(w, &[3]);
+        assert_eq!(drawn(&t), ["db1", "└─ db3"]);
+        // A source lists a replica under a name that does not answer, which answered under
+        // another one (same server_id): one member.
+        let t = settled(
+            walk(
+                vec![up(1, false, None), up(3, true, Some(1))],
+                &[7],
+                &[(7, 3, 1)],
+            ),
+            &[1],
+        );
+        assert_eq!(drawn(&t), ["db1", "└─ db3"]);
+    }
+
+    #[test]
+    fn members_that_do_not_answer_are_marked_not_left_out() {
+        // A dead intermediate: found through its replica, which is left a replica of nowhere;
+        // where the intermediate hangs is not known, so it is a root of its own.
+        let t = settled(
+            walk(vec![up(1, false, None), up(3, true, Some(2))], &[2], &[]),
+            &[3],
+        );
+        assert_eq!(drawn(&t), ["db1", "db2", "└─ db3"]);
+        let db2 = t.member("db2").unwrap();
+        assert!(!db2.reachable);
+        let about = |id: &str| {
+            t.findings
+                .iter()
+                .filter(|f| f.member == id)
+                .map(|f| f.message.clone())
+                .collect::<Vec<_>>()
+        };
+        assert!(
+            about("db2")[0].contains("its source unknown"),
+            "{:?}",
+            t.findings
+        );
+        assert!(
+            about("db3")[0].contains("a replica of nowhere") && about("db3")[0].contains("db2"),
+            "{:?}",
+            t.findings
+        );
+        // A replica its source lists but that does not answer from here hangs under it.
+        let t = settled(walk(vec![up(1, false, None)], &[2], &[(2, 2, 1)]), &[1]);
+        assert_eq!(drawn(&t), ["db1", "└─ db2"]);
+        assert_eq!(t.findings.len(), 1);
+        assert!(
+            t.findings[0].message.contains("a replica of db1"),
+            "{:?}",
+            t.findings
+        );
+    }
+
+    #[test]
+    fn replicas_of_nowhere_and_loops_are_findings() {
+        // A read-only seed that replicates from nobody.
+        let t = settled(
+            walk(vec![up(1, false, None), up(2, true, None)], &[], &[]),
+            &[1, 2],
+        );
+        assert_eq!(drawn(&t), ["db1", "db2"]);
+        assert_eq!(t.findings.len(), 1);
+        assert!(
+            t.findings[0]
+                .message
+                .starts_with("detached: it replicates from nobody"),
+            "{:?}",
+            t.findings
+        );
+        // Two read-only servers replicating from each other, beside the writer.
+        let t = settled(
+            walk(
+                vec![
+                    up(1, false, None),
+                    up(2, true, Some(3)),
+                    up(3, true, Some(2)),
+                ],
+                &[],
+                &[],
+            ),
+            &[1, 2],
+        );
+        assert_eq!(drawn(&t), ["db1", "db2", "└─ db3"]);
+        assert_eq!(
+            loops(&t.members),
+            [vec!["db2".to_string(), "db3".to_string()]]
+        );
+        assert_eq!(
+            t.findings,
+            [Finding {
+                member: "db2".into(),
+                message: "replication loop: db2 replicates from db3, db3 from db2; it does \
+                          not lead to the writer db1"
+                    .into()
+            }]
+        );
+        // Co-masters with no server out of the loop: no writer, and the loop is named.
+        let e = settle(
+            walk(vec![up(1, false, Some(2)), up(2, true, Some(1))], &[], &[]),
+            &[ep(1)],
+            &id_of,
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("replication loop: db1 replicates from db2, db2 from db1")
+                && e.contains("no writer"),
+            "{e}"
+        );
+        // A longer loop is found once, from its smallest id.
+        let m = linked(&[
+            up(5, true, Some(3)),
+            up(3, true, Some(4)),
+            up(4, true, Some(5)),
+            up(6, true, Some(5)),
+        ]);
+        assert_eq!(
+            loops(&m),
+            [vec![
+                "db3".to_string(),
+                "db4".to_string(),
+                "db5".to_string()
+            ]]
+        );
+        // Drawn from the loop's smallest id, a replica of the loop under its source.
+        let t = settled(
+            walk(
+                vec![
+                    up(1, false, None),
+                    up(2, true, Some(5)),
+                    up(5, true, Some(7)),
+                    up(7, true, Some(5)),
+                ],
+                &[],
+                &[],
+            ),
+            &[1, 2],
+        );
+        assert_eq!(drawn(&t), ["db1", "db5", "├─ db2", "└─ db7"]);
     }
 }

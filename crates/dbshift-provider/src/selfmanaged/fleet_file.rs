@@ -470,17 +470,73 @@ impl FleetFile {
     }
 }
 
-/// A TOML error by line and column, without the text of the line (it may hold a secret).
+/// A TOML error by line and column and the table it is in, without the text of the line (it
+/// may hold a secret).
 fn toml_error(text: &str, e: &toml::de::Error) -> String {
     match e.span() {
         Some(span) => {
             let before = &text[..span.start.min(text.len())];
             let line = before.matches('\n').count() + 1;
             let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-            format!("line {line}, column {column}: {}", e.message())
+            let place = table_at(text, before.len())
+                .map(|t| format!(" ({t})"))
+                .unwrap_or_default();
+            format!("line {line}, column {column}{place}: {}", e.message())
         }
         None => e.message().to_string(),
     }
+}
+
+/// Where byte `at` of `text` is, by its table: `in cluster "main"`, `in [cluster.commands] of
+/// cluster "main"`, `in [tls]`; `None` at the top level. Only table headers and a cluster's
+/// `name` are read: never a line that may hold a secret.
+fn table_at(text: &str, at: usize) -> Option<String> {
+    let header = |line: &str| {
+        let t = line.trim();
+        let close = if t.starts_with("[[") { "]]" } else { "]" };
+        t.starts_with('[')
+            .then(|| t.find(close).map(|i| t[..i + close.len()].to_string()))
+            .flatten()
+    };
+    let (mut table, mut cluster_at) = (None, None);
+    let mut pos = 0;
+    for line in text[..at].split_inclusive('\n') {
+        if let Some(h) = header(line) {
+            if h == "[[cluster]]" {
+                cluster_at = Some(pos + line.len());
+            }
+            table = Some(h);
+        }
+        pos += line.len();
+    }
+    let table = table?;
+    if !table.trim_start_matches('[').starts_with("cluster") {
+        return Some(format!("in {table}"));
+    }
+    // The cluster's name: a `name = "..."` among its own keys, before its first sub-table.
+    let name = cluster_at.and_then(|start| {
+        text[start..]
+            .lines()
+            .take_while(|l| header(l).is_none())
+            .find_map(|l| {
+                let v = l
+                    .trim()
+                    .strip_prefix("name")?
+                    .trim_start()
+                    .strip_prefix('=')?;
+                let v = v.trim().strip_prefix('"')?;
+                Some(v[..v.find('"')?].to_string())
+            })
+    });
+    let cluster = match name {
+        Some(n) => format!("cluster {n:?}"),
+        None => "a [[cluster]]".to_string(),
+    };
+    Some(if table == "[[cluster]]" {
+        format!("in {cluster}")
+    } else {
+        format!("in {table} of {cluster}")
+    })
 }
 
 /// `host:port` (`[v6]:port` too).
@@ -726,6 +782,28 @@ seeds = ["10.0.0.2:3306"]
         assert_eq!(c.id_of(&c.seeds[0]), "10.0.0.2:3306");
         let e = f.cluster("nope").unwrap_err().to_string();
         assert!(e.contains("known: main"), "{e}");
+    }
+
+    #[test]
+    fn an_unknown_key_is_named_with_its_line_and_cluster() {
+        let e = parse(&format!("{MINIMAL}colour = \"blue\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("line 10, column 1 (in cluster \"main\"): unknown field `colour`"),
+            "{e}"
+        );
+        let e = parse(&format!("{MINIMAL}[cluster.commands]\nrestrat = \"x\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("(in [cluster.commands] of cluster \"main\"): unknown field `restrat`"),
+            "{e}"
+        );
+        let e = parse(&MINIMAL.replace("verify = \"none\"", "verfy = \"none\""))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("(in [tls]): unknown field `verfy`"), "{e}");
     }
 
     #[test]

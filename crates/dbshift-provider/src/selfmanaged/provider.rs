@@ -38,6 +38,7 @@ impl SelfManaged {
             // The `[[ca]]` that verifies what it presents (`-`: none of them, or no [[ca]]).
             ca,
             encrypted: false,
+            source: m.source_id.clone(),
             tags,
         }
     }
@@ -176,6 +177,11 @@ impl SelfManaged {
             }
         }
     }
+}
+
+/// `id` with its cluster, as a command's error names it.
+fn in_cluster(id: &str, spec: &ClusterSpec) -> String {
+    format!("{id} of cluster {}", spec.name)
 }
 
 #[async_trait::async_trait]
@@ -366,7 +372,7 @@ impl InstanceControl for SelfManaged {
         let (cmd, limit, spec, m) = self.command(id, "restart", |c| c.restart.as_ref()).await?;
         let was_writer = m.role == crate::model::Role::Writer && !m.read_only;
         tracing::info!(instance = id, "restarting the server");
-        commands::run("restart", id, &cmd, limit).await?;
+        commands::run("restart", &in_cluster(id, &spec), &cmd, limit).await?;
         self.wait_until_answers(&spec, &m, timeout).await?;
         tracing::info!(instance = id, "the server restarted and answers");
         if was_writer {
@@ -397,7 +403,7 @@ impl InstanceControl for SelfManaged {
             .command(instance, "start", |c| c.start.as_ref())
             .await?;
         tracing::info!(instance, "starting the server");
-        commands::run("start", instance, &cmd, limit).await?;
+        commands::run("start", &in_cluster(instance, &spec), &cmd, limit).await?;
         self.wait_until_answers(&spec, &m, timeout).await?;
         tracing::info!(instance, "the server started and answers");
         Ok(())
@@ -418,9 +424,9 @@ impl InstanceControl for SelfManaged {
     }
 
     async fn stop_instance(&self, instance: &str) -> Result<()> {
-        let (cmd, limit, _, _) = self.command(instance, "stop", |c| c.stop.as_ref()).await?;
+        let (cmd, limit, spec, _) = self.command(instance, "stop", |c| c.stop.as_ref()).await?;
         tracing::info!(instance, "stopping the server");
-        commands::run("stop", instance, &cmd, limit).await?;
+        commands::run("stop", &in_cluster(instance, &spec), &cmd, limit).await?;
         tracing::info!(instance, "the server's stop command succeeded");
         Ok(())
     }
