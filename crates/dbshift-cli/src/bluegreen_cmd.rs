@@ -442,7 +442,7 @@ async fn switch(a: SwitchArgs, ctx: &Ctx, to: Side) -> anyhow::Result<()> {
 }
 
 async fn cleanup(a: CleanupArgs, ctx: &Ctx) -> anyhow::Result<()> {
-    ctx.require_local("bluegreen cleanup")?;
+    ctx.require_sql("bluegreen cleanup")?;
     let lab = ctx.provider().await?;
     let d = deployment(&*lab, a.name.as_deref()).await?;
     let standby = d.serving.other();
@@ -453,14 +453,24 @@ async fn cleanup(a: CleanupArgs, ctx: &Ctx) -> anyhow::Result<()> {
         .filter(|i| i.cluster == d.cluster(standby))
         .map(|i| i.id)
         .collect();
-    confirm(
-        &format!(
+    let deletes = lab.cleanup_deletes();
+    let question = if deletes {
+        format!(
             "Stop and delete {standby} ({}: {}), which no longer serves?",
             d.cluster(standby),
             ids.join(", ")
-        ),
-        a.yes,
-    )?;
+        )
+    } else {
+        format!(
+            "Detach {standby} ({}: {}), which no longer serves? Its writer {} stops \
+             replicating from {}; no server is stopped or deleted",
+            d.cluster(standby),
+            ids.join(", "),
+            d.writer(standby),
+            d.writer(d.serving)
+        )
+    };
+    confirm(&question, a.yes)?;
     let _locks =
         dbshift_ops::lock::Locks::in_dir(&Journal::locks_dir(&ctx.dir.join("journal.sqlite")))
             .acquire_all(
@@ -481,13 +491,24 @@ async fn cleanup(a: CleanupArgs, ctx: &Ctx) -> anyhow::Result<()> {
             "deployment": d.name,
             "removed_side": standby,
             "removed": removed,
+            "detached": !deletes,
             "cluster": d.blue,
         }))?,
-        Format::Table => println!(
+        Format::Table if deletes => println!(
             "removed {standby} ({}); {} is served by {}",
             removed.join(", "),
             d.blue,
             d.writer(d.serving)
+        ),
+        Format::Table => println!(
+            "detached {standby} ({}): {} no longer replicates from {}; {} is served by {}. \
+             Remove the deployment {} from the fleet file: its sides are separate clusters now",
+            d.cluster(standby),
+            d.writer(standby),
+            d.writer(d.serving),
+            d.blue,
+            d.writer(d.serving),
+            d.name
         ),
     }
     Ok(())

@@ -233,6 +233,13 @@ pub trait BlueGreen: Fleet {
         )))
     }
 
+    /// Whether [`BlueGreen::remove_standby`] stops and deletes the standby side (the lab,
+    /// AWS), or only detaches it from the serving side (self-managed: servers dbshift did not
+    /// build are never deleted).
+    fn cleanup_deletes(&self) -> bool {
+        true
+    }
+
     /// Remove the side of a deployment that does not serve, and the deployment with it: the
     /// serving side keeps (or takes) blue's cluster name. Gives the removed instances.
     async fn remove_standby(&self, deployment: &str) -> Result<Vec<String>> {

@@ -35,6 +35,16 @@ struct RawFleet {
     ca: Vec<RawCa>,
     #[serde(default)]
     cluster: Vec<RawCluster>,
+    #[serde(default)]
+    deployment: Vec<RawDeployment>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDeployment {
+    name: String,
+    blue: String,
+    green: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -259,6 +269,18 @@ pub struct FleetFile {
     pub clusters: Vec<ClusterSpec>,
     /// The CAs of `[[ca]]`, in the file's order.
     pub cas: Vec<CaSpec>,
+    /// The blue/green deployments of `[[deployment]]`: two clusters of the file, green's
+    /// writer replicating from blue's.
+    pub deployments: Vec<DeploymentSpec>,
+}
+
+/// A `[[deployment]]`: blue (the cluster whose name clients use) and green (a cluster the
+/// operator built, its writer replicating from blue's writer).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeploymentSpec {
+    pub name: String,
+    pub blue: String,
+    pub green: String,
 }
 
 impl FleetFile {
@@ -441,10 +463,65 @@ impl FleetFile {
             }
             cas.push(ca);
         }
+        let mut deployments: Vec<DeploymentSpec> = Vec::new();
+        for d in &raw.deployment {
+            let at = format!("deployment {:?}", d.name);
+            if d.name.is_empty() {
+                return Err(bad("a [[deployment]] has an empty name".to_string()));
+            }
+            if deployments.iter().any(|k| k.name == d.name) {
+                return Err(bad(format!("{at} is named twice")));
+            }
+            let side = |name: &str| {
+                clusters.iter().find(|c| c.name == name).ok_or_else(|| {
+                    bad(format!(
+                        "{at}: no [[cluster]] named {name:?} (clusters: {})",
+                        clusters
+                            .iter()
+                            .map(|c| c.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ))
+                })
+            };
+            let (blue, green) = (side(&d.blue)?, side(&d.green)?);
+            if blue.name == green.name {
+                return Err(bad(format!("{at}: blue and green are the same cluster")));
+            }
+            if let Some(other) = deployments.iter().find(|k| {
+                [&k.blue, &k.green]
+                    .iter()
+                    .any(|c| **c == blue.name || **c == green.name)
+            }) {
+                return Err(bad(format!(
+                    "{at}: a cluster can be in one deployment only ({:?} has {} and {})",
+                    other.name, other.blue, other.green
+                )));
+            }
+            // The two sides are discovered together (green's writer replicates from blue's):
+            // one set of users and TLS.
+            let same = blue.admin.user == green.admin.user
+                && blue.admin.password == green.admin.password
+                && blue.replication.user == green.replication.user
+                && blue.replication.password == green.replication.password
+                && blue.tls == green.tls;
+            if !same {
+                return Err(bad(format!(
+                    "{at}: {} and {} use different users or TLS; the two sides of a deployment                      replicate one from the other and take one set",
+                    blue.name, green.name
+                )));
+            }
+            deployments.push(DeploymentSpec {
+                name: d.name.clone(),
+                blue: blue.name.clone(),
+                green: green.name.clone(),
+            });
+        }
         Ok(FleetFile {
             path: path.to_path_buf(),
             clusters,
             cas,
+            deployments,
         })
     }
 
@@ -458,6 +535,13 @@ impl FleetFile {
                 name: name.to_string(),
                 known: self.known(),
             })
+    }
+
+    /// The deployment `cluster` is a side of, if any.
+    pub fn deployment_of(&self, cluster: &str) -> Option<&DeploymentSpec> {
+        self.deployments
+            .iter()
+            .find(|d| d.blue == cluster || d.green == cluster)
     }
 
     /// The clusters' names, for messages.

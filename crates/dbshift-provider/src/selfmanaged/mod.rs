@@ -13,6 +13,7 @@
 //! It must never print or log a password (the fleet file holds none: it names where each one
 //! is), and never write SQL of its own: every statement is `dbshift-db`'s.
 
+pub mod bluegreen;
 pub mod certificates;
 pub mod commands;
 pub mod discovery;
@@ -28,6 +29,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 
 use crate::error::Result;
+use crate::model;
 use discovery::Topology;
 pub use fleet_file::{ClusterSpec, FleetFile, RedirectKind};
 
@@ -41,6 +43,8 @@ pub struct SelfManaged {
     max_age: Option<Duration>,
     /// The `[[ca]]` each instance's certificate was found to come from, this run.
     presented: Arc<Mutex<BTreeMap<String, String>>>,
+    /// Each `[[deployment]]`'s two sides and when they were discovered.
+    views: Arc<Mutex<BTreeMap<String, (Instant, bluegreen::DeploymentView)>>>,
 }
 
 impl SelfManaged {
@@ -57,6 +61,7 @@ impl SelfManaged {
             cache: Arc::new(Mutex::new(BTreeMap::new())),
             max_age: None,
             presented: Arc::new(Mutex::new(BTreeMap::new())),
+            views: Arc::new(Mutex::new(BTreeMap::new())),
         }
     }
 
@@ -75,6 +80,15 @@ impl SelfManaged {
     /// The topology of `cluster`: the one discovered this run, or discovered now.
     pub async fn topology(&self, cluster: &str) -> Result<Topology> {
         let spec = self.fleet.cluster(cluster)?;
+        if let Some(d) = self.fleet.deployment_of(cluster) {
+            let v = self.view(d).await?;
+            let side = if d.blue == cluster {
+                model::Side::Blue
+            } else {
+                model::Side::Green
+            };
+            return Ok(v.side(side).clone());
+        }
         let mut cache = self.cache.lock().await;
         if let Some((at, t)) = cache.get(cluster) {
             if self.max_age.is_none_or(|age| at.elapsed() < age) {
@@ -95,6 +109,10 @@ impl SelfManaged {
 
     /// Record `instance` as `cluster`'s writer for the rest of the run.
     async fn record(&self, cluster: &str, instance: &str) -> Result<()> {
+        // Blue's name of a deployment moves between the two sides.
+        if let Some(d) = self.fleet.deployment_of(cluster) {
+            return self.record_named(&d.clone(), instance).await;
+        }
         let mut t = self.topology(cluster).await?;
         if t.member(instance).is_none() {
             return Err(crate::Error::BadInput(format!(

@@ -10,7 +10,7 @@ use super::fleet_file::{ClusterSpec, RedirectKind};
 use super::{commands, redirect, SelfManaged};
 use crate::error::{Error, Result};
 use crate::model::{Cluster, Credentials, Endpoint, Instance, InstanceStatus, ProxyEndpoint};
-use crate::provider::{BlueGreen, Fleet, InstanceControl, Redirect};
+use crate::provider::{Fleet, InstanceControl, Redirect};
 
 impl SelfManaged {
     async fn instance(&self, spec: &ClusterSpec, m: &Member) -> Instance {
@@ -88,18 +88,34 @@ impl SelfManaged {
 
     /// The writer `cluster` has in this run and the endpoint of `instance`, a member of it.
     async fn old_and_new(&self, cluster: &str, instance: &str) -> Result<(String, Endpoint)> {
-        let t = self.topology(cluster).await?;
-        let m = t.member(instance).ok_or_else(|| {
+        let (writer, members) = self.clients_view(cluster).await?;
+        let m = members.iter().find(|m| m.id == instance).ok_or_else(|| {
             Error::BadInput(format!(
                 "{instance} is not a member of cluster {cluster} (members: {})",
-                t.members
+                members
                     .iter()
                     .map(|m| m.id.as_str())
                     .collect::<Vec<_>>()
                     .join(", ")
             ))
         })?;
-        Ok((t.writer.clone(), m.endpoint.clone()))
+        Ok((writer, m.endpoint.clone()))
+    }
+
+    /// What `cluster`'s name stands for, for its clients: the writer it resolves to and the
+    /// members it may be moved to. A deployment's blue cluster: the writer the name was moved
+    /// to and both sides; any other cluster: its writer and its members.
+    async fn clients_view(&self, cluster: &str) -> Result<(String, Vec<Member>)> {
+        if let Some(d) = self
+            .fleet
+            .deployment_of(cluster)
+            .filter(|d| d.blue == cluster)
+        {
+            let v = self.view(&d.clone()).await?;
+            return Ok((v.named.clone(), v.members().cloned().collect()));
+        }
+        let t = self.topology(cluster).await?;
+        Ok((t.writer, t.members))
     }
 
     /// The cluster's `commands.redirect` filled in for a move to `instance`.
@@ -200,9 +216,10 @@ impl Fleet for SelfManaged {
         let mut out = Vec::new();
         for spec in &self.fleet.clusters {
             let t = self.topology(&spec.name).await?;
+            let (writer, _) = self.clients_view(&spec.name).await?;
             out.push(Cluster {
                 name: spec.name.clone(),
-                writer: t.writer.clone(),
+                writer,
                 instances: t.members.iter().map(|m| m.id.clone()).collect(),
                 gtid_domain_id: None,
             });
@@ -228,8 +245,11 @@ impl Fleet for SelfManaged {
 
     async fn resolve(&self, name: &str) -> Result<Endpoint> {
         if self.fleet.clusters.iter().any(|c| c.name == name) {
-            let t = self.topology(name).await?;
-            let w = t.member(&t.writer).expect("the writer is a member");
+            let (writer, members) = self.clients_view(name).await?;
+            let w = members
+                .iter()
+                .find(|m| m.id == writer)
+                .expect("the writer is a member");
             return Ok(w.endpoint.clone());
         }
         match self.find(name).await {
@@ -431,8 +451,3 @@ impl InstanceControl for SelfManaged {
         Ok(())
     }
 }
-
-/// No blue/green yet: the trait's defaults (no deployment, `Unsupported` to build one). Issue
-/// 19 brings green as an existing cluster replicating from blue, or a provisioning command.
-#[async_trait::async_trait]
-impl BlueGreen for SelfManaged {}
