@@ -4,7 +4,8 @@
 //! instance's id, only the writer enabled, an admin-level stats socket in the temp dir),
 //! stopped by its PID at the end.
 //!
-//! `redirect = "haproxy"`: a switchover there and back; after each, a new connection through
+//! `redirect = "haproxy"`: a switchover there and back under acknowledged writes through
+//! HAProxy's frontend (0 lost, never two writers); after each, a new connection through
 //! HAProxy lands on the new writer (`@@server_id`, and it is writable) and `show servers
 //! state` has exactly one server taking connections; `--plan` lists the HAProxy commands.
 //! `redirect = "command"`: a template that writes its arguments to a file, read after a
@@ -26,8 +27,11 @@ use common::text;
 use dbshift_db::server::{ConnectOptions, TlsOptions};
 use dbshift_db::Server;
 use dbshift_provider::selfmanaged::redirect::haproxy::{self, Socket};
-use dbshift_provider::Credential;
-use dbshift_testkit::TestLab;
+use std::sync::Arc;
+
+use dbshift_provider::selfmanaged::{FleetFile, SelfManaged};
+use dbshift_provider::{Credential, Endpoint};
+use dbshift_testkit::{Access, AckedWriter, InvariantChecker, Pinned, TestLab};
 
 const ADMIN_PW_VAR: &str = "DBSHIFT_TEST_ADMIN_PASSWORD";
 
@@ -317,9 +321,45 @@ async fn haproxy_and_command_redirects_move_clients_to_the_new_writer() {
     );
     assert!(maint < shut && shut < ready && maint.is_some(), "{plan}");
 
-    // There and back through HAProxy's runtime API.
+    // There and back through HAProxy's runtime API, under acknowledged writes through
+    // HAProxy's frontend (a client of HAProxy's), with the servers sampled for two writers.
+    let text_fleet = std::fs::read_to_string(&fleet).unwrap();
+    let lookup = |var: &str| env.iter().find(|(k, _)| k == var).map(|(_, v)| v.clone());
+    let file = FleetFile::parse(&text_fleet, &fleet, dir, &lookup).unwrap();
+    let through_haproxy = Arc::new(Pinned {
+        inner: Arc::new(SelfManaged::new(file)),
+        name: "main".into(),
+        endpoint: Endpoint {
+            host: "127.0.0.1".into(),
+            port: hp.port,
+        },
+    });
+    let access = Access {
+        admin: lab.admin.clone(),
+        app: st.users.app.clone(),
+        ca: Some(lab.ca.clone()),
+    };
+    let targets = ids
+        .iter()
+        .zip(&ports)
+        .map(|(id, p)| {
+            (
+                id.clone(),
+                ConnectOptions::new("127.0.0.1".to_string(), *p, lab.admin.user.clone())
+                    .password(lab.admin.password.clone())
+                    .tls(TlsOptions {
+                        ca_path: lab.ca.clone(),
+                        verify_identity: true,
+                    }),
+            )
+        })
+        .collect();
+    let checker = InvariantChecker::start(targets).await.unwrap();
+    let writes = AckedWriter::start_with(access, through_haproxy, "main", "sm_haproxy").await;
+    writes.wait_for_acked(20, Duration::from_secs(30)).await;
     for to in [1, 0] {
         switch(dir, &fleet, &lab, &ids[to]).await;
+        writes.wait_for_acked(20, Duration::from_secs(30)).await;
         assert_eq!(
             hp.taking().await,
             [ids[to].clone()],
@@ -340,6 +380,10 @@ async fn haproxy_and_command_redirects_move_clients_to_the_new_writer() {
             text(&o)
         );
     }
+
+    let acked = writes.stop_and_audit_access().await;
+    checker.stop().await.assert_never_two_writers();
+    assert!(acked >= 60, "{acked} writes acknowledged through HAProxy");
 
     // The command redirect: a template that writes its arguments to a file.
     let out = dir.join("redirected.txt");

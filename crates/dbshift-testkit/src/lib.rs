@@ -14,6 +14,7 @@ pub mod faults;
 pub mod invariants;
 pub mod moto;
 pub mod outage;
+pub mod pinned;
 pub mod proxied;
 pub mod relay;
 pub mod wait;
@@ -36,6 +37,7 @@ pub use invariants::{
     InvariantReport,
 };
 pub use outage::{kill_9, pid_of, signal, writable, writer_behind_relays, CutOff};
+pub use pinned::Pinned;
 pub use proxied::ProxiedLab;
 pub use relay::{Relay, RelayControl};
 pub use wait::{eventually, eventually_blocking, holds};
