@@ -157,7 +157,7 @@ pub async fn run(args: ProxyArgs, ctx: &Ctx) -> anyhow::Result<()> {
                 Exit::new(2, format!("--target {cluster}: {e}; nothing was started"))
             })?;
             let creds = p
-                .credentials()
+                .credentials_for(&cluster)
                 .with_context(|| format!("the {} provider's database users", p.name()))?;
             (backend, creds.admin, creds.ca_bundle)
         }

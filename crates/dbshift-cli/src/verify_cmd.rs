@@ -112,7 +112,9 @@ pub async fn verify(a: VerifyArgs, ctx: &Ctx) -> anyhow::Result<()> {
         )
         .into());
     }
-    let creds = provider.credentials()?;
+    let creds = provider
+        .credentials_for(&a.cluster)
+        .with_context(|| format!("the database users of {}", a.cluster))?;
     let journal = ctx.journal(&*provider).await?;
     // A switchover or failover must not run while a replica's replication is held.
     let _lock = journal

@@ -285,7 +285,7 @@ pub async fn verify(
     d: &Deployment,
     opts: &crate::verify::VerifyOptions,
 ) -> Result<crate::verify::VerifyReport, BlueGreenError> {
-    let creds = provider.credentials()?;
+    let creds = provider.credentials_for(&d.blue)?;
     let serving = provider.describe_instance(d.writer(d.serving)).await?;
     let standby = provider
         .describe_instance(d.writer(d.serving.other()))

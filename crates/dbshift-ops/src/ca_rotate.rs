@@ -369,7 +369,8 @@ pub struct CaChange {
     /// The target CA's certificate alone and the user to connect as, for the gate's TLS
     /// check; `None` when the servers are not reachable over SQL (no database credentials)
     /// or the provider has no certificate for the CA: the provider's record alone then.
-    tls_check: Option<(tempfile::NamedTempFile, dbshift_provider::Credential)>,
+    /// The user is the instance's cluster's (users may differ per cluster).
+    tls_check: Option<tempfile::NamedTempFile>,
 }
 
 impl CaChange {
@@ -386,7 +387,7 @@ impl CaChange {
                     .map_err(|e| bad(format!("a temp file for the target CA: {e}")))?;
                 std::io::Write::write_all(&mut ca_file, pem.as_bytes())
                     .map_err(|e| bad(format!("writing the target CA: {e}")))?;
-                Some((ca_file, provider.credentials()?.admin))
+                Some(ca_file)
             }
             (None, true) if provider.gives_ca_certificates() => {
                 return Err(bad(format!(
@@ -405,7 +406,7 @@ impl CaChange {
 
     /// The PEM file of the target CA alone, when the gate checks the chain.
     pub fn ca_path(&self) -> Option<&Path> {
-        self.tls_check.as_ref().map(|(f, _)| f.path())
+        self.tls_check.as_ref().map(|f| f.path())
     }
 }
 
@@ -454,7 +455,14 @@ impl Change for CaChange {
             return Ok(false);
         }
         match &self.tls_check {
-            Some((file, admin)) => presents_chain(instance, admin, file.path()).await,
+            Some(file) => {
+                let admin = self
+                    .provider
+                    .credentials_for(&instance.cluster)
+                    .map_err(StepError::from)?
+                    .admin;
+                presents_chain(instance, &admin, file.path()).await
+            }
             None => Ok(true),
         }
     }

@@ -140,7 +140,7 @@ struct Observed {
 }
 
 async fn observe(provider: &dyn Provider, inst: &Instance) -> Result<Observed, Unobserved> {
-    let creds = provider.credentials()?;
+    let creds = provider.credentials_for(&inst.cluster)?;
     let opts = crate::connect_options(&creds, &creds.admin, &inst.endpoint)
         .connect_timeout(Duration::from_secs(3));
     let mut s = Server::connect(&opts).await?;

@@ -151,7 +151,8 @@ async fn rejoin_steps(
     status: InstanceStatus,
     start_timeout: Duration,
 ) -> Result<RejoinOutcome, RejoinError> {
-    let creds = provider.credentials()?;
+    let cluster = provider.describe_instance(instance).await?.cluster;
+    let creds = provider.credentials_for(&cluster)?;
     let mut steps = StepRunner::new(journal, run, Workflow::Rejoin, &Silent);
     let started = status == InstanceStatus::Stopped;
     if started {

@@ -179,10 +179,11 @@ pub trait WatchSink: Send + Sync {
 /// What the writer's semi-sync says: `(enabled, active)`.
 async fn semi_sync(
     provider: &dyn Provider,
+    cluster: &str,
     writer: &str,
     timeout: Duration,
 ) -> Option<(bool, bool)> {
-    let creds = provider.credentials().ok()?;
+    let creds = provider.credentials_for(cluster).ok()?;
     let ep = provider.describe_instance(writer).await.ok()?.endpoint;
     let opts = crate::connect_options(&creds, &creds.admin, &ep).connect_timeout(timeout);
     let mut s = tokio::time::timeout(timeout, dbshift_db::Server::connect(&opts))
@@ -291,7 +292,9 @@ pub async fn watch(
             unreachable_reported = false;
             dead_since = None;
             dead_looks = 0;
-            if let Some((true, active)) = semi_sync(provider, &a.writer, opts.interval).await {
+            if let Some((true, active)) =
+                semi_sync(provider, &opts.cluster, &a.writer, opts.interval).await
+            {
                 if semi_sync_active != Some(active) {
                     let ev = if active {
                         WatchEvent::SemiSyncBack {

@@ -60,6 +60,13 @@ pub trait Fleet: Send + Sync {
     /// The credentials dbshift uses on this fleet.
     fn credentials(&self) -> Result<Credentials>;
 
+    /// The credentials dbshift uses on `cluster`'s servers: the fleet's, unless the provider
+    /// keeps users per cluster (a self-managed fleet file's `[cluster.credentials]`).
+    fn credentials_for(&self, cluster: &str) -> Result<Credentials> {
+        let _ = cluster;
+        self.credentials()
+    }
+
     /// Whether dbshift can talk SQL to the servers (it has their credentials). False on AWS
     /// when no database credentials are configured: health gates then rely on the control
     /// plane alone (instance available, the change recorded, nothing pending) and say so.

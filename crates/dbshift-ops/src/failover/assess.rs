@@ -135,7 +135,7 @@ pub(super) async fn assess_as(
                 .join(", ")
         )));
     };
-    let creds = provider.credentials()?;
+    let creds = provider.credentials_for(cluster)?;
     let writer_id = writer.unwrap_or(&c.writer).to_string();
     let writer_ep = provider.describe_instance(&writer_id).await?.endpoint;
     let writer_check = async {

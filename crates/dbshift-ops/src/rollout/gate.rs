@@ -108,7 +108,7 @@ impl Rollout {
         if inst.shares_storage() {
             return Ok(());
         }
-        let creds = self.provider.credentials()?;
+        let creds = self.provider.credentials_for(cluster)?;
         let pairs = self.replication_to_check(cluster, inst).await?;
         let mut pauses = Backoff::database();
         loop {
@@ -133,7 +133,7 @@ impl Rollout {
         if !self.provider.sql_access() || inst.status != InstanceStatus::Available {
             return None;
         }
-        let creds = self.provider.credentials().ok()?;
+        let creds = self.provider.credentials_for(&inst.cluster).ok()?;
         let opts = crate::connect_options(&creds, &creds.admin, &inst.endpoint)
             .connect_timeout(Duration::from_secs(2));
         let mut s = Server::connect(&opts).await.ok()?;

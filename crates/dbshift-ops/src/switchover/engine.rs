@@ -11,7 +11,7 @@ impl<'a> Engine<'a> {
         p: SwitchoverParams,
         observer: &'a dyn Observer,
     ) -> Result<Self, SwitchoverError> {
-        let creds = provider.credentials()?;
+        let creds = provider.credentials_for(&p.cluster)?;
         let steps = StepRunner::new(journal, &run, Workflow::Switchover, observer);
         Ok(Engine {
             provider,

@@ -470,7 +470,7 @@ pub async fn check(
     provider: &dyn Provider,
     params: &SwitchoverParams,
 ) -> Result<GuardReport, SwitchoverError> {
-    let creds = provider.credentials()?;
+    let creds = provider.credentials_for(&params.cluster)?;
     let old_ep = provider.describe_instance(&params.from).await?.endpoint;
     let new_ep = provider.describe_instance(&params.to).await?.endpoint;
     let mut old = Server::connect(&crate::connect_options(&creds, &creds.admin, &old_ep)).await?;

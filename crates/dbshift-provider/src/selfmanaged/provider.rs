@@ -263,9 +263,23 @@ impl Fleet for SelfManaged {
         }
     }
 
-    /// One set for the whole fleet: the workflows connect to every server with it. Clusters
-    /// whose users or TLS differ are refused here until the workflows take credentials per
-    /// cluster (issue 19): one fleet file per such cluster meanwhile.
+    /// `cluster`'s users and TLS (`[cluster.credentials]` and `[cluster.tls]` over the
+    /// fleet's); a cluster that is no cluster of the file, the fleet's ([`Fleet::credentials`]).
+    fn credentials_for(&self, cluster: &str) -> Result<Credentials> {
+        match self.fleet.cluster(cluster) {
+            Ok(c) => Ok(Credentials {
+                admin: c.admin.clone(),
+                replication: c.replication.clone(),
+                app: c.app.clone().unwrap_or_else(|| c.admin.clone()),
+                ca_bundle: c.tls.ca_file.clone(),
+            }),
+            Err(_) => self.credentials(),
+        }
+    }
+
+    /// One set for the whole fleet, for what is not about one cluster. Clusters whose users
+    /// or TLS differ are refused here: the workflows ask for a cluster's own
+    /// ([`Fleet::credentials_for`]).
     fn credentials(&self) -> Result<Credentials> {
         let first = self
             .fleet
@@ -284,8 +298,9 @@ impl Fleet for SelfManaged {
         };
         if let Some(other) = self.fleet.clusters.iter().find(|c| key(c) != key(first)) {
             return Err(Error::Unsupported(format!(
-                "clusters {} and {} of {} use different users or TLS; dbshift's workflows take \
-                 one set per fleet for now: put each in a fleet file of its own",
+                "clusters {} and {} of {} use different users or TLS, and this asks for one set \
+                 for the whole fleet; the workflows on one cluster take that cluster's own: \
+                 name the cluster",
                 first.name,
                 other.name,
                 self.fleet.path.display()
