@@ -543,7 +543,7 @@ async fn a_lab_driven_only_through_a_fleet_file() {
             port: st.instance(id).unwrap().port,
         })
         .collect();
-    let (stop, start) = lab_commands(&lab, scripts.path());
+    let (stop, start) = common::lab_commands(&lab, scripts.path());
     let t = Target {
         endpoints,
         admin: st.users.admin.clone(),
@@ -568,50 +568,6 @@ async fn a_lab_driven_only_through_a_fleet_file() {
         .collect();
     assert!(engines.iter().all(|e| e == t.engine), "{engines:?}");
     scenario(&t).await;
-}
-
-/// The fleet file's `stop` and `start` commands for the lab, as an operator's would be: two
-/// scripts taking a port, one that kills the server by its pid file (`kill -9`, done once the
-/// process is gone; nothing to do when it is not running) and one that starts it in the
-/// background on its option file, in the replica role (a former writer's crash recovery then
-/// drops what no replica acknowledged). Gives their paths.
-fn lab_commands(lab: &TestLab, dir: &Path) -> (PathBuf, PathBuf) {
-    let st = lab.lab().state();
-    let mut cases = String::new();
-    for rec in &st.instances {
-        let d = lab.lab().paths(&rec.id).dir;
-        cases.push_str(&format!(
-            "  {}) d={:?}; bin={:?};;\n",
-            rec.port,
-            d.display().to_string(),
-            rec.engine_binary.display().to_string()
-        ));
-    }
-    let pick = format!(
-        "case \"$1\" in\n{cases}  *) echo \"no lab server on port $1\" >&2; exit 2;;\nesac\n"
-    );
-    let stop = dir.join("stop.sh");
-    std::fs::write(
-        &stop,
-        format!(
-            "{pick}pid=$(cat \"$d/mysqld.pid\" 2>/dev/null) || exit 0\n\
-             kill -9 \"$pid\" 2>/dev/null || exit 0\n\
-             n=0; while kill -0 \"$pid\" 2>/dev/null && [ $n -lt 200 ]; do sleep 0.05; n=$((n+1)); done\n"
-        ),
-    )
-    .unwrap();
-    let start = dir.join("start.sh");
-    std::fs::write(
-        &start,
-        format!(
-            "{pick}user=; [ \"$(id -u)\" = 0 ] && user=--user=root\n\
-             rm -f \"$d/mysqld.pid\"\n\
-             setsid \"$bin\" --defaults-file=\"$d/my.cnf\" --init-rpl-role=SLAVE $user \\\n\
-             </dev/null >>\"$d/error.log\" 2>&1 &\n"
-        ),
-    )
-    .unwrap();
-    (stop, start)
 }
 
 /// `mysql://USER:PASSWORD@HOST:PORT,HOST:PORT,...`, the writer first.

@@ -171,20 +171,7 @@ impl Fixture {
 /// The operator's scripts: issue a certificate with openssl from the CA's key, install a
 /// trust bundle, restart a server (stop by its pid file, start on its option file).
 fn scripts(lab: &TestLab, dir: &Path) {
-    let st = lab.lab().state();
-    let mut cases = String::new();
-    for rec in &st.instances {
-        let d = lab.lab().paths(&rec.id).dir;
-        cases.push_str(&format!(
-            "  {}) d={:?}; bin={:?};;\n",
-            rec.port,
-            d.display().to_string(),
-            rec.engine_binary.display().to_string()
-        ));
-    }
-    let pick = format!(
-        "case \"$1\" in\n{cases}  *) echo \"no lab server on port $1\" >&2; exit 2;;\nesac\n"
-    );
+    let pick = common::lab_port_case(lab);
     let tls = lab.dir().join("tls").display().to_string();
     std::fs::write(
         dir.join("install_cert.sh"),
