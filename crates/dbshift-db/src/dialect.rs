@@ -650,6 +650,17 @@ impl Dialect {
     /// on implies `read_only`; turning it off leaves `read_only` on, hence two statements).
     /// MariaDB has only `read_only`. Without SUPER on RDS or Aurora neither can be set from
     /// SQL.
+    /// Whether the fence ([`Dialect::set_read_only`]) stops every user, SUPER included: on
+    /// MySQL 5.7.8+ it sets `super_read_only`, which "prevents updates even by users who have
+    /// the SUPER privilege" (MySQL manual, server system variables, `super_read_only`). Not on
+    /// MariaDB (READ ONLY ADMIN writes through `read_only`) nor where the fence is the
+    /// platform's parameter (RDS, Aurora).
+    pub fn fence_stops_privileged_users(&self) -> bool {
+        self.flavor.is_mysql()
+            && self.flavor.has_super_read_only()
+            && !self.flavor.needs_rds_procedures()
+    }
+
     pub fn set_read_only(&self, on: bool) -> Result<Vec<Statement>> {
         if self.flavor.needs_rds_procedures() {
             return Err(self.unsupported(

@@ -315,12 +315,22 @@ pub async fn run_guards(
         ),
     );
 
-    // Routines and events that run as a definer who can write through read_only.
-    let privileged = old.privileged_definers().await?;
+    // Routines and events that run as a definer who can write through read_only (none can
+    // through MySQL's super_read_only).
+    let stops_all = old.dialect().fence_stops_privileged_users();
+    let privileged = if stops_all {
+        Vec::new()
+    } else {
+        old.privileged_definers().await?
+    };
     c.check(
         "no_privileged_definers",
         privileged.is_empty(),
-        "no routine or event runs as a user that can write through read_only",
+        if stops_all {
+            "the fence sets super_read_only, which stops every definer"
+        } else {
+            "no routine or event runs as a user that can write through read_only"
+        },
         format!(
             "{} can write through read_only during the fence; give them a definer without \
              SUPER/READ_ONLY ADMIN, or SQL SECURITY INVOKER",

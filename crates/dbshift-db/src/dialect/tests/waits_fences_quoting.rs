@@ -161,7 +161,20 @@ fn read_only_per_flavor() {
             sql(&d.set_read_only(false).unwrap()),
             ["SET GLOBAL super_read_only=OFF", "SET GLOBAL read_only=OFF"]
         );
+        // super_read_only stops SUPER users too: a privileged definer cannot write.
+        assert!(d.fence_stops_privileged_users());
     }
+    for d in [
+        maria_10_6(),
+        maria_10_11(),
+        maria_11_4(),
+        rds_mysql_8_0(),
+        rds_mariadb(),
+        aurora(),
+    ] {
+        assert!(!d.fence_stops_privileged_users());
+    }
+    assert!(!dialect("5.6.51-log", false, true).fence_stops_privileged_users());
     assert_eq!(
         sql(&dialect("5.6.51-log", false, true)
             .set_read_only(true)
