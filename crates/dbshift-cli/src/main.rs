@@ -16,6 +16,7 @@ mod provider_cmd;
 #[cfg(feature = "local")]
 mod proxy_cmd;
 mod switchover_cmd;
+mod upgrade_cmd;
 mod verify_cmd;
 
 use std::path::PathBuf;
@@ -101,6 +102,10 @@ enum Command {
     /// Compare a cluster's replicas (or one, --replica) with its writer, table by table at one
     /// point of the writer's history, changing neither; exit 1 on a difference.
     Verify(verify_cmd::VerifyArgs),
+    /// Pre-checks of a major-version upgrade on a cluster's writer (reserved words, removed
+    /// variables, functions and SQL modes, authentication plugins, ...); exit 1 on a finding
+    /// that would stop it. Changes nothing.
+    UpgradeCheck(upgrade_cmd::UpgradeCheckArgs),
     /// Replicas of a cluster: `replica add` builds new ones from a hot snapshot.
     #[command(subcommand)]
     Replica(failover_cmd::ReplicaCommand),
@@ -460,6 +465,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Watch(args) => failover_cmd::watch(args, ctx).await?,
         Command::Rejoin(args) => failover_cmd::rejoin(args, ctx).await?,
         Command::Verify(args) => verify_cmd::verify(args, ctx).await?,
+        Command::UpgradeCheck(args) => upgrade_cmd::run(args, ctx).await?,
         Command::Replica(cmd) => failover_cmd::replica(cmd, ctx).await?,
         Command::Runs(output) => switchover_cmd::runs(output, ctx).await?,
         Command::Resume(args) => switchover_cmd::resume(args, ctx).await?,

@@ -19,6 +19,7 @@ pub mod replication_position;
 pub mod server;
 pub mod settings;
 pub mod status;
+pub mod upgrade;
 
 pub use dialect::{quote_literal, CommitLease, Dialect, ReplicaThread, SourceSpec, Statement};
 pub use error::{Cancel, Error, Result};

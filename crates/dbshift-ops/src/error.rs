@@ -121,6 +121,8 @@ pub enum Error {
     #[error(transparent)]
     Verify(#[from] crate::verify::VerifyError),
     #[error(transparent)]
+    UpgradeCheck(#[from] crate::upgrade_check::UpgradeCheckError),
+    #[error(transparent)]
     Inventory(#[from] crate::inventory::Error),
     #[error(transparent)]
     ProxyAdmin(#[from] crate::proxy_admin::ProxyAdminError),
@@ -151,6 +153,7 @@ impl Error {
             | Error::Failover(F::BadInput(m) | F::Switchover(S::BadInput(m)))
             | Error::BlueGreen(B::BadInput(m) | B::Switchover(S::BadInput(m)))
             | Error::Rejoin(crate::rejoin::RejoinError::BadInput(m))
+            | Error::UpgradeCheck(crate::upgrade_check::UpgradeCheckError::BadInput(m))
             | Error::Rollout(crate::rollout::RolloutError::BadInput(m)) => Some(m),
             _ => None,
         }

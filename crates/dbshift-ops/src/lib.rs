@@ -17,6 +17,7 @@ pub mod rejoin;
 pub mod rollout;
 pub mod runner;
 pub mod switchover;
+pub mod upgrade_check;
 pub mod verify;
 pub mod watch;
 
