@@ -76,6 +76,9 @@ async fn topologies(
 ) -> anyhow::Result<Vec<(String, dbshift_provider::selfmanaged::discovery::Topology)>> {
     let mut out = Vec::new();
     for spec in &fleet.fleet().clusters {
+        if fleet.is_pending_green(&spec.name).await {
+            continue;
+        }
         let t = fleet.topology(&spec.name).await?;
         for f in &t.findings {
             if let Some(r) = rows

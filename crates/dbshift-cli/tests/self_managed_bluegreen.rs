@@ -6,7 +6,9 @@
 //! serve under acknowledged writes that follow blue's name (0 lost, never two writers),
 //! blue's writer then replicates from green's (reverse replication), `rollback` brings blue
 //! back, and `cleanup` only detaches green (its writer forgets its source; nothing deleted).
-//! `bluegreen create` is refused with where to declare a green instead.
+//! Green is first down (its servers stopped): `inventory` shows blue alone, `bluegreen create`
+//! without a `provision_green` command is refused with the key to set, then with one (a
+//! command that starts green's servers) builds it and waits until it replicates.
 //!
 //! Run: `cargo test -p dbshift-cli --test self_managed_bluegreen` (needs MariaDB).
 #![cfg(feature = "self-managed")]
@@ -100,7 +102,8 @@ impl Fixture {
     }
 }
 
-fn fleet_file(lab: &TestLab, dir: &Path, ports: &[u16; 4]) -> PathBuf {
+/// The fleet file; `green_commands` (TOML lines) go under the green cluster's commands.
+fn fleet_file(lab: &TestLab, dir: &Path, ports: &[u16; 4], green_commands: &str) -> PathBuf {
     let st = lab.lab().state();
     std::fs::write(
         dir.join("replication.password"),
@@ -117,6 +120,7 @@ fn fleet_file(lab: &TestLab, dir: &Path, ports: &[u16; 4]) -> PathBuf {
              [tls]\nca_file = {:?}\n\
              [[cluster]]\nname = \"orders\"\nseeds = [\"127.0.0.1:{}\"]\n\
              [[cluster]]\nname = \"orders-green\"\nseeds = [\"127.0.0.1:{}\"]\n\
+             [cluster.commands]\n{green_commands}\ntimeout_seconds = 60\n\
              [[deployment]]\nname = \"orders-upgrade\"\nblue = \"orders\"\ngreen = \"orders-green\"\n",
             st.users.admin.user,
             st.users.replication.user,
@@ -160,8 +164,27 @@ async fn an_existing_green_cluster_switched_to_rolled_back_and_detached() {
     .await
     .unwrap();
     leaf.close().await;
+    // Green does not exist yet: its two servers are down until `provision_green` (here: the
+    // start script of each, as an operator's tooling would build and start them, already
+    // replicating from blue's writer) brings them up.
+    let scripts = tempfile::tempdir().unwrap();
+    let (stop, start) = common::lab_commands(&lab, scripts.path());
+    for p in [ports[3], ports[2]] {
+        let o = std::process::Command::new("sh")
+            .arg(&stop)
+            .arg(p.to_string())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", text(&o));
+    }
     let dir = tempfile::tempdir().unwrap();
-    let fleet = fleet_file(&lab, dir.path(), &ports);
+    let fleet = fleet_file(&lab, dir.path(), &ports, "");
+    let provision = format!(
+        "provision_green = \"sh {s} {} && sh {s} {}\"",
+        ports[2],
+        ports[3],
+        s = start.display()
+    );
     let f = Fixture {
         lab,
         ports,
@@ -169,9 +192,29 @@ async fn an_existing_green_cluster_switched_to_rolled_back_and_detached() {
         fleet,
     };
 
+    // Blue alone while green is not built; no provisioning command: refused with the key.
+    let rows = json(&f.run(&["inventory", "-o", "json"]).await);
+    assert_eq!(rows.as_array().unwrap().len(), 2, "blue only: {rows:#}");
     let o = f.run(&["bluegreen", "create", "--source", "orders"]).await;
     assert_ne!(o.status.code(), Some(0), "{}", text(&o));
-    assert!(text(&o).contains("[[deployment]]"), "{}", text(&o));
+    assert!(text(&o).contains("provision_green"), "{}", text(&o));
+    let o = f
+        .run(&["bluegreen", "create", "--source", "orders", "--encrypt"])
+        .await;
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    fleet_file(&f.lab, f.dir.path(), &ports, &provision);
+    let o = f
+        .run(&["bluegreen", "create", "--source", "orders", "-o", "json"])
+        .await;
+    let d = json(&o);
+    assert_eq!(d["green_writer"], f.id(2), "{d:#}");
+    assert_eq!(d["serving"], "blue", "{d:#}");
+    // Again: it exists, nothing is run.
+    let again = json(
+        &f.run(&["bluegreen", "create", "--source", "orders", "-o", "json"])
+            .await,
+    );
+    assert_eq!(again["green_writer"], f.id(2));
 
     let status = json(
         &f.run(&["bluegreen", "status", "orders-upgrade", "-o", "json"])

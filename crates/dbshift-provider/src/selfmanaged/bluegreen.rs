@@ -29,6 +29,9 @@ pub struct DeploymentView {
     pub serving: Side,
     /// The writer blue's name resolves to: the serving side's writer, moved by a redirect.
     pub named: String,
+    /// Green does not exist yet: none of its seeds answers (`bluegreen create` runs the
+    /// fleet file's `provision_green`). Blue is then every member found, green is empty.
+    pub pending: bool,
 }
 
 impl DeploymentView {
@@ -183,6 +186,35 @@ impl SelfManaged {
                 .map(|m| m.id.clone())
                 .collect()
         };
+        let green_answers = u
+            .members
+            .iter()
+            .any(|m| m.reachable && green.seeds.contains(&m.endpoint));
+        if !green_answers {
+            // Blue: what answers, and blue's seeds; a server that does not answer and was
+            // only listed by another may be one of green's, not built yet.
+            let mut blue_t = u.clone();
+            blue_t.members.retain(|m| {
+                !green.seeds.contains(&m.endpoint)
+                    && (m.reachable || blue.seeds.contains(&m.endpoint))
+            });
+            blue_t
+                .findings
+                .retain(|f| blue_t.members.iter().any(|m| m.id == f.member));
+            let v = DeploymentView {
+                named: blue_t.writer.clone(),
+                blue: blue_t,
+                green: Topology {
+                    writer: String::new(),
+                    members: Vec::new(),
+                    findings: Vec::new(),
+                },
+                serving: Side::Blue,
+                pending: true,
+            };
+            views.insert(d.name.clone(), (std::time::Instant::now(), v.clone()));
+            return Ok(v);
+        }
         let (serving, blue_t, green_t) =
             partition(&u, &seed_ids(blue), &seed_ids(green)).map_err(|message| {
                 Error::Discovery {
@@ -204,6 +236,7 @@ impl SelfManaged {
             green: green_t,
             serving,
             named,
+            pending: false,
         };
         views.insert(d.name.clone(), (std::time::Instant::now(), v.clone()));
         Ok(v)
@@ -251,21 +284,132 @@ impl BlueGreen for SelfManaged {
         let mut out = Vec::new();
         for d in &self.fleet.deployments {
             let v = self.view(d).await?;
+            if v.pending {
+                tracing::info!(deployment = %d.name, "green {} is not built yet", d.green);
+                continue;
+            }
             out.push(self.deployment(&v, d));
         }
         Ok(out)
     }
 
-    /// Green is built by the operator, not by dbshift, on this provider.
+    /// Green as the fleet file declares it (a `[[deployment]]` whose blue is `spec.source`),
+    /// built by the green cluster's `provision_green` command when none of its seeds answers
+    /// yet; then waited for until green's writer replicates from blue's. Done already: the
+    /// deployment as it is.
     async fn create_green(&self, spec: &crate::model::GreenSpec) -> Result<Deployment> {
-        Err(Error::Unsupported(format!(
-            "on a self-managed fleet green is a cluster you build (a restore, your provisioning): \
-             make its writer replicate from {}'s writer by GTID, add it as a [[cluster]] and \
-             name both in a [[deployment]] of {} (name, blue, green); then `dbshift bluegreen \
-             status` shows it (docs/self-managed.md)",
-            spec.source,
-            self.fleet.path.display()
-        )))
+        let fleet = self.fleet.path.display();
+        let declare = || {
+            format!(
+                "on a self-managed fleet green is a cluster you declare: add it as a [[cluster]] \
+                 (its seeds where it runs, or will run) and name both in a [[deployment]] of \
+                 {fleet} (name, blue = {:?}, green); a green you built yourself must replicate \
+                 from {}'s writer by GTID; one to be built needs `provision_green` under the \
+                 green cluster's commands (docs/self-managed.md)",
+                spec.source, spec.source
+            )
+        };
+        let candidates: Vec<&DeploymentSpec> = self
+            .fleet
+            .deployments
+            .iter()
+            .filter(|d| d.blue == spec.source)
+            .collect();
+        let d = match candidates.as_slice() {
+            [] => return Err(Error::Unsupported(declare())),
+            [one] => (*one).clone(),
+            many => many
+                .iter()
+                .find(|d| d.name == spec.name || d.green == spec.name)
+                .map(|d| (*d).clone())
+                .ok_or_else(|| {
+                    Error::BadInput(format!(
+                        "{} has several deployments in {fleet} ({}); name one with --name",
+                        spec.source,
+                        many.iter()
+                            .map(|d| d.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ))
+                })?,
+        };
+        if spec.encrypt || spec.engine_binary.is_some() || spec.replicas != 1 {
+            return Err(Error::BadInput(format!(
+                "on a self-managed fleet the provision_green command builds green as it is \
+                 written: --encrypt, --engine-binary and --replicas do not apply to {}",
+                d.name
+            )));
+        }
+        self.views.lock().await.remove(&d.name);
+        let v = self.view(&d).await?;
+        if !v.pending {
+            tracing::info!(deployment = %d.name, "green {} exists already", d.green);
+            return Ok(self.deployment(&v, &d));
+        }
+        let green = self.fleet.cluster(&d.green)?;
+        let Some(template) = green.commands.provision_green.clone() else {
+            return Err(Error::Unsupported(format!(
+                "green {} does not answer at its seeds and {fleet} has no `provision_green` \
+                 command for it: build it (its writer replicating from {}'s writer by GTID), \
+                 or set provision_green under [cluster.commands] of {}",
+                d.green, d.blue, d.green
+            )));
+        };
+        let writer = v
+            .blue
+            .member(&v.blue.writer)
+            .expect("the writer is a member")
+            .clone();
+        let seeds = green
+            .seeds
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let port = writer.endpoint.port.to_string();
+        let cmd = super::commands::fill_with(
+            &template,
+            &writer.id,
+            &writer.endpoint,
+            &[
+                ("{blue}", &d.blue),
+                ("{green}", &d.green),
+                ("{deployment}", &d.name),
+                ("{blue_writer_id}", &writer.id),
+                ("{blue_writer_host}", &writer.endpoint.host),
+                ("{blue_writer_port}", &port),
+                ("{green_seeds}", &seeds),
+            ],
+        );
+        tracing::info!(deployment = %d.name, "building green {} with provision_green", d.green);
+        super::commands::run("provision_green", &d.green, &cmd, green.commands.timeout).await?;
+        let started = std::time::Instant::now();
+        loop {
+            self.views.lock().await.remove(&d.name);
+            match self.view(&d).await {
+                Ok(v) if !v.pending => {
+                    tracing::info!(deployment = %d.name, "green {} replicates from blue", d.green);
+                    return Ok(self.deployment(&v, &d));
+                }
+                other => {
+                    if started.elapsed() >= green.commands.timeout {
+                        let why = match other {
+                            Ok(_) => "none of its seeds answers".to_string(),
+                            Err(e) => e.to_string(),
+                        };
+                        return Err(Error::Timeout {
+                            what: format!(
+                                "green {} after provision_green succeeded ({why}); check what \
+                                 the command built",
+                                d.green
+                            ),
+                            after: green.commands.timeout,
+                        });
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                }
+            }
+        }
     }
 
     fn cleanup_deletes(&self) -> bool {

@@ -128,6 +128,7 @@ struct RawCommands {
     install_certificate: Option<String>,
     install_trust: Option<String>,
     read_trust: Option<String>,
+    provision_green: Option<String>,
     timeout_seconds: Option<u64>,
 }
 
@@ -195,6 +196,9 @@ pub struct Commands {
     pub install_trust: Option<String>,
     /// Print (on standard output, PEM) the CAs a server trusts now.
     pub read_trust: Option<String>,
+    /// Build a deployment's green (`bluegreen create`): its servers at the green cluster's
+    /// seeds, its writer replicating from blue's writer.
+    pub provision_green: Option<String>,
     pub timeout: Duration,
 }
 
@@ -818,6 +822,10 @@ fn commands(cluster: Option<&RawCommands>, fleet: Option<&RawCommands>) -> Comma
             .or_else(|| f.install_certificate.clone()),
         install_trust: c.install_trust.clone().or_else(|| f.install_trust.clone()),
         read_trust: c.read_trust.clone().or_else(|| f.read_trust.clone()),
+        provision_green: c
+            .provision_green
+            .clone()
+            .or_else(|| f.provision_green.clone()),
         timeout: c
             .timeout_seconds
             .or(f.timeout_seconds)

@@ -87,6 +87,17 @@ impl SelfManaged {
             } else {
                 model::Side::Green
             };
+            if v.pending && side == model::Side::Green {
+                return Err(crate::Error::Discovery {
+                    cluster: cluster.to_string(),
+                    message: format!(
+                        "green of deployment {} is not built yet (none of its seeds answers); \
+                         `dbshift bluegreen create --source {}` builds it with the fleet \
+                         file's provision_green command",
+                        d.name, d.blue
+                    ),
+                });
+            }
             return Ok(v.side(side).clone());
         }
         let mut cache = self.cache.lock().await;
@@ -105,6 +116,18 @@ impl SelfManaged {
         drop(presented);
         cache.insert(cluster.to_string(), (Instant::now(), t.clone()));
         Ok(t)
+    }
+
+    /// Whether `cluster` is the green of a deployment not built yet: left out of the
+    /// listings until `bluegreen create` builds it.
+    pub async fn is_pending_green(&self, cluster: &str) -> bool {
+        match self.fleet.deployment_of(cluster) {
+            Some(d) if d.green == cluster => {
+                let d = d.clone();
+                self.view(&d).await.is_ok_and(|v| v.pending)
+            }
+            _ => false,
+        }
     }
 
     /// Record `instance` as `cluster`'s writer for the rest of the run.

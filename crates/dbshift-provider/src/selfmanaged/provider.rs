@@ -215,6 +215,9 @@ impl Fleet for SelfManaged {
     async fn list_clusters(&self) -> Result<Vec<Cluster>> {
         let mut out = Vec::new();
         for spec in &self.fleet.clusters {
+            if self.is_pending_green(&spec.name).await {
+                continue;
+            }
             let t = self.topology(&spec.name).await?;
             let (writer, _) = self.clients_view(&spec.name).await?;
             out.push(Cluster {
@@ -230,6 +233,9 @@ impl Fleet for SelfManaged {
     async fn list_instances(&self) -> Result<Vec<Instance>> {
         let mut out = Vec::new();
         for spec in &self.fleet.clusters {
+            if self.is_pending_green(&spec.name).await {
+                continue;
+            }
             let t = self.topology(&spec.name).await?;
             for m in &t.members {
                 out.push(self.instance(spec, m).await);
