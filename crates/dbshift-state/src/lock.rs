@@ -90,7 +90,7 @@ impl Holder {
 impl Holder {
     /// Whether the holder may still run: a released lock (pid 0) or a process gone from this
     /// host is not live. A holder on another host is taken as live.
-    pub(crate) fn is_live(&self) -> bool {
+    fn is_live(&self) -> bool {
         if self.pid == 0 {
             return false;
         }
@@ -117,7 +117,7 @@ impl std::fmt::Display for Holder {
     }
 }
 
-pub(crate) fn hostname() -> String {
+fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .ok()
