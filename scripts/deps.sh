@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Install what dbshift's demo and tests need, when it is missing: the MariaDB server and
-# mariadb-backup, HAProxy (self-managed redirect tests, proxy benchmarks) and etcd (the shared
-# state store's tests), all Debian packages, moto_server (PyPI) and a Rust toolchain check.
+# Install what dbshift's build, demo and tests need, when it is missing: the MariaDB server and
+# mariadb-backup, HAProxy (self-managed redirect tests, proxy benchmarks), etcd (the shared
+# state store's tests) and protoc (the etcd client's build), all Debian packages, moto_server
+# (PyPI) and a Rust toolchain check.
 # Safe to run again.
 set -euo pipefail
 
@@ -14,6 +15,10 @@ have mariadb || need_apt+=(mariadb-client)
 have haproxy || need_apt+=(haproxy)
 have etcd || need_apt+=(etcd-server)
 have etcdctl || need_apt+=(etcd-client)
+# The etcd client crate compiles etcd's protocol files at build time: protoc and the
+# well-known .proto files it imports.
+have protoc || need_apt+=(protobuf-compiler)
+[ -f /usr/include/google/protobuf/descriptor.proto ] || need_apt+=(libprotobuf-dev)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   sudo=""

@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use dbshift_ops::bluegreen::{self, BlueGreenError, SwitchOptions};
-use dbshift_ops::journal::Journal;
 use dbshift_ops::switchover;
 use dbshift_provider::{Deployment, GreenSpec, Provider, Side};
 
@@ -187,13 +186,15 @@ async fn create(a: CreateArgs, ctx: &Ctx) -> anyhow::Result<()> {
     };
     // Blue must not change under the snapshot (a switchover would move the position green
     // starts from), nor two greens of one name be built at once.
-    let _locks =
-        dbshift_ops::lock::Locks::in_dir(&Journal::locks_dir(&ctx.dir.join("journal.sqlite")))
-            .acquire_all(
-                &[spec.source.clone(), spec.name.clone()],
-                &format!("bluegreen create of {} from {}", spec.name, spec.source),
-            )
-            .map_err(|e| Exit::new(1, e.to_string()))?;
+    let _locks = ctx
+        .locks()
+        .await?
+        .acquire_all(
+            &[spec.source.clone(), spec.name.clone()],
+            &format!("bluegreen create of {} from {}", spec.name, spec.source),
+        )
+        .await
+        .map_err(|e| Exit::new(1, e.to_string()))?;
     let started = Instant::now();
     let d = bluegreen::create(&*lab, &spec)
         .await
@@ -471,13 +472,15 @@ async fn cleanup(a: CleanupArgs, ctx: &Ctx) -> anyhow::Result<()> {
         )
     };
     confirm(&question, a.yes)?;
-    let _locks =
-        dbshift_ops::lock::Locks::in_dir(&Journal::locks_dir(&ctx.dir.join("journal.sqlite")))
-            .acquire_all(
-                &[d.blue.clone(), d.green.clone()],
-                &format!("bluegreen cleanup of {}", d.name),
-            )
-            .map_err(|e| Exit::new(1, e.to_string()))?;
+    let _locks = ctx
+        .locks()
+        .await?
+        .acquire_all(
+            &[d.blue.clone(), d.green.clone()],
+            &format!("bluegreen cleanup of {}", d.name),
+        )
+        .await
+        .map_err(|e| Exit::new(1, e.to_string()))?;
     let journal = if ctx.dir.join("journal.sqlite").exists() {
         Some(ctx.journal(&*lab).await?)
     } else {

@@ -30,6 +30,11 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ("region", "DBSHIFT_REGION", "the AWS region (--region)"),
     ("profile", "DBSHIFT_PROFILE", "the AWS profile (--profile)"),
     (
+        "state",
+        "DBSHIFT_STATE",
+        "where the cluster locks live: local, or etcd://host:port[,...][/prefix] (--state)",
+    ),
+    (
         "log",
         "DBSHIFT_LOG",
         "log filter, e.g. info or dbshift_ops=debug",

@@ -44,7 +44,14 @@ struct Cli {
     /// The local lab's directory.
     #[arg(long, global = true, env = "DBSHIFT_LAB_DIR", default_value = dbshift_provider::DEFAULT_DIR)]
     dir: PathBuf,
-    /// A configuration file (keys: dir, output, log, provider, region, profile, fleet); flags and
+    /// Where the cluster locks live: `local` (the default: files in the working directory's
+    /// locks/, seen by commands on this machine and this --dir only) or
+    /// etcd://host:port[,host:port...][/prefix] (lease-backed locks in etcd, seen by every
+    /// dbshift that reaches it, from any directory or machine). The journal of runs stays the
+    /// SQLite file in --dir either way, for now. Config key `state`; docs/state.md.
+    #[arg(long, global = true, env = "DBSHIFT_STATE", value_name = "URL")]
+    state: Option<String>,
+    /// A configuration file (keys: dir, output, log, provider, region, profile, fleet, state); flags and
     /// DBSHIFT_* variables win over it. Default: ./dbshift.toml, then
     /// ~/.config/dbshift/config.toml, when they exist.
     #[arg(long, global = true, env = "DBSHIFT_CONFIG")]
@@ -355,7 +362,8 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let ctx = &provider_cmd::Ctx::new(cli.dir.clone(), cli.provider.clone());
+    let state = provider_cmd::parse_state(cli.state.as_deref())?;
+    let ctx = &provider_cmd::Ctx::new(cli.dir.clone(), cli.provider.clone(), state);
     match &cli.command {
         #[cfg(feature = "local")]
         Command::Lab(_) => ctx.require_local("lab")?,

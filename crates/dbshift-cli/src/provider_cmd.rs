@@ -10,6 +10,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use dbshift_ops::journal::Journal;
+use dbshift_ops::lock::Locks;
 #[cfg(feature = "aws")]
 use dbshift_provider::aws::{AwsOptions, AwsProvider};
 #[cfg(feature = "local")]
@@ -17,6 +18,7 @@ use dbshift_provider::local::Lab;
 #[cfg(feature = "self-managed")]
 use dbshift_provider::selfmanaged::SelfManaged;
 use dbshift_provider::Provider;
+use dbshift_state::{EtcdLocks, StateUrl};
 
 use crate::Exit;
 
@@ -53,16 +55,59 @@ pub struct ProviderArgs {
 }
 
 /// What every command works with, built once in `main` from the flags and passed down: the
-/// lab directory (also where the journal and the locks live) and the provider choice. No
-/// command opens a provider or the lab by itself.
+/// lab directory (also where the journal lives, and the locks unless `--state` puts them in
+/// etcd), the provider choice and the state store. No command opens a provider, the lab or
+/// the store by itself.
 pub struct Ctx {
     pub dir: PathBuf,
     provider: ProviderArgs,
+    state: StateUrl,
+    /// The cluster locks of this command, opened once: every lock it takes goes through one
+    /// handle, so a workflow that calls another shares its locks.
+    locks: tokio::sync::OnceCell<Locks>,
+}
+
+/// Parse `--state` (exit 2 on a bad value, before anything is opened).
+pub fn parse_state(url: Option<&str>) -> anyhow::Result<StateUrl> {
+    StateUrl::parse(url.unwrap_or_default()).map_err(|e| {
+        Exit::new(
+            2,
+            format!("--state (or DBSHIFT_STATE, config key `state`): {e}"),
+        )
+        .into()
+    })
 }
 
 impl Ctx {
-    pub fn new(dir: PathBuf, provider: ProviderArgs) -> Ctx {
-        Ctx { dir, provider }
+    pub fn new(dir: PathBuf, provider: ProviderArgs, state: StateUrl) -> Ctx {
+        Ctx {
+            dir,
+            provider,
+            state,
+            locks: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    /// The cluster locks: files in `locks/` beside the journal, or etcd with `--state
+    /// etcd://...` (connected on first use; unreachable: exit 1, nothing changed).
+    pub async fn locks(&self) -> anyhow::Result<Locks> {
+        let locks = self
+            .locks
+            .get_or_try_init(|| async {
+                match &self.state {
+                    StateUrl::Local => Ok(Locks::in_dir(&Journal::locks_dir(
+                        &self.dir.join("journal.sqlite"),
+                    ))),
+                    StateUrl::Etcd(target) => {
+                        let store = EtcdLocks::connect(target, dbshift_state::etcd::DEFAULT_TTL)
+                            .await
+                            .map_err(|e| Exit::new(1, e.to_string()))?;
+                        Ok::<Locks, anyhow::Error>(Locks::new(Arc::new(store)))
+                    }
+                }
+            })
+            .await?;
+        Ok(locks.clone())
     }
 
     /// Whether the chosen provider is AWS.
@@ -183,9 +228,11 @@ impl Ctx {
     }
 
     /// The journal in the lab directory, its runs tied to `provider`'s fleet (a run is
-    /// resumed only on the fleet it was started on), with the cluster locks of this command.
+    /// resumed only on the fleet it was started on), with the cluster locks of this command
+    /// (see [`Ctx::locks`]). The store is reached first: unreachable, no journal is touched.
     pub async fn journal(&self, provider: &dyn Provider) -> anyhow::Result<Journal> {
-        journal_in(&self.dir, provider).await
+        let locks = self.locks().await?;
+        Ok(journal_in(&self.dir, provider).await?.with_locks(locks))
     }
 }
 

@@ -120,6 +120,7 @@ pub async fn verify(a: VerifyArgs, ctx: &Ctx) -> anyhow::Result<()> {
     let _lock = journal
         .locks()
         .acquire(&a.cluster, &format!("verify of {}", a.cluster))
+        .await
         .map_err(|e| Exit::new(1, e.to_string()))?;
     let blue_ep = provider.resolve(&cluster.writer).await?;
     let blue = dbshift_ops::connect_options(&creds, &creds.admin, &blue_ep);

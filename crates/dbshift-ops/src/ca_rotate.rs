@@ -517,7 +517,8 @@ pub async fn execute(
         .collect();
     let _locks = journal
         .locks()
-        .acquire_all(&scopes, &format!("ca-rotate to {}", plan.ca.id))?;
+        .acquire_all(&scopes, &format!("ca-rotate to {}", plan.ca.id))
+        .await?;
     let change = Arc::new(CaChange::new(provider.clone(), &plan.ca)?);
     let resumed = opts.resume.is_some();
     let run_id = match opts.resume {

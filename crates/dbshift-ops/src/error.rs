@@ -159,7 +159,8 @@ impl Error {
         }
     }
 
-    /// Another command holds a cluster this one needed: refused, nothing was changed.
+    /// Another command holds a cluster this one needed, or the shared store of the locks
+    /// could not be reached: refused, nothing was changed.
     pub fn lock_held(&self) -> Option<&crate::lock::LockError> {
         use crate::failover::FailoverError as F;
         use crate::lock::LockError;
@@ -173,7 +174,7 @@ impl Error {
             | Error::Rollout(crate::rollout::RolloutError::Lock(l)) => l,
             _ => return None,
         };
-        matches!(lock, LockError::Held { .. }).then_some(lock)
+        matches!(lock, LockError::Held { .. } | LockError::Unreachable { .. }).then_some(lock)
     }
 }
 

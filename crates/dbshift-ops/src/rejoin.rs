@@ -96,7 +96,8 @@ pub async fn rejoin(
     }
     let _lock = journal
         .locks()
-        .acquire(&cluster.name, &format!("rejoin of {instance}"))?;
+        .acquire(&cluster.name, &format!("rejoin of {instance}"))
+        .await?;
     let writer = cluster.writer.clone();
     let run_id = journal
         .create_run(

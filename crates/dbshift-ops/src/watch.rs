@@ -206,10 +206,15 @@ pub async fn watch(
 ) -> Result<Vec<FailoverOutcome>, failover::FailoverError> {
     // One watcher that fails over per cluster: a second would act on the same dead writer.
     let _watching = if opts.auto_failover {
-        Some(journal.locks().acquire(
-            &format!("watch-{}", opts.cluster),
-            &format!("watch --auto-failover of {}", opts.cluster),
-        )?)
+        Some(
+            journal
+                .locks()
+                .acquire(
+                    &format!("watch-{}", opts.cluster),
+                    &format!("watch --auto-failover of {}", opts.cluster),
+                )
+                .await?,
+        )
     } else {
         None
     };

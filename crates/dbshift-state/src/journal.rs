@@ -225,6 +225,13 @@ impl Journal {
         path.parent().unwrap_or(Path::new(".")).join("locks")
     }
 
+    /// Take the cluster locks of this command from `locks` (a shared store's) instead of the
+    /// file locks beside the journal.
+    pub fn with_locks(mut self, locks: Locks) -> Journal {
+        self.locks = locks;
+        self
+    }
+
     /// Tie the runs this handle creates to `fleet` (the provider's identity of the fleet).
     pub fn with_fleet(mut self, fleet: &str) -> Journal {
         self.fleet = Some(fleet.to_string());

@@ -3,9 +3,14 @@
 //! told who holds the lock, and changes nothing.
 //!
 //! The interface ([`LockStore`], [`LockLease`]) is the one a shared store implements for a
-//! team (leases with a fencing token); [`FileLocks`] is the local one: an exclusive `flock` on
-//! a file per scope beside the journal, released by the kernel when the holder exits, however
-//! it exits (`kill -9` included), with the holder written into the file for the refusal.
+//! team (leases with a fencing token): [`crate::etcd::EtcdLocks`] is that store on etcd.
+//! [`FileLocks`] is the local one: an exclusive `flock` on a file per scope beside the journal,
+//! released by the kernel when the holder exits, however it exits (`kill -9` included), with
+//! the holder written into the file for the refusal.
+//!
+//! Taking a lock is async (a shared store answers over the network); checking one is not: a
+//! lease's state is kept up to date by its store in the background, and [`LockLease::check`]
+//! only reads it, so a run may call it before every change without waiting on anything.
 //!
 //! [`Locks`] is what workflows use: taken through the same handle (one command), a scope that
 //! is already held is shared, so a workflow that calls another (CA rotation moving a writer
@@ -35,6 +40,13 @@ pub enum LockError {
     /// The lease was lost while held (its file removed, the store unreachable).
     #[error("the lock on {scope} was lost ({reason}); this run stops before its next change")]
     Lost { scope: String, reason: String },
+    /// The shared store cannot be reached (or has no quorum): nothing was taken.
+    #[error(
+        "the state store {store} cannot be reached ({reason}); nothing was changed: check that \
+         etcd runs and has a leader (`etcdctl endpoint health`), or drop --state to use local \
+         locks"
+    )]
+    Unreachable { store: String, reason: String },
     #[error("lock {path}: {source}")]
     Io {
         path: String,
@@ -52,9 +64,13 @@ pub struct Holder {
     pub what: String,
     /// RFC 3339, UTC.
     pub since: String,
-    /// The fencing token: grows by one with every acquisition of the scope.
+    /// The fencing token: grows with every acquisition of the scope (by one in a file; the
+    /// key's create revision in etcd).
     #[serde(default)]
     pub token: u64,
+    /// The dbshift version of the holder (empty when written by a dbshift before it was kept).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub version: String,
 }
 
 impl Holder {
@@ -66,6 +82,7 @@ impl Holder {
             what: what.to_string(),
             since: crate::journal::now(),
             token: 0,
+            version: env!("CARGO_PKG_VERSION").to_string(),
         }
     }
 }
@@ -90,9 +107,13 @@ impl std::fmt::Display for Holder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} (pid {} on {}, since {})",
+            "{} (pid {} on {}, since {}",
             self.what, self.pid, self.host, self.since
-        )
+        )?;
+        if !self.version.is_empty() {
+            write!(f, ", dbshift {}", self.version)?;
+        }
+        f.write_str(")")
     }
 }
 
@@ -113,9 +134,14 @@ pub trait LockLease: Send + Sync {
 }
 
 /// Where locks live: local files, or a shared store for a team.
+#[async_trait::async_trait]
 pub trait LockStore: Send + Sync {
     /// Take `scope` for `holder`, or fail at once with [`LockError::Held`].
-    fn try_acquire(&self, scope: &str, holder: &Holder) -> Result<Box<dyn LockLease>, LockError>;
+    async fn try_acquire(
+        &self,
+        scope: &str,
+        holder: &Holder,
+    ) -> Result<Box<dyn LockLease>, LockError>;
 }
 
 /// Locks as files under one directory (`<dir>/<scope>.lock`), held by `flock`.
@@ -161,6 +187,7 @@ impl Drop for FileLease {
             what: "released".into(),
             since: String::new(),
             token: self.token,
+            version: String::new(),
         };
         let text = serde_json::to_string(&released).expect("a holder always serializes");
         let _ = self
@@ -201,8 +228,15 @@ fn read_holder(file: &mut File) -> Option<Holder> {
     serde_json::from_str(text.trim()).ok()
 }
 
+#[async_trait::async_trait]
 impl LockStore for FileLocks {
-    fn try_acquire(&self, scope: &str, holder: &Holder) -> Result<Box<dyn LockLease>, LockError> {
+    async fn try_acquire(
+        &self,
+        scope: &str,
+        holder: &Holder,
+    ) -> Result<Box<dyn LockLease>, LockError> {
+        // A local file: opened, locked without waiting and written, all in microseconds; the
+        // refusal's short re-read (half a second at most) is the only wait.
         let path = self.path(scope);
         let io = |source| LockError::Io {
             path: path.display().to_string(),
@@ -297,6 +331,7 @@ impl ClusterLock {
 pub struct Locks {
     store: Arc<dyn LockStore>,
     held: Arc<Mutex<HashMap<String, Weak<dyn LockLease>>>>,
+    taking: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl std::fmt::Debug for Locks {
@@ -310,6 +345,7 @@ impl Locks {
         Locks {
             store,
             held: Arc::new(Mutex::new(HashMap::new())),
+            taking: Arc::new(tokio::sync::Mutex::new(())),
         }
     }
 
@@ -320,17 +356,22 @@ impl Locks {
 
     /// Take `scope` (a cluster's name, or `watch:<cluster>`) for `what`, or fail at once with
     /// [`LockError::Held`] naming the holder.
-    pub fn acquire(&self, scope: &str, what: &str) -> Result<ClusterLock, LockError> {
-        let mut held = self.held.lock().expect("the lock table is never poisoned");
-        if let Some(lease) = held.get(scope).and_then(Weak::upgrade) {
-            return Ok(ClusterLock {
-                scope: scope.to_string(),
-                lease,
-            });
+    pub async fn acquire(&self, scope: &str, what: &str) -> Result<ClusterLock, LockError> {
+        // One acquisition at a time per command: two tasks of one command taking the same
+        // scope share it rather than refuse each other.
+        let _one = self.taking.lock().await;
+        if let Some(lock) = self.held(scope) {
+            return Ok(lock);
         }
-        let lease: Arc<dyn LockLease> =
-            Arc::from(self.store.try_acquire(scope, &Holder::this_process(what))?);
-        held.insert(scope.to_string(), Arc::downgrade(&lease));
+        let lease: Arc<dyn LockLease> = Arc::from(
+            self.store
+                .try_acquire(scope, &Holder::this_process(what))
+                .await?,
+        );
+        self.held
+            .lock()
+            .expect("the lock table is never poisoned")
+            .insert(scope.to_string(), Arc::downgrade(&lease));
         Ok(ClusterLock {
             scope: scope.to_string(),
             lease,
@@ -349,7 +390,7 @@ impl Locks {
     }
 
     /// Take every scope of `scopes` (sorted, each once), or none.
-    pub fn acquire_all(
+    pub async fn acquire_all(
         &self,
         scopes: &[String],
         what: &str,
@@ -360,7 +401,7 @@ impl Locks {
         let mut out = Vec::new();
         for s in sorted {
             // On a refusal, the ones taken so far are released as `out` drops.
-            out.push(self.acquire(s, what)?);
+            out.push(self.acquire(s, what).await?);
         }
         Ok(out)
     }
@@ -370,18 +411,18 @@ impl Locks {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_second_handle_is_refused_with_the_holder_and_the_same_handle_shares() {
+    #[tokio::test]
+    async fn a_second_handle_is_refused_with_the_holder_and_the_same_handle_shares() {
         let dir = tempfile::tempdir().unwrap();
         let a = Locks::in_dir(dir.path());
         let b = Locks::in_dir(dir.path());
-        let held = a.acquire("lab-1", "switchover of lab-1").unwrap();
+        let held = a.acquire("lab-1", "switchover of lab-1").await.unwrap();
         assert_eq!(held.token(), 1);
-        let again = a.acquire("lab-1", "nested switchover").unwrap();
+        let again = a.acquire("lab-1", "nested switchover").await.unwrap();
         assert_eq!(again.token(), 1, "the same command shares its lock");
         assert_eq!(a.held("lab-1").map(|l| l.token()), Some(1));
         assert!(b.held("lab-1").is_none(), "held by the other handle only");
-        let err = b.acquire("lab-1", "another").unwrap_err().to_string();
+        let err = b.acquire("lab-1", "another").await.unwrap_err().to_string();
         assert!(err.contains("switchover of lab-1"), "{err}");
         assert!(
             err.contains(&format!("pid {}", std::process::id())),
@@ -389,36 +430,40 @@ mod tests {
         );
         assert!(err.contains("Nothing was changed"), "{err}");
         // Another scope is free.
-        b.acquire("lab-2", "other cluster").unwrap();
+        b.acquire("lab-2", "other cluster").await.unwrap();
         drop(held);
-        assert!(b.acquire("lab-1", "x").is_err(), "a clone still holds it");
+        assert!(
+            b.acquire("lab-1", "x").await.is_err(),
+            "a clone still holds it"
+        );
         drop(again);
-        let next = b.acquire("lab-1", "after").unwrap();
+        let next = b.acquire("lab-1", "after").await.unwrap();
         assert_eq!(next.token(), 2, "the token grows with each acquisition");
         next.check().unwrap();
     }
 
-    #[test]
-    fn a_lease_whose_file_is_removed_is_lost() {
+    #[tokio::test]
+    async fn a_lease_whose_file_is_removed_is_lost() {
         let dir = tempfile::tempdir().unwrap();
         let locks = Locks::in_dir(&dir.path().join("locks"));
-        let held = locks.acquire("lab-1", "run").unwrap();
+        let held = locks.acquire("lab-1", "run").await.unwrap();
         held.check().unwrap();
         std::fs::remove_dir_all(dir.path().join("locks")).unwrap();
         let err = held.check().unwrap_err().to_string();
         assert!(err.contains("lost"), "{err}");
     }
 
-    #[test]
-    fn acquire_all_takes_none_when_one_is_held() {
+    #[tokio::test]
+    async fn acquire_all_takes_none_when_one_is_held() {
         let dir = tempfile::tempdir().unwrap();
         let a = Locks::in_dir(dir.path());
         let b = Locks::in_dir(dir.path());
-        let _g = a.acquire("green", "other").unwrap();
+        let _g = a.acquire("green", "other").await.unwrap();
         assert!(b
             .acquire_all(&["blue".into(), "green".into()], "switch")
+            .await
             .is_err());
         // blue was released with the refusal.
-        a.acquire("blue", "free").unwrap();
+        a.acquire("blue", "free").await.unwrap();
     }
 }

@@ -25,6 +25,7 @@ const SCRUBBED: &[&str] = &[
     "DBSHIFT_PAUSE_AT",
     "DBSHIFT_PROVIDER",
     "DBSHIFT_FLEET",
+    "DBSHIFT_STATE",
 ];
 
 /// How long [`Dbshift::sole_writer`] waits for replication to settle.

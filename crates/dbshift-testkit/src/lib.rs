@@ -6,10 +6,12 @@
 //! while a panicking test unwinds), and a lab shared by a whole test binary is stopped and
 //! deleted when the binary exits. Run the tests with `make test` (it installs MariaDB when
 //! missing); they need `mariadbd` and `mariadb-install-db`, and fail loudly without them.
+//! [`EtcdCluster`] does the same for a 3-member etcd cluster (the shared state store).
 
 pub mod aws_bluegreen;
 pub mod cli;
 pub mod counting;
+pub mod etcd;
 pub mod faults;
 pub mod invariants;
 pub mod moto;
@@ -28,6 +30,7 @@ use tokio::sync::OnceCell;
 
 pub use aws_bluegreen::AwsBlueGreen;
 pub use counting::{Calls, CountingProvider};
+pub use etcd::EtcdCluster;
 pub use faults::{
     allowed_writers, assert_caught_up_and_equal, assert_no_secret, assert_no_secret_in_dir,
     lab_secrets, RelayedProvider, Scenario, ScenarioReport,

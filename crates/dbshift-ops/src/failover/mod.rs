@@ -359,7 +359,8 @@ pub async fn run(
     // failover of the cluster, a watcher's or an operator's, is refused while this one runs.
     let _lock = journal
         .locks()
-        .acquire(&req.cluster, &format!("failover of {}", req.cluster))?;
+        .acquire(&req.cluster, &format!("failover of {}", req.cluster))
+        .await?;
     if let Some(run) = interrupted(journal, &req.cluster).await? {
         let old = run.params["old_writer"]
             .as_str()

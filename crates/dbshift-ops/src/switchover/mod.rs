@@ -424,7 +424,7 @@ async fn lock_clusters(
         }
     }
     let what = format!("{kind} of {} ({} -> {})", p.cluster, p.from, p.to);
-    Ok(journal.locks().acquire_all(&scopes, &what)?)
+    Ok(journal.locks().acquire_all(&scopes, &what).await?)
 }
 
 struct Engine<'a> {
