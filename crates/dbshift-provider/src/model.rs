@@ -13,6 +13,18 @@ pub struct Endpoint {
     pub port: u16,
 }
 
+impl Endpoint {
+    /// Whether it names this machine only: a loopback IP address or `localhost`. A host name
+    /// is not resolved: any other name counts as another machine.
+    pub fn is_loopback(&self) -> bool {
+        let host = self.host.trim_start_matches('[').trim_end_matches(']');
+        host.eq_ignore_ascii_case("localhost")
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    }
+}
+
 impl std::fmt::Display for Endpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}:{}", self.host, self.port)
@@ -156,18 +168,30 @@ pub struct ProxyEndpoint {
     pub cluster: String,
     /// Where clients connect.
     pub listen: Endpoint,
-    /// The admin API (loopback).
+    /// The admin API: plain HTTP on a loopback address, or HTTPS (any address) when
+    /// `admin_ca` is given.
     pub admin: Endpoint,
     /// The admin API's bearer token.
     pub token: String,
+    /// The CA (PEM) the admin API's certificate is verified against, its name included:
+    /// HTTPS when set, plain HTTP (loopback only) when not. Absent from records written
+    /// before it existed: they read as `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_ca: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for ProxyEndpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "ProxyEndpoint({} listen {} admin {}, token ***)",
-            self.cluster, self.listen, self.admin
+            "ProxyEndpoint({} listen {} admin {}{}, token ***)",
+            self.cluster,
+            self.listen,
+            self.admin,
+            match &self.admin_ca {
+                Some(ca) => format!(" (TLS, CA {})", ca.display()),
+                None => String::new(),
+            }
         )
     }
 }

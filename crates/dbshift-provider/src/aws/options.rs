@@ -63,6 +63,7 @@ pub fn parse_proxy_map(text: &str, token: &str) -> Result<BTreeMap<String, Vec<P
                 listen: ep(listen)?,
                 admin: ep(admin)?,
                 token: token.to_string(),
+                admin_ca: None,
             });
     }
     Ok(out)
