@@ -73,19 +73,19 @@ fn tls_config(ca: &Path) -> Result<rustls::ClientConfig, String> {
             .map_err(|e| e.to_string())?;
     }
     if roots.is_empty() {
-        return Err("holds no certificate (a PEM file of the CA that issued the admin API's \
+        return Err(
+            "holds no certificate (a PEM file of the CA that issued the admin API's \
                     certificate is expected)"
-            .to_string());
+                .to_string(),
+        );
     }
-    Ok(
-        rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth(),
-    )
+    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots)
+    .with_no_client_auth())
 }
 
 /// `host:port` for a URI: an IPv6 address in brackets.
@@ -289,7 +289,12 @@ impl ProxyAdmin {
                 .into_body()
                 .collect()
                 .await
-                .map_err(|e| io(format!("{method} {path}: reading the answer: {}", chain(&e))))?
+                .map_err(|e| {
+                    io(format!(
+                        "{method} {path}: reading the answer: {}",
+                        chain(&e)
+                    ))
+                })?
                 .to_bytes();
             Ok::<_, ProxyAdminError>((status, body))
         };
@@ -497,7 +502,10 @@ mod tests {
             .await
             .unwrap_err()
             .to_string();
-        assert!(e.contains(&addr.to_string()) && e.contains("GET /status"), "{e}");
+        assert!(
+            e.contains(&addr.to_string()) && e.contains("GET /status"),
+            "{e}"
+        );
         // Accepts, never answers.
         let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = silent.local_addr().unwrap();

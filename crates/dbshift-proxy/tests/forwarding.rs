@@ -615,9 +615,14 @@ async fn admin_api_over_tls_verifies_against_the_ca_and_requires_the_token() {
     assert!(!proxy.status().paused);
 
     // Another CA: the handshake fails, nothing is asked.
-    let other =
-        ProxyAdmin::with_ca("127.0.0.1", port, &dir.join("other-ca.pem"), token.clone(), t)
-            .unwrap();
+    let other = ProxyAdmin::with_ca(
+        "127.0.0.1",
+        port,
+        &dir.join("other-ca.pem"),
+        token.clone(),
+        t,
+    )
+    .unwrap();
     let e = other
         .pause(Duration::from_millis(500))
         .await

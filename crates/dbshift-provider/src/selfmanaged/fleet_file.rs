@@ -989,12 +989,18 @@ endpoint = "[fd00::2]:3307"
         for far in ["10.0.0.9:3308", "proxy-1.internal:3308"] {
             let e = with(&format!("admin = {far:?}\n")).unwrap_err().to_string();
             assert!(e.contains("not a loopback address"), "{e}");
-            assert!(e.contains("admin_ca") && e.contains("--admin-tls-cert"), "{e}");
+            assert!(
+                e.contains("admin_ca") && e.contains("--admin-tls-cert"),
+                "{e}"
+            );
         }
         let e = with("admin = \"10.0.0.9:3308\"\nadmin_ca = \"missing.pem\"\n")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("missing.pem") && e.contains("not a readable file"), "{e}");
+        assert!(
+            e.contains("missing.pem") && e.contains("not a readable file"),
+            "{e}"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
