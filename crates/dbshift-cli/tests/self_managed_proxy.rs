@@ -5,8 +5,9 @@
 //! switchover there and back: no error, its variable kept, its writes landing on the new
 //! writer each time. The proxy's admin API is served over HTTPS (`--admin-tls-cert`,
 //! `--admin-tls-key`: a certificate the lab's CA issued for 127.0.0.1) and the switchover
-//! verifies it against the fleet file's `admin_ca`. A proxy for an unknown cluster, and an
-//! admin API on a non-loopback address without TLS, are refused before anything starts.
+//! verifies it against the fleet file's `admin_ca`. A proxy for an unknown cluster, an admin
+//! API on a non-loopback address without TLS, and an admin certificate that does not load
+//! are refused before anything starts.
 //!
 //! Run: `cargo test -p dbshift-cli --test self_managed_proxy` (needs MariaDB).
 #![cfg(feature = "self-managed")]
@@ -160,6 +161,29 @@ async fn a_session_through_the_proxy_lives_through_switchovers_of_a_fleet_file_c
         "says what to add: {}",
         text(&o)
     );
+
+    // A certificate that does not load: refused before anything listens.
+    let o = run(
+        dir,
+        &fleet,
+        &pw,
+        &[
+            "proxy",
+            "--target",
+            "main",
+            "--listen",
+            &format!("127.0.0.1:{listen}"),
+            "--admin",
+            &format!("127.0.0.1:{admin}"),
+            "--admin-tls-cert",
+            "missing-cert.pem",
+            "--admin-tls-key",
+            "missing-key.pem",
+        ],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("missing-cert.pem"), "{}", text(&o));
 
     // The admin API's certificate: one the lab's CA issued for 127.0.0.1 (a server's).
     let admin_tls = lab.lab().paths(&cluster.writer).tls();

@@ -290,3 +290,51 @@ pub struct GreenSpec {
     /// Another server binary for green.
     pub engine_binary: Option<PathBuf>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_proxy_endpoint_stored_before_admin_ca_still_reads() {
+        let old = r#"{"cluster":"lab-1","listen":{"host":"127.0.0.1","port":3307},
+            "admin":{"host":"127.0.0.1","port":3308},"token":"t"}"#;
+        let p: ProxyEndpoint = serde_json::from_str(old).unwrap();
+        assert_eq!(p.admin_ca, None);
+        assert!(!serde_json::to_string(&p).unwrap().contains("admin_ca"));
+        let tls = ProxyEndpoint {
+            admin_ca: Some("/etc/dbshift/proxy-ca.pem".into()),
+            ..p
+        };
+        let back: ProxyEndpoint =
+            serde_json::from_str(&serde_json::to_string(&tls).unwrap()).unwrap();
+        assert_eq!(back.admin_ca, tls.admin_ca);
+    }
+
+    #[test]
+    fn loopback_endpoints() {
+        let ep = |h: &str| Endpoint {
+            host: h.into(),
+            port: 1,
+        };
+        for h in [
+            "127.0.0.1",
+            "127.1.2.3",
+            "::1",
+            "[::1]",
+            "localhost",
+            "LOCALHOST",
+        ] {
+            assert!(ep(h).is_loopback(), "{h}");
+        }
+        for h in [
+            "10.0.0.5",
+            "0.0.0.0",
+            "::",
+            "proxy.internal",
+            "localhost.example",
+        ] {
+            assert!(!ep(h).is_loopback(), "{h}");
+        }
+    }
+}
