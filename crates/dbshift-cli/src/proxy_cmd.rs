@@ -203,7 +203,7 @@ pub async fn run(args: ProxyArgs, ctx: &Ctx) -> anyhow::Result<()> {
     let handle = dbshift_proxy::start(cfg)
         .await
         .with_context(|| format!("starting the proxy of {cluster} on {listen}"))?;
-    let _admin = match (admin, token, &admin_tls) {
+    let admin_server = match (admin, token, &admin_tls) {
         (Some(addr), Some(token), Some(tls)) => Some(
             dbshift_proxy::serve_admin_tls(handle.clone(), addr, token, tls)
                 .await
@@ -219,7 +219,7 @@ pub async fn run(args: ProxyArgs, ctx: &Ctx) -> anyhow::Result<()> {
     eprintln!(
         "dbshift proxy for {cluster}: clients on {}, backend {backend}{}",
         handle.local_addr(),
-        _admin
+        admin_server
             .as_ref()
             .map(|a| format!(
                 ", admin API on {}://{}",
