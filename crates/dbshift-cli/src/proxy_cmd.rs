@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use dbshift_provider::local::proxy::ProxyOptions;
 use dbshift_provider::Fleet;
-use dbshift_proxy::{AuthSource, Backend, ClientTls, ProxyConfig};
+use dbshift_proxy::{AdminTls, AuthSource, Backend, ClientTls, ProxyConfig};
 
 use crate::output::{print_json, Table};
 use crate::provider_cmd::Ctx;
@@ -22,7 +22,7 @@ const TOKEN_ENV: &str = "DBSHIFT_PROXY_TOKEN";
 pub struct ProxyArgs {
     /// A proxy option file written by `dbshift lab proxy up` (cluster, addresses, token file,
     /// TLS files); instead of the flags below.
-    #[arg(long, conflicts_with_all = ["listen", "target", "admin", "token_file", "tls_cert"])]
+    #[arg(long, conflicts_with_all = ["listen", "target", "admin", "token_file", "tls_cert", "admin_tls_cert"])]
     pub defaults_file: Option<PathBuf>,
     /// Where clients connect, e.g. 127.0.0.1:3307.
     #[arg(long, required_unless_present = "defaults_file")]
@@ -31,9 +31,17 @@ pub struct ProxyArgs {
     /// `--provider`: a fleet file's, an AWS cluster or instance).
     #[arg(long, required_unless_present = "defaults_file")]
     pub target: Option<String>,
-    /// The admin API (loopback only), e.g. 127.0.0.1:3308; needs a token.
+    /// The admin API, e.g. 127.0.0.1:3308; needs a token. Plain HTTP on a loopback address
+    /// only; any address with --admin-tls-cert and --admin-tls-key (HTTPS).
     #[arg(long)]
     pub admin: Option<SocketAddr>,
+    /// HTTPS for the admin API: its certificate (PEM), naming the host or address callers
+    /// reach it by; they verify it against its CA (a fleet file's `admin_ca`).
+    #[arg(long, requires_all = ["admin", "admin_tls_key"])]
+    pub admin_tls_cert: Option<PathBuf>,
+    /// HTTPS for the admin API: its key (PEM).
+    #[arg(long, requires_all = ["admin", "admin_tls_cert"])]
+    pub admin_tls_key: Option<PathBuf>,
     /// A file holding the admin API's bearer token (else DBSHIFT_PROXY_TOKEN).
     #[arg(long, requires = "admin")]
     pub token_file: Option<PathBuf>,
@@ -124,20 +132,39 @@ pub async fn run(args: ProxyArgs, ctx: &Ctx) -> anyhow::Result<()> {
                 .map(|(cert, key)| ClientTls { cert, key }),
         ),
     };
+    // The lab's proxies keep plain HTTP on loopback.
+    let admin_tls = match &args.defaults_file {
+        Some(_) => None,
+        None => args
+            .admin_tls_cert
+            .clone()
+            .zip(args.admin_tls_key.clone())
+            .map(|(cert, key)| AdminTls { cert, key }),
+    };
     // Bad input is refused before anything starts.
-    if let Some(a) = admin.filter(|a| !a.ip().is_loopback()) {
-        return Err(Exit::new(
-            2,
-            format!("--admin {a}: the admin API listens on loopback only"),
-        )
-        .into());
+    if let Some(a) = admin {
+        dbshift_proxy::admin::check_admin_listen(a, admin_tls.is_some())
+            .map_err(|e| Exit::new(2, format!("--admin {a}: {e}")))?;
     }
     let token = match admin {
         Some(_) => Some(read_token(token_file.as_deref())?),
         None => None,
     };
-    if token.as_ref().is_some_and(|t| t.len() < 16) {
-        return Err(Exit::new(2, "the admin token must be at least 16 characters").into());
+    if let Some(t) = &token {
+        dbshift_proxy::admin::check_admin_token(t).map_err(|e| Exit::new(2, e.to_string()))?;
+    }
+    if let Some(t) = &admin_tls {
+        dbshift_proxy::backend::server_tls_config(&t.cert, &t.key).map_err(|e| {
+            Exit::new(
+                2,
+                format!(
+                    "--admin-tls-cert {} --admin-tls-key {}: {e} (PEM files: the admin API's \
+                     certificate chain and its private key)",
+                    t.cert.display(),
+                    t.key.display()
+                ),
+            )
+        })?;
     }
     // The backend and the users: the lab's own for a lab proxy option file, else the
     // provider's (the lab of --dir, a fleet file's cluster, AWS).
@@ -176,8 +203,13 @@ pub async fn run(args: ProxyArgs, ctx: &Ctx) -> anyhow::Result<()> {
     let handle = dbshift_proxy::start(cfg)
         .await
         .with_context(|| format!("starting the proxy of {cluster} on {listen}"))?;
-    let _admin = match (admin, token) {
-        (Some(addr), Some(token)) => Some(
+    let admin_server = match (admin, token, &admin_tls) {
+        (Some(addr), Some(token), Some(tls)) => Some(
+            dbshift_proxy::serve_admin_tls(handle.clone(), addr, token, tls)
+                .await
+                .with_context(|| format!("starting the admin API on {addr} (TLS)"))?,
+        ),
+        (Some(addr), Some(token), None) => Some(
             dbshift_proxy::serve_admin(handle.clone(), addr, token)
                 .await
                 .with_context(|| format!("starting the admin API on {addr}"))?,
@@ -187,8 +219,13 @@ pub async fn run(args: ProxyArgs, ctx: &Ctx) -> anyhow::Result<()> {
     eprintln!(
         "dbshift proxy for {cluster}: clients on {}, backend {backend}{}",
         handle.local_addr(),
-        admin
-            .map(|a| format!(", admin API on {a}"))
+        admin_server
+            .as_ref()
+            .map(|a| format!(
+                ", admin API on {}://{}",
+                if a.is_tls() { "https" } else { "http" },
+                a.local_addr()
+            ))
             .unwrap_or_default()
     );
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

@@ -3,7 +3,11 @@
 //! self-managed --fleet FILE proxy --target main` runs in front of it as the clients'
 //! endpoint. A client session through the proxy, holding a user variable, lives through a
 //! switchover there and back: no error, its variable kept, its writes landing on the new
-//! writer each time. A proxy for an unknown cluster is refused before anything starts.
+//! writer each time. The proxy's admin API is served over HTTPS (`--admin-tls-cert`,
+//! `--admin-tls-key`: a certificate the lab's CA issued for 127.0.0.1) and the switchover
+//! verifies it against the fleet file's `admin_ca`. A proxy for an unknown cluster, an admin
+//! API on a non-loopback address without TLS, and an admin certificate that does not load
+//! are refused before anything starts.
 //!
 //! Run: `cargo test -p dbshift-cli --test self_managed_proxy` (needs MariaDB).
 #![cfg(feature = "self-managed")]
@@ -102,11 +106,12 @@ async fn a_session_through_the_proxy_lives_through_switchovers_of_a_fleet_file_c
              [tls]\nca_file = {:?}\n\
              [[cluster]]\nname = \"main\"\nseeds = [\"127.0.0.1:{}\"]\nredirect = \"proxy\"\n\
              [[cluster.proxy]]\nlisten = \"127.0.0.1:{listen}\"\nadmin = \"127.0.0.1:{admin}\"\n\
-             token_env = \"DBSHIFT_TEST_PROXY_TOKEN\"\n",
+             token_env = \"DBSHIFT_TEST_PROXY_TOKEN\"\nadmin_ca = {:?}\n",
             st.users.admin.user,
             st.users.replication.user,
             lab.lab().ca_bundle().display().to_string(),
             replica.port,
+            lab.lab().ca_bundle().display().to_string(),
         ),
     )
     .unwrap();
@@ -133,6 +138,55 @@ async fn a_session_through_the_proxy_lives_through_switchovers_of_a_fleet_file_c
         text(&o)
     );
 
+    // Bad input: an admin API on a non-loopback address in plain HTTP, refused with what to
+    // add before anything listens.
+    let o = run(
+        dir,
+        &fleet,
+        &pw,
+        &[
+            "proxy",
+            "--target",
+            "main",
+            "--listen",
+            &format!("127.0.0.1:{listen}"),
+            "--admin",
+            &format!("0.0.0.0:{admin}"),
+        ],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("--admin-tls-cert"),
+        "says what to add: {}",
+        text(&o)
+    );
+
+    // A certificate that does not load: refused before anything listens.
+    let o = run(
+        dir,
+        &fleet,
+        &pw,
+        &[
+            "proxy",
+            "--target",
+            "main",
+            "--listen",
+            &format!("127.0.0.1:{listen}"),
+            "--admin",
+            &format!("127.0.0.1:{admin}"),
+            "--admin-tls-cert",
+            "missing-cert.pem",
+            "--admin-tls-key",
+            "missing-key.pem",
+        ],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("missing-cert.pem"), "{}", text(&o));
+
+    // The admin API's certificate: one the lab's CA issued for 127.0.0.1 (a server's).
+    let admin_tls = lab.lab().paths(&cluster.writer).tls();
     let _proxy = Running(
         cmd(
             dir,
@@ -146,6 +200,10 @@ async fn a_session_through_the_proxy_lives_through_switchovers_of_a_fleet_file_c
                 &format!("127.0.0.1:{listen}"),
                 "--admin",
                 &format!("127.0.0.1:{admin}"),
+                "--admin-tls-cert",
+                admin_tls.join("server.pem").to_str().unwrap(),
+                "--admin-tls-key",
+                admin_tls.join("server.key").to_str().unwrap(),
             ],
         )
         .stdout(std::process::Stdio::null())

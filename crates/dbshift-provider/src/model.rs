@@ -13,6 +13,18 @@ pub struct Endpoint {
     pub port: u16,
 }
 
+impl Endpoint {
+    /// Whether it names this machine only: a loopback IP address or `localhost`. A host name
+    /// is not resolved: any other name counts as another machine.
+    pub fn is_loopback(&self) -> bool {
+        let host = self.host.trim_start_matches('[').trim_end_matches(']');
+        host.eq_ignore_ascii_case("localhost")
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    }
+}
+
 impl std::fmt::Display for Endpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}:{}", self.host, self.port)
@@ -156,18 +168,30 @@ pub struct ProxyEndpoint {
     pub cluster: String,
     /// Where clients connect.
     pub listen: Endpoint,
-    /// The admin API (loopback).
+    /// The admin API: plain HTTP on a loopback address, or HTTPS (any address) when
+    /// `admin_ca` is given.
     pub admin: Endpoint,
     /// The admin API's bearer token.
     pub token: String,
+    /// The CA (PEM) the admin API's certificate is verified against, its name included:
+    /// HTTPS when set, plain HTTP (loopback only) when not. Absent from records written
+    /// before it existed: they read as `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_ca: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for ProxyEndpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "ProxyEndpoint({} listen {} admin {}, token ***)",
-            self.cluster, self.listen, self.admin
+            "ProxyEndpoint({} listen {} admin {}{}, token ***)",
+            self.cluster,
+            self.listen,
+            self.admin,
+            match &self.admin_ca {
+                Some(ca) => format!(" (TLS, CA {})", ca.display()),
+                None => String::new(),
+            }
         )
     }
 }
@@ -265,4 +289,52 @@ pub struct GreenSpec {
     pub encrypt: bool,
     /// Another server binary for green.
     pub engine_binary: Option<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_proxy_endpoint_stored_before_admin_ca_still_reads() {
+        let old = r#"{"cluster":"lab-1","listen":{"host":"127.0.0.1","port":3307},
+            "admin":{"host":"127.0.0.1","port":3308},"token":"t"}"#;
+        let p: ProxyEndpoint = serde_json::from_str(old).unwrap();
+        assert_eq!(p.admin_ca, None);
+        assert!(!serde_json::to_string(&p).unwrap().contains("admin_ca"));
+        let tls = ProxyEndpoint {
+            admin_ca: Some("/etc/dbshift/proxy-ca.pem".into()),
+            ..p
+        };
+        let back: ProxyEndpoint =
+            serde_json::from_str(&serde_json::to_string(&tls).unwrap()).unwrap();
+        assert_eq!(back.admin_ca, tls.admin_ca);
+    }
+
+    #[test]
+    fn loopback_endpoints() {
+        let ep = |h: &str| Endpoint {
+            host: h.into(),
+            port: 1,
+        };
+        for h in [
+            "127.0.0.1",
+            "127.1.2.3",
+            "::1",
+            "[::1]",
+            "localhost",
+            "LOCALHOST",
+        ] {
+            assert!(ep(h).is_loopback(), "{h}");
+        }
+        for h in [
+            "10.0.0.5",
+            "0.0.0.0",
+            "::",
+            "proxy.internal",
+            "localhost.example",
+        ] {
+            assert!(!ep(h).is_loopback(), "{h}");
+        }
+    }
 }

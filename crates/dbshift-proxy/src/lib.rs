@@ -10,7 +10,8 @@
 //! statements, and a glance at statement text for what the server does not report).
 //!
 //! [`ProxyHandle::pause`], [`ProxyHandle::switch`] and [`ProxyHandle::resume`] are the
-//! switchover's hooks; [`serve_admin`] exposes them over loopback HTTP with a token. The proxy
+//! switchover's hooks; [`serve_admin`] exposes them over loopback HTTP with a token,
+//! [`serve_admin_tls`] over HTTPS on any address. The proxy
 //! must never answer a held command with an error, never drop a session it could move, and
 //! never log a password, a password hash or the SHA1 of a password. See docs/proxy.md.
 
@@ -30,7 +31,7 @@ pub mod sql;
 pub mod tracking;
 mod wire;
 
-pub use admin::serve_admin;
+pub use admin::{serve_admin, serve_admin_tls, AdminServer, AdminTls};
 pub use auth::AuthSource;
 pub use backend::Backend;
 pub use config::{ClientTls, ProxyConfig};

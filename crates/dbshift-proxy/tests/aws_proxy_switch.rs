@@ -74,6 +74,7 @@ async fn switchover_and_rollback_through_the_proxy_move_no_name() {
                 port: admin.local_addr().port(),
             },
             token,
+            admin_ca: None,
         }],
     );
     let p: Arc<dyn Provider> = Arc::new(

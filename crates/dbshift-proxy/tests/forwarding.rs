@@ -504,3 +504,153 @@ async fn stored_hashes_are_cached_and_a_changed_password_is_read_again() {
     admin.close().await;
     proxy.shutdown().await;
 }
+
+/// A CA and an admin API certificate it issued for 127.0.0.1 and localhost, PEM files in
+/// `dir`: (ca.pem, cert.pem, key.pem); and a second, unrelated CA (other-ca.pem).
+fn admin_tls_files(dir: &std::path::Path) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca = |name: &str| {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p.distinguished_name
+            .push(rcgen::DnType::CommonName, name.to_string());
+        let cert = p.self_signed(&key).unwrap();
+        (p, key, cert)
+    };
+    let (ca_params, ca_key, ca_cert) = ca("admin test CA");
+    let (_, _, other) = ca("another CA");
+    let issuer = Issuer::from_params(&ca_params, &ca_key);
+    let key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    std::fs::write(dir.join("ca.pem"), ca_cert.pem()).unwrap();
+    std::fs::write(dir.join("other-ca.pem"), other.pem()).unwrap();
+    std::fs::write(dir.join("cert.pem"), leaf.pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
+}
+
+/// The admin API over TLS (on 127.0.0.1: this machine has no other address; TLS is what lets
+/// it listen elsewhere): a caller with the CA that issued its certificate drives it, one
+/// with another CA is refused by the handshake, plain HTTP gets no answer, the token is
+/// still required.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_api_over_tls_verifies_against_the_ca_and_requires_the_token() {
+    use dbshift_ops::proxy_admin::{ProxyAdmin, ProxyAdminError};
+    let lab = lab().await;
+    let proxy = start_proxy(lab).await;
+    let dir = std::env::temp_dir().join(format!("dbshift-admin-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    admin_tls_files(&dir);
+    let tls = dbshift_proxy::AdminTls {
+        cert: dir.join("cert.pem"),
+        key: dir.join("key.pem"),
+    };
+    let token = "0123456789abcdef-token".to_string();
+    let e = dbshift_proxy::serve_admin_tls(
+        proxy.clone(),
+        "127.0.0.1:0".parse().unwrap(),
+        "short".into(),
+        &tls,
+    )
+    .await
+    .err()
+    .expect("a short token is refused");
+    assert!(e.to_string().contains("at least 16"), "{e}");
+    let bad = dbshift_proxy::AdminTls {
+        cert: dir.join("missing.pem"),
+        key: dir.join("key.pem"),
+    };
+    let e = dbshift_proxy::serve_admin_tls(
+        proxy.clone(),
+        "127.0.0.1:0".parse().unwrap(),
+        token.clone(),
+        &bad,
+    )
+    .await
+    .err()
+    .expect("a missing certificate is refused");
+    assert!(e.to_string().contains("missing.pem"), "{e}");
+
+    let admin = dbshift_proxy::serve_admin_tls(
+        proxy.clone(),
+        "127.0.0.1:0".parse().unwrap(),
+        token.clone(),
+        &tls,
+    )
+    .await
+    .unwrap();
+    assert!(admin.is_tls());
+    let port = admin.local_addr().port();
+    let t = Duration::from_secs(10);
+
+    // With the CA: the routes work, by IP address and by name.
+    for host in ["127.0.0.1", "localhost"] {
+        let a = ProxyAdmin::with_ca(host, port, &dir.join("ca.pem"), token.clone(), t).unwrap();
+        let st = a.status().await.unwrap();
+        assert_eq!(st["paused"], false, "{st}");
+    }
+    let endpoint = dbshift_provider::ProxyEndpoint {
+        cluster: "lab-1".into(),
+        listen: dbshift_provider::Endpoint {
+            host: "127.0.0.1".into(),
+            port: proxy.local_addr().port(),
+        },
+        admin: dbshift_provider::Endpoint {
+            host: "127.0.0.1".into(),
+            port,
+        },
+        token: token.clone(),
+        admin_ca: Some(dir.join("ca.pem")),
+    };
+    let a = ProxyAdmin::of(&endpoint, t).unwrap();
+    assert!(a.is_tls());
+    let paused = a.pause(Duration::from_millis(500)).await.unwrap();
+    assert!(proxy.status().paused, "{paused}");
+    let sw = a.switch("127.0.0.1", writer_port(lab)).await.unwrap();
+    assert!(sw.is_object(), "{sw}");
+    a.resume().await.unwrap();
+    assert!(!proxy.status().paused);
+
+    // Another CA: the handshake fails, nothing is asked.
+    let other = ProxyAdmin::with_ca(
+        "127.0.0.1",
+        port,
+        &dir.join("other-ca.pem"),
+        token.clone(),
+        t,
+    )
+    .unwrap();
+    let e = other
+        .pause(Duration::from_millis(500))
+        .await
+        .expect_err("a certificate from another CA is refused");
+    assert!(matches!(e, ProxyAdminError::Io { .. }), "{e}");
+    assert!(e.to_string().to_lowercase().contains("certificate"), "{e}");
+    assert!(!proxy.status().paused, "a refused caller changed nothing");
+
+    // The right CA, the wrong token: 401.
+    let wrong = ProxyAdmin::with_ca(
+        "127.0.0.1",
+        port,
+        &dir.join("ca.pem"),
+        "wrong-token-0000000".into(),
+        t,
+    )
+    .unwrap();
+    match wrong.pause(Duration::from_millis(500)).await {
+        Err(ProxyAdminError::Status { status: 401, .. }) => {}
+        other => panic!("expected 401, got {other:?}"),
+    }
+    assert!(!proxy.status().paused);
+
+    // Plain HTTP to the TLS port: no HTTP answer.
+    let plain = ProxyAdmin::new(admin.local_addr(), token.clone(), Duration::from_secs(3));
+    assert!(plain.status().await.is_err());
+
+    admin.stop();
+    proxy.shutdown().await;
+    std::fs::remove_dir_all(&dir).unwrap();
+}

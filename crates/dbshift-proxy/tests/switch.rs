@@ -100,6 +100,7 @@ async fn fifty_sessions_survive_a_bluegreen_switchover_and_rollback_with_their_s
                 port: admin.local_addr().port(),
             },
             token: token.clone(),
+            admin_ca: None,
         });
         proxies.push((proxy, admin));
     }

@@ -38,7 +38,7 @@ use crate::{Error, Result};
 use certs::{ApiCertificates, CertificateSource, StaticCertificates};
 
 pub use green::{parse_recovery_position, resume_position, start_green_replication, GreenBuilt};
-pub use options::{parse_endpoint_map, parse_proxy_map, AwsOptions};
+pub use options::{parse_endpoint_map, parse_proxy_map, set_proxy_admin_ca, AwsOptions};
 
 /// Tag keys the provider writes on what it builds.
 pub const TAG_DEPLOYMENT: &str = "dbshift:deployment";

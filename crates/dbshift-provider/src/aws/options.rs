@@ -2,7 +2,7 @@
 //! database credentials, endpoint and proxy maps). It never prints a password.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::model::{Credential, Credentials, Endpoint, ProxyEndpoint};
@@ -33,8 +33,25 @@ pub struct AwsOptions {
     /// Standalone instance name (what clients use) -> the dbshift proxies in front of it
     /// (`DBSHIFT_AWS_PROXY=NAME=LISTEN_HOST:PORT/ADMIN_HOST:PORT,...`, a name given again for
     /// each further proxy, the admin API's token in `DBSHIFT_PROXY_TOKEN`): a switchover then
-    /// holds clients there and switches them all.
+    /// holds clients there and switches them all. `DBSHIFT_AWS_PROXY_ADMIN_CA`: the CA (PEM)
+    /// of their admin APIs' certificates, for admin APIs served over TLS on another host.
     pub proxies: BTreeMap<String, Vec<ProxyEndpoint>>,
+}
+
+/// Give every proxy of `map` the admin API CA `ca` (`DBSHIFT_AWS_PROXY_ADMIN_CA`): HTTPS to
+/// their admin APIs, verified against it.
+pub fn set_proxy_admin_ca(map: &mut BTreeMap<String, Vec<ProxyEndpoint>>, ca: &Path) -> Result<()> {
+    if !ca.is_file() {
+        return Err(Error::BadInput(format!(
+            "DBSHIFT_AWS_PROXY_ADMIN_CA: {} is not a readable file (the PEM certificate of the \
+             CA that issued the proxies' admin API certificates)",
+            ca.display()
+        )));
+    }
+    for p in map.values_mut().flatten() {
+        p.admin_ca = Some(ca.to_path_buf());
+    }
+    Ok(())
 }
 
 /// `NAME=LISTEN_HOST:PORT/ADMIN_HOST:PORT,...` with the admin API's `token`; a name given
@@ -63,6 +80,7 @@ pub fn parse_proxy_map(text: &str, token: &str) -> Result<BTreeMap<String, Vec<P
                 listen: ep(listen)?,
                 admin: ep(admin)?,
                 token: token.to_string(),
+                admin_ca: None,
             });
     }
     Ok(out)
@@ -164,7 +182,11 @@ impl AwsOptions {
                                 .into(),
                         )
                     })?;
-                    parse_proxy_map(&text, &token)?
+                    let mut map = parse_proxy_map(&text, &token)?;
+                    if let Some(ca) = env("DBSHIFT_AWS_PROXY_ADMIN_CA") {
+                        set_proxy_admin_ca(&mut map, Path::new(&ca))?;
+                    }
+                    map
                 }
             },
         })
@@ -200,5 +222,24 @@ mod tests {
         assert_eq!(two["orders"][1].admin.port, 7071);
         assert!(parse_proxy_map("orders=10.0.0.5:3306", "t").is_err());
         assert!(parse_proxy_map("orders=h:x/h:1", "t").is_err());
+        assert_eq!(two["orders"][0].admin_ca, None);
+    }
+
+    #[test]
+    fn proxy_admin_ca() {
+        let mut m = parse_proxy_map(
+            "orders=10.0.0.5:3306/10.0.0.5:7070, orders=10.0.0.6:3306/10.0.0.6:7070",
+            "t",
+        )
+        .unwrap();
+        let e = set_proxy_admin_ca(&mut m, Path::new("/nonexistent/ca.pem"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("/nonexistent/ca.pem"), "{e}");
+        let ca = std::env::current_exe().unwrap();
+        set_proxy_admin_ca(&mut m, &ca).unwrap();
+        assert!(m["orders"]
+            .iter()
+            .all(|p| p.admin_ca.as_deref() == Some(&*ca)));
     }
 }

@@ -140,6 +140,7 @@ impl Lab {
             listen: endpoint(rec.port),
             admin: endpoint(rec.admin_port),
             token,
+            admin_ca: None,
         })
     }
 

@@ -138,6 +138,8 @@ struct RawProxy {
     listen: String,
     admin: String,
     token_env: String,
+    /// The CA (PEM) of the admin API's certificate: HTTPS to it.
+    admin_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -221,14 +223,22 @@ pub struct ProxySpec {
     pub listen: Endpoint,
     pub admin: Endpoint,
     pub token: String,
+    /// The CA the admin API's certificate is verified against (resolved against the fleet
+    /// file's directory): HTTPS. `None`: plain HTTP, on a loopback address only.
+    pub admin_ca: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for ProxySpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "ProxySpec(listen {} admin {}, token ***)",
-            self.listen, self.admin
+            "ProxySpec(listen {} admin {}{}, token ***)",
+            self.listen,
+            self.admin,
+            match &self.admin_ca {
+                Some(ca) => format!(" (TLS, CA {})", ca.display()),
+                None => String::new(),
+            }
         )
     }
 }
@@ -398,10 +408,36 @@ impl FleetFile {
                         p.token_env
                     ))
                 })?;
+                let admin = ep(&p.admin, "admin")?;
+                let admin_ca = match &p.admin_ca {
+                    Some(ca) => {
+                        let ca = base.join(ca);
+                        if !ca.is_file() {
+                            return Err(bad(format!(
+                                "{at}: proxy admin_ca {} is not a readable file (the PEM \
+                                 certificate of the CA that issued the admin API's certificate)",
+                                ca.display()
+                            )));
+                        }
+                        Some(ca)
+                    }
+                    None if !admin.is_loopback() => {
+                        return Err(bad(format!(
+                            "{at}: proxy admin {:?} is not a loopback address: the admin API \
+                             is reached there over TLS only. Start that proxy with \
+                             --admin-tls-cert and --admin-tls-key and add `admin_ca = \
+                             \"/path/ca.pem\"` (the CA that issued its certificate) to this \
+                             [[cluster.proxy]], or give a loopback admin address",
+                            p.admin
+                        )))
+                    }
+                    None => None,
+                };
                 proxies.push(ProxySpec {
                     listen: ep(&p.listen, "listen")?,
-                    admin: ep(&p.admin, "admin")?,
+                    admin,
                     token,
+                    admin_ca,
                 });
             }
             let haproxy = match &c.haproxy {
@@ -934,6 +970,46 @@ endpoint = "[fd00::2]:3307"
         assert_eq!(c.seeds.len(), 2);
         assert_eq!(c.id_of(&parse_endpoint("fd00::2:3307").unwrap()), "db2");
         assert_eq!(c.proxies[0].token, "tok");
+        assert_eq!(c.proxies[0].admin_ca, None);
+    }
+
+    #[test]
+    fn a_proxy_admin_api_off_loopback_needs_its_ca() {
+        let dir = std::env::temp_dir().join(format!("dbshift-fleet-proxy-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("admin-ca.pem"), "PEM").unwrap();
+        let with = |proxy: &str| {
+            let text = format!(
+                "{MINIMAL}redirect = \"proxy\"\n[[cluster.proxy]]\nlisten = \"10.0.0.9:3306\"\n\
+                 token_env = \"TOKEN\"\n{proxy}"
+            );
+            FleetFile::parse(&text, Path::new("fleet.toml"), &dir, &env)
+        };
+        let f = with("admin = \"10.0.0.9:3308\"\nadmin_ca = \"admin-ca.pem\"\n").unwrap();
+        assert_eq!(
+            f.clusters[0].proxies[0].admin_ca,
+            Some(dir.join("admin-ca.pem"))
+        );
+        for loopback in ["127.0.0.1:3308", "localhost:3308", "[::1]:3308"] {
+            let f = with(&format!("admin = {loopback:?}\n")).unwrap();
+            assert_eq!(f.clusters[0].proxies[0].admin_ca, None, "{loopback}");
+        }
+        for far in ["10.0.0.9:3308", "proxy-1.internal:3308"] {
+            let e = with(&format!("admin = {far:?}\n")).unwrap_err().to_string();
+            assert!(e.contains("not a loopback address"), "{e}");
+            assert!(
+                e.contains("admin_ca") && e.contains("--admin-tls-cert"),
+                "{e}"
+            );
+        }
+        let e = with("admin = \"10.0.0.9:3308\"\nadmin_ca = \"missing.pem\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("missing.pem") && e.contains("not a readable file"),
+            "{e}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

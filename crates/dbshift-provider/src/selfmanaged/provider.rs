@@ -330,6 +330,7 @@ impl Fleet for SelfManaged {
                 listen: p.listen.clone(),
                 admin: p.admin.clone(),
                 token: p.token.clone(),
+                admin_ca: p.admin_ca.clone(),
             })
             .collect())
     }
