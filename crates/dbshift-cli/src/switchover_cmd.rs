@@ -457,7 +457,9 @@ pub async fn runs(output: OutputArgs, ctx: &Ctx) -> anyhow::Result<()> {
     match output.output {
         Format::Json => print_json(&runs)?,
         Format::Table => {
-            let mut t = Table::new(&["RUN", "KIND", "TARGET", "STATUS", "STARTED", "MESSAGE"]);
+            let mut t = Table::new(&[
+                "RUN", "KIND", "TARGET", "STATUS", "STARTED", "BY", "MESSAGE",
+            ]);
             for r in &runs {
                 t.row(vec![
                     r.id.clone(),
@@ -465,6 +467,10 @@ pub async fn runs(output: OutputArgs, ctx: &Ctx) -> anyhow::Result<()> {
                     r.target.clone(),
                     r.status.to_string(),
                     r.created_at.clone(),
+                    r.started_by
+                        .as_ref()
+                        .map(|b| format!("{}@{}", b.user, b.host))
+                        .unwrap_or_else(|| "-".into()),
                     r.message.clone().unwrap_or_default(),
                 ]);
             }

@@ -167,4 +167,18 @@ async fn each_cluster_is_reached_with_its_own_users() {
     }
     let o = run(dir, &fleet, &env, &["check", "one"]).await;
     assert!(o.status.success(), "check one: {}", text(&o));
+    // Each run says who started it.
+    let runs = json(&run(dir, &fleet, &env, &["runs", "-o", "json"]).await);
+    let runs = runs.as_array().unwrap();
+    assert_eq!(runs.len(), 2, "{runs:#?}");
+    for r in runs {
+        let by = &r["started_by"];
+        assert!(
+            by["pid"].as_u64().is_some_and(|p| p > 0)
+                && by["version"] == env!("CARGO_PKG_VERSION")
+                && by["host"].as_str().is_some_and(|h| !h.is_empty())
+                && by["user"].as_str().is_some_and(|u| !u.is_empty()),
+            "{r:#}"
+        );
+    }
 }

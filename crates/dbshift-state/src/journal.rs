@@ -94,6 +94,43 @@ pub struct StepRecord {
     pub detail: serde_json::Value,
 }
 
+/// Who started a run: the operator's user, the host, the process and dbshift's version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct StartedBy {
+    pub user: String,
+    pub host: String,
+    pub pid: u32,
+    pub version: String,
+}
+
+impl StartedBy {
+    /// This process.
+    pub fn this_process() -> StartedBy {
+        let user = std::env::var("USER")
+            .or_else(|_| std::env::var("LOGNAME"))
+            .ok()
+            .filter(|u| !u.is_empty())
+            // SAFETY: getuid(2) cannot fail and touches no memory.
+            .unwrap_or_else(|| format!("uid {}", unsafe { libc::getuid() }));
+        StartedBy {
+            user,
+            host: crate::lock::hostname(),
+            pid: std::process::id(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        }
+    }
+}
+
+impl std::fmt::Display for StartedBy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}@{} (pid {}, dbshift {})",
+            self.user, self.host, self.pid, self.version
+        )
+    }
+}
+
 /// One run.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunRecord {
@@ -106,6 +143,8 @@ pub struct RunRecord {
     /// The fleet (lab, AWS account and region) the run acts on: a run can be resumed only
     /// against the fleet it was started on. `None` for runs journaled before fleets were.
     pub fleet: Option<String>,
+    /// Who started the run. `None` for runs journaled before this was recorded.
+    pub started_by: Option<StartedBy>,
     pub created_at: String,
     pub updated_at: String,
     /// Filled by [`Journal::run`], empty in [`Journal::runs`].
@@ -281,15 +320,19 @@ impl Journal {
                 .await
                 .map_err(self.err())?;
         }
-        let has_fleet = sqlx::query("SELECT 1 FROM pragma_table_info('runs') WHERE name = 'fleet'")
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(self.err())?
-            .is_some();
-        if !has_fleet {
-            // A journal of an older dbshift. Two commands opening it at once both add the
-            // column: the second finds it there, which is what it wanted.
-            if let Err(e) = sqlx::query("ALTER TABLE runs ADD COLUMN fleet TEXT")
+        // Columns a journal of an older dbshift lacks. Two commands opening it at once both
+        // add one: the second finds it there, which is what it wanted.
+        for column in ["fleet", "started_by"] {
+            let has = sqlx::query("SELECT 1 FROM pragma_table_info('runs') WHERE name = ?")
+                .bind(column)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(self.err())?
+                .is_some();
+            if has {
+                continue;
+            }
+            if let Err(e) = sqlx::query(&format!("ALTER TABLE runs ADD COLUMN {column} TEXT"))
                 .execute(&self.pool)
                 .await
             {
@@ -319,14 +362,15 @@ impl Journal {
         let id = format!("{kind}-{stamp}-{suffix}");
         let t = now();
         sqlx::query(
-            "INSERT INTO runs (id, kind, target, status, params, message, fleet, created_at, updated_at)
-             VALUES (?, ?, ?, 'running', ?, NULL, ?, ?, ?)",
+            "INSERT INTO runs (id, kind, target, status, params, message, fleet, started_by, created_at, updated_at)
+             VALUES (?, ?, ?, 'running', ?, NULL, ?, ?, ?, ?)",
         )
         .bind(&id)
         .bind(kind)
         .bind(target)
         .bind(params.to_string())
         .bind(&self.fleet)
+        .bind(serde_json::to_string(&StartedBy::this_process()).expect("it serializes"))
         .bind(&t)
         .bind(&t)
         .execute(&self.pool)
@@ -410,6 +454,11 @@ impl Journal {
             params: serde_json::from_str(&params).unwrap_or(serde_json::Value::Null),
             message: row.get("message"),
             fleet: row.try_get("fleet").ok().flatten(),
+            started_by: row
+                .try_get::<Option<String>, _>("started_by")
+                .ok()
+                .flatten()
+                .and_then(|t| serde_json::from_str(&t).ok()),
             created_at: row.get("created_at"),
             updated_at: row.get("updated_at"),
             steps: Vec::new(),
@@ -494,6 +543,13 @@ mod tests {
         let runs = j.runs().await.unwrap();
         assert_eq!(runs.len(), 1);
         assert_eq!(runs[0].status, RunStatus::Done);
+        let by = runs[0]
+            .started_by
+            .clone()
+            .expect("who started it is recorded");
+        assert_eq!(by.pid, std::process::id());
+        assert_eq!(by.version, env!("CARGO_PKG_VERSION"));
+        assert!(!by.user.is_empty() && !by.host.is_empty(), "{by:?}");
         assert!(matches!(
             j.run("nope").await,
             Err(JournalError::UnknownRun(_))

@@ -14,7 +14,7 @@ pub mod journal;
 pub mod lock;
 
 pub use etcd::{EtcdLocks, EtcdTarget};
-pub use journal::{Journal, JournalError, RunRecord, RunStatus, StepRecord};
+pub use journal::{Journal, JournalError, RunRecord, RunStatus, StartedBy, StepRecord};
 pub use lock::{ClusterLock, FileLocks, Holder, LockError, LockLease, LockStore, Locks};
 
 /// Where a command keeps its state: the value of `--state` (config key `state`,
