@@ -269,6 +269,16 @@ pub(crate) fn refusal(e: &dbshift_ops::Error) -> Option<Exit> {
     if let Some(m) = e.bad_input() {
         return Some(Exit::new(2, m));
     }
+    if let Some(l) = e.lock_lost() {
+        return Some(Exit::new(
+            3,
+            format!(
+                "{l}. Nothing was changed after the lock was lost, but the run is unfinished: \
+                 see where it stopped with `dbshift runs`, check the cluster with `dbshift \
+                 inventory`, and continue it with `dbshift resume RUN` once the store answers"
+            ),
+        ));
+    }
     e.lock_held().map(|l| Exit::new(1, l.to_string()))
 }
 

@@ -7,7 +7,9 @@
 //! A switchover held in its wait (`DBSHIFT_PAUSE_AT`) holds the cluster's lock in etcd; a
 //! second switchover from the other directory is refused at once with the holder (its pid and
 //! what it does), journals nothing and changes nothing; the first ends done and its lock is
-//! gone from etcd as it exits, so a switchover from the second directory then runs. A bad
+//! gone from etcd as it exits, so a switchover from the second directory then runs. A run
+//! whose lease runs out while it is held after its guards (every etcd member frozen) stops
+//! before its fence with exit 3, nothing changed. A bad
 //! `--state` is refused (exit 2) and an unreachable etcd too (exit 1), changing nothing.
 //!
 //! Needs MariaDB and etcd (`scripts/deps.sh`). Run:
@@ -214,6 +216,43 @@ async fn etcd_locks_refuse_a_second_switchover_from_another_directory() {
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(a.writer(), writer);
     assert_eq!(b.runs(), 1);
+
+    // A run that loses its lock: held after its guards while every etcd member is frozen
+    // for longer than the lease; it stops before its fence, exit 3 with what to do, nothing
+    // changed.
+    let paused = a.spawn(
+        &["switchover", "main", "--to", replicas[0], "--yes"],
+        &[("DBSHIFT_PAUSE_AT", "switchover:guards:end:9000")],
+    );
+    let since = Instant::now();
+    while lock_key().is_empty() {
+        assert!(
+            since.elapsed() < Duration::from_secs(30),
+            "the run took no lock"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for i in 0..3 {
+        etcd.pause(i);
+    }
+    std::thread::sleep(Duration::from_secs(7));
+    for i in 0..3 {
+        etcd.resume(i);
+    }
+    let lost = finish(paused, SWITCH_LIMIT, "the switchover that lost its lock");
+    assert_eq!(lost.status.code(), Some(3), "{}", text(&lost));
+    let err = String::from_utf8_lossy(&lost.stderr).to_string();
+    assert!(
+        err.contains("lock on main was lost") && err.contains("dbshift resume"),
+        "{}",
+        text(&lost)
+    );
+    assert_eq!(
+        a.writer(),
+        writer,
+        "nothing changed after the lock was lost"
+    );
+    etcd.wait_healthy(Duration::from_secs(30));
 
     // A bad --state: exit 2 before anything is opened.
     let bad = operator("bad", "etcd://nowhere");

@@ -162,10 +162,24 @@ impl Error {
     /// Another command holds a cluster this one needed, or the shared store of the locks
     /// could not be reached: refused, nothing was changed.
     pub fn lock_held(&self) -> Option<&crate::lock::LockError> {
-        use crate::failover::FailoverError as F;
         use crate::lock::LockError;
+        let lock = self.lock_error()?;
+        matches!(lock, LockError::Held { .. } | LockError::Unreachable { .. }).then_some(lock)
+    }
+
+    /// This run lost its lock while it ran (the store unreachable for longer than the lease,
+    /// the process paused): it stopped before its next change, and a human must look at where
+    /// it stopped.
+    pub fn lock_lost(&self) -> Option<&crate::lock::LockError> {
+        let lock = self.lock_error()?;
+        matches!(lock, crate::lock::LockError::Lost { .. }).then_some(lock)
+    }
+
+    /// The lock error, wherever the workflow's own error holds it.
+    fn lock_error(&self) -> Option<&crate::lock::LockError> {
+        use crate::failover::FailoverError as F;
         use crate::switchover::SwitchoverError as S;
-        let lock = match self {
+        Some(match self {
             Error::Lock(l)
             | Error::Switchover(S::Lock(l))
             | Error::Failover(F::Lock(l) | F::Switchover(S::Lock(l)))
@@ -173,8 +187,7 @@ impl Error {
             | Error::Rejoin(crate::rejoin::RejoinError::Lock(l))
             | Error::Rollout(crate::rollout::RolloutError::Lock(l)) => l,
             _ => return None,
-        };
-        matches!(lock, LockError::Held { .. } | LockError::Unreachable { .. }).then_some(lock)
+        })
     }
 }
 

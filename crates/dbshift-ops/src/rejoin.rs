@@ -143,6 +143,15 @@ pub async fn rejoin(
     result
 }
 
+/// The cluster's lock, taken for the whole rejoin, still held, or the rejoin stops before its
+/// next step.
+fn check_lock(journal: &Journal, cluster: &str) -> Result<(), RejoinError> {
+    if let Some(lock) = journal.locks().held(cluster) {
+        lock.check()?;
+    }
+    Ok(())
+}
+
 async fn rejoin_steps(
     provider: &dyn Provider,
     journal: &Journal,
@@ -157,6 +166,7 @@ async fn rejoin_steps(
     let mut steps = StepRunner::new(journal, run, Workflow::Rejoin, &Silent);
     let started = status == InstanceStatus::Stopped;
     if started {
+        check_lock(journal, &cluster)?;
         let begun = steps.begin("start").await?;
         provider.start_instance(instance, start_timeout).await?;
         steps
@@ -178,6 +188,7 @@ async fn rejoin_steps(
         s.set_read_only().await?;
     }
     s.semi_sync_follow_role(false).await?;
+    check_lock(journal, &cluster)?;
     let begun = steps.begin("compare").await?;
     let mine = s.history().await?;
     let theirs = w.history().await?;
@@ -212,6 +223,7 @@ async fn rejoin_steps(
             writer_binlog_state: theirs.to_string(),
         });
     }
+    check_lock(journal, &cluster)?;
     let begun = steps.begin("replicate").await?;
     let st = s.replication_status().await?;
     let already = st.configured

@@ -261,6 +261,10 @@ impl Rollout {
         // The rollout reports its steps through its own observer; the runner journals them.
         let mut steps = StepRunner::new(&self.journal, &state.run_id, Workflow::Rollout, &Silent)
             .counting(state.counts.clone());
+        // The cluster's lock still held, or the rollout stops before this instance changes.
+        if let Some(lock) = self.journal.locks().held(cluster) {
+            lock.check()?;
+        }
         let begun = steps.begin(&step.step_name()).await?;
         let result = match &step.action {
             Action::Switchover { to } => self
