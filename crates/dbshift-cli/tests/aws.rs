@@ -76,6 +76,27 @@ async fn cas_in_moto(m: &Moto) -> Vec<(String, String)> {
 async fn inventory_and_ca_rotation_on_the_moto_fleet() {
     let (m, dir) = fleet().await;
     let url = m.url();
+    // A PostgreSQL instance in the same account, in the rotation's filter: never dbshift's.
+    moto::sdk_client(&m.moto_url())
+        .await
+        .create_db_instance()
+        .db_instance_identifier("pg-1")
+        .engine("postgres")
+        .engine_version("16.3")
+        .db_instance_class("db.t3.medium")
+        .allocated_storage(20)
+        .master_username("admin")
+        .master_user_password("not-a-secret-1")
+        .ca_certificate_identifier("rds-ca-2019")
+        .tags(
+            aws_sdk_rds::types::Tag::builder()
+                .key("env")
+                .value("prod")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
     let rows = json(&dbshift(dir.path(), &url, &["inventory", "-o", "json"]));
     let rows = rows.as_array().unwrap();
     assert_eq!(rows.len(), 50);
@@ -162,6 +183,10 @@ async fn inventory_and_ca_rotation_on_the_moto_fleet() {
         "only the filter's instances changed: {after:?}"
     );
     assert_eq!(m.calls("ModifyDBInstance") - modifies_before, 24);
+    assert!(
+        after.contains(&("pg-1".to_string(), "rds-ca-2019".to_string())),
+        "the PostgreSQL instance is left alone: {after:?}"
+    );
 
     // The same command again: everything in scope is done, nothing is modified.
     let before = m.calls("ModifyDBInstance");

@@ -43,15 +43,31 @@ impl AwsProvider {
             .to_string())
     }
 
+    /// Every MySQL-family instance of the account and region (all pages); the others
+    /// (PostgreSQL, Oracle, SQL Server, Db2) are not dbshift's and are left out, counted in
+    /// the log.
     pub(crate) async fn all_instances(&self) -> Result<Vec<DbInstance>> {
-        self.client
+        let all: Vec<DbInstance> = self
+            .client
             .describe_db_instances()
             .into_paginator()
             .items()
             .send()
             .try_collect()
             .await
-            .map_err(|e| platform("DescribeDBInstances", "", e))
+            .map_err(|e| platform("DescribeDBInstances", "", e))?;
+        let total = all.len();
+        let ours: Vec<DbInstance> = all
+            .into_iter()
+            .filter(|d| is_mysql_family(d.engine()))
+            .collect();
+        if ours.len() < total {
+            tracing::info!(
+                left_out = total - ours.len(),
+                "instances of other engines than MySQL, MariaDB and Aurora MySQL left out"
+            );
+        }
+        Ok(ours)
     }
 
     /// One instance by its identifier at AWS, whatever its tags say.
@@ -75,14 +91,22 @@ impl AwsProvider {
                     err
                 }
             })?;
-        out.db_instances()
+        let d = out
+            .db_instances()
             .first()
             .cloned()
             .ok_or_else(|| Error::Unknown {
                 kind: "instance",
                 name: id.to_string(),
                 known: "see `dbshift --provider aws inventory`".into(),
-            })
+            })?;
+        if !is_mysql_family(d.engine()) {
+            return Err(Error::BadInput(format!(
+                "{id} runs {}: dbshift acts on MySQL, MariaDB and Aurora MySQL only",
+                d.engine().unwrap_or("?")
+            )));
+        }
+        Ok(d)
     }
 
     pub(crate) async fn describe_db_cluster(&self, id: &str) -> Result<Option<DbCluster>> {
@@ -117,6 +141,10 @@ impl AwsProvider {
             .try_collect()
             .await
             .map_err(|e| platform("DescribeDBClusters", "", e))?;
+        let clusters = clusters
+            .into_iter()
+            .filter(|c: &DbCluster| is_mysql_family(c.engine()))
+            .collect();
         Ok((instances, clusters))
     }
 
@@ -245,6 +273,16 @@ impl AwsProvider {
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
         out
+    }
+}
+
+/// Whether an RDS engine name is MySQL's family, the engines dbshift acts on: `mysql`,
+/// `mariadb`, `aurora-mysql` and Aurora MySQL 1's `aurora`. An instance without an engine
+/// (never seen from RDS) is kept.
+pub(crate) fn is_mysql_family(engine: Option<&str>) -> bool {
+    match engine {
+        None => true,
+        Some(e) => matches!(e, "mysql" | "mariadb" | "aurora-mysql" | "aurora"),
     }
 }
 
