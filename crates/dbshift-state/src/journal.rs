@@ -197,15 +197,30 @@ impl Journal {
         if let Some(dir) = path.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
-        let j = Self::connect(path, |o| {
-            o.create_if_missing(true)
-                .journal_mode(SqliteJournalMode::Wal)
-                // Every record is on disk before the step it announces runs.
-                .synchronous(sqlx::sqlite::SqliteSynchronous::Full)
-        })
-        .await?;
-        j.migrate().await?;
-        Ok(j)
+        // Two commands opening a new journal at once (two terminals) can find it locked while
+        // the other one creates it (WAL set-up, the tables): tried again, briefly.
+        let mut attempt = 0;
+        loop {
+            let opened = async {
+                let j = Self::connect(path, |o| {
+                    o.create_if_missing(true)
+                        .journal_mode(SqliteJournalMode::Wal)
+                        // Every record is on disk before the step it announces runs.
+                        .synchronous(sqlx::sqlite::SqliteSynchronous::Full)
+                })
+                .await?;
+                j.migrate().await?;
+                Ok::<_, JournalError>(j)
+            }
+            .await;
+            match opened {
+                Err(e) if attempt < 20 && e.to_string().contains("database is locked") => {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(50 * attempt)).await;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Open an existing journal only to read it: no file is created or written, so that
@@ -309,7 +324,8 @@ impl Journal {
             "CREATE TABLE IF NOT EXISTS runs (
                 id TEXT PRIMARY KEY, kind TEXT NOT NULL, target TEXT NOT NULL,
                 status TEXT NOT NULL, params TEXT NOT NULL, message TEXT,
-                created_at TEXT NOT NULL, updated_at TEXT NOT NULL, fleet TEXT)",
+                created_at TEXT NOT NULL, updated_at TEXT NOT NULL, fleet TEXT,
+                started_by TEXT)",
             "CREATE TABLE IF NOT EXISTS steps (
                 run_id TEXT NOT NULL REFERENCES runs(id), seq INTEGER NOT NULL,
                 step TEXT NOT NULL, phase TEXT NOT NULL, at TEXT NOT NULL, detail TEXT NOT NULL,
