@@ -51,24 +51,9 @@ impl Fixture {
     }
 
     async fn run(&self, args: &[&str]) -> Output {
-        let mut all = vec![
-            "--provider".to_string(),
-            "self-managed".to_string(),
-            "--fleet".to_string(),
-            self.fleet.display().to_string(),
-        ];
-        all.extend(args.iter().map(|s| s.to_string()));
-        let (dir, env) = (self.dir.path().to_path_buf(), self.env());
-        tokio::task::spawn_blocking(move || {
-            let args: Vec<&str> = all.iter().map(String::as_str).collect();
-            let env: Vec<(&str, &str)> =
-                env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-            let mut c = common::command(&dir.join("state"), &args, &env);
-            c.current_dir(&dir);
-            c.output().expect("the dbshift binary runs")
-        })
-        .await
-        .unwrap()
+        let env = self.env();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        common::fleet_run(self.dir.path(), &self.fleet, &env, args).await
     }
 
     fn options(&self, i: usize) -> ConnectOptions {

@@ -95,22 +95,7 @@ impl Fixture {
     }
 
     async fn run(&self, dir: &Path, fleet: &Path, args: &[&str]) -> Output {
-        let mut all = vec![
-            "--provider".to_string(),
-            "self-managed".to_string(),
-            "--fleet".to_string(),
-            fleet.display().to_string(),
-        ];
-        all.extend(args.iter().map(|s| s.to_string()));
-        let (dir, pw) = (dir.to_path_buf(), self.admin_password.clone());
-        tokio::task::spawn_blocking(move || {
-            let args: Vec<&str> = all.iter().map(String::as_str).collect();
-            let mut c = common::command(&dir.join("state"), &args, &[(ADMIN_PW_VAR, &pw)]);
-            c.current_dir(&dir);
-            c.output().expect("the dbshift binary runs")
-        })
-        .await
-        .unwrap()
+        common::fleet_run(dir, fleet, &[(ADMIN_PW_VAR, &self.admin_password)], args).await
     }
 
     /// Instance id -> CA, from `inventory -o json`.

@@ -23,28 +23,8 @@ async fn run(
     env: &[(&str, String)],
     args: &[&str],
 ) -> Output {
-    let mut all = vec![
-        "--provider",
-        "self-managed",
-        "--fleet",
-        fleet.to_str().unwrap(),
-    ];
-    all.extend_from_slice(args);
-    let all: Vec<String> = all.into_iter().map(str::to_string).collect();
-    let env: Vec<(String, String)> = env
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.clone()))
-        .collect();
-    let dir = dir.to_path_buf();
-    tokio::task::spawn_blocking(move || {
-        let args: Vec<&str> = all.iter().map(String::as_str).collect();
-        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        let mut c = common::command(&dir.join("state"), &args, &env);
-        c.current_dir(&dir);
-        c.output().expect("the dbshift binary runs")
-    })
-    .await
-    .unwrap()
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    common::fleet_run(dir, fleet, &env, args).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

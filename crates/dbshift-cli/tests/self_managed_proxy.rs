@@ -45,25 +45,15 @@ fn env(pw: &str) -> Vec<(&'static str, String)> {
 }
 
 fn cmd(dir: &Path, fleet: &Path, pw: &str, args: &[&str]) -> std::process::Command {
-    let mut all = vec![
-        "--provider",
-        "self-managed",
-        "--fleet",
-        fleet.to_str().unwrap(),
-    ];
-    all.extend_from_slice(args);
     let env = env(pw);
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let mut c = common::command(&dir.join("state"), &all, &env);
-    c.current_dir(dir);
-    c
+    common::fleet_command(dir, fleet, &env, args)
 }
 
 async fn run(dir: &Path, fleet: &Path, pw: &str, args: &[&str]) -> Output {
-    let mut c = cmd(dir, fleet, pw, args);
-    tokio::task::spawn_blocking(move || c.output().expect("the dbshift binary runs"))
-        .await
-        .unwrap()
+    let env = env(pw);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    common::fleet_run(dir, fleet, &env, args).await
 }
 
 async fn server_id(s: &mut Server) -> String {

@@ -164,23 +164,8 @@ impl Lab {
 }
 
 async fn run(dir: &Path, fleet: &Path, env: &[(String, String)], args: &[&str]) -> Output {
-    let mut all = vec![
-        "--provider".to_string(),
-        "self-managed".to_string(),
-        "--fleet".to_string(),
-        fleet.display().to_string(),
-    ];
-    all.extend(args.iter().map(|s| s.to_string()));
-    let (dir, env) = (dir.to_path_buf(), env.to_vec());
-    tokio::task::spawn_blocking(move || {
-        let args: Vec<&str> = all.iter().map(String::as_str).collect();
-        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        let mut c = common::command(&dir.join("state"), &args, &env);
-        c.current_dir(&dir);
-        c.output().expect("the dbshift binary runs")
-    })
-    .await
-    .unwrap()
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    common::fleet_run(dir, fleet, &env, args).await
 }
 
 async fn switch(dir: &Path, fleet: &Path, lab: &Lab, to: &str) {

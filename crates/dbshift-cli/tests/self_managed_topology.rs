@@ -63,22 +63,7 @@ fn fleet_file(lab: &TestLab, dir: &Path, seed: &str, extra: &str, commands: &str
 /// `dbshift --provider self-managed --fleet FLEET ARGS` from `dir` (journal in `dir/state`),
 /// with the admin password `password`, off the async runtime.
 async fn run(dir: &Path, fleet: &Path, password: &str, args: &[&str]) -> Output {
-    let mut all = vec![
-        "--provider".to_string(),
-        "self-managed".to_string(),
-        "--fleet".to_string(),
-        fleet.display().to_string(),
-    ];
-    all.extend(args.iter().map(|s| s.to_string()));
-    let (dir, password) = (dir.to_path_buf(), password.to_string());
-    tokio::task::spawn_blocking(move || {
-        let args: Vec<&str> = all.iter().map(String::as_str).collect();
-        let mut c = common::command(&dir.join("state"), &args, &[(ADMIN_PW_VAR, &password)]);
-        c.current_dir(&dir);
-        c.output().expect("the dbshift binary runs")
-    })
-    .await
-    .unwrap()
+    common::fleet_run(dir, fleet, &[(ADMIN_PW_VAR, password)], args).await
 }
 
 /// Id -> (role, source) of every row of `inventory -o json`, and that no row has a problem.

@@ -36,16 +36,7 @@ impl Drop for Watcher {
 }
 
 fn cmd(dir: &Path, fleet: &Path, pw: &str, args: &[&str]) -> std::process::Command {
-    let mut all = vec![
-        "--provider",
-        "self-managed",
-        "--fleet",
-        fleet.to_str().unwrap(),
-    ];
-    all.extend_from_slice(args);
-    let mut c = common::command(&dir.join("state"), &all, &[(ADMIN_PW_VAR, pw)]);
-    c.current_dir(dir);
-    c
+    common::fleet_command(dir, fleet, &[(ADMIN_PW_VAR, pw)], args)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -183,24 +183,8 @@ fn bad(msg: impl Into<String>) -> RolloutError {
     RolloutError::BadInput(msg.into())
 }
 
-/// The certificates of a PEM text, as their base64 bodies without line breaks.
-pub fn pem_certificates(text: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur: Option<String> = None;
-    for line in text.lines() {
-        let line = line.trim();
-        if line == "-----BEGIN CERTIFICATE-----" {
-            cur = Some(String::new());
-        } else if line == "-----END CERTIFICATE-----" {
-            if let Some(c) = cur.take() {
-                out.push(c);
-            }
-        } else if let Some(c) = cur.as_mut() {
-            c.push_str(line);
-        }
-    }
-    out
-}
+/// The certificates of a PEM text (the provider's parser: one for the tree).
+pub use dbshift_provider::pem_certificates;
 
 /// Resolve the CA, the mode, the client bundles and the plan; changes nothing.
 pub async fn prepare(

@@ -24,6 +24,7 @@ pub mod selfmanaged;
 pub const DEFAULT_DIR: &str = ".dbshift/lab";
 
 pub use error::{Error, Result};
+pub use model::pem_certificates;
 pub use model::{
     CaApply, CertificateAuthority, Cluster, Credential, Credentials, Deployment, Endpoint,
     GreenSpec, Instance, InstanceStatus, ProxyEndpoint, Rename, Role, Side,

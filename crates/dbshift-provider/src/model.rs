@@ -291,6 +291,26 @@ pub struct GreenSpec {
     pub engine_binary: Option<PathBuf>,
 }
 
+/// The certificates of a PEM text, as their base64 bodies without line breaks: two files hold
+/// the same certificate when these are equal.
+pub fn pem_certificates(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur: Option<String> = None;
+    for line in text.lines() {
+        let line = line.trim();
+        if line == "-----BEGIN CERTIFICATE-----" {
+            cur = Some(String::new());
+        } else if line == "-----END CERTIFICATE-----" {
+            if let Some(c) = cur.take() {
+                out.push(c);
+            }
+        } else if let Some(c) = cur.as_mut() {
+            c.push_str(line);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

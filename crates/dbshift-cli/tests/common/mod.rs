@@ -125,3 +125,22 @@ pub fn lab_commands(lab: &dbshift_testkit::TestLab, dir: &Path) -> (PathBuf, Pat
     .unwrap();
     (stop, start)
 }
+
+/// `dbshift --provider self-managed --fleet FLEET ARGS` from `dir` (its own working directory,
+/// journal in `dir/state`) with `env` set, to run or to start.
+pub fn fleet_command(dir: &Path, fleet: &Path, env: &[(&str, &str)], args: &[&str]) -> Command {
+    let fleet = fleet.display().to_string();
+    let mut all = vec!["--provider", "self-managed", "--fleet", fleet.as_str()];
+    all.extend_from_slice(args);
+    let mut c = command(&dir.join("state"), &all, env);
+    c.current_dir(dir);
+    c
+}
+
+/// [`fleet_command`] run to its end, off the async runtime.
+pub async fn fleet_run(dir: &Path, fleet: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
+    let mut c = fleet_command(dir, fleet, env, args);
+    tokio::task::spawn_blocking(move || c.output().expect("the dbshift binary runs"))
+        .await
+        .expect("the command's thread ends")
+}

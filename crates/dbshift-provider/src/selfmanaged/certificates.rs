@@ -26,7 +26,7 @@ use super::discovery::{self, Member};
 use super::fleet_file::{CaSpec, ClusterSpec};
 use super::{commands, SelfManaged};
 use crate::error::{Error, Result};
-use crate::model::{CaApply, CertificateAuthority};
+use crate::model::{pem_certificates, CaApply, CertificateAuthority};
 use crate::provider::{Certificates, InstanceControl};
 
 /// What an instance presents when no `[[ca]]` verifies it (another CA, or no TLS), and when it
@@ -37,31 +37,11 @@ pub const UNREACHABLE_CA: &str = "?";
 /// How long one identifying handshake may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// The base64 bodies of the certificates of a PEM text (line breaks dropped): two files hold
-/// the same certificate when these are equal.
-pub fn pem_bodies(text: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur: Option<String> = None;
-    for line in text.lines() {
-        let line = line.trim();
-        if line == "-----BEGIN CERTIFICATE-----" {
-            cur = Some(String::new());
-        } else if line == "-----END CERTIFICATE-----" {
-            if let Some(c) = cur.take() {
-                out.push(c);
-            }
-        } else if let Some(c) = cur.as_mut() {
-            c.push_str(line);
-        }
-    }
-    out
-}
-
 /// The ids of `cas` whose certificate `text` (a PEM bundle) holds, in `cas`' order.
 pub fn cas_in(text: &str, cas: &[CaSpec]) -> Vec<String> {
-    let held = pem_bodies(text);
+    let held = pem_certificates(text);
     cas.iter()
-        .filter(|ca| pem_bodies(&ca.pem).iter().all(|b| held.contains(b)))
+        .filter(|ca| pem_certificates(&ca.pem).iter().all(|b| held.contains(b)))
         .map(|ca| ca.id.clone())
         .collect()
 }
